@@ -1,0 +1,64 @@
+"""Settings: the only place environment variables are read.
+
+``Settings.from_env()`` is called once, at start-up, by the CLI, the SDK or the
+server; everything below receives a ``Settings`` value and never reads
+``os.environ`` itself.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Settings"]
+
+
+def _default_home(cwd: Path, env: Mapping[str, str]) -> Path:
+    local = cwd / ".tusk"
+    if local.is_dir():
+        return local
+    return Path(env.get("HOME", str(Path.home()))) / ".tusk"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where Tusk keeps its metadata and objects, and who is acting."""
+
+    home: Path
+    database_url: str
+    objects_url: str
+    user: str = "anonymous"
+    address: str | None = None
+    token: str | None = None
+    s3_endpoint_url: str | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
+        env = os.environ if env is None else env
+        cwd = Path.cwd() if cwd is None else cwd
+        home = Path(env["TUSK_HOME"]).expanduser() if env.get("TUSK_HOME") else _default_home(cwd, env)
+        database_url = env.get("TUSK_DATABASE_URL") or f"sqlite:///{home / 'tusk.db'}"
+        objects_url = env.get("TUSK_OBJECTS_URL") or f"file://{home / 'objects'}"
+        try:
+            user = env.get("TUSK_USER") or getpass.getuser()
+        except (KeyError, OSError):
+            user = "anonymous"
+        return cls(
+            home=home,
+            database_url=database_url,
+            objects_url=objects_url,
+            user=user,
+            address=env.get("TUSK_ADDRESS") or None,
+            token=env.get("TUSK_TOKEN") or None,
+            s3_endpoint_url=env.get("TUSK_S3_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL") or None,
+        )
+
+    @classmethod
+    def for_home(cls, home: Path, **overrides: str) -> Settings:
+        """Embedded defaults rooted at ``home`` (used by tests and ``tusk demo``)."""
+        base = cls.from_env(env={"TUSK_HOME": str(home), **overrides})
+        return base

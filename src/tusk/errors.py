@@ -1,0 +1,125 @@
+"""One exception hierarchy for Tusk.
+
+Every error a user can cause is a ``TuskError`` whose message says what was wrong
+and, where it helps, how to fix it. Each class carries the HTTP status the API
+maps it to and the exit code the CLI returns::
+
+    TuskError                      500  exit 1
+    ├── UserError                  400  exit 2
+    │   ├── InvalidArgument        400
+    │   │   ├── InvalidRef         400   bad `repo@ref:/path` syntax or ancestry
+    │   │   └── InvalidPath        400   `..` escaping the repo, empty names, NUL bytes
+    │   ├── NotFound               404
+    │   │   ├── RepoNotFound
+    │   │   ├── BranchNotFound
+    │   │   ├── CommitNotFound
+    │   │   └── FileNotFound
+    │   ├── AlreadyExists          409
+    │   └── Conflict               409   directory/file clash, commit not open, head moved
+    ├── IntegrityError             500  exit 3   stored bytes do not match their hash
+    │   ├── ObjectMissing
+    │   └── ObjectCorrupt
+    ├── StorageUnavailable         503  exit 4   object store / database unreachable
+    └── Timeout                    504  exit 5
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyExists",
+    "BranchNotFound",
+    "CommitNotFound",
+    "Conflict",
+    "FileNotFound",
+    "IntegrityError",
+    "InvalidArgument",
+    "InvalidPath",
+    "InvalidRef",
+    "NotFound",
+    "ObjectCorrupt",
+    "ObjectMissing",
+    "RepoNotFound",
+    "StorageUnavailable",
+    "Timeout",
+    "TuskError",
+    "UserError",
+]
+
+
+class TuskError(Exception):
+    http_status = 500
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UserError(TuskError):
+    http_status = 400
+    exit_code = 2
+
+
+class InvalidArgument(UserError):
+    pass
+
+
+class InvalidRef(InvalidArgument):
+    pass
+
+
+class InvalidPath(InvalidArgument):
+    pass
+
+
+class NotFound(UserError):
+    http_status = 404
+
+
+class RepoNotFound(NotFound):
+    pass
+
+
+class BranchNotFound(NotFound):
+    pass
+
+
+class CommitNotFound(NotFound):
+    pass
+
+
+class FileNotFound(NotFound):
+    pass
+
+
+class AlreadyExists(UserError):
+    http_status = 409
+
+
+class Conflict(UserError):
+    http_status = 409
+
+
+class IntegrityError(TuskError):
+    exit_code = 3
+
+
+class ObjectMissing(IntegrityError):
+    pass
+
+
+class ObjectCorrupt(IntegrityError):
+    pass
+
+
+class StorageUnavailable(TuskError):
+    http_status = 503
+    exit_code = 4
+
+
+class Timeout(TuskError):
+    http_status = 504
+    exit_code = 5

@@ -1,0 +1,54 @@
+"""Services: the one core that the CLI, the SDK and the HTTP API share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tusk.config import Settings
+from tusk.storage.content import ContentStore
+from tusk.storage.metadata import Database
+from tusk.storage.objects import ObjectStore, open_object_store
+from tusk.versioning.branches import BranchService
+from tusk.versioning.commits import CommitService
+from tusk.versioning.context import Context
+from tusk.versioning.files import FileService
+from tusk.versioning.fsck import fsck
+from tusk.versioning.records import FsckReport
+from tusk.versioning.repos import RepoService
+from tusk.versioning.trees import TreeStore
+
+__all__ = ["Services"]
+
+
+@dataclass
+class Services:
+    settings: Settings
+    ctx: Context
+    repos: RepoService
+    branches: BranchService
+    commits: CommitService
+    files: FileService
+
+    @classmethod
+    def open(cls, settings: Settings, objects: ObjectStore | None = None) -> Services:
+        db = Database(settings.database_url)
+        db.migrate()
+        if objects is None:
+            objects = open_object_store(settings.objects_url, settings.s3_endpoint_url)
+        ctx = Context(db=db, objects=objects, content=ContentStore(objects), trees=TreeStore(objects),
+                      user=settings.user)
+        commits = CommitService(ctx)
+        return cls(
+            settings=settings,
+            ctx=ctx,
+            repos=RepoService(ctx),
+            branches=BranchService(ctx, commits),
+            commits=commits,
+            files=FileService(ctx, commits),
+        )
+
+    def fsck(self, verify_chunks: bool = True) -> FsckReport:
+        return fsck(self.ctx, verify_chunks)
+
+    def close(self) -> None:
+        self.ctx.db.dispose()

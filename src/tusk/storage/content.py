@@ -1,0 +1,208 @@
+"""File content as content-defined chunks keyed by BLAKE3.
+
+A file is a list of chunks. Chunk boundaries come from FastCDC, so an insertion
+in the middle of a large file changes only the chunks around it. A file's digest
+is the hash of its chunk list (``tusk-file:v1``), which is a function of the
+bytes alone: appends re-chunk from the last boundary, so a file built by
+appends has the same chunks (and digest) as the same bytes put at once.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import blake3
+import pyfastcdc
+
+from tusk.errors import ObjectCorrupt, ObjectMissing
+from tusk.ids import Digest
+from tusk.storage.objects import ObjectStore
+
+__all__ = ["AVG_CHUNK", "ChunkRef", "ContentStore", "FileNode", "chunk_key"]
+
+AVG_CHUNK = 512 * 1024
+_FILE_TAG = b"tusk-file:v1\n"
+_IN_FLIGHT = 8
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRef:
+    digest: Digest
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileNode:
+    chunks: tuple[ChunkRef, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(c.size for c in self.chunks)
+
+    @property
+    def digest(self) -> Digest:
+        h = blake3.blake3(_FILE_TAG)
+        for c in self.chunks:
+            h.update(bytes.fromhex(c.digest))
+            h.update(struct.pack(">Q", c.size))
+        return Digest(h.hexdigest())
+
+
+def chunk_key(digest: str) -> str:
+    return f"chunks/{digest[:2]}/{digest}"
+
+
+class ContentStore:
+    """Writes streams as chunks and reads them back with verification."""
+
+    def __init__(self, objects: ObjectStore) -> None:
+        self.objects = objects
+        self._cdc = pyfastcdc.FastCDC(avg_size=AVG_CHUNK)
+        self._known: set[str] = set()
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tusk-put")
+
+    # -- writing -------------------------------------------------------------
+    def _store_chunk(self, digest: str, data: bytes) -> None:
+        key = chunk_key(digest)
+        if not self.objects.exists(key):
+            self.objects.put(key, data)
+
+    def _write_chunks(self, pieces: Iterable[memoryview], progress: Progress | None) -> FileNode:
+        refs: list[ChunkRef] = []
+        pending: deque[Future[None]] = deque()
+        for piece in pieces:
+            digest = Digest(blake3.blake3(piece).hexdigest())
+            refs.append(ChunkRef(digest, len(piece)))
+            if digest not in self._known:
+                self._known.add(digest)
+                pending.append(self._pool.submit(self._store_chunk, digest, bytes(piece)))
+                while len(pending) > _IN_FLIGHT:
+                    pending.popleft().result()
+            if progress is not None:
+                progress(len(piece))
+        try:
+            for fut in pending:
+                fut.result()
+        except BaseException:
+            # a failed chunk write may have been marked known; forget them all
+            self._known.difference_update(r.digest for r in refs)
+            raise
+        return FileNode(tuple(refs))
+
+    def write_stream(self, stream: BinaryIO, progress: Progress | None = None) -> FileNode:
+        return self._write_chunks((c.data for c in self._cdc.cut_stream(stream)), progress)
+
+    def write_bytes(self, data: bytes, progress: Progress | None = None) -> FileNode:
+        return self._write_chunks((c.data for c in self._cdc.cut_buf(data)), progress)
+
+    def write_file(self, path: Path, progress: Progress | None = None) -> FileNode:
+        if os.path.getsize(path) == 0:
+            return FileNode(())
+        return self._write_chunks((c.data for c in self._cdc.cut_file(str(path))), progress)
+
+    def append(self, old: FileNode, added: FileNode, name: str) -> FileNode:
+        """Content of ``old`` followed by ``added``, chunked canonically.
+
+        Only the last chunk of ``old`` and the added bytes are read again.
+        """
+        if not old.chunks:
+            return self.rechunk(added, name)
+        tail = FileNode(old.chunks[-1:] + added.chunks)
+        return FileNode(old.chunks[:-1] + self.rechunk(tail, name).chunks)
+
+    def rechunk(self, node: FileNode, name: str) -> FileNode:
+        if len(node.chunks) <= 1 and (not node.chunks or node.chunks[0].size < self._cdc.min_size):
+            return node
+        return self.write_stream(_ChunkReader(self, node, name))
+
+    # -- reading -------------------------------------------------------------
+    def read_chunk(self, ref: ChunkRef, name: str) -> bytes:
+        try:
+            data = self.objects.get(chunk_key(ref.digest))
+        except ObjectMissing:
+            raise ObjectMissing(
+                f"{name}: chunk {ref.digest[:16]}… is missing from the object store; run `tusk fsck`"
+            ) from None
+        if len(data) != ref.size or blake3.blake3(data).hexdigest() != ref.digest:
+            raise ObjectCorrupt(
+                f"{name}: chunk {ref.digest[:16]}… is corrupt (its bytes do not match their hash);"
+                " refusing to return wrong data"
+            )
+        return data
+
+    def iter_bytes(self, node: FileNode, name: str, offset: int = 0) -> Iterator[bytes]:
+        """Yield the file's bytes from ``offset``; each chunk is verified first."""
+        window: deque[Future[bytes]] = deque()
+        refs = iter(node.chunks)
+        skip = offset
+        for ref in refs:
+            if skip >= ref.size:
+                skip -= ref.size
+                continue
+            window.append(self._pool.submit(self.read_chunk, ref, name))
+            break
+        for ref in refs:
+            window.append(self._pool.submit(self.read_chunk, ref, name))
+            if len(window) > _IN_FLIGHT:
+                data = window.popleft().result()
+                yield data[skip:] if skip else data
+                skip = 0
+        while window:
+            data = window.popleft().result()
+            yield data[skip:] if skip else data
+            skip = 0
+
+    def open(self, node: FileNode, name: str) -> _ChunkReader:
+        return _ChunkReader(self, node, name)
+
+
+class _ChunkReader(io.RawIOBase):
+    """A read-only, seekable file object over a file's chunks."""
+
+    def __init__(self, content: ContentStore, node: FileNode, name: str) -> None:
+        super().__init__()
+        self._content = content
+        self._node = node
+        self.name = name
+        self._pos = 0
+        self._it: Iterator[bytes] | None = None
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._node.size}[whence]
+        self._pos = max(0, base + offset)
+        self._it, self._buf = None, b""
+        return self._pos
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._it is None:
+            self._it = self._content.iter_bytes(self._node, self.name, self._pos)
+        while not self._buf:
+            try:
+                self._buf = next(self._it)
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        self._pos += n
+        return n

@@ -1,0 +1,25 @@
+"""Metadata: SQLAlchemy 2 models, Alembic migrations, SQLite and PostgreSQL."""
+
+from tusk.storage.metadata._db import Database
+from tusk.storage.metadata.models import (
+    Base,
+    BranchMoveRow,
+    BranchRow,
+    CommitProvenanceRow,
+    CommitRow,
+    CommitSetRow,
+    RepoRow,
+    StagedOpRow,
+)
+
+__all__ = [
+    "Base",
+    "BranchMoveRow",
+    "BranchRow",
+    "CommitProvenanceRow",
+    "CommitRow",
+    "CommitSetRow",
+    "Database",
+    "RepoRow",
+    "StagedOpRow",
+]

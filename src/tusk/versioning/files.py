@@ -1,0 +1,228 @@
+"""File operations on commits and branches: put, get, list, glob, diff, delete, copy."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from tusk.errors import Conflict, FileNotFound, InvalidArgument
+from tusk.ids import normalize_path
+from tusk.storage.content import FileNode
+from tusk.storage.metadata import CommitRow
+from tusk.versioning.commits import CommitService
+from tusk.versioning.context import Context
+from tusk.versioning.records import CommitInfo, DiffEntry, FileInfo
+from tusk.versioning.refs import FileRef
+from tusk.versioning.staging import Op
+from tusk.versioning.trees import EMPTY_TREE, Entry, file_entry
+
+__all__ = ["FileService", "Modification"]
+
+Progress = Callable[[int], None]
+
+
+def _info(path: str, e: Entry) -> FileInfo:
+    return FileInfo(path, e.kind, e.size, e.digest, len(e.file.chunks) if e.file else 0)
+
+
+@dataclass
+class Modification:
+    """A batch of file changes to one branch (or open commit), applied atomically.
+
+    Bytes are chunked and stored as you go; nothing becomes visible until the
+    batch lands. Used as a context manager: an exception discards the batch.
+    """
+
+    files: FileService
+    repo: str
+    target: str  # branch name or open commit id
+    description: str | None = None
+    progress: Progress | None = None
+    ops: list[Op] = field(default_factory=list)
+
+    def put_bytes(self, path: str, data: bytes, append: bool = False) -> None:
+        self._put(path, self.files.ctx.content.write_bytes(data, self.progress), append)
+
+    def put_stream(self, path: str, stream: BinaryIO, append: bool = False) -> None:
+        self._put(path, self.files.ctx.content.write_stream(stream, self.progress), append)
+
+    def put_file(self, path: str, source: Path, append: bool = False) -> None:
+        self._put(path, self.files.ctx.content.write_file(source, self.progress), append)
+
+    def put_tree(self, path: str, source: Path) -> int:
+        """Put every file below a local directory under ``path``; return the count."""
+        base = normalize_path(path)
+        count = 0
+        for dirpath, dirnames, filenames in os.walk(source):
+            dirnames.sort()
+            rel = os.path.relpath(dirpath, source)
+            for name in sorted(filenames):
+                local = Path(dirpath) / name
+                if not local.is_file():
+                    continue
+                sub = name if rel == "." else f"{rel}/{name}"
+                self.put_file(f"{base.rstrip('/')}/{sub}", local)
+                count += 1
+        return count
+
+    def _put(self, path: str, node: FileNode, append: bool) -> None:
+        path = normalize_path(path)
+        if path == "/":
+            raise InvalidArgument("a file needs a path inside the repo, not '/'")
+        entry = file_entry(path.rsplit("/", 1)[-1], node)
+        self.ops.append(Op("append" if append else "put", path, entry))
+
+    def delete(self, path: str) -> None:
+        self.ops.append(Op("delete", normalize_path(path)))
+
+    def copy(self, src: FileRef, dst_path: str) -> None:
+        entry = self.files.lookup(src)
+        if entry is None:
+            raise FileNotFound(f"cannot copy {src}: no such file or directory")
+        dst_path = normalize_path(dst_path)
+        name = dst_path.rsplit("/", 1)[-1]
+        self.ops.append(Op("put", dst_path, Entry(name, entry.kind, entry.size, entry.digest, entry.file)))
+
+    def land(self) -> CommitInfo | None:
+        """Apply the batch: stage into the open commit, or commit to the branch."""
+        return self.files.apply(self.repo, self.target, self.ops, self.description)
+
+    def __enter__(self) -> Modification:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.land()
+
+
+class FileService:
+    def __init__(self, ctx: Context, commits: CommitService) -> None:
+        self.ctx = ctx
+        self.commits = commits
+
+    # -- writing -------------------------------------------------------------
+    def modify(self, repo: str, target: str, description: str | None = None,
+               progress: Progress | None = None) -> Modification:
+        return Modification(self, repo, target, description, progress)
+
+    def apply(self, repo: str, target: str, ops: Sequence[Op], description: str | None = None
+              ) -> CommitInfo | None:
+        """Open commit (by id, or the branch's open commit) → staged; else a new commit."""
+        with self.ctx.db.read() as s:
+            repo_row = self.ctx.repo_row(s, repo)
+            open_id: str | None = None
+            row = s.get(CommitRow, target)
+            if row is not None and row.repo_id == repo_row.id:
+                if row.state != "open":
+                    raise Conflict(
+                        f"commit {target} is finished; write to a branch (e.g. {repo}@{row.branch}) instead"
+                    )
+                open_id = row.id
+            else:
+                open_row = self.commits.open_commit_on(s, repo_row, target)
+                open_id = open_row.id if open_row is not None else None
+        if open_id is not None:
+            self.commits.stage(open_id, ops)
+            return None
+        return self.commits.land(repo, target, ops, description=description or "")
+
+    # -- reading -------------------------------------------------------------
+    def _tree(self, ref: FileRef) -> str:
+        with self.ctx.db.read() as s:
+            repo_row = self.ctx.repo_row(s, ref.repo)
+            row = self.commits.resolve_row(s, repo_row, ref.ref, ref.ancestry)
+            return self.commits.tree_of(s, row)
+
+    def lookup(self, ref: FileRef) -> Entry | None:
+        return self.ctx.trees.lookup(self._tree(ref), ref.path)
+
+    def _file(self, ref: FileRef) -> Entry:
+        entry = self.lookup(ref)
+        if entry is None:
+            raise FileNotFound(f"{ref}: no such file or directory")
+        return entry
+
+    def inspect(self, ref: FileRef) -> FileInfo:
+        return _info(ref.path, self._file(ref))
+
+    def list(self, ref: FileRef) -> list[FileInfo]:
+        return [_info(p, e) for p, e in self.ctx.trees.list_dir(self._tree(ref), ref.path)]
+
+    def walk(self, ref: FileRef) -> Iterator[FileInfo]:
+        for p, e in self.ctx.trees.walk(self._tree(ref), ref.path):
+            yield _info(p, e)
+
+    def glob(self, ref: FileRef, pattern: str) -> list[FileInfo]:
+        return [_info(p, e) for p, e in self.ctx.trees.glob(self._tree(ref), pattern)]
+
+    def open(self, ref: FileRef) -> BinaryIO:
+        entry = self._file(ref)
+        if entry.kind != "file" or entry.file is None:
+            raise InvalidArgument(f"{ref} is a directory; use `tusk get file -r` or list it")
+        return io.BufferedReader(self.ctx.content.open(entry.file, str(ref)), buffer_size=1 << 20)  # type: ignore[return-value]
+
+    def iter_bytes(self, ref: FileRef) -> Iterator[bytes]:
+        entry = self._file(ref)
+        if entry.kind != "file" or entry.file is None:
+            raise InvalidArgument(f"{ref} is a directory; get it recursively")
+        return self.ctx.content.iter_bytes(entry.file, str(ref))
+
+    def read_bytes(self, ref: FileRef) -> bytes:
+        return b"".join(self.iter_bytes(ref))
+
+    def download(self, ref: FileRef, dest: Path, progress: Progress | None = None) -> int:
+        """Write a file or a directory tree to ``dest``; return bytes written.
+
+        Each file is written to a temporary name and renamed, so an interrupted
+        or failed (corrupt) download never leaves a truncated file in place.
+        """
+        tree = self._tree(ref)
+        root = self.ctx.trees.lookup(tree, ref.path)
+        if root is None:
+            raise FileNotFound(f"{ref}: no such file or directory")
+        total = 0
+        items = [(ref.path, root)] if root.kind == "file" else list(self.ctx.trees.walk(tree, ref.path))
+        for path, entry in items:
+            assert entry.file is not None
+            rel = path[len(ref.path):].lstrip("/") if root.kind == "dir" else ""
+            target = dest / rel if rel else dest
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tusk-partial")
+            try:
+                with open(tmp, "wb") as fh:
+                    for data in self.ctx.content.iter_bytes(entry.file, f"{ref.repo}@{ref.ref_text}:{path}"):
+                        fh.write(data)
+                        total += len(data)
+                        if progress is not None:
+                            progress(len(data))
+                os.replace(tmp, target)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                raise
+        return total
+
+    def diff(self, new: FileRef, old: FileRef | None = None) -> list[DiffEntry]:
+        """Changes from ``old`` (default: the parent of ``new``) to ``new``, under new's path."""
+        new_tree = self._tree(new)
+        if old is None:
+            with self.ctx.db.read() as s:
+                repo_row = self.ctx.repo_row(s, new.repo)
+                row = self.commits.resolve_row(s, repo_row, new.ref, new.ancestry)
+                parent = s.get(CommitRow, row.parent_id) if row.parent_id else None
+                old_tree = parent.tree_digest if parent is not None and parent.tree_digest else EMPTY_TREE
+        else:
+            old_tree = self._tree(old)
+        prefix = new.path.rstrip("/")
+        out = []
+        for path, a, b in self.ctx.trees.diff(old_tree, new_tree):
+            if prefix and not (path == prefix or path.startswith(prefix + "/")):
+                continue
+            change = "added" if a is None else "deleted" if b is None else "modified"
+            out.append(DiffEntry(path, change, a.size if a else None, b.size if b else None))
+        return out
