@@ -1,0 +1,89 @@
+"""Per-invocation CLI state: output mode and the lazily opened client."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from tusk.sdk import Client
+
+__all__ = ["emit", "err", "out", "progress_bar", "state"]
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+PROGRESS_THRESHOLD = 8 << 20  # show bars for transfers of 8 MiB or more
+
+
+class _State:
+    json: bool = False
+    _client: Client | None = None
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client()
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+state = _State()
+
+
+def emit(data: Any, columns: Sequence[str], rows: Callable[[Any], Sequence[Any]] | None = None,
+         title: str | None = None) -> None:
+    """Print records as a Rich table, or as JSON with ``--json``."""
+    items = data if isinstance(data, list) else [data]
+    dicts = [d.to_dict() if hasattr(d, "to_dict") else d for d in items]
+    if state.json:
+        sys.stdout.write(json.dumps(dicts if isinstance(data, list) else dicts[0], indent=2, default=str) + "\n")
+        return
+    table = Table(title=title, header_style="bold")
+    for col in columns:
+        table.add_column(col.upper().replace("_", " "))
+    for item, d in zip(items, dicts, strict=True):
+        values = rows(item) if rows else [d.get(c) for c in columns]
+        table.add_row(*["" if v is None else str(v) for v in values])
+    out.print(table)
+
+
+def human_size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int], None] | None]:
+    """A byte-progress callback with a Rich bar on a terminal for large transfers."""
+    if not err.is_terminal or (total is not None and total < PROGRESS_THRESHOLD):
+        yield None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)

@@ -1,0 +1,94 @@
+"""One conformance suite that every ObjectStore backend must pass."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tusk.errors import ObjectMissing
+from tusk.storage.objects import LocalObjectStore, ObjectStore, open_object_store
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStore]:
+    if request.param == "local":
+        yield open_object_store(f"file://{tmp_path / 'objects'}")
+    else:
+        endpoint = request.getfixturevalue("s3_endpoint")
+        yield open_object_store(f"s3://conf-{uuid.uuid4().hex[:10]}/some/prefix", endpoint)
+
+
+def test_satisfies_protocol(store: ObjectStore) -> None:
+    assert isinstance(store, ObjectStore)
+
+
+def test_put_get_roundtrip_binary(store: ObjectStore) -> None:
+    data = bytes(range(256)) * 1000
+    store.put("chunks/aa/one", data)
+    assert store.get("chunks/aa/one") == data
+    assert store.exists("chunks/aa/one")
+
+
+def test_empty_object(store: ObjectStore) -> None:
+    store.put("chunks/00/empty", b"")
+    assert store.get("chunks/00/empty") == b""
+
+
+def test_missing_object_raises_object_missing(store: ObjectStore) -> None:
+    assert not store.exists("chunks/ff/nothing")
+    with pytest.raises(ObjectMissing, match="nothing"):
+        store.get("chunks/ff/nothing")
+
+
+def test_overwrite_replaces_whole_object(store: ObjectStore) -> None:
+    store.put("trees/ab/x", b"first version, longer")
+    store.put("trees/ab/x", b"second")
+    assert store.get("trees/ab/x") == b"second"
+
+
+def test_delete_is_idempotent(store: ObjectStore) -> None:
+    store.put("chunks/cd/gone", b"x")
+    store.delete("chunks/cd/gone")
+    store.delete("chunks/cd/gone")
+    assert not store.exists("chunks/cd/gone")
+
+
+def test_list_by_prefix(store: ObjectStore) -> None:
+    for key in ["chunks/aa/1", "chunks/ab/2", "trees/aa/3"]:
+        store.put(key, b"v")
+    assert sorted(store.list("chunks/")) == ["chunks/aa/1", "chunks/ab/2"]
+    assert sorted(store.list("chunks/aa")) == ["chunks/aa/1"]
+    assert sorted(store.list("")) == ["chunks/aa/1", "chunks/ab/2", "trees/aa/3"]
+
+
+def test_concurrent_writers_of_same_key_leave_one_whole_value(store: ObjectStore) -> None:
+    values = [bytes([i]) * 200_000 for i in range(8)]
+    threads = [threading.Thread(target=store.put, args=("chunks/ee/same", v)) for v in values]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.get("chunks/ee/same") in values
+
+
+def test_flush_is_callable(store: ObjectStore) -> None:
+    store.put("chunks/11/a", b"durable")
+    store.flush()
+    assert store.get("chunks/11/a") == b"durable"
+
+
+def test_local_writes_are_atomic_via_rename(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path / "o")
+    store.put("chunks/aa/k", b"data")
+    assert store.stale_temp_files() == []
+    assert (tmp_path / "o" / "chunks" / "aa" / "k").read_bytes() == b"data"
+
+
+def test_keys_cannot_escape_the_store(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path / "o")
+    with pytest.raises(Exception, match="invalid object key"):
+        store.put("../outside", b"x")

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from tusk.errors import ObjectCorrupt, ObjectMissing
+from tusk.storage.content import ContentStore, chunk_key
+from tusk.storage.objects import LocalObjectStore
+
+
+def _rand(n: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ContentStore:
+    return ContentStore(LocalObjectStore(tmp_path / "objects"))
+
+
+def _stored_bytes(cs: ContentStore) -> int:
+    root = cs.objects.root  # type: ignore[attr-defined]
+    return sum(p.stat().st_size for p in (root / "chunks").rglob("*") if p.is_file())
+
+
+def test_roundtrip_and_identical_content_stored_once(store: ContentStore) -> None:
+    data = _rand(5 << 20, 1)
+    a = store.write_bytes(data)
+    before = _stored_bytes(store)
+    b = store.write_bytes(data)
+    assert a == b and a.digest == b.digest
+    assert _stored_bytes(store) == before == len(data)
+    assert b"".join(store.iter_bytes(a, "f")) == data
+
+
+def test_insertion_in_the_middle_stores_only_a_few_new_chunks(store: ContentStore) -> None:
+    base = _rand(64 << 20, 2)
+    store.write_bytes(base)
+    before = _stored_bytes(store)
+    mid = len(base) // 2
+    changed = base[:mid] + _rand(1 << 20, 3) + base[mid:]
+    node = store.write_bytes(changed)
+    added = _stored_bytes(store) - before
+    assert (1 << 20) <= added <= 3 << 20, added
+    assert b"".join(store.iter_bytes(node, "f")) == changed
+
+
+def test_append_is_canonical(store: ContentStore) -> None:
+    first, second = _rand(3 << 20, 4), _rand(2 << 20, 5)
+    appended = store.append(store.write_bytes(first), store.write_bytes(second), "f")
+    whole = store.write_bytes(first + second)
+    assert appended.chunks == whole.chunks
+    assert appended.digest == whole.digest
+
+
+def test_file_and_stream_chunk_identically(store: ContentStore, tmp_path: Path) -> None:
+    data = _rand(2 << 20, 6)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    with open(path, "rb") as fh:
+        assert store.write_file(path) == store.write_stream(fh) == store.write_bytes(data)
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert store.write_file(empty).size == 0
+
+
+def test_corrupt_chunk_is_an_error_naming_the_file(store: ContentStore) -> None:
+    node = store.write_bytes(_rand(100_000, 7))
+    path = store.objects.root / chunk_key(node.chunks[0].digest)  # type: ignore[attr-defined]
+    raw = bytearray(path.read_bytes())
+    raw[10] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ObjectCorrupt, match="images@master:/cat.png"):
+        b"".join(store.iter_bytes(node, "images@master:/cat.png"))
+
+
+def test_missing_chunk_is_an_error_naming_the_file(store: ContentStore) -> None:
+    node = store.write_bytes(_rand(1000, 8))
+    os.unlink(store.objects.root / chunk_key(node.chunks[0].digest))  # type: ignore[attr-defined]
+    store._known.clear()
+    with pytest.raises(ObjectMissing, match="r@m:/x"):
+        store.read_chunk(node.chunks[0], "r@m:/x")
+
+
+def test_seekable_reader(store: ContentStore) -> None:
+    data = _rand(3 << 20, 9)
+    node = store.write_bytes(data)
+    fh = store.open(node, "f")
+    fh.seek(1_500_000)
+    assert fh.read(100) == data[1_500_000:1_500_100]
+    fh.seek(-10, os.SEEK_END)
+    assert fh.read() == data[-10:]
