@@ -24,7 +24,7 @@ from tusk.sdk import Client
 __all__ = ["emit", "err", "out", "progress_bar", "state"]
 
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 PROGRESS_THRESHOLD = 8 << 20  # show bars for transfers of 8 MiB or more
 

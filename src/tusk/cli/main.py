@@ -45,7 +45,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args, state.json = normalize_argv(sys.argv[1:] if argv is None else argv)
     code = 0
     try:
-        app(args=args, prog_name="tusk", standalone_mode=False)
+        result = app(args=args, prog_name="tusk", standalone_mode=False)
+        if isinstance(result, int):  # typer.Exit(code) is returned, not raised, outside standalone mode
+            code = result
     except TuskError as exc:
         err.print(f"[red]error:[/red] {exc.message}", soft_wrap=True)
         code = exc.exit_code

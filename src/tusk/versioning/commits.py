@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
 from tusk.errors import CommitNotFound, Conflict, InvalidRef, Timeout
@@ -102,9 +103,10 @@ class CommitService:
     def start(self, repo: str, branch: str, description: str = "", origin: str = "user",
               global_id: str | None = None) -> CommitInfo:
         validate_branch_name(branch)
+        self.ensure_branch(repo, branch)
         with self.ctx.db.write() as s:
             repo_row = self.ctx.repo_row(s, repo)
-            branch_row = self._ensure_branch(s, repo_row, branch)
+            branch_row = self.ctx.branch_row(s, repo_row, branch)
             row = self._new_commit_row(s, repo_row, branch, branch_row.head_id, description, origin, global_id)
             row.state = "open"
             s.add(row)
@@ -119,12 +121,21 @@ class CommitService:
             s.flush()
         return row
 
+    def ensure_branch(self, repo: str, branch: str) -> None:
+        """Create an empty branch if missing; losing a creation race to another writer is fine."""
+        try:
+            with self.ctx.db.write() as s:
+                self._ensure_branch(s, self.ctx.repo_row(s, repo), branch)
+        except DBIntegrityError:
+            pass
+
     def _new_commit_row(self, s: Session, repo: RepoRow, branch: str, parent: str | None, description: str,
                         origin: str, global_id: str | None) -> CommitRow:
         commit_id = new_commit_id()
         set_id = global_id or commit_id
         if s.get(CommitSetRow, set_id) is None:
             s.add(CommitSetRow(id=set_id, created_at=now()))
+            s.flush()  # no relationship() orders the inserts, so the set goes first explicitly
         return CommitRow(
             id=commit_id, repo_id=repo.id, branch=branch, parent_id=parent, origin=origin,
             description=description, state="finished", tree_digest=None, size_bytes=0,
@@ -170,6 +181,7 @@ class CommitService:
         the head.
         """
         validate_branch_name(branch)
+        self.ensure_branch(repo, branch)
         for _attempt in range(_MAX_RETRIES):
             with self.ctx.db.read() as s:
                 repo_row = self.ctx.repo_row(s, repo)
@@ -196,7 +208,7 @@ class CommitService:
         """One transaction: compare-and-set the head and make the commit visible."""
         with self.ctx.db.write() as s:
             repo_row = self.ctx.repo_row(s, repo)
-            branch_row = self._ensure_branch(s, repo_row, branch)
+            branch_row = self.ctx.branch_row(s, repo_row, branch)
             if commit_id is not None:
                 row = self.ctx.commit_row(s, commit_id)
                 self._require_open(row)

@@ -1,0 +1,155 @@
+"""The tusk CLI, in-process, against both backends."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Backend
+from tusk.cli.main import main
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> object:
+        return json.loads(self.out)
+
+
+Run = Callable[..., Result]
+
+
+@pytest.fixture
+def tusk(backend: Backend, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
+    for key in list(__import__("os").environ):
+        if key.startswith("TUSK_"):
+            monkeypatch.delenv(key)
+    for key, value in backend.env.items():
+        monkeypatch.setenv(key, value)
+
+    def run(*args: str, stdin: bytes | None = None) -> Result:
+        if stdin is not None:
+            monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+def test_repo_and_file_roundtrip(tusk: Run, tmp_path: Path) -> None:
+    assert tusk("repo", "create", "images").code == 0
+    src = tmp_path / "cat.txt"
+    src.write_text("meow")
+    r = tusk("put", "file", "images@master:/animals/cat.txt", "-f", str(src))
+    assert r.code == 0 and "committed" in r.out
+    assert tusk("get", "file", "images@master:/animals/cat.txt").out == "meow"
+    listing = tusk("list", "file", "images@master:/animals", "--json").json()
+    assert listing == [{"path": "/animals/cat.txt", "kind": "file", "size_bytes": 4,
+                        "digest": listing[0]["digest"], "chunks": 1}]  # type: ignore[index]
+    repos = tusk("--json", "list", "repo").json()
+    assert [r["name"] for r in repos] == ["images"]  # type: ignore[index, union-attr]
+
+
+def test_verb_first_and_noun_first_are_equivalent(tusk: Run) -> None:
+    assert tusk("create", "repo", "a").code == 0
+    assert tusk("repo", "create", "b").code == 0
+    assert [r["name"] for r in tusk("repo", "list", "--json").json()] == ["a", "b"]  # type: ignore[index, union-attr]
+
+
+def test_stdin_put_append_and_diff(tusk: Run) -> None:
+    tusk("repo", "create", "logs")
+    assert tusk("put", "file", "logs@master:/app.log", "-f", "-", stdin=b"one\n").code == 0
+    assert tusk("put", "file", "logs@master:/app.log", "-f", "-", "--append", stdin=b"two\n").code == 0
+    assert tusk("get", "file", "logs@master:/app.log").out == "one\ntwo\n"
+    assert tusk("get", "file", "logs@master^:/app.log").out == "one\n"
+    diff = tusk("diff", "file", "logs@master", "--json").json()
+    assert diff == [{"path": "/app.log", "change": "modified", "old_size": 4, "new_size": 8}]
+
+
+def test_recursive_put_get_glob_copy_delete(tusk: Run, tmp_path: Path) -> None:
+    src = tmp_path / "data"
+    (src / "train").mkdir(parents=True)
+    (src / "test").mkdir()
+    for i in range(5):
+        (src / "train" / f"{i}.csv").write_text(f"train {i}")
+        (src / "test" / f"{i}.csv").write_text(f"test {i}")
+    tusk("repo", "create", "ds")
+    assert tusk("put", "file", "ds@master:/", "-r", "-f", str(src)).code == 0
+    globbed = tusk("glob", "file", "ds@master:/train/*.csv", "--json").json()
+    assert len(globbed) == 5  # type: ignore[arg-type]
+    out = tmp_path / "out"
+    assert tusk("get", "file", "ds@master:/test", "-r", "-o", str(out)).code == 0
+    assert (out / "3.csv").read_text() == "test 3"
+    assert tusk("copy", "file", "ds@master:/train", "ds@master:/train-copy").code == 0
+    assert tusk("get", "file", "ds@master:/train-copy/4.csv").out == "train 4"
+    assert tusk("delete", "file", "ds@master:/test").code == 0
+    paths = [f["path"] for f in tusk("list", "file", "ds@master", "--json").json()]  # type: ignore[union-attr, index]
+    assert paths == ["/train", "/train-copy"]
+
+
+def test_commits_and_branches(tusk: Run) -> None:
+    tusk("repo", "create", "r")
+    commit_id = tusk("commit", "start", "r@master", "-m", "batch").out.strip()
+    tusk("put", "file", "r@master:/a", "-f", "-", stdin=b"1")
+    tusk("put", "file", "r@master:/b", "-f", "-", stdin=b"2")
+    assert tusk("list", "file", "r@master").code != 0  # nothing finished on master yet
+    assert tusk("finish", "commit", "r@master").code == 0
+    info = tusk("inspect", "commit", f"r@{commit_id}", "--json").json()
+    assert info["state"] == "finished" and info["size_bytes"] == 2  # type: ignore[index]
+    assert tusk("inspect", "commit", commit_id).code == 0  # a global id
+    assert tusk("branch", "create", "r@staging", "--head", "master").code == 0
+    branches = tusk("branch", "list", "r", "--json").json()
+    assert {b["name"]: b["head"] for b in branches} == {"master": commit_id, "staging": commit_id}  # type: ignore[union-attr, index]
+    assert tusk("wait", "commit", "r@master", "--timeout", "5").code == 0
+    assert len(tusk("list", "commit", "r@master", "--json").json()) == 1  # type: ignore[arg-type]
+    assert tusk("fsck").code == 0
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (("get", "file", "nope@master:/x"), 2, "repo 'nope' not found"),
+    (("get", "file", "r@dev:/x"), 2, "branch 'dev' not found"),
+    (("get", "file", "r@master:/missing"), 2, "no such file"),
+    (("get", "file", "r@ma ster:/x"), 2, "not a branch name or commit id"),
+    (("put", "file", "r@master:/../../etc/passwd", "-f", "-"), 2, "'..' would escape the repo"),
+    (("put", "file", "r@master:/a/b/c", "-f", "-"), 2, "/a/b is a file"),
+    (("put", "file", "r@master:/a", "-f", "-"), 2, "a directory exists"),
+    (("repo", "create", "r"), 2, "already exists"),
+    (("repo", "create", "bad name"), 2, "invalid repo name"),
+])
+def test_user_mistakes_give_one_line_errors(tusk: Run, args: tuple[str, ...], code: int, message: str) -> None:
+    tusk("repo", "create", "r")
+    tusk("put", "file", "r@master:/a/b", "-f", "-", stdin=b"x")
+    r = tusk(*args, stdin=b"data")
+    assert r.code == code
+    assert message in r.err
+    assert len(r.err.strip().splitlines()) == 1, r.err
+    assert tusk("get", "file", "r@master:/a/b").out == "x"  # nothing was lost
+
+
+def test_fsck_exit_code_on_corruption(tusk: Run, backend: Backend) -> None:
+    tusk("repo", "create", "r")
+    tusk("put", "file", "r@master:/f", "-f", "-", stdin=b"payload" * 100)
+    client = backend.client()
+    try:
+        for key in list(client.services.ctx.objects.list("chunks/")):
+            client.services.ctx.objects.put(key, b"garbage")
+    finally:
+        client.close()
+    r = tusk("fsck")
+    assert r.code == 3 and "corrupt" in r.err
+    r = tusk("get", "file", "r@master:/f")
+    assert r.code == 3 and "r@master:/f" in r.err and r.out == ""
