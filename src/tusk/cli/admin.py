@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from tusk.cli._state import emit, err, human_size, out, state
@@ -19,3 +21,14 @@ def fsck(fast: bool = typer.Option(False, "--fast", help="check chunks exist wit
             out.print("[green]no problems found[/green]")
     if not report.ok:
         raise typer.Exit(3)
+
+
+def demo(data: Path | None = typer.Option(None, "--data", help="directory with adult.data and adult.test"),
+         home: Path | None = typer.Option(None, "--home", help="Tusk home for the demo (default: a new temp dir)"),
+         ) -> None:
+    """Walk through versioned data on the UCI Census Income files."""
+    from tusk.demo import find_census_data, run_demo
+
+    data_dir = data or find_census_data(Path.cwd())
+    client = run_demo(out.print, data_dir, home)
+    client.close()

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-
 import typer
 
 from tusk.cli._state import emit, human_size, out, state

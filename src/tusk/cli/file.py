@@ -72,9 +72,8 @@ def get(ref: str = typer.Argument(..., metavar="REPO@REF:PATH"),
     """Get a file (to stdout or -o), or a directory with -r -o DIR."""
     client = state.client
     info = client.inspect_file(ref)
-    if info.kind == "dir":
-        if not recursive or output is None:
-            raise InvalidArgument(f"{ref} is a directory; use -r -o LOCAL_DIR to download it")
+    if info.kind == "dir" and (not recursive or output is None):
+        raise InvalidArgument(f"{ref} is a directory; use -r -o LOCAL_DIR to download it")
     if output is None:
         with progress_bar(f"get {ref}", info.size_bytes) as progress:
             for data in client.iter_file(ref):

@@ -26,6 +26,7 @@ app.add_typer(file.app, name="file")
 app.add_typer(commit.app, name="commit")
 app.add_typer(branch.app, name="branch")
 app.command("fsck")(admin.fsck)
+app.command("demo")(admin.demo)
 
 NOUNS = {"repo", "file", "commit", "branch"}
 VERBS = {"create", "list", "inspect", "delete", "put", "get", "glob", "diff", "copy", "start", "finish",

@@ -30,7 +30,7 @@ __all__ = ["AVG_CHUNK", "ChunkRef", "ContentStore", "FileNode", "chunk_key"]
 
 AVG_CHUNK = 512 * 1024
 _FILE_TAG = b"tusk-file:v1\n"
-_IN_FLIGHT = 8
+_IN_FLIGHT = 16
 
 Progress = Callable[[int], None]
 
@@ -72,35 +72,41 @@ class ContentStore:
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tusk-put")
 
     # -- writing -------------------------------------------------------------
-    def _store_chunk(self, digest: str, data: bytes) -> None:
-        key = chunk_key(digest)
-        if not self.objects.exists(key):
-            self.objects.put(key, data)
+    def _hash_and_store(self, piece: bytes | memoryview) -> ChunkRef:
+        """Runs in the pool: BLAKE3 releases the GIL, so hashing overlaps chunking."""
+        digest = Digest(blake3.blake3(piece).hexdigest())
+        if digest not in self._known:
+            key = chunk_key(digest)
+            if not self.objects.exists(key):
+                self.objects.put(key, piece)
+            self._known.add(digest)
+        return ChunkRef(digest, len(piece))
 
-    def _write_chunks(self, pieces: Iterable[memoryview], progress: Progress | None) -> FileNode:
+    def _write_chunks(self, pieces: Iterable[bytes | memoryview], progress: Progress | None) -> FileNode:
         refs: list[ChunkRef] = []
-        pending: deque[Future[None]] = deque()
-        for piece in pieces:
-            digest = Digest(blake3.blake3(piece).hexdigest())
-            refs.append(ChunkRef(digest, len(piece)))
-            if digest not in self._known:
-                self._known.add(digest)
-                pending.append(self._pool.submit(self._store_chunk, digest, bytes(piece)))
-                while len(pending) > _IN_FLIGHT:
-                    pending.popleft().result()
+        pending: deque[Future[ChunkRef]] = deque()
+
+        def collect(fut: Future[ChunkRef]) -> None:
+            ref = fut.result()
+            refs.append(ref)
             if progress is not None:
-                progress(len(piece))
+                progress(ref.size)
+
         try:
+            for piece in pieces:
+                pending.append(self._pool.submit(self._hash_and_store, piece))
+                while len(pending) > _IN_FLIGHT:
+                    collect(pending.popleft())
+            while pending:
+                collect(pending.popleft())
+        finally:
             for fut in pending:
-                fut.result()
-        except BaseException:
-            # a failed chunk write may have been marked known; forget them all
-            self._known.difference_update(r.digest for r in refs)
-            raise
+                fut.cancel()
         return FileNode(tuple(refs))
 
     def write_stream(self, stream: BinaryIO, progress: Progress | None = None) -> FileNode:
-        return self._write_chunks((c.data for c in self._cdc.cut_stream(stream)), progress)
+        # views from cut_stream are reused for the next chunk, so each is copied
+        return self._write_chunks((bytes(c.data) for c in self._cdc.cut_stream(stream)), progress)
 
     def write_bytes(self, data: bytes, progress: Progress | None = None) -> FileNode:
         return self._write_chunks((c.data for c in self._cdc.cut_buf(data)), progress)
@@ -108,6 +114,7 @@ class ContentStore:
     def write_file(self, path: Path, progress: Progress | None = None) -> FileNode:
         if os.path.getsize(path) == 0:
             return FileNode(())
+        # views into the file's mmap stay valid while referenced: no copy
         return self._write_chunks((c.data for c in self._cdc.cut_file(str(path))), progress)
 
     def append(self, old: FileNode, added: FileNode, name: str) -> FileNode:
@@ -123,7 +130,7 @@ class ContentStore:
     def rechunk(self, node: FileNode, name: str) -> FileNode:
         if len(node.chunks) <= 1 and (not node.chunks or node.chunks[0].size < self._cdc.min_size):
             return node
-        return self.write_stream(_ChunkReader(self, node, name))
+        return self.write_stream(_ChunkReader(self, node, name))  # type: ignore[arg-type]
 
     # -- reading -------------------------------------------------------------
     def read_chunk(self, ref: ChunkRef, name: str) -> bytes:

@@ -188,7 +188,7 @@ class CommitService:
                 head = s.scalar(
                     select(BranchRow.head_id).where(BranchRow.repo_id == repo_row.id, BranchRow.name == branch)
                 )
-                base = EMPTY_TREE
+                base: str = EMPTY_TREE
                 if head is not None:
                     base = self.ctx.commit_row(s, head).tree_digest or EMPTY_TREE
             tree = MutableTree(self.ctx.trees, base)
@@ -217,7 +217,7 @@ class CommitService:
             if error is None:
                 # compare-and-set: move the head only if it is still our parent
                 same_head = BranchRow.head_id == head if head is not None else BranchRow.head_id.is_(None)
-                moved = s.execute(
+                moved: int = s.execute(  # type: ignore[attr-defined]
                     update(BranchRow)
                     .where(BranchRow.id == branch_row.id, same_head)
                     .values(head_id=row.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import io
 import os
@@ -150,21 +151,21 @@ class FileService:
     def inspect(self, ref: FileRef) -> FileInfo:
         return _info(ref.path, self._file(ref))
 
-    def list(self, ref: FileRef) -> list[FileInfo]:
+    def list(self, ref: FileRef) -> builtins.list[FileInfo]:
         return [_info(p, e) for p, e in self.ctx.trees.list_dir(self._tree(ref), ref.path)]
 
     def walk(self, ref: FileRef) -> Iterator[FileInfo]:
         for p, e in self.ctx.trees.walk(self._tree(ref), ref.path):
             yield _info(p, e)
 
-    def glob(self, ref: FileRef, pattern: str) -> list[FileInfo]:
+    def glob(self, ref: FileRef, pattern: str) -> builtins.list[FileInfo]:
         return [_info(p, e) for p, e in self.ctx.trees.glob(self._tree(ref), pattern)]
 
     def open(self, ref: FileRef) -> BinaryIO:
         entry = self._file(ref)
         if entry.kind != "file" or entry.file is None:
             raise InvalidArgument(f"{ref} is a directory; use `tusk get file -r` or list it")
-        return io.BufferedReader(self.ctx.content.open(entry.file, str(ref)), buffer_size=1 << 20)  # type: ignore[return-value]
+        return io.BufferedReader(self.ctx.content.open(entry.file, str(ref)), buffer_size=1 << 20)
 
     def iter_bytes(self, ref: FileRef) -> Iterator[bytes]:
         entry = self._file(ref)
@@ -207,7 +208,7 @@ class FileService:
                 raise
         return total
 
-    def diff(self, new: FileRef, old: FileRef | None = None) -> list[DiffEntry]:
+    def diff(self, new: FileRef, old: FileRef | None = None) -> builtins.list[DiffEntry]:
         """Changes from ``old`` (default: the parent of ``new``) to ``new``, under new's path."""
         new_tree = self._tree(new)
         if old is None:

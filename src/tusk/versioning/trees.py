@@ -4,14 +4,12 @@ A directory is an immutable object: its sorted entries, encoded as
 ``tusk-tree:v1`` and stored under the BLAKE3 of those bytes. A file entry holds
 its chunk list inline; a directory entry holds its child's digest and the total
 size below it. Changing one file rewrites only the directories on its path, so
-a commit costs O(depth × directory width), not O(repo).
+a commit costs O(depth * directory width), not O(repo).
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
-import struct
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -272,8 +270,6 @@ def compile_glob(pattern: str) -> re.Pattern[str]:
     return re.compile("^" + "".join(out) + "$")
 
 
-_ = fnmatch  # fnmatch semantics are the reference for the translation above
-
 
 @dataclass
 class _Dir:
@@ -353,7 +349,7 @@ class MutableTree:
             self._root = _Dir({}, dirty=True)
             return changed
         parent = self._dir(parts[:-1], create=False, full=path)
-        if parent is None or parts[-1] not in parent.entries and parts[-1] not in parent.children:
+        if parent is None or (parts[-1] not in parent.entries and parts[-1] not in parent.children):
             return False
         self._dir(parts[:-1], create=True, full=path)  # mark the path dirty
         parent.entries.pop(parts[-1], None)

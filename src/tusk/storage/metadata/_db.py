@@ -6,14 +6,17 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tusk.errors import StorageUnavailable
 
-__all__ = ["Database"]
+__all__ = ["SCHEMA_REVISION", "Database"]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+# The newest Alembic revision. Checked by a test against the migrations directory, so
+# start-up can compare it with the database in one query, without importing Alembic.
+SCHEMA_REVISION = "0001"
 _PG_MIGRATION_LOCK = 0x7475736B  # "tusk"
 
 
@@ -81,25 +84,30 @@ class Database:
     def _safe_url(self) -> str:
         return self._write_engine.url.render_as_string(hide_password=True)
 
+    def current_revision(self) -> str | None:
+        try:
+            with self._read_engine.connect() as conn:
+                return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except OperationalError:
+            return None  # no schema yet (or unreachable: migrate() will say which)
+        except DBAPIError:
+            return None
+
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision (idempotent, concurrency-safe)."""
+        if self.current_revision() == SCHEMA_REVISION:
+            return
         from alembic import command
         from alembic.config import Config
         from alembic.runtime.migration import MigrationContext
-        from alembic.script import ScriptDirectory
 
         cfg = Config()
         cfg.set_main_option("script_location", str(_MIGRATIONS))
-        head = ScriptDirectory.from_config(cfg).get_current_head()
         try:
-            with self._read_engine.connect() as conn:
-                if MigrationContext.configure(conn).get_current_revision() == head:
-                    return
-                conn.rollback()
             with self._write_engine.begin() as conn:
                 if not self.is_sqlite:
                     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
-                if MigrationContext.configure(conn).get_current_revision() != head:
+                if MigrationContext.configure(conn).get_current_revision() != SCHEMA_REVISION:
                     cfg.attributes["connection"] = conn
                     command.upgrade(cfg, "head")
         except OperationalError as exc:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import builtins
 import contextlib
 import ctypes
 import ctypes.util
@@ -53,7 +54,7 @@ class LocalObjectStore:
             raise InvalidArgument(f"invalid object key {key!r}")
         return self.root / key
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes | memoryview) -> None:
         path = self._path(key)
         parent = path.parent
         if parent not in self._dirs_made:
@@ -106,6 +107,6 @@ class LocalObjectStore:
         finally:
             os.close(fd)
 
-    def stale_temp_files(self) -> list[Path]:
+    def stale_temp_files(self) -> builtins.list[Path]:
         """Temp files left by killed writers; harmless, removed by ``gc``."""
         return sorted((self.root / _TMP).iterdir())

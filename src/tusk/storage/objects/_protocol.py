@@ -18,7 +18,7 @@ class ObjectStore(Protocol):
 
     url: str
 
-    def put(self, key: str, data: bytes) -> None: ...
+    def put(self, key: str, data: bytes | memoryview) -> None: ...
 
     def get(self, key: str) -> bytes:
         """Return the object's bytes; raise ``ObjectMissing`` when absent."""

@@ -35,9 +35,9 @@ class S3ObjectStore:
     def _key(self, key: str) -> str:
         return self.prefix + key
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes | memoryview) -> None:
         try:
-            self._s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+            self._s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=bytes(data))
         except self._errors.ClientError as exc:
             raise StorageUnavailable(f"cannot write object {key} to {self.url}: {exc}") from exc
 

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Set up everything Tusk and its tests need, from a bare Debian machine.
+# Idempotent: re-running only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+APT_UPDATED=""
+apt_install() {
+  if [ -z "$APT_UPDATED" ]; then $SUDO apt-get update -qq; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
+# Python 3.11+ with venv
+PY="${PYTHON:-python3}"
+if ! command -v "$PY" >/dev/null || ! "$PY" -c 'import sys, venv; assert sys.version_info >= (3, 11)' 2>/dev/null; then
+  apt_install python3 python3-venv python3-dev
+  PY=python3
+fi
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv || { apt_install python3-venv; "$PY" -m venv .venv; }
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[dev]"
+echo "bootstrap: python environment ready in .venv"
