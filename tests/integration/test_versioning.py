@@ -262,3 +262,16 @@ def test_commit_cost_is_proportional_to_change(client: Client) -> None:
     client.put_file("r@master:/d12/f7", b"changed")
     assert len(set(objects.list("trees/")) - trees_before) == 2
     assert len(set(objects.list("chunks/")) - chunks_before) == 1
+
+
+def test_progress_callbacks_count_every_byte(client: Client, tmp_path: Path) -> None:
+    client.create_repo("r")
+    src = tmp_path / "blob"
+    src.write_bytes(bytes(range(256)) * 20_000)
+    seen: list[int] = []
+    client.put_file("r@master:/blob", src, progress=seen.append)
+    assert sum(seen) == src.stat().st_size and len(seen) > 1
+    got: list[int] = []
+    client.download("r@master:/blob", tmp_path / "copy", progress=got.append)
+    assert sum(got) == src.stat().st_size
+    assert (tmp_path / "copy").read_bytes() == src.read_bytes()

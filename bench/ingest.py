@@ -1,0 +1,300 @@
+"""Ingest benchmark: Tusk vs DVC on the same data, in one run.
+
+    .venv/bin/python bench/ingest.py            # full size: 1 GiB, 100k small files, 1M-file repo
+    .venv/bin/python bench/ingest.py --quick    # small sizes, for a smoke run
+
+Measures (a) one large file, (b) 100k small files in 100 directories, (c) the
+work after changing one file, (d) bytes stored after a 1 MiB insertion in the
+middle of the large file, (e) commit time for one changed file in a 1k-file vs
+a 1M-file repo. DVC is installed into its own venv under bench/.work.
+Page cache is warm for every contestant (data is read once before timing);
+`sync` runs before each timed step so no step pays for another's writeback.
+Tusk times are whole CLI invocations, including interpreter start-up and the
+durability barrier (syncfs) before the commit is published.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import blake3
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+TUSK = [PY, "-m", "tusk"]
+
+
+def sh(cmd: Sequence[str], cwd: Path | None = None, env: dict[str, str] | None = None,
+       stdin: bytes | None = None) -> float:
+    """Run a command, fail loudly, return wall seconds."""
+    subprocess.run(["sync"], check=True)
+    t = time.perf_counter()
+    proc = subprocess.run(list(cmd), cwd=cwd, env=env, input=stdin, capture_output=True, check=False)
+    elapsed = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr.decode()[-2000:]}")
+    return elapsed
+
+
+def tree_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def read_all(path: Path) -> None:
+    with open(path, "rb") as fh:
+        while fh.read(8 << 20):
+            pass
+
+
+def read_blake3(path: Path, threads: int) -> float:
+    t = time.perf_counter()
+    h = blake3.blake3(max_threads=threads)
+    with open(path, "rb") as fh:
+        while block := fh.read(8 << 20):
+            h.update(block)
+    h.hexdigest()
+    return time.perf_counter() - t
+
+
+class Dvc:
+    def __init__(self, work: Path) -> None:
+        self.venv = work / "dvc-venv"
+        self.bin = self.venv / "bin" / "dvc"
+        if not self.bin.exists():
+            print("installing DVC into", self.venv, flush=True)
+            subprocess.run([PY, "-m", "venv", str(self.venv)], check=True)
+            subprocess.run([str(self.venv / "bin" / "pip"), "install", "-q", "dvc"], check=True)
+        self.version = subprocess.run([str(self.bin), "--version"], capture_output=True, text=True,
+                                      check=True).stdout.strip()
+        self.env = os.environ | {"DVC_NO_ANALYTICS": "1", "DVC_NO_UPDATER": "1"}
+
+    def project(self, path: Path) -> Path:
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        self.run(path, "init", "--no-scm", "-q")
+        self.run(path, "config", "core.analytics", "false")
+        return path
+
+    def run(self, cwd: Path, *args: str) -> float:
+        return sh([str(self.bin), *args], cwd=cwd, env=self.env)
+
+
+class Tusk:
+    def __init__(self, home: Path, fresh: bool = True) -> None:
+        if fresh:
+            shutil.rmtree(home, ignore_errors=True)
+        self.home = home
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("TUSK_")} | {"TUSK_HOME": str(home)}
+
+    def run(self, *args: str, stdin: bytes | None = None) -> float:
+        return sh([*TUSK, *args], env=self.env, stdin=stdin)
+
+    def stored(self) -> int:
+        return tree_bytes(self.home / "objects")
+
+
+def make_big(path: Path, size: int) -> None:
+    if path.exists() and path.stat().st_size == size:
+        return
+    rng = random.Random(42)
+    with open(path, "wb") as fh:
+        left = size
+        while left:
+            n = min(left, 16 << 20)
+            fh.write(rng.randbytes(n))
+            left -= n
+
+
+def make_small(root: Path, n: int, dirs: int = 100) -> None:
+    marker = root / f".complete-{n}"
+    if marker.exists():
+        return
+    shutil.rmtree(root, ignore_errors=True)
+    rng = random.Random(7)
+    per = n // dirs
+    for d in range(dirs):
+        sub = root / f"d{d:03}"
+        sub.mkdir(parents=True)
+        for f in range(per):
+            (sub / f"f{f:05}.txt").write_bytes(rng.randbytes(rng.randint(200, 2000)))
+    marker.touch()
+
+
+def median_of(n: int, fn: Callable[[], float]) -> float:
+    return statistics.median(fn() for _ in range(n))
+
+
+def build_wide_repo(home: Path, files: int) -> None:
+    """A repo of `files` files in directories of 1000, through the SDK (contents repeat, as in real data)."""
+    code = f"""
+import tusk
+c = tusk.Client({str(home)!r})
+c.create_repo("wide")
+with c.modify("wide@master", "build") as m:
+    for i in range({files}):
+        m.put_bytes(f"/d{{i // 1000:04}}/f{{i % 1000:04}}", f"row {{i % 5000}}\\n".encode())
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUSK_")}
+    subprocess.run([PY, "-c", code], check=True, env=env)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small sizes (64 MiB, 5k files, 20k-file repo)")
+    ap.add_argument("--work", type=Path, default=ROOT / "bench" / ".work")
+    ap.add_argument("--no-dvc", action="store_true")
+    args = ap.parse_args()
+    big_size = (64 << 20) if args.quick else (1 << 30)
+    small_n = 5_000 if args.quick else 100_000
+    wide_n = 20_000 if args.quick else 1_000_000
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / "data"
+    data.mkdir(exist_ok=True)
+    results: dict[str, object] = {"big_bytes": big_size, "small_files": small_n, "wide_files": wide_n}
+
+    print(f"generating data in {data} ...", flush=True)
+    big = data / "big.bin"
+    make_big(big, big_size)
+    small = data / "small"
+    make_small(small, small_n)
+    inserted = data / "big-inserted.bin"
+    if not inserted.exists() or inserted.stat().st_size != big_size + (1 << 20):
+        raw = big.read_bytes()
+        mid = len(raw) // 2
+        inserted.write_bytes(raw[:mid] + random.Random(9).randbytes(1 << 20) + raw[mid:])
+        del raw
+    read_all(big)
+    read_all(inserted)
+
+    dvc = None if args.no_dvc else Dvc(work)
+    results["dvc_version"] = dvc.version if dvc else None
+
+    # baseline: plain read + BLAKE3 of the same file
+    results["a_read_blake3_1thread_s"] = median_of(3, lambda: read_blake3(big, 1))
+    results["a_read_blake3_mt_s"] = median_of(3, lambda: read_blake3(big, blake3.blake3.AUTO))
+
+    # (a) one large file
+    tusk = Tusk(work / "tusk-a")
+    tusk.run("repo", "create", "b")
+    results["a_tusk_put_s"] = tusk.run("put", "file", "b@master:/big.bin", "-f", str(big))
+    results["a_tusk_reput_same_s"] = tusk.run("put", "file", "b@master:/again.bin", "-f", str(big))
+    # (d) 1 MiB inserted in the middle
+    before = tusk.stored()
+    results["d_tusk_put_inserted_s"] = tusk.run("put", "file", "b@master:/big.bin", "-f", str(inserted))
+    results["d_tusk_extra_bytes"] = tusk.stored() - before
+    if dvc:
+        proj = dvc.project(work / "dvc-a")
+        shutil.copyfile(big, proj / "big.bin")
+        read_all(proj / "big.bin")
+        results["a_dvc_add_s"] = dvc.run(proj, "add", "-q", "big.bin")
+        cache = proj / ".dvc" / "cache"
+        before = tree_bytes(cache)
+        (proj / "big.bin").unlink()
+        shutil.copyfile(inserted, proj / "big.bin")
+        read_all(proj / "big.bin")
+        results["d_dvc_add_inserted_s"] = dvc.run(proj, "add", "-q", "big.bin")
+        results["d_dvc_extra_bytes"] = tree_bytes(cache) - before
+        shutil.rmtree(proj)
+
+    # (b) many small files, (c) after changing one
+    tusk = Tusk(work / "tusk-b")
+    tusk.run("repo", "create", "s")
+    results["b_tusk_put_s"] = tusk.run("put", "file", "s@master:/small", "-r", "-f", str(small))
+    changed = small / "d050" / "f00007.txt"
+    original = changed.read_bytes()
+    try:
+        changed.write_bytes(original + b"changed\n")
+        results["c_tusk_put_one_file_s"] = tusk.run("put", "file", "s@master:/small/d050/f00007.txt", "-f",
+                                                    str(changed))
+        results["c_tusk_reput_all_s"] = tusk.run("put", "file", "s@master:/small", "-r", "-f", str(small))
+        if dvc:
+            changed.write_bytes(original)
+            proj = dvc.project(work / "dvc-b")
+            shutil.copytree(small, proj / "small")
+            results["b_dvc_add_s"] = dvc.run(proj, "add", "-q", "small")
+            (proj / "small" / "d050" / "f00007.txt").write_bytes(original + b"changed\n")
+            results["c_dvc_status_s"] = dvc.run(proj, "status", "-q")
+            results["c_dvc_readd_s"] = dvc.run(proj, "add", "-q", "small")
+            shutil.rmtree(proj)
+    finally:
+        changed.write_bytes(original)
+
+    # (e) one changed file, small repo vs wide repo
+    for label, n in (("1k", 1_000), ("wide", wide_n)):
+        home = work / f"tusk-e-{label}"
+        shutil.rmtree(home, ignore_errors=True)
+        t = time.perf_counter()
+        build_wide_repo(home, n)
+        results[f"e_build_{label}_s"] = time.perf_counter() - t
+        wide = Tusk(home, fresh=False)
+        results[f"e_commit_{label}_s"] = statistics.median(
+            wide.run("put", "file", "wide@master:/d0000/f0001", "-f", "-", stdin=f"v{i}".encode()) for i in range(5)
+        )
+        trees_before = tree_bytes(home / "objects" / "trees")
+        wide.run("put", "file", "wide@master:/d0000/f0002", "-f", "-", stdin=b"one more")
+        results[f"e_tree_bytes_written_{label}"] = tree_bytes(home / "objects" / "trees") - trees_before
+        shutil.rmtree(home)
+
+    report(results)
+    out = work / "ingest-results.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nraw figures: {out}")
+
+
+def report(r: dict[str, object]) -> None:
+    def f(key: str) -> float:
+        v = r.get(key)
+        return float(v) if isinstance(v, int | float) else float("nan")
+
+    def ratio(a: str, b: str) -> str:
+        return f"{f(a) / f(b):.1f}x"
+
+    mib = 1 << 20
+    dvc = f"DVC {r['dvc_version']}" if r.get("dvc_version") else "DVC (skipped)"
+    rows = [
+        f"(a) one {f('big_bytes') / (1 << 30):.2f} GiB file",
+        f"    read+BLAKE3 (1 thread)    {f('a_read_blake3_1thread_s'):8.2f} s"
+        f"   (multithreaded BLAKE3 {f('a_read_blake3_mt_s'):.2f} s)",
+        f"    tusk put file             {f('a_tusk_put_s'):8.2f} s"
+        f"   = {ratio('a_tusk_put_s', 'a_read_blake3_1thread_s')} the baseline (target <= 1.5x)",
+        f"    tusk put, all chunks known{f('a_tusk_reput_same_s'):8.2f} s"
+        f"   = {ratio('a_tusk_reput_same_s', 'a_read_blake3_1thread_s')} the baseline",
+        f"    dvc add                   {f('a_dvc_add_s'):8.2f} s"
+        f"   tusk is {ratio('a_dvc_add_s', 'a_tusk_put_s')} faster (target >= 3x)",
+        f"(b) {int(f('small_files'))} small files in 100 directories",
+        f"    tusk put file -r          {f('b_tusk_put_s'):8.2f} s",
+        f"    dvc add                   {f('b_dvc_add_s'):8.2f} s"
+        f"   tusk is {ratio('b_dvc_add_s', 'b_tusk_put_s')} faster (target >= 5x)",
+        "(c) after changing one of those files",
+        f"    tusk put the one file     {f('c_tusk_put_one_file_s'):8.2f} s",
+        f"    tusk put -r the whole dir {f('c_tusk_reput_all_s'):8.2f} s",
+        f"    dvc status                {f('c_dvc_status_s'):8.2f} s",
+        f"    dvc add (re-add the dir)  {f('c_dvc_readd_s'):8.2f} s",
+        "(d) bytes stored after inserting 1 MiB in the middle of the big file",
+        f"    tusk                      {f('d_tusk_extra_bytes') / mib:8.2f} MiB"
+        f" (target <= 3 MiB), {f('d_tusk_put_inserted_s'):.2f} s",
+        f"    dvc                       {f('d_dvc_extra_bytes') / mib:8.2f} MiB, {f('d_dvc_add_inserted_s'):.2f} s",
+        "(e) commit one changed file, median of 5 CLI runs",
+        f"    repo of 1,000 files       {f('e_commit_1k_s'):8.3f} s"
+        f"   ({int(f('e_tree_bytes_written_1k'))} bytes of trees written)",
+        f"    repo of {int(f('wide_files')):,} files {f('e_commit_wide_s'):8.3f} s"
+        f"   ({int(f('e_tree_bytes_written_wide'))} bytes of trees written),"
+        f" ratio {ratio('e_commit_wide_s', 'e_commit_1k_s')} (target: within 2x)",
+    ]
+    print(f"\nTusk vs {dvc}, same data, same run")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
