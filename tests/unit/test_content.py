@@ -93,3 +93,16 @@ def test_seekable_reader(store: ContentStore) -> None:
     assert fh.read(100) == data[1_500_000:1_500_100]
     fh.seek(-10, os.SEEK_END)
     assert fh.read() == data[-10:]
+
+
+def test_write_many_matches_single_writes(store: ContentStore, tmp_path: Path) -> None:
+    sizes = [0, 1, 1000, store._cdc.min_size, store._cdc.min_size + 1, 3 << 20, 10]
+    paths = []
+    for i, size in enumerate(sizes):
+        p = tmp_path / f"f{i}"
+        p.write_bytes(_rand(size, 100 + i))
+        paths.append(p)
+    seen: list[int] = []
+    many = list(store.write_many(paths, seen.append))
+    assert many == [store.write_file(p) for p in paths]
+    assert sum(seen) == sum(sizes)

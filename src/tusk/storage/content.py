@@ -117,6 +117,41 @@ class ContentStore:
         # views into the file's mmap stay valid while referenced: no copy
         return self._write_chunks((c.data for c in self._cdc.cut_file(str(path))), progress)
 
+    def _write_small_file(self, path: Path) -> FileNode:
+        data = path.read_bytes()
+        return FileNode((self._hash_and_store(data),)) if data else FileNode(())
+
+    def write_many(self, paths: Iterable[Path], progress: Progress | None = None) -> Iterator[FileNode]:
+        """Write many files, in order; small ones are read, hashed and stored concurrently.
+
+        A file no larger than FastCDC's minimum chunk is always exactly one
+        chunk, so it can skip the chunker and go to the pool whole.
+        """
+        window: deque[Future[FileNode]] = deque()
+
+        def done(fut: Future[FileNode]) -> FileNode:
+            node = fut.result()
+            if progress is not None:
+                progress(node.size)
+            return node
+
+        try:
+            for path in paths:
+                if os.path.getsize(path) <= self._cdc.min_size:
+                    window.append(self._pool.submit(self._write_small_file, path))
+                else:
+                    while window:  # keep order: drain before the large file
+                        yield done(window.popleft())
+                    yield self.write_file(path, progress)
+                    continue
+                while len(window) > 4 * _IN_FLIGHT:
+                    yield done(window.popleft())
+            while window:
+                yield done(window.popleft())
+        finally:
+            for fut in window:
+                fut.cancel()
+
     def append(self, old: FileNode, added: FileNode, name: str) -> FileNode:
         """Content of ``old`` followed by ``added``, chunked canonically.
 

@@ -57,19 +57,19 @@ class Modification:
 
     def put_tree(self, path: str, source: Path) -> int:
         """Put every file below a local directory under ``path``; return the count."""
-        base = normalize_path(path)
-        count = 0
+        base = normalize_path(path).rstrip("/")
+        targets: list[tuple[str, Path]] = []
         for dirpath, dirnames, filenames in os.walk(source):
             dirnames.sort()
             rel = os.path.relpath(dirpath, source)
             for name in sorted(filenames):
                 local = Path(dirpath) / name
-                if not local.is_file():
-                    continue
-                sub = name if rel == "." else f"{rel}/{name}"
-                self.put_file(f"{base.rstrip('/')}/{sub}", local)
-                count += 1
-        return count
+                if local.is_file():
+                    targets.append((f"{base}/{name}" if rel == "." else f"{base}/{rel}/{name}", local))
+        nodes = self.files.ctx.content.write_many((local for _, local in targets), self.progress)
+        for (target, _), node in zip(targets, nodes, strict=True):
+            self._put(target, node, append=False)
+        return len(targets)
 
     def _put(self, path: str, node: FileNode, append: bool) -> None:
         path = normalize_path(path)
