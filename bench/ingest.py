@@ -116,7 +116,7 @@ def make_big(path: Path, size: int) -> None:
 
 
 def make_small(root: Path, n: int, dirs: int = 100) -> None:
-    marker = root / f".complete-{n}"
+    marker = root.parent / f".small-complete-{n}"
     if marker.exists():
         return
     shutil.rmtree(root, ignore_errors=True)

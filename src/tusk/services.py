@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from tusk.config import Settings
 from tusk.storage.content import ContentStore
-from tusk.storage.metadata import Database
+from tusk.storage.metadata import Database, DbChunkIndex
 from tusk.storage.objects import ObjectStore, open_object_store
 from tusk.versioning.branches import BranchService
 from tusk.versioning.commits import CommitService
@@ -35,7 +35,7 @@ class Services:
         db.migrate()
         if objects is None:
             objects = open_object_store(settings.objects_url, settings.s3_endpoint_url)
-        ctx = Context(db=db, objects=objects, content=ContentStore(objects), trees=TreeStore(objects),
+        ctx = Context(db=db, objects=objects, content=ContentStore(objects, DbChunkIndex(db)), trees=TreeStore(objects),
                       user=settings.user)
         commits = CommitService(ctx)
         return cls(

@@ -92,3 +92,14 @@ def test_keys_cannot_escape_the_store(tmp_path: Path) -> None:
     store = LocalObjectStore(tmp_path / "o")
     with pytest.raises(Exception, match="invalid object key"):
         store.put("../outside", b"x")
+
+
+def test_get_range(store: ObjectStore) -> None:
+    data = bytes(range(256)) * 100
+    store.put("packs/ab/p", data)
+    assert store.get_range("packs/ab/p", 0, 10) == data[:10]
+    assert store.get_range("packs/ab/p", 1000, 300) == data[1000:1300]
+    assert store.get_range("packs/ab/p", len(data) - 5, 5) == data[-5:]
+    assert store.get_range("packs/ab/p", 10, 0) == b""
+    with pytest.raises(ObjectMissing):
+        store.get_range("packs/ab/none", 0, 1)

@@ -12,12 +12,13 @@ from __future__ import annotations
 import io
 import os
 import struct
+import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import blake3
 import pyfastcdc
@@ -26,19 +27,42 @@ from tusk.errors import ObjectCorrupt, ObjectMissing
 from tusk.ids import Digest
 from tusk.storage.objects import ObjectStore
 
-__all__ = ["AVG_CHUNK", "ChunkRef", "ContentStore", "FileNode", "chunk_key"]
+__all__ = ["AVG_CHUNK", "PACK_TARGET", "ChunkIndex", "ChunkRef", "ContentStore", "FileNode", "chunk_key",
+           "pack_key"]
 
 AVG_CHUNK = 512 * 1024
 _FILE_TAG = b"tusk-file:v1\n"
 _IN_FLIGHT = 16
+PACK_TARGET = 8 << 20  # seal a pack of small files at this size
+_SMALL_BATCH = 512
 
 Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True, slots=True)
 class ChunkRef:
+    """A chunk: its hash and size, and where it lives when packed.
+
+    Location does not take part in equality: the same bytes are the same
+    chunk wherever they are stored.
+    """
+
     digest: Digest
     size: int
+    pack: str | None = field(default=None, compare=False)
+    offset: int = field(default=0, compare=False)
+
+
+class ChunkIndex(Protocol):
+    """Where packed chunks live, shared by every writer (the metadata database)."""
+
+    def lookup(self, digests: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """digest → (pack id, offset) for the digests that are packed somewhere."""
+        ...
+
+    def record(self, entries: Sequence[tuple[str, str, int, int]]) -> None:
+        """Remember (digest, pack id, offset, size) rows; existing digests are kept."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,13 +86,22 @@ def chunk_key(digest: str) -> str:
     return f"chunks/{digest[:2]}/{digest}"
 
 
+def pack_key(pack: str) -> str:
+    return f"packs/{pack[:2]}/{pack}"
+
+
 class ContentStore:
     """Writes streams as chunks and reads them back with verification."""
 
-    def __init__(self, objects: ObjectStore) -> None:
+    def __init__(self, objects: ObjectStore, index: ChunkIndex | None = None) -> None:
         self.objects = objects
+        self.index = index
         self._cdc = pyfastcdc.FastCDC(avg_size=AVG_CHUNK)
-        self._known: set[str] = set()
+        self._known: set[str] = set()  # loose chunks known to exist
+        self._located: dict[str, ChunkRef] = {}  # packed chunks known to exist
+        self._pack_id: str | None = None
+        self._pack = bytearray()
+        self._pack_rows: list[tuple[str, str, int, int]] = []
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tusk-put")
 
     # -- writing -------------------------------------------------------------
@@ -117,40 +150,82 @@ class ContentStore:
         # views into the file's mmap stay valid while referenced: no copy
         return self._write_chunks((c.data for c in self._cdc.cut_file(str(path))), progress)
 
-    def _write_small_file(self, path: Path) -> FileNode:
-        data = path.read_bytes()
-        return FileNode((self._hash_and_store(data),)) if data else FileNode(())
+    def write_many(self, paths: Iterable[Path], progress: Progress | None = None) -> list[FileNode]:
+        """Write many files, in order.
 
-    def write_many(self, paths: Iterable[Path], progress: Progress | None = None) -> Iterator[FileNode]:
-        """Write many files, in order; small ones are read, hashed and stored concurrently.
-
-        A file no larger than FastCDC's minimum chunk is always exactly one
-        chunk, so it can skip the chunker and go to the pool whole.
+        Files no larger than FastCDC's minimum chunk are always exactly one
+        chunk; they skip the chunker and are appended to packs of about
+        ``PACK_TARGET`` bytes, so ingesting many small files creates a few
+        objects instead of one per file. Packs are sealed (durable, indexed)
+        before this returns.
         """
-        window: deque[Future[FileNode]] = deque()
-
-        def done(fut: Future[FileNode]) -> FileNode:
-            node = fut.result()
-            if progress is not None:
-                progress(node.size)
-            return node
-
+        nodes: list[FileNode] = []
+        small: list[Path] = []
         try:
             for path in paths:
                 if os.path.getsize(path) <= self._cdc.min_size:
-                    window.append(self._pool.submit(self._write_small_file, path))
-                else:
-                    while window:  # keep order: drain before the large file
-                        yield done(window.popleft())
-                    yield self.write_file(path, progress)
+                    small.append(path)
+                    if len(small) >= _SMALL_BATCH:
+                        nodes.extend(self._write_small_batch(small, progress))
+                        small = []
                     continue
-                while len(window) > 4 * _IN_FLIGHT:
-                    yield done(window.popleft())
-            while window:
-                yield done(window.popleft())
-        finally:
-            for fut in window:
-                fut.cancel()
+                nodes.extend(self._write_small_batch(small, progress))
+                small = []
+                nodes.append(self.write_file(path, progress))
+            nodes.extend(self._write_small_batch(small, progress))
+            self._seal_pack()
+        except BaseException:
+            self._abandon_pack()
+            raise
+        return nodes
+
+    def _write_small_batch(self, paths: list[Path], progress: Progress | None) -> list[FileNode]:
+        if not paths:
+            return []
+        datas = list(self._pool.map(_read_bytes, paths))
+        digests = [Digest(blake3.blake3(d).hexdigest()) for d in datas]
+        sizes = {d: len(data) for d, data in zip(digests, datas, strict=True)}
+        unknown = [d for d in sizes if d not in self._located]
+        if unknown and self.index is not None:
+            for digest, (pack, offset) in self.index.lookup(unknown).items():
+                self._located[digest] = ChunkRef(Digest(digest), sizes[Digest(digest)], pack, offset)
+        nodes = []
+        for data, digest in zip(datas, digests, strict=True):
+            if not data:
+                nodes.append(FileNode(()))
+            else:
+                ref = self._located.get(digest) or self._pack_add(digest, data)
+                nodes.append(FileNode((ref,)))
+            if progress is not None:
+                progress(len(data))
+        return nodes
+
+    def _pack_add(self, digest: Digest, data: bytes) -> ChunkRef:
+        if self._pack_id is None:
+            self._pack_id = uuid.uuid4().hex
+        ref = ChunkRef(digest, len(data), self._pack_id, len(self._pack))
+        self._pack += data
+        self._located[digest] = ref
+        self._pack_rows.append((digest, self._pack_id, ref.offset, ref.size))
+        if len(self._pack) >= PACK_TARGET:
+            self._seal_pack()
+        return ref
+
+    def _seal_pack(self) -> None:
+        """Store the open pack, make it durable, then index it."""
+        if self._pack_id is None:
+            return
+        self.objects.put(pack_key(self._pack_id), bytes(self._pack))
+        self.objects.flush()  # the index must never point at bytes a crash could lose
+        if self.index is not None:
+            self.index.record(self._pack_rows)
+        self._pack_id, self._pack, self._pack_rows = None, bytearray(), []
+
+    def _abandon_pack(self) -> None:
+        if self._pack_id is not None:
+            for digest, *_ in self._pack_rows:
+                self._located.pop(digest, None)
+        self._pack_id, self._pack, self._pack_rows = None, bytearray(), []
 
     def append(self, old: FileNode, added: FileNode, name: str) -> FileNode:
         """Content of ``old`` followed by ``added``, chunked canonically.
@@ -170,7 +245,10 @@ class ContentStore:
     # -- reading -------------------------------------------------------------
     def read_chunk(self, ref: ChunkRef, name: str) -> bytes:
         try:
-            data = self.objects.get(chunk_key(ref.digest))
+            if ref.pack is not None:
+                data = self.objects.get_range(pack_key(ref.pack), ref.offset, ref.size)
+            else:
+                data = self.objects.get(chunk_key(ref.digest))
         except ObjectMissing:
             raise ObjectMissing(
                 f"{name}: chunk {ref.digest[:16]}… is missing from the object store; run `tusk fsck`"
@@ -206,6 +284,11 @@ class ContentStore:
 
     def open(self, node: FileNode, name: str) -> _ChunkReader:
         return _ChunkReader(self, node, name)
+
+
+def _read_bytes(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
 
 
 class _ChunkReader(io.RawIOBase):

@@ -84,6 +84,10 @@ def encode_entries(entries: list[Entry]) -> bytes:
             out += _varint(len(e.file.chunks))
             for c in e.file.chunks:
                 out += bytes.fromhex(c.digest) + _varint(c.size)
+                if c.pack is None:
+                    out += b"\x00"
+                else:
+                    out += b"\x01" + bytes.fromhex(c.pack) + _varint(c.offset)
     return bytes(out)
 
 
@@ -100,9 +104,16 @@ def decode_entries(data: bytes) -> list[Entry]:
         digest = Digest(r.take(32).hex())
         file = None
         if kind == "file":
-            file = FileNode(tuple(ChunkRef(Digest(r.take(32).hex()), r.varint()) for _ in range(r.varint())))
+            file = FileNode(tuple(_decode_chunk(r) for _ in range(r.varint())))
         entries.append(Entry(name, kind, size, digest, file))
     return entries
+
+
+def _decode_chunk(r: _Reader) -> ChunkRef:
+    digest, size = Digest(r.take(32).hex()), r.varint()
+    if r.take(1) == b"\x00":
+        return ChunkRef(digest, size)
+    return ChunkRef(digest, size, r.take(16).hex(), r.varint())
 
 
 def tree_key(digest: str) -> str:

@@ -9,6 +9,7 @@ __all__ = [
     "Base",
     "BranchMoveRow",
     "BranchRow",
+    "ChunkIndexRow",
     "CommitProvenanceRow",
     "CommitRow",
     "CommitSetRow",
@@ -89,6 +90,16 @@ class StagedOpRow(Base):
     op: Mapped[str] = mapped_column(String(16))  # put | delete | append
     path: Mapped[str] = mapped_column(Text)
     payload: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+
+class ChunkIndexRow(Base):
+    """Where a packed chunk lives, so small files dedup across commits and writers."""
+
+    __tablename__ = "chunk_index"
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pack: Mapped[str] = mapped_column(String(32))
+    offset: Mapped[int] = mapped_column(BigInteger)
+    size: Mapped[int] = mapped_column(BigInteger)
 
 
 class BranchMoveRow(Base):

@@ -47,41 +47,56 @@ class LocalObjectStore:
             (root / _TMP).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageUnavailable(f"cannot create object store at {root}: {exc.strerror}") from exc
-        self._dirs_made: set[Path] = set()
+        self._root = str(root)
+        self._dirs_made: set[str] = set()
 
-    def _path(self, key: str) -> Path:
+    def _path(self, key: str) -> str:
         if not key or key.startswith("/") or ".." in key.split("/") or key.startswith(_TMP):
             raise InvalidArgument(f"invalid object key {key!r}")
-        return self.root / key
+        return f"{self._root}/{key}"
 
     def put(self, key: str, data: bytes | memoryview) -> None:
         path = self._path(key)
-        parent = path.parent
+        parent = path.rpartition("/")[0]
         if parent not in self._dirs_made:
-            parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(parent, exist_ok=True)
             self._dirs_made.add(parent)
-        tmp = self.root / _TMP / uuid.uuid4().hex
+        tmp = f"{self._root}/{_TMP}/{uuid.uuid4().hex}"
         try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
             os.replace(tmp, path)
         except OSError as exc:
             with contextlib.suppress(OSError):
-                tmp.unlink()
+                os.unlink(tmp)
             raise StorageUnavailable(f"cannot write object {key}: {exc.strerror}") from exc
 
     def get(self, key: str) -> bytes:
         try:
-            return self._path(key).read_bytes()
+            with open(self._path(key), "rb") as fh:
+                return fh.read()
+        except FileNotFoundError:
+            raise ObjectMissing(f"object {key} is missing from {self.url}") from None
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        try:
+            with open(self._path(key), "rb") as fh:
+                fh.seek(offset)
+                return fh.read(length)
         except FileNotFoundError:
             raise ObjectMissing(f"object {key} is missing from {self.url}") from None
 
     def exists(self, key: str) -> bool:
-        return self._path(key).exists()
+        return os.path.exists(self._path(key))
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
-            self._path(key).unlink()
+            os.unlink(self._path(key))
 
     def list(self, prefix: str = "") -> Iterator[str]:
         head, _, _ = prefix.rpartition("/")

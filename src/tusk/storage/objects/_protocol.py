@@ -24,6 +24,10 @@ class ObjectStore(Protocol):
         """Return the object's bytes; raise ``ObjectMissing`` when absent."""
         ...
 
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        """``length`` bytes at ``offset`` (fewer only if the object is shorter)."""
+        ...
+
     def exists(self, key: str) -> bool: ...
 
     def delete(self, key: str) -> None:

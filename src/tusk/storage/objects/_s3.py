@@ -50,6 +50,18 @@ class S3ObjectStore:
         except self._errors.ClientError as exc:
             raise StorageUnavailable(f"cannot read object {key} from {self.url}: {exc}") from exc
 
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        try:
+            body = self._s3.get_object(Bucket=self.bucket, Key=self._key(key),
+                                       Range=f"bytes={offset}-{offset + length - 1}")["Body"]
+            return body.read()
+        except self._errors.NoSuchKey:
+            raise ObjectMissing(f"object {key} is missing from {self.url}") from None
+        except self._errors.ClientError as exc:
+            raise StorageUnavailable(f"cannot read object {key} from {self.url}: {exc}") from exc
+
     def exists(self, key: str) -> bool:
         try:
             self._s3.head_object(Bucket=self.bucket, Key=self._key(key))
