@@ -51,4 +51,5 @@ class Services:
         return fsck(self.ctx, verify_chunks)
 
     def close(self) -> None:
+        self.ctx.content.close()
         self.ctx.db.dispose()

@@ -16,26 +16,26 @@ def _row(c: CommitInfo) -> list[object]:
             human_size(c.size_bytes), c.origin, c.description]
 
 
-@app.command("start")
-def start(ref: str = typer.Argument(..., metavar="REPO@BRANCH"),
-          message: str = typer.Option("", "--message", "-m", "--description")) -> None:
-    """Open a commit on a branch; `put file` to the branch then writes into it."""
-    info = state.client.start_commit(ref, message)
+def _print_commit(info: CommitInfo) -> None:
+    """The commit as a table row with --json, else just its id (for `$(tusk commit start ...)`)."""
     if state.json:
         emit(info, _COLUMNS, _row)
     else:
         out.print(info.id)
+
+
+@app.command("start")
+def start(ref: str = typer.Argument(..., metavar="REPO@BRANCH"),
+          message: str = typer.Option("", "--message", "-m", "--description")) -> None:
+    """Open a commit on a branch; `put file` to the branch then writes into it."""
+    _print_commit(state.client.start_commit(ref, message))
 
 
 @app.command("finish")
 def finish(ref: str = typer.Argument(..., metavar="REPO@BRANCH|REPO@COMMIT"),
            message: str | None = typer.Option(None, "--message", "-m", "--description")) -> None:
     """Finish an open commit: its changes become visible atomically."""
-    info = state.client.finish_commit(ref, message)
-    if state.json:
-        emit(info, _COLUMNS, _row)
-    else:
-        out.print(info.id)
+    _print_commit(state.client.finish_commit(ref, message))
 
 
 @app.command("list")

@@ -104,6 +104,9 @@ class ContentStore:
         self._pack_rows: list[tuple[str, str, int, int]] = []
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tusk-put")
 
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
     # -- writing -------------------------------------------------------------
     def _hash_and_store(self, piece: bytes | memoryview) -> ChunkRef:
         """Runs in the pool: BLAKE3 releases the GIL, so hashing overlaps chunking."""

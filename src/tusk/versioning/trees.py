@@ -197,25 +197,36 @@ class TreeStore:
             return
         yield from self._walk(entry.digest, path.rstrip("/"), dirs)
 
-    def _walk(self, digest: str, prefix: str, dirs: bool) -> Iterator[tuple[str, Entry]]:
+    def _walk(self, digest: str, prefix: str, dirs: bool, max_depth: int | None = None
+              ) -> Iterator[tuple[str, Entry]]:
         for name, e in sorted(self.load(digest).items()):
             p = f"{prefix}/{name}"
             if e.kind == "dir":
                 if dirs:
                     yield p, e
-                yield from self._walk(e.digest, p, dirs)
+                if max_depth is None or max_depth > 1:
+                    yield from self._walk(e.digest, p, dirs, None if max_depth is None else max_depth - 1)
             else:
                 yield p, e
 
     def glob(self, root: str, pattern: str) -> Iterator[tuple[str, Entry]]:
         """Files and directories matching a glob (``*``, ``?``, ``[...]``, ``**``)."""
-        rx = compile_glob(pattern)
+        for path, entry, _ in self.glob_groups(root, pattern):
+            yield path, entry
+
+    def glob_groups(self, root: str, pattern: str) -> Iterator[tuple[str, Entry, tuple[str, ...]]]:
+        """Glob matches with their capture groups (for ``join_on`` / ``group_by``)."""
         if pattern.strip("/") == "":
-            yield "/", self.lookup(root, "/")  # type: ignore[misc]
+            top = self.lookup(root, "/")
+            assert top is not None
+            yield "/", top, ()
             return
-        for p, e in self._walk(root, "", dirs=True):
-            if rx.match(p):
-                yield p, e
+        rx = compile_glob(pattern)
+        depth = _fixed_depth(pattern)
+        for p, e in self._walk(root, "", dirs=True, max_depth=depth):
+            m = rx.match(p)
+            if m:
+                yield p, e, m.groups()
 
     def diff(self, old: str, new: str, prefix: str = "") -> Iterator[tuple[str, Entry | None, Entry | None]]:
         """(path, old entry, new entry) for each changed file; equal subtrees are skipped."""
@@ -242,6 +253,13 @@ class TreeStore:
                         yield sp, None, se
                 else:
                     yield p, (ea if ea is not None and ea.kind == "file" else None), eb
+
+
+def _fixed_depth(pattern: str) -> int | None:
+    """How many path components a glob can match (None with ``**``): bounds the tree walk."""
+    if "**" in pattern:
+        return None
+    return len([p for p in pattern.strip("/").split("/") if p])
 
 
 def compile_glob(pattern: str) -> re.Pattern[str]:

@@ -1,0 +1,294 @@
+"""The pipeline spec: Pachyderm v2 field names, in snake_case or camelCase.
+
+A Pachyderm user should be able to take a pipeline JSON, drop ``image`` and
+run it. Fields that only configure Kubernetes (resources, pod patches,
+autoscaling, ...) are accepted and ignored with a warning; anything else that
+is unknown is an error naming the field's path, so typos do not pass silently.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from tusk.errors import InvalidArgument
+from tusk.ids import validate_branch_name, validate_repo_name
+
+__all__ = [
+    "CronInput",
+    "Input",
+    "ParallelismSpec",
+    "PfsInput",
+    "PipelineSpec",
+    "Transform",
+    "load_spec",
+    "parse_duration",
+    "parse_spec",
+]
+
+# Kubernetes-only fields of Pachyderm's spec: accepted, recorded, ignored (with a warning).
+IGNORED_FIELDS = {
+    "resource_requests", "resource_limits", "sidecar_resource_limits", "sidecar_resource_requests",
+    "autoscaling", "scheduling_spec", "pod_spec", "pod_patch", "tolerations", "node_selector", "metadata",
+    "service", "spout", "egress", "s3_out", "datum_set_spec", "tf_job", "cache_size", "max_queue_size",
+    "enable_stats", "standby", "chunk_spec", "salt", "determined",
+}
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str | float | int | None) -> float | None:
+    """Go-style durations as Pachyderm writes them ("30s", "1h30m", "500ms") → seconds."""
+    if text is None or isinstance(text, int | float):
+        return None if text is None else float(text)
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"invalid duration {text!r}: use Go syntax such as '30s', '5m' or '1h30m'")
+    return total
+
+
+def _named(check: Any, value: str) -> str:
+    """Run an id validator so that pydantic records the failure with its field path."""
+    try:
+        return str(check(value))
+    except InvalidArgument as exc:
+        raise ValueError(str(exc)) from None
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class Transform(_Spec):
+    cmd: list[str] = Field(min_length=1)
+    stdin: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    image: str | None = None
+    working_dir: str | None = None
+    accept_return_code: list[int] = Field(default_factory=list)
+    err_cmd: list[str] = Field(default_factory=list)
+    err_stdin: list[str] = Field(default_factory=list)
+    user: str | None = None
+    secrets: list[dict[str, Any]] = Field(default_factory=list)
+    debug: bool = False
+
+
+class Trigger(_Spec):
+    branch: str | None = None
+    all: bool = False
+    cron_spec: str | None = None
+    size: str | None = None
+    commits: int | None = None
+
+
+class PfsInput(_Spec):
+    repo: str
+    name: str | None = None
+    branch: str = "master"
+    glob: str
+    commit: str | None = None
+    lazy: bool = False
+    empty_files: bool = False
+    join_on: str | None = None
+    outer_join: bool = False
+    group_by: str | None = None
+    trigger: Trigger | None = None
+    repo_type: str | None = None
+    project: dict[str, Any] | str | None = None
+    s3: bool = False
+
+    @field_validator("repo")
+    @classmethod
+    def _repo(cls, v: str) -> str:
+        return _named(validate_repo_name, v)
+
+    @field_validator("branch")
+    @classmethod
+    def _branch(cls, v: str) -> str:
+        return _named(validate_branch_name, v)
+
+    @property
+    def input_name(self) -> str:
+        return self.name or self.repo
+
+
+class CronInput(_Spec):
+    name: str
+    spec: str
+    repo: str | None = None
+    start: str | None = None
+    overwrite: bool = False
+    project: dict[str, Any] | str | None = None
+
+
+class Input(_Spec):
+    """Exactly one of the input kinds; ``atom`` (Pachyderm 1.x) is read as ``pfs``."""
+
+    pfs: PfsInput | None = None
+    cross: list[Input] | None = None
+    union: list[Input] | None = None
+    join: list[Input] | None = None
+    group: list[Input] | None = None
+    cron: CronInput | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _atom(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "atom" in data:
+            data = dict(data)
+            if "pfs" in data:
+                raise ValueError("give either 'pfs' or its 1.x alias 'atom', not both")
+            data["pfs"] = data.pop("atom")
+        return data
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Input:
+        given = [k for k in ("pfs", "cross", "union", "join", "group", "cron") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "an input needs exactly one of pfs, cross, union, join, group, cron"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        for combinator in ("cross", "union", "join", "group"):
+            children = getattr(self, combinator)
+            if children is not None and not children:
+                raise ValueError(f"'{combinator}' needs at least one input")
+        return self
+
+    def leaves(self) -> list[PfsInput | CronInput]:
+        if self.pfs is not None:
+            return [self.pfs]
+        if self.cron is not None:
+            return [self.cron]
+        children = self.cross or self.union or self.join or self.group or []
+        return [leaf for child in children for leaf in child.leaves()]
+
+
+class ParallelismSpec(_Spec):
+    constant: int = Field(default=1, ge=1)
+
+
+class PipelineName(_Spec):
+    name: str
+    project: dict[str, Any] | str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _named(validate_repo_name, v)
+
+
+class PipelineSpec(_Spec):
+    pipeline: PipelineName
+    description: str = ""
+    transform: Transform
+    input: Input
+    parallelism_spec: ParallelismSpec = Field(default_factory=ParallelismSpec)
+    datum_tries: int = Field(default=3, ge=1)
+    datum_timeout: float | None = None
+    job_timeout: float | None = None
+    reprocess_spec: Literal["until_success", "every_job"] = "until_success"
+    output_branch: str = "master"
+    autoscaling: bool = False
+    ignored: dict[str, Any] = Field(default_factory=dict, exclude=True)
+
+    @field_validator("datum_timeout", "job_timeout", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float | None:
+        return parse_duration(v)
+
+    @field_validator("output_branch")
+    @classmethod
+    def _branch(cls, v: str) -> str:
+        return _named(validate_branch_name, v)
+
+    @model_validator(mode="after")
+    def _unique_input_names(self) -> PipelineSpec:
+        names = [leaf.input_name if isinstance(leaf, PfsInput) else leaf.name for leaf in self.input.leaves()]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"input names must be unique; {', '.join(dupes)} repeated (set 'name' on one of them)")
+        if "out" in names:
+            raise ValueError("'out' is reserved for the output directory; name the input something else")
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.pipeline.name
+
+    def canonical_json(self) -> str:
+        """A stable serialization (snake_case, sorted keys) used for spec versions."""
+        return json.dumps(self.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":"))
+
+
+def _split_ignored(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    kept, ignored = {}, {}
+    for key, value in data.items():
+        snake = re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+        (ignored if snake in IGNORED_FIELDS else kept)[key] = value
+    return kept, ignored
+
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-")) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling against Pachyderm's pipeline spec)"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        lines.append(f"{path}: {msg}")
+    return f"invalid pipeline spec{source}: " + "; ".join(lines)
+
+
+def parse_spec(data: Any, source: str = "") -> PipelineSpec:
+    """Validate a decoded spec; errors name every bad field path."""
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"invalid pipeline spec{source}: expected an object at the top level")
+    kept, ignored = _split_ignored(data)
+    try:
+        spec = PipelineSpec.model_validate(kept)
+    except ValidationError as exc:
+        raise InvalidArgument(_format_error(exc, source)) from None
+    return spec.model_copy(update={"ignored": ignored})
+
+
+def load_spec(path: Path) -> list[PipelineSpec]:
+    """Read one or more specs from a JSON or YAML file (YAML may hold several documents)."""
+    text = path.read_text()
+    where = f" in {path}"
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        except yaml.YAMLError as exc:
+            raise InvalidArgument(f"invalid YAML{where}: {exc}") from None
+    else:
+        try:
+            decoder = json.JSONDecoder()
+            docs, pos = [], 0
+            while pos < len(text):
+                while pos < len(text) and text[pos].isspace():
+                    pos += 1
+                if pos == len(text):
+                    break
+                doc, pos = decoder.raw_decode(text, pos)
+                docs.append(doc)
+        except json.JSONDecodeError as exc:
+            raise InvalidArgument(f"invalid JSON{where}: {exc}") from None
+    if not docs:
+        raise InvalidArgument(f"no pipeline spec{where}")
+    return [parse_spec(d, where) for d in docs]
