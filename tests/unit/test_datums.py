@@ -60,13 +60,15 @@ def test_glob_forms(repos: Repos, glob: str, expected: list[tuple[str, ...]]) ->
 
 
 def test_cross(repos: Repos) -> None:
-    ds = repos.datums({"cross": [{"pfs": {"repo": "images", "glob": "/*.png"}}, {"pfs": {"repo": "model", "glob": "/"}}]})
+    ds = repos.datums({"cross": [{"pfs": {"repo": "images", "glob": "/*.png"}},
+                                 {"pfs": {"repo": "model", "glob": "/"}}]})
     assert paths(ds) == [("/a.png", "/"), ("/b.png", "/")]
     assert [i.name for i in ds[0].inputs] == ["images", "model"]
 
 
 def test_union(repos: Repos) -> None:
-    ds = repos.datums({"union": [{"pfs": {"repo": "images", "glob": "/*.png"}}, {"pfs": {"repo": "model", "glob": "/*"}}]})
+    ds = repos.datums({"union": [{"pfs": {"repo": "images", "glob": "/*.png"}},
+                                 {"pfs": {"repo": "model", "glob": "/*"}}]})
     assert paths(ds) == [("/a.png",), ("/b.png",), ("/meta.json",), ("/model.pkl",)]
 
 

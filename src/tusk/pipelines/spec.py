@@ -233,7 +233,8 @@ class PipelineSpec(_Spec):
 
 
 def _split_ignored(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    kept, ignored = {}, {}
+    kept: dict[str, Any] = {}
+    ignored: dict[str, Any] = {}
     for key, value in data.items():
         snake = re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
         (ignored if snake in IGNORED_FIELDS else kept)[key] = value
