@@ -34,6 +34,7 @@ class Settings:
     address: str | None = None
     token: str | None = None
     s3_endpoint_url: str | None = None
+    runtime: str = "auto"  # pipeline runtime: auto (bwrap if available) | bwrap | local
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -55,10 +56,12 @@ class Settings:
             address=env.get("TUSK_ADDRESS") or None,
             token=env.get("TUSK_TOKEN") or None,
             s3_endpoint_url=env.get("TUSK_S3_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL") or None,
+            runtime=env.get("TUSK_RUNTIME") or "auto",
+            extra={k: v for k, v in env.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH", "TMPDIR")},
         )
 
     @classmethod
     def for_home(cls, home: Path, **overrides: str) -> Settings:
         """Embedded defaults rooted at ``home`` (used by tests and ``tusk demo``)."""
-        base = cls.from_env(env={"TUSK_HOME": str(home), **overrides})
-        return base
+        inherited = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TUSK_RUNTIME")}
+        return cls.from_env(env={**inherited, "TUSK_HOME": str(home), **overrides})

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tusk.config import Settings
+from tusk.pipelines.jobs import JobService
+from tusk.pipelines.registry import PipelineService
+from tusk.pipelines.runtimes import choose_runtime
 from tusk.storage.content import ContentStore
 from tusk.storage.metadata import Database, DbChunkIndex
 from tusk.storage.objects import ObjectStore, open_object_store
@@ -28,6 +31,9 @@ class Services:
     branches: BranchService
     commits: CommitService
     files: FileService
+    pipelines: PipelineService
+    jobs: JobService
+    runtime_note: str | None = None
 
     @classmethod
     def open(cls, settings: Settings, objects: ObjectStore | None = None) -> Services:
@@ -38,13 +44,21 @@ class Services:
         ctx = Context(db=db, objects=objects, content=ContentStore(objects, DbChunkIndex(db)), trees=TreeStore(objects),
                       user=settings.user)
         commits = CommitService(ctx)
+        repos = RepoService(ctx)
+        pipelines = PipelineService(ctx, repos)
+        runtime, note = choose_runtime(settings.runtime, settings.extra)
+        jobs = JobService(ctx, commits, pipelines, runtime, settings.home / "scratch")
+        commits.listeners.append(jobs.on_commit)
         return cls(
             settings=settings,
             ctx=ctx,
-            repos=RepoService(ctx),
+            repos=repos,
             branches=BranchService(ctx, commits),
             commits=commits,
             files=FileService(ctx, commits),
+            pipelines=pipelines,
+            jobs=jobs,
+            runtime_note=note,
         )
 
     def fsck(self, verify_chunks: bool = True) -> FsckReport:

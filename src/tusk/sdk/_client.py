@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 from tusk.config import Settings
 from tusk.errors import InvalidArgument, InvalidRef
+from tusk.sdk._pipelines import JobProgress, PipelineMethods
 from tusk.services import Services
 from tusk.versioning.files import Modification
 from tusk.versioning.records import BranchInfo, CommitInfo, DiffEntry, FileInfo, FsckReport, RepoInfo
@@ -66,8 +67,11 @@ class FileWriter(io.RawIOBase):
         self.close()
 
 
-class Client:
+class Client(PipelineMethods):
     """Everything the ``tusk`` CLI can do, as methods.
+
+    In embedded mode, jobs triggered by a write run before the write returns
+    (``run_jobs=False`` leaves them queued for ``run_pending_jobs()``).
 
     >>> c = Client()
     >>> c.create_repo("images")
@@ -75,7 +79,8 @@ class Client:
     >>> c.get_file("images@master:/cat.png")[:4]
     """
 
-    def __init__(self, home: str | Path | None = None, settings: Settings | None = None) -> None:
+    def __init__(self, home: str | Path | None = None, settings: Settings | None = None, run_jobs: bool = True,
+                 job_progress: JobProgress | None = None) -> None:
         if settings is None:
             settings = Settings.for_home(Path(home)) if home is not None else Settings.from_env()
         if settings.address:
@@ -85,6 +90,8 @@ class Client:
             )
         self.settings = settings
         self.services = Services.open(settings)
+        self.run_jobs = run_jobs
+        self.job_progress = job_progress
 
     def close(self) -> None:
         self.services.close()
@@ -113,7 +120,9 @@ class Client:
         repo, branch, anc = parse_ref(ref, default_branch=None)
         if anc:
             raise InvalidRef(f"{ref}: a branch name cannot carry ancestry")
-        return self.services.branches.create(repo, branch, head)
+        info = self.services.branches.create(repo, branch, head)
+        self._after_write()
+        return info
 
     def list_branches(self, repo: str) -> list[BranchInfo]:
         return self.services.branches.list(repo)
@@ -137,7 +146,9 @@ class Client:
             repo_row = self.services.ctx.repo_row(s, repo)
             open_row = commits.open_commit_on(s, repo_row, name)
             commit_id = open_row.id if open_row is not None else commits.resolve_row(s, repo_row, name).id
-        return commits.finish(commit_id, description)
+        info = commits.finish(commit_id, description)
+        self._after_write()
+        return info
 
     def inspect_commit(self, ref: str) -> CommitInfo:
         repo, name, anc = parse_ref(ref)
@@ -167,7 +178,9 @@ class Client:
                ) -> Modification:
         """A batch of changes landing as one commit: ``with c.modify("r@master") as m: m.put_bytes(...)``."""
         target = _writable(_ref(ref))
-        return self.services.files.modify(target.repo, target.ref, description, progress)
+        mod = self.services.files.modify(target.repo, target.ref, description, progress)
+        mod.after_land = self._after_write
+        return mod
 
     def put_file(self, dest: str | FileRef, source: Source, *, append: bool = False, recursive: bool = False,
                  description: str | None = None, progress: Progress | None = None) -> CommitInfo | None:
@@ -176,7 +189,7 @@ class Client:
         Returns the new commit, or None when the change was staged in an open commit.
         """
         ref = _writable(_ref(dest))
-        mod = self.services.files.modify(ref.repo, ref.ref, description, progress)
+        mod = self.modify(str(ref), description, progress)
         if isinstance(source, bytes):
             mod.put_bytes(ref.path, source, append)
         elif isinstance(source, str | Path):
@@ -232,14 +245,14 @@ class Client:
         fref = _writable(_ref(ref))
         if fref.path == "/" and not fref.has_path:
             raise InvalidArgument(f"{ref}: name the path to delete, e.g. {fref.repo}@{fref.ref}:/dir")
-        mod = self.services.files.modify(fref.repo, fref.ref, description)
+        mod = self.modify(f"{fref.repo}@{fref.ref}", description)
         mod.delete(fref.path)
         return mod.land()
 
     def copy_file(self, src: str, dest: str, description: str | None = None) -> CommitInfo | None:
         """Copy a file or directory by reference: no bytes are duplicated."""
         dref = _writable(_ref(dest))
-        mod = self.services.files.modify(dref.repo, dref.ref, description)
+        mod = self.modify(f"{dref.repo}@{dref.ref}", description)
         mod.copy(_ref(src), dref.path)
         return mod.land()
 

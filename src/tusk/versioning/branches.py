@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlalchemy import select
 
 from tusk.errors import AlreadyExists, Conflict
@@ -51,7 +53,12 @@ class BranchService:
                 s.add(BranchMoveRow(repo_id=repo_row.id, branch=name, from_commit=previous, to_commit=target,
                                     actor=self.ctx.user, reason="branch", moved_at=now()))
             s.flush()
-            return BranchInfo(repo, branch.name, branch.head_id, _aware(branch.created_at))
+            info = BranchInfo(repo, branch.name, branch.head_id, _aware(branch.created_at))
+            moved = target is not None and previous != target
+        if moved:  # moving a head by hand triggers the pipelines that read the branch, as a commit does
+            moved_to = self.commits.inspect(repo, name)
+            self.commits.notify(replace(moved_to, branch=name))
+        return info
 
     def list(self, repo: str) -> list[BranchInfo]:
         with self.ctx.db.read() as s:

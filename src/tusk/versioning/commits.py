@@ -10,7 +10,7 @@ branch are serialized and none of their commits is lost.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
@@ -44,6 +44,12 @@ class _HeadMoved(Exception):
 class CommitService:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self.listeners: list[Callable[[CommitInfo], object]] = []
+
+    def notify(self, commit: CommitInfo) -> None:
+        """Tell listeners (the pipeline engine) that a commit became a branch head."""
+        for listener in self.listeners:
+            listener(commit)
 
     # -- resolution ----------------------------------------------------------
     def resolve_row(self, s: Session, repo: RepoRow, ref: str, ancestry: int = 0) -> CommitRow:
@@ -171,7 +177,8 @@ class CommitService:
 
     def land(self, repo: str, branch: str, ops: Sequence[Op], *, commit_id: str | None = None,
              description: str | None = None, origin: str = "user", global_id: str | None = None,
-             provenance: Sequence[tuple[str, str, str]] = (), error: str | None = None) -> CommitInfo:
+             provenance: Sequence[tuple[str, str, str]] = (), error: str | None = None,
+             job_id: str | None = None, notify: bool = True) -> CommitInfo:
         """Apply ops on the branch head and move the head, atomically.
 
         With ``commit_id`` the open commit of that id is finished; otherwise a
@@ -196,15 +203,19 @@ class CommitService:
             root, size = tree.finish()
             self.ctx.objects.flush()
             try:
-                return self._publish(repo, branch, head, root, size, commit_id, description, origin, global_id,
-                                     provenance, error)
+                info = self._publish(repo, branch, head, root, size, commit_id, description, origin, global_id,
+                                     provenance, error, job_id)
             except _HeadMoved:
                 continue  # someone else moved the head: replay our ops on the new one
+            if notify and error is None:
+                self.notify(info)
+            return info
         raise Conflict(f"could not commit to {repo}@{branch}: the head kept moving ({_MAX_RETRIES} attempts)")
 
     def _publish(self, repo: str, branch: str, head: str | None, root: str, size: int, commit_id: str | None,
                  description: str | None, origin: str, global_id: str | None,
-                 provenance: Sequence[tuple[str, str, str]], error: str | None) -> CommitInfo:
+                 provenance: Sequence[tuple[str, str, str]], error: str | None, job_id: str | None
+                 ) -> CommitInfo:
         """One transaction: compare-and-set the head and make the commit visible."""
         with self.ctx.db.write() as s:
             repo_row = self.ctx.repo_row(s, repo)
@@ -237,8 +248,10 @@ class CommitService:
             row.finished_at = now()
             row.state = "failed" if error is not None else "finished"
             row.error = error
+            row.job_id = job_id
             if description is not None:
                 row.description = description
+            s.flush()  # the commit row must exist before rows that reference it
             for src_repo, src_branch, src_commit in provenance:
                 s.add(CommitProvenanceRow(commit_id=row.id, source_repo=src_repo, source_branch=src_branch,
                                           source_commit_id=src_commit))

@@ -45,6 +45,7 @@ class Modification:
     description: str | None = None
     progress: Progress | None = None
     ops: list[Op] = field(default_factory=list)
+    after_land: Callable[[], None] | None = None
 
     def put_bytes(self, path: str, data: bytes, append: bool = False) -> None:
         self._put(path, self.files.ctx.content.write_bytes(data, self.progress), append)
@@ -91,7 +92,10 @@ class Modification:
 
     def land(self) -> CommitInfo | None:
         """Apply the batch: stage into the open commit, or commit to the branch."""
-        return self.files.apply(self.repo, self.target, self.ops, self.description)
+        commit = self.files.apply(self.repo, self.target, self.ops, self.description)
+        if self.after_land is not None:
+            self.after_land()
+        return commit
 
     def __enter__(self) -> Modification:
         return self

@@ -13,6 +13,11 @@ __all__ = [
     "CommitProvenanceRow",
     "CommitRow",
     "CommitSetRow",
+    "DatumCacheRow",
+    "DatumRunRow",
+    "JobRow",
+    "PipelineRow",
+    "PipelineVersionRow",
     "RepoRow",
     "StagedOpRow",
 ]
@@ -66,6 +71,7 @@ class CommitRow(Base):
     tree_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     commit_set_id: Mapped[str] = mapped_column(ForeignKey("commit_sets.id"))
+    job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)  # the job that wrote an output commit
     author: Mapped[str] = mapped_column(String(255), default="")
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -114,3 +120,78 @@ class BranchMoveRow(Base):
     actor: Mapped[str] = mapped_column(String(255))
     reason: Mapped[str] = mapped_column(String(32))
     moved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PipelineRow(Base):
+    __tablename__ = "pipelines"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    version: Mapped[int] = mapped_column(Integer)  # current spec version
+    state: Mapped[str] = mapped_column(String(16))  # running | stopped
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PipelineVersionRow(Base):
+    """Every spec a pipeline has had; jobs record the version they ran."""
+
+    __tablename__ = "pipeline_versions"
+    pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spec_json: Mapped[str] = mapped_column(Text)
+    salt: Mapped[str] = mapped_column(String(64))
+    code_dir: Mapped[str] = mapped_column(Text)  # where relative paths in the transform resolve
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_pipeline_state", "pipeline_id", "state"), Index("ix_jobs_set", "global_id"))
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id", ondelete="CASCADE"))
+    pipeline_version: Mapped[int] = mapped_column(Integer)
+    global_id: Mapped[str] = mapped_column(String(32))
+    input_commits: Mapped[str] = mapped_column(Text)  # JSON: [{repo, branch, commit}]
+    output_commit_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    state: Mapped[str] = mapped_column(String(16))  # created | running | success | failure | killed | unrunnable
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    owner: Mapped[str | None] = mapped_column(String(255), nullable=True)  # host:pid running it
+    datums_total: Mapped[int] = mapped_column(Integer, default=0)
+    datums_processed: Mapped[int] = mapped_column(Integer, default=0)
+    datums_skipped: Mapped[int] = mapped_column(Integer, default=0)
+    datums_failed: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class DatumRunRow(Base):
+    """One datum of one job: its outcome, timings, bytes and log."""
+
+    __tablename__ = "datum_runs"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    datum_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hash: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # success | skipped | failed | recovered
+    inputs: Mapped[str] = mapped_column(Text)  # JSON: [{name, repo, path, commit}]
+    output_tree: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    download_seconds: Mapped[float] = mapped_column(default=0.0)
+    process_seconds: Mapped[float] = mapped_column(default=0.0)
+    upload_seconds: Mapped[float] = mapped_column(default=0.0)
+    download_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    upload_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    log: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DatumCacheRow(Base):
+    """Datum hash → its output tree: a datum seen before is skipped and its output reused."""
+
+    __tablename__ = "datum_cache"
+    pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id", ondelete="CASCADE"), primary_key=True)
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    output_tree: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[str] = mapped_column(String(32))

@@ -1,0 +1,376 @@
+"""Jobs: a pipeline run over its input commits, one per commit set.
+
+A commit that lands on a branch some pipeline reads creates a job for that
+pipeline under the commit's global id. Running a job enumerates its datums,
+skips those whose hash was processed before (reusing their output), runs the
+rest, merges all datum outputs into the output commit and lands it with
+provenance; that output commit in turn triggers the pipelines downstream, so
+one user commit drives the whole DAG under one global id.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from tusk.errors import Conflict, NotFound, Timeout
+from tusk.ids import new_commit_id
+from tusk.pipelines.datums import Datum, Match, datum_hash, enumerate_datums
+from tusk.pipelines.records import DatumInfo, JobInfo
+from tusk.pipelines.registry import PipelineService, StoredPipeline
+from tusk.pipelines.runtimes import Runtime
+from tusk.pipelines.spec import PfsInput
+from tusk.pipelines.worker import DatumOutcome, DatumWorker
+from tusk.storage.metadata import BranchRow, CommitRow, DatumCacheRow, DatumRunRow, JobRow, PipelineRow, RepoRow
+from tusk.versioning.commits import CommitService
+from tusk.versioning.context import Context, _aware, now
+from tusk.versioning.records import CommitInfo
+from tusk.versioning.staging import Op
+from tusk.versioning.trees import EMPTY_TREE, Entry
+
+__all__ = ["JobNotFound", "JobService"]
+
+Progress = Callable[[str, int, int], None]  # (pipeline, datums done, datums total)
+_ACTIVE = ("created", "running")
+
+
+class JobNotFound(NotFound):
+    pass
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_alive(owner: str | None) -> bool:
+    if not owner:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return True  # cannot tell for another host: assume it is working
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class JobService:
+    def __init__(self, ctx: Context, commits: CommitService, pipelines: PipelineService, runtime: Runtime,
+                 scratch: Path) -> None:
+        self.ctx = ctx
+        self.commits = commits
+        self.pipelines = pipelines
+        self.worker = DatumWorker(ctx, runtime, scratch)
+
+    # -- triggering ----------------------------------------------------------
+    def on_commit(self, commit: CommitInfo) -> list[str]:
+        """Create jobs for the pipelines that read the branch this commit landed on."""
+        if commit.state != "finished":
+            return []
+        created = []
+        with self.ctx.db.write() as s:
+            for p in self.pipelines.all(s):
+                if p.row.state != "running":
+                    continue
+                reads = any(isinstance(leaf, PfsInput) and leaf.repo == commit.repo and leaf.branch == commit.branch
+                            for leaf in p.spec.input.leaves())
+                if not reads or self._job_exists(s, p, commit.global_id):
+                    continue
+                if self._upstream_pending(s, p, commit.global_id):
+                    continue  # another input of this set is still being computed: its landing triggers us
+                created.append(self._create_job(s, p, commit.global_id).id)
+        return created
+
+    def start_job(self, name: str) -> str:
+        """A job over the pipeline's current inputs (after create, update or rerun)."""
+        with self.ctx.db.write() as s:
+            p = self.pipelines.load(s, name)
+            return self._create_job(s, p, new_commit_id()).id
+
+    def _job_exists(self, s: Session, p: StoredPipeline, global_id: str) -> bool:
+        return s.scalar(select(JobRow.id).where(JobRow.pipeline_id == p.row.id, JobRow.global_id == global_id)
+                        .limit(1)) is not None
+
+    def _upstream_pending(self, s: Session, p: StoredPipeline, global_id: str) -> bool:
+        for leaf in p.spec.input.leaves():
+            if not isinstance(leaf, PfsInput):
+                continue
+            upstream = s.scalar(select(PipelineRow.id).where(PipelineRow.name == leaf.repo))
+            if upstream is not None and s.scalar(
+                select(JobRow.id).where(JobRow.pipeline_id == upstream, JobRow.global_id == global_id,
+                                        JobRow.state.in_(_ACTIVE)).limit(1)) is not None:
+                return True
+        return False
+
+    def _create_job(self, s: Session, p: StoredPipeline, global_id: str) -> JobRow:
+        inputs = []
+        for leaf in p.spec.input.leaves():
+            if not isinstance(leaf, PfsInput):
+                continue
+            repo = s.scalar(select(RepoRow).where(RepoRow.name == leaf.repo))
+            commit_id = leaf.commit
+            if commit_id is None and repo is not None:
+                in_set = s.scalar(select(CommitRow.id).where(
+                    CommitRow.repo_id == repo.id, CommitRow.branch == leaf.branch,
+                    CommitRow.commit_set_id == global_id, CommitRow.state == "finished").limit(1))
+                head = s.scalar(select(BranchRow.head_id).where(BranchRow.repo_id == repo.id,
+                                                                BranchRow.name == leaf.branch))
+                commit_id = in_set or head
+            inputs.append({"name": leaf.input_name, "repo": leaf.repo, "branch": leaf.branch,
+                           "commit": commit_id or ""})
+        job = JobRow(id=new_commit_id(), pipeline_id=p.row.id, pipeline_version=p.row.version, global_id=global_id,
+                     input_commits=json.dumps(inputs), state="created", created_at=now())
+        s.add(job)
+        s.flush()
+        return job
+
+    # -- running -------------------------------------------------------------
+    def run_pending(self, progress: Progress | None = None, limit: int | None = None) -> list[JobInfo]:
+        """Run created jobs (and resume jobs whose process died) until none are left."""
+        done: list[JobInfo] = []
+        while limit is None or len(done) < limit:
+            job_id = self._claim_next()
+            if job_id is None:
+                break
+            done.append(self._run(job_id, progress))
+        return done
+
+    def _claim_next(self) -> str | None:
+        with self.ctx.db.write() as s:
+            for job in s.scalars(select(JobRow).where(JobRow.state.in_(_ACTIVE)).order_by(JobRow.created_at)):
+                if job.state == "running" and _owner_alive(job.owner):
+                    continue
+                claimed = s.execute(update(JobRow).where(JobRow.id == job.id, JobRow.state == job.state,
+                                                         JobRow.owner.is_(job.owner) if job.owner is None
+                                                         else JobRow.owner == job.owner)
+                                    .values(state="running", owner=_owner(), started_at=now())
+                                    .execution_options(synchronize_session=False))
+                if claimed.rowcount == 1:  # type: ignore[attr-defined]
+                    return job.id
+        return None
+
+    def _run(self, job_id: str, progress: Progress | None) -> JobInfo:
+        with self.ctx.db.read() as s:
+            job = s.get(JobRow, job_id)
+            assert job is not None
+            pipeline_name = s.get(PipelineRow, job.pipeline_id).name  # type: ignore[union-attr]
+            p = self.pipelines.load(s, pipeline_name, job.pipeline_version)
+            inputs = json.loads(job.input_commits)
+            roots = {}
+            for i in inputs:
+                row = s.get(CommitRow, i["commit"]) if i["commit"] else None
+                roots[i["name"]] = row.tree_digest if row is not None and row.tree_digest else EMPTY_TREE
+            done_before = {r.datum_id: r for r in s.scalars(select(DatumRunRow).where(DatumRunRow.job_id == job_id))}
+            global_id = job.global_id
+        spec = p.spec
+        deadline = None if spec.job_timeout is None else time.monotonic() + spec.job_timeout
+
+        def globber(leaf: PfsInput) -> tuple[str, list[Match]]:
+            commit = next(i["commit"] for i in inputs if i["name"] == leaf.input_name)
+            root = roots[leaf.input_name]
+            return commit, [Match(path, e, g) for path, e, g in self.ctx.trees.glob_groups(root, leaf.glob)]
+
+        datums = enumerate_datums(spec.input, globber)
+        hashes = {d.id: datum_hash(d, p.version.salt) for d in datums}
+        with self.ctx.db.write() as s:
+            s.execute(update(JobRow).where(JobRow.id == job_id).values(datums_total=len(datums)))
+            cached = {}
+            if spec.reprocess_spec == "until_success":
+                rows = s.scalars(select(DatumCacheRow).where(DatumCacheRow.pipeline_id == p.row.id,
+                                                             DatumCacheRow.hash.in_(list(set(hashes.values())))))
+                cached = {r.hash: r.output_tree for r in rows}
+        outputs: dict[str, str] = {}
+        todo: list[Datum] = []
+        skipped = 0
+        for d in datums:
+            prior = done_before.get(d.id)
+            if prior is not None and prior.state in ("success", "skipped") and prior.output_tree:
+                outputs[d.id] = prior.output_tree  # finished before a crash: not redone
+                skipped += prior.state == "skipped"
+            elif hashes[d.id] in cached:
+                outputs[d.id] = cached[hashes[d.id]]
+                skipped += 1
+                self._record(job_id, p, d, hashes[d.id], DatumOutcome("skipped", cached[hashes[d.id]], 0, ""))
+            else:
+                todo.append(d)
+        counter = {"done": len(datums) - len(todo), "failed": 0}
+        if progress:
+            progress(p.name, counter["done"], len(datums))
+
+        def run_one(d: Datum) -> tuple[Datum, DatumOutcome]:
+            outcome = self.worker.run(job_id, d, spec, Path(p.version.code_dir), roots, deadline)
+            self._record(job_id, p, d, hashes[d.id], outcome)
+            return d, outcome
+
+        failures: list[tuple[Datum, DatumOutcome]] = []
+        with ThreadPoolExecutor(max_workers=spec.parallelism_spec.constant, thread_name_prefix="tusk-datum") as pool:
+            for d, outcome in pool.map(run_one, todo):
+                counter["done"] += 1
+                if outcome.state == "success" and outcome.output_tree:
+                    outputs[d.id] = outcome.output_tree
+                elif outcome.state == "failed":
+                    failures.append((d, outcome))
+                if progress:
+                    progress(p.name, counter["done"], len(datums))
+        processed = len(todo) - len(failures)
+        error = None
+        if failures:
+            d, outcome = failures[0]
+            paths = ", ".join(f"{i.name}:{i.path}" for i in d.inputs)
+            error = f"{len(failures)} datum(s) failed; first: datum {d.id} ({paths}): {outcome.error}"
+        elif deadline is not None and time.monotonic() > deadline:
+            error = f"job timed out after {spec.job_timeout:g}s"
+        root: str = EMPTY_TREE
+        if error is None:
+            try:
+                root = self._merge(datums, outputs)
+            except Conflict as exc:
+                error = str(exc)
+        return self._finish(job_id, p, global_id, inputs, root, error, processed, skipped, len(failures))
+
+    def _merge(self, datums: list[Datum], outputs: dict[str, str]) -> str:
+        """One tree from every datum's output; two datums writing one path is an error naming both."""
+        from tusk.versioning.trees import MutableTree
+
+        tree = MutableTree(self.ctx.trees, EMPTY_TREE)
+        owner: dict[str, str] = {}
+        for d in datums:
+            out = outputs.get(d.id)
+            if out is None or out == EMPTY_TREE:
+                continue
+            for path, entry in self.ctx.trees.walk(out):
+                if path in owner:
+                    raise Conflict(f"datums {owner[path]} and {d.id} both wrote {path}; each output path must come"
+                                   " from one datum")
+                owner[path] = d.id
+                tree.put(path, entry)
+        return tree.finish()[0]
+
+    def _record(self, job_id: str, p: StoredPipeline, d: Datum, h: str, o: DatumOutcome) -> None:
+        with self.ctx.db.write() as s:
+            inputs = [{"name": i.name, "repo": i.repo, "path": i.path, "commit": i.commit} for i in d.inputs]
+            row = s.get(DatumRunRow, (job_id, d.id))
+            if row is None:
+                row = DatumRunRow(job_id=job_id, datum_id=d.id)
+                s.add(row)
+            row.hash, row.state, row.inputs, row.output_tree = h, o.state, json.dumps(inputs), o.output_tree
+            row.tries, row.log, row.error, row.finished_at = o.tries, o.log, o.error, now()
+            row.download_seconds = o.stats.get("download_seconds", 0.0)
+            row.process_seconds = o.stats.get("process_seconds", 0.0)
+            row.upload_seconds = o.stats.get("upload_seconds", 0.0)
+            row.download_bytes = int(o.stats.get("download_bytes", 0))
+            row.upload_bytes = int(o.stats.get("upload_bytes", 0))
+            if o.state == "success" and o.output_tree and p.spec.reprocess_spec == "until_success" and \
+                    s.get(DatumCacheRow, (p.row.id, h)) is None:
+                s.add(DatumCacheRow(pipeline_id=p.row.id, hash=h, output_tree=o.output_tree, job_id=job_id))
+
+    def _finish(self, job_id: str, p: StoredPipeline, global_id: str, inputs: list[dict[str, str]], root: str,
+                error: str | None, processed: int, skipped: int, failed: int) -> JobInfo:
+        ops = [Op("delete", "/", missing_ok=True)] + [
+            Op("put", f"/{name}", Entry(name, e.kind, e.size, e.digest, e.file))
+            for name, e in sorted(self.ctx.trees.load(root).items())
+        ]
+        provenance = [(i["repo"], i["branch"], i["commit"]) for i in inputs if i["commit"]]
+        commit = self.commits.land(p.name, p.spec.output_branch, ops, origin="auto", global_id=global_id,
+                                   provenance=provenance, error=error, job_id=job_id, notify=False,
+                                   description=f"{p.name} v{p.row.version} job {job_id}")
+        with self.ctx.db.write() as s:
+            s.execute(update(JobRow).where(JobRow.id == job_id).values(
+                state="failure" if error else "success", reason=error, output_commit_id=commit.id,
+                datums_processed=processed, datums_skipped=skipped, datums_failed=failed, finished_at=now()))
+            if error:
+                self._mark_downstream_unrunnable(s, p.name, global_id, job_id)
+        if not error:
+            self.on_commit(commit)
+        return self.inspect(job_id)
+
+    def _mark_downstream_unrunnable(self, s: Session, repo: str, global_id: str, failed_job: str) -> None:
+        for other in self.pipelines.all(s):
+            if any(isinstance(leaf, PfsInput) and leaf.repo == repo for leaf in other.spec.input.leaves()) and \
+                    not self._job_exists(s, other, global_id):
+                job = self._create_job(s, other, global_id)
+                job.state, job.reason, job.finished_at = "unrunnable", f"upstream job {failed_job} failed", now()
+                s.flush()
+                self._mark_downstream_unrunnable(s, other.name, global_id, failed_job)
+
+    # -- queries -------------------------------------------------------------
+    def _info(self, s: Session, job: JobRow) -> JobInfo:
+        name = s.get(PipelineRow, job.pipeline_id).name  # type: ignore[union-attr]
+        return JobInfo(
+            id=job.id, pipeline=name, pipeline_version=job.pipeline_version, global_id=job.global_id,
+            state=job.state, reason=job.reason if job.state not in _ACTIVE else None,
+            input_commits=json.loads(job.input_commits), output_commit=job.output_commit_id,
+            datums_total=job.datums_total, datums_processed=job.datums_processed, datums_skipped=job.datums_skipped,
+            datums_failed=job.datums_failed, created_at=_aware(job.created_at),
+            started_at=_aware(job.started_at) if job.started_at else None,
+            finished_at=_aware(job.finished_at) if job.finished_at else None,
+        )
+
+    def inspect(self, job_id: str) -> JobInfo:
+        with self.ctx.db.read() as s:
+            job = s.get(JobRow, job_id)
+            if job is None:
+                raise JobNotFound(f"job {job_id} not found")
+            return self._info(s, job)
+
+    def list(self, pipeline: str | None = None, global_id: str | None = None) -> list[JobInfo]:
+        with self.ctx.db.read() as s:
+            q = select(JobRow).order_by(JobRow.created_at.desc())
+            if pipeline is not None:
+                q = q.where(JobRow.pipeline_id == self.pipelines._row(s, pipeline).id)
+            if global_id is not None:
+                q = q.where(JobRow.global_id == global_id)
+            return [self._info(s, j) for j in s.scalars(q)]
+
+    def wait(self, job_id: str, timeout: float | None = None) -> JobInfo:
+        """Run pending work in-process (embedded mode) until the job is done."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            info = self.inspect(job_id)
+            if info.state not in _ACTIVE:
+                return info
+            if not self.run_pending(limit=1):
+                if deadline is not None and time.monotonic() > deadline:
+                    raise Timeout(f"job {job_id} is still {info.state} after {timeout}s")
+                time.sleep(0.2)
+
+    def stop(self, job_id: str) -> JobInfo:
+        with self.ctx.db.write() as s:
+            job = s.get(JobRow, job_id)
+            if job is None:
+                raise JobNotFound(f"job {job_id} not found")
+            if job.state in _ACTIVE:
+                job.state, job.reason, job.finished_at = "killed", f"stopped by {self.ctx.user}", now()
+            return self._info(s, job)
+
+    def datums(self, job_id: str) -> builtins.list[DatumInfo]:
+        self.inspect(job_id)
+        with self.ctx.db.read() as s:
+            rows = s.scalars(select(DatumRunRow).where(DatumRunRow.job_id == job_id).order_by(DatumRunRow.datum_id))
+            return [_datum_info(r) for r in rows]
+
+    def datum(self, job_id: str, datum_id: str) -> DatumInfo:
+        with self.ctx.db.read() as s:
+            row = s.get(DatumRunRow, (job_id, datum_id))
+            if row is None:
+                raise NotFound(f"datum {datum_id} not found in job {job_id}")
+            return _datum_info(row)
+
+
+def _datum_info(r: DatumRunRow) -> DatumInfo:
+    return DatumInfo(job=r.job_id, id=r.datum_id, hash=r.hash, state=r.state, inputs=json.loads(r.inputs),
+                     tries=r.tries, download_seconds=r.download_seconds, process_seconds=r.process_seconds,
+                     upload_seconds=r.upload_seconds, download_bytes=r.download_bytes, upload_bytes=r.upload_bytes,
+                     error=r.error, log=r.log)

@@ -1,0 +1,153 @@
+"""Runtimes: how user code runs for one datum.
+
+Every runtime gets the same request: a datum directory laid out as Pachyderm's
+``/pfs`` (one directory per input, plus ``out``), the command, stdin, env and
+limits. ``local`` runs a subprocess and rewrites ``/pfs`` to the datum
+directory in argv, stdin and env. ``bwrap`` mounts the datum directory at a
+literal ``/pfs`` in a sandbox with read-only inputs and no network.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+__all__ = ["BwrapRuntime", "LocalRuntime", "RunRequest", "RunResult", "Runtime", "choose_runtime"]
+
+_PFS = re.compile(r"(?<![\w./-])/pfs(?=/|$|[\s\"';:,)])")
+_LOG_LIMIT = 1 << 20
+
+
+@dataclass
+class RunRequest:
+    cmd: Sequence[str]
+    stdin: Sequence[str]
+    env: Mapping[str, str]
+    pfs_dir: Path  # contains <input>/... and out/
+    input_names: Sequence[str]
+    working_dir: Path | None
+    timeout: float | None
+    accept_return_code: Sequence[int] = ()
+
+
+@dataclass
+class RunResult:
+    ok: bool
+    returncode: int | None
+    log: str
+    seconds: float
+    error: str | None = None
+    timed_out: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Runtime(Protocol):
+    name: str
+
+    def run(self, req: RunRequest) -> RunResult: ...
+
+
+def _execute(argv: Sequence[str], stdin: str | None, env: Mapping[str, str], cwd: Path | None,
+             timeout: float | None, accept: Sequence[int]) -> RunResult:
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            list(argv), stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(env), cwd=cwd, start_new_session=True,
+        )
+    except OSError as exc:
+        return RunResult(False, None, "", time.monotonic() - start, f"cannot start {argv[0]!r}: {exc.strerror}")
+    try:
+        out, _ = proc.communicate(stdin.encode() if stdin is not None else None, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        log = out.decode(errors="replace")[-_LOG_LIMIT:]
+        return RunResult(False, None, log, time.monotonic() - start, f"datum timed out after {timeout:g}s",
+                         timed_out=True)
+    log = out.decode(errors="replace")[-_LOG_LIMIT:]
+    rc = proc.returncode
+    ok = rc == 0 or rc in accept
+    error = None if ok else f"{argv[0]} exited with code {rc}"
+    return RunResult(ok, rc, log, time.monotonic() - start, error)
+
+
+class LocalRuntime:
+    """A plain subprocess; ``/pfs`` is rewritten to the datum's directory."""
+
+    name = "local"
+
+    def __init__(self, base_env: Mapping[str, str]) -> None:
+        self.base_env = dict(base_env)
+
+    def _map(self, text: str, pfs: Path) -> str:
+        return _PFS.sub(str(pfs).replace("\\", "\\\\"), text)
+
+    def run(self, req: RunRequest) -> RunResult:
+        pfs = req.pfs_dir
+        argv = [self._map(a, pfs) for a in req.cmd]
+        stdin = "\n".join(self._map(line, pfs) for line in req.stdin) + "\n" if req.stdin else None
+        env = self.base_env | {k: self._map(v, pfs) for k, v in req.env.items()} | {
+            "TUSK_PFS": str(pfs), "PFS": str(pfs)}
+        return _execute(argv, stdin, env, req.working_dir, req.timeout, req.accept_return_code)
+
+
+class BwrapRuntime:
+    """bubblewrap: literal ``/pfs``, inputs read-only, ``/pfs/out`` writable, no network."""
+
+    name = "bwrap"
+
+    def __init__(self, base_env: Mapping[str, str], bwrap: str = "bwrap") -> None:
+        self.base_env = dict(base_env)
+        self.bwrap = bwrap
+
+    @staticmethod
+    def available(bwrap: str = "bwrap") -> bool:
+        path = shutil.which(bwrap)
+        if path is None:
+            return False
+        probe = subprocess.run([path, "--ro-bind", "/", "/", "--unshare-net", "--dev", "/dev", "true"],
+                               capture_output=True, check=False)
+        return probe.returncode == 0
+
+    def run(self, req: RunRequest) -> RunResult:
+        pfs = req.pfs_dir
+        argv = [self.bwrap, "--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid",
+                "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+                "--dir", "/pfs"]
+        for name in req.input_names:
+            if (pfs / name).exists():
+                argv += ["--ro-bind", str(pfs / name), f"/pfs/{name}"]
+        argv += ["--bind", str(pfs / "out"), "/pfs/out"]
+        if req.working_dir is not None:
+            argv += ["--chdir", str(req.working_dir)]
+        argv += ["--", *req.cmd]
+        stdin = "\n".join(req.stdin) + "\n" if req.stdin else None
+        env = self.base_env | dict(req.env) | {"TUSK_PFS": "/pfs", "PFS": "/pfs"}
+        return _execute(argv, stdin, env, req.working_dir, req.timeout, req.accept_return_code)
+
+
+def choose_runtime(preference: str, base_env: Mapping[str, str]) -> tuple[Runtime, str | None]:
+    """The runtime to use and, when falling back, a message saying why."""
+    if preference not in ("auto", "local", "bwrap"):
+        from tusk.errors import InvalidArgument
+
+        raise InvalidArgument(f"unknown runtime {preference!r}: use auto, bwrap or local")
+    if preference in ("auto", "bwrap"):
+        if BwrapRuntime.available():
+            return BwrapRuntime(base_env), None
+        if preference == "bwrap":
+            from tusk.errors import InvalidArgument
+
+            raise InvalidArgument("the bwrap runtime needs bubblewrap: apt-get install bubblewrap")
+        return LocalRuntime(base_env), ("bubblewrap is not available, so pipelines run as plain local"
+                                        " processes (no sandbox); apt-get install bubblewrap to sandbox them")
+    return LocalRuntime(base_env), None

@@ -1,0 +1,149 @@
+"""Running one datum: lay out /pfs, run the code (with retries), ingest /pfs/out."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tusk.errors import TuskError
+from tusk.pipelines.datums import Datum
+from tusk.pipelines.runtimes import RunRequest, Runtime
+from tusk.pipelines.spec import PipelineSpec
+from tusk.versioning.context import Context
+from tusk.versioning.trees import EMPTY_TREE, Entry, MutableTree
+
+__all__ = ["DatumOutcome", "DatumWorker"]
+
+
+@dataclass
+class DatumOutcome:
+    state: str  # success | failed | recovered
+    output_tree: str | None
+    tries: int
+    log: str
+    error: str | None = None
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+class DatumWorker:
+    def __init__(self, ctx: Context, runtime: Runtime, scratch: Path) -> None:
+        self.ctx = ctx
+        self.runtime = runtime
+        self.scratch = scratch
+
+    def run(self, job_id: str, datum: Datum, spec: PipelineSpec, code_dir: Path, roots: dict[str, str],
+            deadline: float | None) -> DatumOutcome:
+        workdir = self.scratch / job_id / datum.id
+        shutil.rmtree(workdir, ignore_errors=True)
+        pfs = workdir / "pfs"
+        stats: dict[str, float] = {}
+        try:
+            t = time.monotonic()
+            local, downloaded = self._materialize(datum, pfs, roots)
+            stats["download_seconds"], stats["download_bytes"] = time.monotonic() - t, downloaded
+            env = self._env(job_id, datum, spec)
+            working_dir = Path(spec.transform.working_dir) if spec.transform.working_dir else code_dir
+            logs: list[str] = []
+            result = None
+            tries = 0
+            for tries in range(1, spec.datum_tries + 1):
+                shutil.rmtree(pfs / "out", ignore_errors=True)
+                (pfs / "out").mkdir(parents=True)
+                timeout = _remaining(spec.datum_timeout, deadline)
+                if timeout is not None and timeout <= 0:
+                    return DatumOutcome("failed", None, tries, "".join(logs), "job timed out", stats)
+                result = self.runtime.run(RunRequest(
+                    cmd=spec.transform.cmd, stdin=spec.transform.stdin, env=env, pfs_dir=pfs,
+                    input_names=[i.name for i in datum.inputs], working_dir=working_dir, timeout=timeout,
+                    accept_return_code=spec.transform.accept_return_code,
+                ))
+                stats["process_seconds"] = stats.get("process_seconds", 0.0) + result.seconds
+                logs.append(result.log)
+                if not result.ok:
+                    logs.append(f"[tusk] try {tries}/{spec.datum_tries} failed: {result.error}\n")
+                if result.ok:
+                    break
+            assert result is not None
+            if not result.ok:
+                if spec.transform.err_cmd:
+                    err = self.runtime.run(RunRequest(
+                        cmd=spec.transform.err_cmd, stdin=spec.transform.err_stdin, env=env, pfs_dir=pfs,
+                        input_names=[i.name for i in datum.inputs], working_dir=working_dir,
+                        timeout=_remaining(spec.datum_timeout, deadline)))
+                    logs.append(err.log)
+                    if err.ok:
+                        logs.append("[tusk] err_cmd succeeded: datum recovered, its output is skipped\n")
+                        return DatumOutcome("recovered", None, tries, "".join(logs), result.error, stats)
+                return DatumOutcome("failed", None, tries, "".join(logs), result.error, stats)
+            t = time.monotonic()
+            tree, uploaded = self._ingest(pfs / "out", pfs, local)
+            stats["upload_seconds"], stats["upload_bytes"] = time.monotonic() - t, uploaded
+            shutil.rmtree(workdir, ignore_errors=True)
+            return DatumOutcome("success", tree, tries, "".join(logs), None, stats)
+        except TuskError as exc:
+            return DatumOutcome("failed", None, 0, "", str(exc), stats)
+
+    def _env(self, job_id: str, datum: Datum, spec: PipelineSpec) -> dict[str, str]:
+        env = dict(spec.transform.env) | {
+            "PACH_JOB_ID": job_id, "PACH_DATUM_ID": datum.id, "TUSK_JOB_ID": job_id, "TUSK_DATUM_ID": datum.id,
+            "PACH_OUTPUT_COMMIT_ID": job_id,
+        }
+        for i in datum.inputs:
+            path = f"/pfs/{i.name}{i.path if i.path != '/' else ''}"
+            env[i.name] = path
+            env[f"{i.name}_COMMIT"] = i.commit
+            env[f"TUSK_INPUT_{i.name}"] = path
+        return env
+
+    def _materialize(self, datum: Datum, pfs: Path, roots: dict[str, str]) -> tuple[dict[str, Entry], int]:
+        """Write each datum input under pfs/<name>/<path>; return local path → entry (for symlinked outputs)."""
+        local: dict[str, Entry] = {}
+        total = 0
+        for inp in datum.inputs:
+            base = pfs / inp.name
+            base.mkdir(parents=True, exist_ok=True)
+            root = roots[inp.name]
+            for path, entry in self.ctx.trees.walk(root, inp.path):
+                target = base / path.lstrip("/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                local[os.path.realpath(target)] = entry
+                if inp.empty_files or entry.file is None:
+                    target.touch()
+                    continue
+                with open(target, "wb") as fh:
+                    for data in self.ctx.content.iter_bytes(entry.file, f"{inp.repo}@{inp.commit}:{path}"):
+                        fh.write(data)
+                        total += len(data)
+        return local, total
+
+    def _ingest(self, out: Path, pfs: Path, local: dict[str, Entry]) -> tuple[str, int]:
+        """Store /pfs/out as a tree. A symlink to an input file reuses that file's chunks: no bytes are copied."""
+        tree = MutableTree(self.ctx.trees, EMPTY_TREE)
+        regular: list[tuple[str, Path]] = []
+        for dirpath, dirnames, filenames in os.walk(out, followlinks=True):
+            dirnames.sort()
+            for name in sorted(filenames):
+                path = Path(dirpath) / name
+                rel = "/" + path.relative_to(out).as_posix()
+                real = os.path.realpath(path)
+                if path.is_symlink() and real in local:
+                    src = local[real]
+                    tree.put(rel, Entry(name, src.kind, src.size, src.digest, src.file))
+                elif path.is_file():
+                    regular.append((rel, path))
+        nodes = self.ctx.content.write_many([p for _, p in regular])
+        uploaded = 0
+        for (rel, _), node in zip(regular, nodes, strict=True):
+            tree.put(rel, Entry(rel.rsplit("/", 1)[-1], "file", node.size, node.digest, node))
+            uploaded += node.size
+        return tree.finish()[0], uploaded
+
+
+def _remaining(datum_timeout: float | None, deadline: float | None) -> float | None:
+    left = None if deadline is None else deadline - time.monotonic()
+    if datum_timeout is None:
+        return left
+    return datum_timeout if left is None else min(datum_timeout, left)
