@@ -162,6 +162,10 @@ def main() -> None:
     data = work / "data"
     data.mkdir(exist_ok=True)
     results: dict[str, object] = {"big_bytes": big_size, "small_files": small_n, "wide_files": wide_n}
+    out = work / "ingest-results.json"
+
+    def save() -> None:  # after every step, so a failure late in the run keeps what was measured
+        out.write_text(json.dumps(results, indent=2))
 
     print(f"generating data in {data} ...", flush=True)
     big = data / "big.bin"
@@ -184,6 +188,7 @@ def main() -> None:
     results["a_read_blake3_1thread_s"] = median_of(3, lambda: read_blake3(big, 1))
     results["a_read_blake3_mt_s"] = median_of(3, lambda: read_blake3(big, blake3.blake3.AUTO))
 
+    save()
     # (a) one large file
     tusk = Tusk(work / "tusk-a")
     tusk.run("repo", "create", "b")
@@ -207,6 +212,7 @@ def main() -> None:
         results["d_dvc_extra_bytes"] = tree_bytes(cache) - before
         shutil.rmtree(proj)
 
+    save()
     # (b) many small files, (c) after changing one
     tusk = Tusk(work / "tusk-b")
     tusk.run("repo", "create", "s")
@@ -230,6 +236,7 @@ def main() -> None:
     finally:
         changed.write_bytes(original)
 
+    save()
     # (e) one changed file, small repo vs wide repo
     for label, n in (("1k", 1_000), ("wide", wide_n)):
         home = work / f"tusk-e-{label}"
@@ -246,9 +253,8 @@ def main() -> None:
         results[f"e_tree_bytes_written_{label}"] = tree_bytes(home / "objects" / "trees") - trees_before
         shutil.rmtree(home)
 
+    save()
     report(results)
-    out = work / "ingest-results.json"
-    out.write_text(json.dumps(results, indent=2))
     print(f"\nraw figures: {out}")
 
 

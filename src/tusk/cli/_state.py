@@ -13,6 +13,7 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
@@ -29,17 +30,47 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 PROGRESS_THRESHOLD = 8 << 20  # show bars for transfers of 8 MiB or more
 
 
+class _JobProgress:
+    """A bar per pipeline while triggered jobs run inline (on a terminal)."""
+
+    def __init__(self) -> None:
+        self._bar: Progress | None = None
+        self._tasks: dict[str, TaskID] = {}
+
+    def __call__(self, pipeline: str, done: int, total: int) -> None:
+        if not err.is_terminal:
+            return
+        if self._bar is None:
+            self._bar = Progress(TextColumn("job {task.description}"), BarColumn(),
+                                 TextColumn("{task.completed}/{task.total} datums"), console=err, transient=True)
+            self._bar.start()
+        if pipeline not in self._tasks:
+            self._tasks[pipeline] = self._bar.add_task(pipeline, total=total)
+        self._bar.update(self._tasks[pipeline], completed=done, total=total)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
 class _State:
     json: bool = False
     _client: Client | None = None
+    _progress: _JobProgress | None = None
 
     @property
     def client(self) -> Client:
         if self._client is None:
-            self._client = Client()
+            self._progress = _JobProgress()
+            self._client = Client(job_progress=self._progress)
+            if self._client.services.runtime_note and self._client.list_pipelines():
+                err.print(f"[yellow]note:[/yellow] {self._client.services.runtime_note}")
         return self._client
 
     def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
         if self._client is not None:
             self._client.close()
             self._client = None

@@ -32,3 +32,46 @@ def demo(data: Path | None = typer.Option(None, "--data", help="directory with a
     data_dir = data or find_census_data(Path.cwd())
     client = run_demo(out.print, data_dir, home)
     client.close()
+
+
+def logs(pipeline: str | None = typer.Option(None, "--pipeline", "-p"),
+         job: str | None = typer.Option(None, "--job", "-j"),
+         datum: str | None = typer.Option(None, "--datum", "-d"),
+         grep: str | None = typer.Option(None, "--grep", help="only lines containing this text")) -> None:
+    """Print the logs of user code, filtered by pipeline, job and datum."""
+    lines = state.client.logs(pipeline, job, datum, grep)
+    if state.json:
+        emit([{"job": j, "datum": d, "line": line} for j, d, line in lines], [])
+        return
+    for j, d, line in lines:
+        out.print(f"{j[:8]} {d[:8]} {line}", highlight=False, markup=False)
+
+
+def lineage(ref: str = typer.Argument(..., metavar="REPO@REF")) -> None:
+    """Show where a commit came from and what was computed from it."""
+    import json
+
+    from rich.tree import Tree
+
+    data = state.client.lineage(ref)
+    if state.json:
+        out.print(json.dumps(data, indent=2), markup=False, highlight=False)
+        return
+
+    def label(n: dict[str, object]) -> str:
+        how = f" ← {n['pipeline']} v{n['pipeline_version']} job {str(n['job'])[:8]}" if n.get("job") else \
+            f" ({n.get('origin', '?')})"
+        return f"[bold]{n['repo']}[/bold]@{n['commit']}{how} [dim]{n.get('state', '')}[/dim]"
+
+    def grow(tree: Tree, node: dict[str, object], key: str) -> None:
+        children = node.get(key)
+        assert isinstance(children, list)
+        for child in children:
+            grow(tree.add(label(child)), child, key)
+
+    up = Tree(f"upstream of {label(data['upstream'])}")
+    grow(up, data["upstream"], "inputs")
+    down = Tree(f"downstream of {label(data['downstream'])}")
+    grow(down, data["downstream"], "outputs")
+    out.print(up)
+    out.print(down)

@@ -32,11 +32,16 @@ def put(dest: str = typer.Argument(..., metavar="REPO@BRANCH[:PATH]"),
         sources: list[str] = typer.Option(..., "--file", "-f", help="local file or directory, or - for stdin"),
         recursive: bool = typer.Option(False, "--recursive", "-r", help="put directories recursively"),
         append: bool = typer.Option(False, "--append", "-a", help="append instead of overwriting"),
-        message: str | None = typer.Option(None, "--message", "-m", help="commit description")) -> None:
-    """Put files into a branch, as one commit (or into the branch's open commit)."""
+        message: str | None = typer.Option(None, "--message", "-m", help="commit description"),
+        no_wait: bool = typer.Option(False, "--no-wait", help="leave triggered jobs queued")) -> None:
+    """Put files into a branch, as one commit (or into the branch's open commit).
+
+    Pipelines that read the branch run before this returns, unless --no-wait.
+    """
     ref = parse_file_ref(dest)
     total = None if "-" in sources else sum(_local_size(Path(s)) for s in sources if Path(s).exists())
     client = state.client
+    client.run_jobs = not no_wait
     with progress_bar(f"put {dest}", total) as progress:
         mod = client.modify(f"{ref.repo}@{ref.ref}", message, progress)
         for src in sources:

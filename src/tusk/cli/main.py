@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import typer
 
-from tusk.cli import admin, branch, commit, file, repo
+from tusk.cli import admin, branch, commit, datum, file, job, pipeline, repo
 from tusk.cli._state import err, state
 from tusk.errors import TuskError
 
@@ -25,12 +25,17 @@ app.add_typer(repo.app, name="repo")
 app.add_typer(file.app, name="file")
 app.add_typer(commit.app, name="commit")
 app.add_typer(branch.app, name="branch")
+app.add_typer(pipeline.app, name="pipeline")
+app.add_typer(job.app, name="job")
+app.add_typer(datum.app, name="datum")
 app.command("fsck")(admin.fsck)
 app.command("demo")(admin.demo)
+app.command("logs")(admin.logs)
+app.command("lineage")(admin.lineage)
 
-NOUNS = {"repo", "file", "commit", "branch"}
+NOUNS = {"repo", "file", "commit", "branch", "pipeline", "job", "datum"}
 VERBS = {"create", "list", "inspect", "delete", "put", "get", "glob", "diff", "copy", "start", "finish",
-         "wait", "squash"}
+         "wait", "squash", "update", "stop", "rerun"}
 
 
 def normalize_argv(argv: Sequence[str]) -> tuple[list[str], bool]:

@@ -123,6 +123,14 @@ class PipelineMethods:
 
         return [d for spec in specs for d in enumerate_datums(spec.input, globber)]
 
+    def lineage(self, ref: str) -> dict[str, Any]:
+        """Upstream provenance and downstream results of a commit (``repo@branch`` or ``repo@commit``)."""
+        from tusk.pipelines.lineage import lineage
+        from tusk.versioning.refs import parse_ref
+
+        repo, name, ancestry = parse_ref(ref.split(":", 1)[0])
+        return lineage(self.services.ctx, self.services.commits, repo, name, ancestry)
+
     def logs(self, pipeline: str | None = None, job: str | None = None, datum: str | None = None,
              grep: str | None = None) -> list[tuple[str, str, str]]:
         """(job, datum, line) for every matching log line."""
