@@ -18,6 +18,9 @@ if ! command -v "$PY" >/dev/null || ! "$PY" -c 'import sys, venv; assert sys.ver
   apt_install python3 python3-venv python3-dev
   PY=python3
 fi
+# bubblewrap sandboxes pipeline code (literal /pfs, read-only inputs, no network)
+if ! command -v bwrap >/dev/null; then apt_install bubblewrap; fi
+
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv || { apt_install python3-venv; "$PY" -m venv .venv; }
 fi

@@ -114,25 +114,46 @@ class BwrapRuntime:
         path = shutil.which(bwrap)
         if path is None:
             return False
-        probe = subprocess.run([path, "--ro-bind", "/", "/", "--unshare-net", "--dev", "/dev", "true"],
+        probe = subprocess.run([path, *_root_binds(), "--unshare-net", "--dev", "/dev", "--dir", "/pfs", "true"],
                                capture_output=True, check=False)
         return probe.returncode == 0
 
     def run(self, req: RunRequest) -> RunResult:
         pfs = req.pfs_dir
         argv = [self.bwrap, "--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid",
-                "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-                "--dir", "/pfs"]
+                *_root_binds(), "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--dir", "/pfs"]
         for name in req.input_names:
             if (pfs / name).exists():
                 argv += ["--ro-bind", str(pfs / name), f"/pfs/{name}"]
         argv += ["--bind", str(pfs / "out"), "/pfs/out"]
         if req.working_dir is not None:
-            argv += ["--chdir", str(req.working_dir)]
+            # the code's directory may live under /tmp, which is a fresh tmpfs in here
+            argv += ["--ro-bind", str(req.working_dir), str(req.working_dir), "--chdir", str(req.working_dir)]
         argv += ["--", *req.cmd]
         stdin = "\n".join(req.stdin) + "\n" if req.stdin else None
         env = self.base_env | dict(req.env) | {"TUSK_PFS": "/pfs", "PFS": "/pfs"}
         return _execute(argv, stdin, env, req.working_dir, req.timeout, req.accept_return_code)
+
+
+_SKIP_ROOT = {"proc", "dev", "sys", "tmp", "run", "pfs", "lost+found", "mnt", "media"}
+
+
+def _root_binds() -> list[str]:
+    """The host's top-level directories, read-only, on the sandbox's own (writable) root.
+
+    Binding ``/`` itself would leave no place to create ``/pfs``; binding each
+    entry keeps a tmpfs root where ``/pfs`` can be made.
+    """
+    args: list[str] = []
+    for name in sorted(os.listdir("/")):
+        if name in _SKIP_ROOT:
+            continue
+        path = f"/{name}"
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    return args
 
 
 def choose_runtime(preference: str, base_env: Mapping[str, str]) -> tuple[Runtime, str | None]:

@@ -1,0 +1,64 @@
+"""The bwrap runtime: literal /pfs, read-only inputs, writable /pfs/out, no network."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tusk import Client
+from tusk.config import Settings
+from tusk.pipelines.runtimes import BwrapRuntime
+
+pytestmark = pytest.mark.skipif(not BwrapRuntime.available(), reason="bubblewrap is not installed")
+
+PROBE = f"""
+import os, socket, sys
+out = open("/pfs/out/report", "w")
+out.write("pfs=" + ",".join(sorted(os.listdir("/pfs"))) + "\\n")
+out.write("input=" + open("/pfs/text/a.txt").read())
+try:
+    open("/pfs/text/a.txt", "a").write("tamper")
+    out.write("inputs=writable\\n")
+except OSError:
+    out.write("inputs=read-only\\n")
+try:
+    open("{Path.home()}/tusk-sandbox-escape", "w")
+    out.write("host=writable\\n")
+except OSError:
+    out.write("host=read-only\\n")
+try:
+    socket.create_connection(("127.0.0.1", 5432), timeout=2)
+    out.write("network=yes\\n")
+except OSError:
+    out.write("network=no\\n")
+out.write("env=" + os.environ["text"] + "\\n")
+"""
+
+
+def test_sandbox_isolation(tmp_path: Path) -> None:
+    with Client(settings=Settings.for_home(tmp_path / "home", TUSK_RUNTIME="bwrap")) as c:
+        assert c.services.jobs.worker.runtime.name == "bwrap"
+        c.create_repo("text")
+        c.put_file("text@master:/a.txt", b"hello\n")
+        code = tmp_path / "code"  # code lives beside its spec; the sandbox binds that directory read-only
+        code.mkdir()
+        (code / "probe.py").write_text(PROBE)
+        (code / "probe.json").write_text(json.dumps({
+            "pipeline": {"name": "probe"}, "transform": {"cmd": [sys.executable, "probe.py"]},
+            "input": {"pfs": {"repo": "text", "glob": "/*"}}}))
+        c.create_pipeline(code / "probe.json")
+        job = c.list_jobs("probe")[0]
+        assert job.state == "success", c.list_datums(job.id)[0].log
+        report = dict(line.split("=", 1) for line in c.get_file("probe@master:/report").decode().splitlines())
+    assert report == {"pfs": "out,text", "input": "hello", "inputs": "read-only", "host": "read-only",
+                      "network": "no", "env": "/pfs/text/a.txt"}
+    assert not (Path.home() / "tusk-sandbox-escape").exists()
+
+
+def test_auto_prefers_bwrap(tmp_path: Path) -> None:
+    with Client(settings=Settings.for_home(tmp_path / "home", TUSK_RUNTIME="auto")) as c:
+        assert c.services.jobs.worker.runtime.name == "bwrap"
+        assert c.services.runtime_note is None
