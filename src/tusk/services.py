@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tusk.config import Settings
+from tusk.pipelines.cron import CronService
 from tusk.pipelines.jobs import JobService
 from tusk.pipelines.registry import PipelineService
 from tusk.pipelines.runtimes import choose_runtime
@@ -19,6 +20,7 @@ from tusk.versioning.fsck import fsck
 from tusk.versioning.records import FsckReport
 from tusk.versioning.repos import RepoService
 from tusk.versioning.trees import TreeStore
+from tusk.versioning.triggers import TriggerService
 
 __all__ = ["Services"]
 
@@ -33,6 +35,8 @@ class Services:
     files: FileService
     pipelines: PipelineService
     jobs: JobService
+    cron: CronService
+    triggers: TriggerService
     runtime_note: str | None = None
 
     @classmethod
@@ -48,16 +52,22 @@ class Services:
         pipelines = PipelineService(ctx, repos)
         runtime, note = choose_runtime(settings.runtime, settings.extra)
         jobs = JobService(ctx, commits, pipelines, runtime, settings.home / "scratch")
+        branches = BranchService(ctx, commits)
+        triggers = TriggerService(ctx, branches)
+        commits.listeners.append(triggers.on_commit)
         commits.listeners.append(jobs.on_commit)
+        files = FileService(ctx, commits)
         return cls(
             settings=settings,
             ctx=ctx,
             repos=repos,
-            branches=BranchService(ctx, commits),
+            branches=branches,
             commits=commits,
-            files=FileService(ctx, commits),
+            files=files,
             pipelines=pipelines,
             jobs=jobs,
+            cron=CronService(ctx, commits, files, pipelines),
+            triggers=triggers,
             runtime_note=note,
         )
 

@@ -302,3 +302,71 @@ def test_update_keeps_versions_and_dry_run_creates_nothing(pc: Client, tmp_path:
     assert last_job(pc, "wc").pipeline_version == 2
     pc.delete_pipeline("wc")
     assert [r.name for r in pc.list_repos()] == ["text"]
+
+
+def test_branch_trigger_defers_processing(pc: Client) -> None:
+    from tusk.versioning.triggers import BranchTrigger
+
+    pc.create_repo("text")
+    pc.put_file("text@staging:/a", b"a")
+    pc.create_branch("text@master", trigger=BranchTrigger("staging", commits=2))
+    pc.create_pipeline(WC)
+    assert pc.list_jobs("wc")[0].datums_total == 0  # master is still empty
+    pc.put_file("text@staging:/b", b"b b")
+    assert pc.inspect_commit("text@master").id == pc.inspect_commit("text@staging").id  # 2 commits: fired
+    assert pc.get_file("wc@master:/b.n") == b"2\n"
+    pc.put_file("text@staging:/c", b"c c c")  # 1 commit since the move: waits
+    assert pc.inspect_commit("text@master").id != pc.inspect_commit("text@staging").id
+    assert not any(f.path == "/c.n" for f in pc.list_files("wc@master"))
+    pc.put_file("text@staging:/d", b"d")
+    assert pc.get_file("wc@master:/c.n") == b"3\n"
+    moves = [m for m in _moves(pc, "text") if m[0] == "master"]
+    assert [m[1] for m in moves] == ["trigger", "trigger"]
+
+
+def _moves(c: Client, repo: str) -> list[tuple[str, str]]:
+    from sqlalchemy import select
+
+    from tusk.storage.metadata import BranchMoveRow
+
+    with c.services.ctx.db.read() as s:
+        repo_id = c.services.ctx.repo_row(s, repo).id
+        return [(m.branch, m.reason) for m in s.scalars(
+            select(BranchMoveRow).where(BranchMoveRow.repo_id == repo_id).order_by(BranchMoveRow.id))]
+
+
+def test_size_trigger(pc: Client) -> None:
+    from tusk.versioning.triggers import BranchTrigger, parse_size
+
+    assert parse_size("1KiB") == 1024 and parse_size("2MB") == 2_000_000
+    pc.create_repo("r")
+    pc.put_file("r@staging:/small", b"x" * 10)
+    pc.create_branch("r@master", trigger=BranchTrigger("staging", size=1000))
+    pc.put_file("r@staging:/more", b"x" * 100)
+    assert [b.head for b in pc.list_branches("r") if b.name == "master"] == [None]
+    pc.put_file("r@staging:/big", b"x" * 2000)
+    assert pc.get_file("r@master:/big") == b"x" * 2000
+
+
+def test_cron_input_ticks(pc: Client) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    pc.create_repo("text")
+    pc.put_file("text@master:/a", b"one two")
+    pc.create_pipeline({"pipeline": {"name": "nightly"},
+                        "transform": {"cmd": ["sh", "-c",
+                                              "ls /pfs/tick > /pfs/out/ticks; cat /pfs/text/a > /pfs/out/a"]},
+                        "input": {"cross": [{"cron": {"name": "tick", "spec": "@every 1h", "overwrite": True}},
+                                            {"pfs": {"repo": "text", "glob": "/"}}]}})
+    assert "nightly_tick" in [r.name for r in pc.list_repos()]
+    assert pc.list_jobs("nightly")[0].datums_total == 0  # no tick yet
+    pc.run_cron("nightly")
+    job = pc.list_jobs("nightly")[0]
+    assert job.state == "success" and job.datums_processed == 1
+    first_tick = pc.get_file("nightly@master:/ticks")
+    assert pc.services.cron.tick_due() == []  # not due for an hour
+    later = datetime.now(UTC) + timedelta(hours=2)
+    assert len(pc.services.cron.tick_due(later)) == 1
+    pc.run_pending_jobs()
+    assert pc.get_file("nightly@master:/ticks") != first_tick
+    assert len(pc.list_files("nightly_tick@master")) == 1  # overwrite keeps only the newest tick

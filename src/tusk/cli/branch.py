@@ -3,15 +3,28 @@ from __future__ import annotations
 import typer
 
 from tusk.cli._state import emit, out, state
+from tusk.errors import InvalidArgument
+from tusk.versioning.triggers import BranchTrigger, parse_size
 
 app = typer.Typer(help="Create, list and delete branches.", no_args_is_help=True)
 
 
 @app.command("create")
 def create(ref: str = typer.Argument(..., metavar="REPO@BRANCH"),
-           head: str | None = typer.Option(None, "--head", help="commit or branch to point at")) -> None:
-    """Create a branch (or move it with --head)."""
-    info = state.client.create_branch(ref, head)
+           head: str | None = typer.Option(None, "--head", help="commit or branch to point at"),
+           trigger_branch: str | None = typer.Option(None, "--trigger-branch", help="branch to follow"),
+           trigger_commits: int | None = typer.Option(None, "--trigger-commits", help="move after N commits"),
+           trigger_size: str | None = typer.Option(None, "--trigger-size", help="move after this much new data"),
+           trigger_cron: str | None = typer.Option(None, "--trigger-cron", help="move at most once per schedule"),
+           trigger_all: bool = typer.Option(False, "--trigger-all", help="require every condition, not any")) -> None:
+    """Create a branch (or move it with --head); --trigger-* make it follow another branch (deferred processing)."""
+    trigger = None
+    if trigger_branch is not None:
+        trigger = BranchTrigger(trigger_branch, trigger_commits, parse_size(trigger_size) if trigger_size else None,
+                                trigger_cron, trigger_all)
+    elif any(v is not None for v in (trigger_commits, trigger_size, trigger_cron)):
+        raise InvalidArgument("--trigger-commits/--trigger-size/--trigger-cron need --trigger-branch")
+    info = state.client.create_branch(ref, head, trigger)
     if state.json:
         emit(info, ["repo", "name", "head"])
     else:

@@ -5,6 +5,7 @@ from pathlib import Path
 import typer
 
 from tusk.cli._state import emit, err, out, state
+from tusk.errors import InvalidArgument
 from tusk.pipelines.records import PipelineInfo
 
 app = typer.Typer(help="Create, update, inspect, stop, start, rerun and delete pipelines.", no_args_is_help=True)
@@ -44,6 +45,22 @@ def rerun(name: str, reprocess: bool = typer.Option(False, "--reprocess"),
           no_wait: bool = typer.Option(False, "--no-wait")) -> None:
     """Run a pipeline again on its current inputs."""
     _report([state.client.rerun_pipeline(name, reprocess, wait=not no_wait)])
+
+
+@app.command("run-cron")
+def run_cron(name: str | None = typer.Argument(None),
+             input_name: str | None = typer.Option(None, "--input", help="one cron input by name"),
+             due: bool = typer.Option(False, "--due", help="tick every pipeline whose schedule has come round")
+             ) -> None:
+    """Commit a cron tick now, so the pipeline runs (--due: only ticks that are due, for every pipeline)."""
+    if not due and name is None:
+        raise InvalidArgument("name a pipeline, or pass --due to tick every pipeline that is due")
+    ticks = state.client.tick_due_crons() if due or name is None else state.client.run_cron(name, input_name)
+    if state.json:
+        emit(ticks, ["repo", "id"])
+    else:
+        for t in ticks:
+            out.print(f"tick {t.repo}@{t.id}")
 
 
 @app.command("list")

@@ -84,8 +84,7 @@ class JobService:
             for p in self.pipelines.all(s):
                 if p.row.state != "running":
                     continue
-                reads = any(isinstance(leaf, PfsInput) and leaf.repo == commit.repo and leaf.branch == commit.branch
-                            for leaf in p.spec.input.leaves())
+                reads = any(leaf.repo == commit.repo and leaf.branch == commit.branch for leaf in p.spec.pfs_leaves())
                 if not reads or self._job_exists(s, p, commit.global_id):
                     continue
                 if self._upstream_pending(s, p, commit.global_id):
@@ -104,9 +103,7 @@ class JobService:
                         .limit(1)) is not None
 
     def _upstream_pending(self, s: Session, p: StoredPipeline, global_id: str) -> bool:
-        for leaf in p.spec.input.leaves():
-            if not isinstance(leaf, PfsInput):
-                continue
+        for leaf in p.spec.pfs_leaves():
             upstream = s.scalar(select(PipelineRow.id).where(PipelineRow.name == leaf.repo))
             if upstream is not None and s.scalar(
                 select(JobRow.id).where(JobRow.pipeline_id == upstream, JobRow.global_id == global_id,
@@ -116,9 +113,7 @@ class JobService:
 
     def _create_job(self, s: Session, p: StoredPipeline, global_id: str) -> JobRow:
         inputs = []
-        for leaf in p.spec.input.leaves():
-            if not isinstance(leaf, PfsInput):
-                continue
+        for leaf in p.spec.pfs_leaves():
             repo = s.scalar(select(RepoRow).where(RepoRow.name == leaf.repo))
             commit_id = leaf.commit
             if commit_id is None and repo is not None:
@@ -182,7 +177,7 @@ class JobService:
             root = roots[leaf.input_name]
             return commit, [Match(path, e, g) for path, e, g in self.ctx.trees.glob_groups(root, leaf.glob)]
 
-        datums = enumerate_datums(spec.input, globber)
+        datums = enumerate_datums(spec.input.effective(spec.name), globber)
         hashes = {d.id: datum_hash(d, p.version.salt) for d in datums}
         with self.ctx.db.write() as s:
             s.execute(update(JobRow).where(JobRow.id == job_id).values(datums_total=len(datums)))
@@ -298,7 +293,7 @@ class JobService:
 
     def _mark_downstream_unrunnable(self, s: Session, repo: str, global_id: str, failed_job: str) -> None:
         for other in self.pipelines.all(s):
-            if any(isinstance(leaf, PfsInput) and leaf.repo == repo for leaf in other.spec.input.leaves()) and \
+            if any(leaf.repo == repo for leaf in other.spec.pfs_leaves()) and \
                     not self._job_exists(s, other, global_id):
                 job = self._create_job(s, other, global_id)
                 job.state, job.reason, job.finished_at = "unrunnable", f"upstream job {failed_job} failed", now()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 from pathlib import Path
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from tusk.errors import AlreadyExists, Conflict, NotFound
 from tusk.pipelines.records import PipelineInfo
-from tusk.pipelines.spec import PfsInput, PipelineSpec, parse_spec
+from tusk.pipelines.spec import CronInput, PfsInput, PipelineSpec, parse_spec
 from tusk.storage.metadata import JobRow, PipelineRow, PipelineVersionRow, RepoRow
 from tusk.versioning.context import Context, _aware, now
 from tusk.versioning.repos import RepoService
@@ -60,11 +61,15 @@ class PipelineService:
 
     def create(self, spec: PipelineSpec, code_dir: Path) -> PipelineInfo:
         """Register a pipeline and create its output repo (named after it)."""
+        cron_repos = [leaf.tick_repo(spec.name) for leaf in spec.input.leaves() if isinstance(leaf, CronInput)]
         for leaf in spec.input.leaves():
             if isinstance(leaf, PfsInput):
                 self.repos.inspect(leaf.repo)  # inputs must exist: a clear error now beats a stuck pipeline
                 if leaf.repo == spec.name:
                     raise Conflict(f"pipeline {spec.name} cannot read its own output repo")
+        for repo in cron_repos:  # cron ticks are commits to a repo of their own
+            with contextlib.suppress(AlreadyExists):
+                self.repos.create(repo, f"cron ticks for pipeline {spec.name}")
         with self.ctx.db.write() as s:
             if s.scalar(select(PipelineRow.id).where(PipelineRow.name == spec.name)) is not None:
                 raise AlreadyExists(f"pipeline {spec.name!r} already exists; use `tusk pipeline update`")
@@ -125,8 +130,7 @@ class PipelineService:
         with self.ctx.db.write() as s:
             row = self._row(s, name)
             for other in self.all(s):
-                if other.name != name and any(isinstance(leaf, PfsInput) and leaf.repo == name
-                                              for leaf in other.spec.input.leaves()):
+                if other.name != name and any(leaf.repo == name for leaf in other.spec.pfs_leaves()):
                     raise Conflict(f"pipeline {other.name} reads {name}'s output; delete {other.name} first")
             s.delete(row)
         if not keep_repo:
@@ -136,7 +140,7 @@ class PipelineService:
         stored = StoredPipeline(row, s.get(PipelineVersionRow, (row.id, row.version)))  # type: ignore[arg-type]
         last = s.scalar(select(JobRow).where(JobRow.pipeline_id == row.id).order_by(JobRow.created_at.desc())
                         .limit(1))
-        repos = sorted({leaf.repo for leaf in stored.spec.input.leaves() if isinstance(leaf, PfsInput)})
+        repos = sorted({leaf.repo for leaf in stored.spec.pfs_leaves()})
         return PipelineInfo(
             name=row.name, version=row.version, state=row.state, description=stored.spec.description,
             input_repos=repos, created_by=row.created_by, created_at=_aware(row.created_at),

@@ -26,6 +26,7 @@ __all__ = [
     "PfsInput",
     "PipelineSpec",
     "Transform",
+    "cron_interval",
     "load_spec",
     "parse_duration",
     "parse_spec",
@@ -131,6 +132,29 @@ class CronInput(_Spec):
     overwrite: bool = False
     project: dict[str, Any] | str | None = None
 
+    @field_validator("spec")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        cron_interval(v)  # raises ValueError with the reason
+        return v
+
+    def tick_repo(self, pipeline: str) -> str:
+        return self.repo or f"{pipeline}_{self.name}"
+
+
+def cron_interval(spec: str) -> float | None:
+    """Seconds for ``@every 1m`` specs; None for cron expressions (validated here)."""
+    if spec.startswith("@every "):
+        seconds = parse_duration(spec.removeprefix("@every ").strip())
+        if not seconds or seconds <= 0:
+            raise ValueError(f"invalid cron spec {spec!r}: the interval must be positive")
+        return seconds
+    from croniter import croniter
+
+    if not croniter.is_valid(spec):
+        raise ValueError(f"invalid cron spec {spec!r}: use '@every 30s' or a cron expression like '*/5 * * * *'")
+    return None
+
 
 class Input(_Spec):
     """Exactly one of the input kinds; ``atom`` (Pachyderm 1.x) is read as ``pfs``."""
@@ -165,6 +189,15 @@ class Input(_Spec):
             if children is not None and not children:
                 raise ValueError(f"'{combinator}' needs at least one input")
         return self
+
+    def effective(self, pipeline: str) -> Input:
+        """This input with each cron input read as a pfs input over its tick repo (glob ``/*``)."""
+        if self.cron is not None:
+            return Input(pfs=PfsInput(repo=self.cron.tick_repo(pipeline), name=self.cron.name, glob="/*"))
+        if self.pfs is not None:
+            return self
+        kind = next(k for k in ("cross", "union", "join", "group") if getattr(self, k) is not None)
+        return self.model_copy(update={kind: [c.effective(pipeline) for c in getattr(self, kind)]})
 
     def leaves(self) -> list[PfsInput | CronInput]:
         if self.pfs is not None:
@@ -226,6 +259,10 @@ class PipelineSpec(_Spec):
     @property
     def name(self) -> str:
         return self.pipeline.name
+
+    def pfs_leaves(self) -> list[PfsInput]:
+        """Every input the engine reads, cron inputs included (as their tick repos)."""
+        return [leaf for leaf in self.input.effective(self.name).leaves() if isinstance(leaf, PfsInput)]
 
     def canonical_json(self) -> str:
         """A stable serialization (snake_case, sorted keys) used for spec versions."""

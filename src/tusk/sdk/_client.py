@@ -19,6 +19,7 @@ from tusk.services import Services
 from tusk.versioning.files import Modification
 from tusk.versioning.records import BranchInfo, CommitInfo, DiffEntry, FileInfo, FsckReport, RepoInfo
 from tusk.versioning.refs import FileRef, parse_file_ref, parse_ref
+from tusk.versioning.triggers import BranchTrigger
 
 __all__ = ["Client", "FileWriter"]
 
@@ -116,10 +117,19 @@ class Client(PipelineMethods):
         self.services.repos.delete(name, force)
 
     # -- branches ------------------------------------------------------------
-    def create_branch(self, ref: str, head: str | None = None) -> BranchInfo:
+    def create_branch(self, ref: str, head: str | None = None, trigger: BranchTrigger | None = None) -> BranchInfo:
+        """Create a branch (or move it with ``head``); ``trigger`` makes it follow another branch on conditions."""
         repo, branch, anc = parse_ref(ref, default_branch=None)
         if anc:
             raise InvalidRef(f"{ref}: a branch name cannot carry ancestry")
+        if trigger is not None:
+            existing = {b.name for b in self.services.branches.list(repo)}
+            if trigger.branch not in existing:
+                raise InvalidArgument(f"--trigger-branch {trigger.branch} does not exist in repo {repo}")
+            if branch not in existing or head is not None:
+                self.services.branches.create(repo, branch, head)
+            self.services.triggers.set(repo, branch, trigger)
+            return next(b for b in self.services.branches.list(repo) if b.name == branch)
         info = self.services.branches.create(repo, branch, head)
         self._after_write()
         return info

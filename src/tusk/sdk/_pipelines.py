@@ -70,6 +70,20 @@ class PipelineMethods:
             self.run_pending_jobs()
         return self.services.pipelines.inspect(name)
 
+    def run_cron(self, pipeline: str, name: str | None = None, wait: bool | None = None) -> list[Any]:
+        """Commit a cron tick now (for every cron input of the pipeline, or the one named)."""
+        ticks = self.services.cron.tick(pipeline, name)
+        if self.run_jobs if wait is None else wait:
+            self.run_pending_jobs()
+        return ticks
+
+    def tick_due_crons(self) -> list[Any]:
+        """Commit the cron ticks whose schedule has come round, then run the jobs they trigger."""
+        ticks = self.services.cron.tick_due()
+        if ticks and self.run_jobs:
+            self.run_pending_jobs()
+        return ticks
+
     def inspect_pipeline(self, name: str) -> PipelineInfo:
         return self.services.pipelines.inspect(name)
 
@@ -121,7 +135,7 @@ class PipelineMethods:
                 root = commits.tree_of(s, row)
             return row.id, [Match(p, e, g) for p, e, g in ctx.trees.glob_groups(root, leaf.glob)]
 
-        return [d for spec in specs for d in enumerate_datums(spec.input, globber)]
+        return [d for spec in specs for d in enumerate_datums(spec.input.effective(spec.name), globber)]
 
     def lineage(self, ref: str) -> dict[str, Any]:
         """Upstream provenance and downstream results of a commit (``repo@branch`` or ``repo@commit``)."""

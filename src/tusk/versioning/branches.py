@@ -20,7 +20,7 @@ class BranchService:
         self.ctx = ctx
         self.commits = commits
 
-    def create(self, repo: str, name: str, head: str | None = None) -> BranchInfo:
+    def create(self, repo: str, name: str, head: str | None = None, reason: str = "branch") -> BranchInfo:
         """Create a branch, optionally at ``head`` (a ref in the same repo).
 
         An existing branch is an error unless ``head`` is given, in which case
@@ -51,7 +51,7 @@ class BranchService:
                 s.add(branch)
             if target is not None and previous != target:
                 s.add(BranchMoveRow(repo_id=repo_row.id, branch=name, from_commit=previous, to_commit=target,
-                                    actor=self.ctx.user, reason="branch", moved_at=now()))
+                                    actor=self.ctx.user, reason=reason, moved_at=now()))
             s.flush()
             info = BranchInfo(repo, branch.name, branch.head_id, _aware(branch.created_at))
             moved = target is not None and previous != target

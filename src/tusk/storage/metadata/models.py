@@ -2,7 +2,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
@@ -43,6 +54,12 @@ class BranchRow(Base):
     name: Mapped[str] = mapped_column(String(63))
     head_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # deferred processing: move this branch to trigger_branch's head when the conditions hold
+    trigger_branch: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    trigger_commits: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    trigger_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    trigger_cron: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    trigger_all: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class CommitSetRow(Base):
