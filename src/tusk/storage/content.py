@@ -153,8 +153,8 @@ class ContentStore:
         # views into the file's mmap stay valid while referenced: no copy
         return self._write_chunks((c.data for c in self._cdc.cut_file(str(path))), progress)
 
-    def write_many(self, paths: Iterable[Path], progress: Progress | None = None) -> list[FileNode]:
-        """Write many files, in order.
+    def write_many(self, files: Iterable[tuple[str, int]], progress: Progress | None = None) -> list[FileNode]:
+        """Write many files, given as (path, size), in order.
 
         Files no larger than FastCDC's minimum chunk are always exactly one
         chunk; they skip the chunker and are appended to packs of about
@@ -163,10 +163,10 @@ class ContentStore:
         before this returns.
         """
         nodes: list[FileNode] = []
-        small: list[Path] = []
+        small: list[str] = []
         try:
-            for path in paths:
-                if os.path.getsize(path) <= self._cdc.min_size:
+            for path, size in files:
+                if size <= self._cdc.min_size:
                     small.append(path)
                     if len(small) >= _SMALL_BATCH:
                         nodes.extend(self._write_small_batch(small, progress))
@@ -174,7 +174,7 @@ class ContentStore:
                     continue
                 nodes.extend(self._write_small_batch(small, progress))
                 small = []
-                nodes.append(self.write_file(path, progress))
+                nodes.append(self.write_file(Path(path), progress))
             nodes.extend(self._write_small_batch(small, progress))
             self._seal_pack()
         except BaseException:
@@ -182,10 +182,13 @@ class ContentStore:
             raise
         return nodes
 
-    def _write_small_batch(self, paths: list[Path], progress: Progress | None) -> list[FileNode]:
+    def _write_small_batch(self, paths: list[str], progress: Progress | None) -> list[FileNode]:
         if not paths:
             return []
-        datas = list(self._pool.map(_read_bytes, paths))
+        # a few slices per thread: enough parallel reads for a cold disk, little overhead for a warm one
+        step = max(1, len(paths) // 4)
+        slices = [paths[i : i + step] for i in range(0, len(paths), step)]
+        datas = [d for part in self._pool.map(_read_all, slices) for d in part]
         digests = [Digest(blake3.blake3(d).hexdigest()) for d in datas]
         sizes = {d: len(data) for d, data in zip(digests, datas, strict=True)}
         unknown = [d for d in sizes if d not in self._located]
@@ -193,9 +196,10 @@ class ContentStore:
             for digest, (pack, offset) in self.index.lookup(unknown).items():
                 self._located[digest] = ChunkRef(Digest(digest), sizes[Digest(digest)], pack, offset)
         nodes = []
+        empty = FileNode(())
         for data, digest in zip(datas, digests, strict=True):
             if not data:
-                nodes.append(FileNode(()))
+                nodes.append(empty)
             else:
                 ref = self._located.get(digest) or self._pack_add(digest, data)
                 nodes.append(FileNode((ref,)))
@@ -289,9 +293,12 @@ class ContentStore:
         return _ChunkReader(self, node, name)
 
 
-def _read_bytes(path: Path) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read()
+def _read_all(paths: list[str]) -> list[bytes]:
+    out = []
+    for path in paths:
+        with open(path, "rb") as fh:
+            out.append(fh.read())
+    return out
 
 
 class _ChunkReader(io.RawIOBase):

@@ -27,6 +27,18 @@ __all__ = ["FileService", "Modification"]
 Progress = Callable[[int], None]
 
 
+def _scan(local: str, prefix: str) -> Iterator[tuple[str, str, int]]:
+    """(repo path, local path, size) of every regular file below ``local``, sorted, one stat each."""
+    with os.scandir(local) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for e in entries:
+        target = f"{prefix}/{e.name}"
+        if e.is_dir(follow_symlinks=True):
+            yield from _scan(e.path, target)
+        elif e.is_file(follow_symlinks=True):
+            yield target, e.path, e.stat(follow_symlinks=True).st_size
+
+
 def _info(path: str, e: Entry) -> FileInfo:
     return FileInfo(path, e.kind, e.size, e.digest, len(e.file.chunks) if e.file else 0)
 
@@ -59,16 +71,9 @@ class Modification:
     def put_tree(self, path: str, source: Path) -> int:
         """Put every file below a local directory under ``path``; return the count."""
         base = normalize_path(path).rstrip("/")
-        targets: list[tuple[str, Path]] = []
-        for dirpath, dirnames, filenames in os.walk(source):
-            dirnames.sort()
-            rel = os.path.relpath(dirpath, source)
-            for name in sorted(filenames):
-                local = Path(dirpath) / name
-                if local.is_file():
-                    targets.append((f"{base}/{name}" if rel == "." else f"{base}/{rel}/{name}", local))
-        nodes = self.files.ctx.content.write_many((local for _, local in targets), self.progress)
-        for (target, _), node in zip(targets, nodes, strict=True):
+        targets = list(_scan(str(source), base))
+        nodes = self.files.ctx.content.write_many(((local, size) for _, local, size in targets), self.progress)
+        for (target, _, _), node in zip(targets, nodes, strict=True):
             self._put(target, node, append=False)
         return len(targets)
 
