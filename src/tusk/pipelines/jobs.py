@@ -189,17 +189,20 @@ class JobService:
         outputs: dict[str, str] = {}
         todo: list[Datum] = []
         skipped = 0
+        reused: list[tuple[Datum, str, DatumOutcome]] = []
         for d in datums:
             prior = done_before.get(d.id)
-            if prior is not None and prior.state in ("success", "skipped") and prior.output_tree:
+            if prior is not None and prior.state in ("success", "skipped") and prior.output_tree and \
+                    prior.hash == hashes[d.id] and self._intact(prior.output_tree):
                 outputs[d.id] = prior.output_tree  # finished before a crash: not redone
                 skipped += prior.state == "skipped"
             elif hashes[d.id] in cached:
                 outputs[d.id] = cached[hashes[d.id]]
                 skipped += 1
-                self._record(job_id, p, d, hashes[d.id], DatumOutcome("skipped", cached[hashes[d.id]], 0, ""))
+                reused.append((d, hashes[d.id], DatumOutcome("skipped", cached[hashes[d.id]], 0, "")))
             else:
                 todo.append(d)
+        self._record_many(job_id, p, reused)
         counter = {"done": len(datums) - len(todo), "failed": 0}
         if progress:
             progress(p.name, counter["done"], len(datums))
@@ -254,22 +257,51 @@ class JobService:
         return tree.finish()[0]
 
     def _record(self, job_id: str, p: StoredPipeline, d: Datum, h: str, o: DatumOutcome) -> None:
+        """Record a datum's outcome as soon as it is known, so a resumed job does not redo it.
+
+        Outputs are loose objects already in the store (a killed process does
+        not lose them); the durability barrier is the flush before the output
+        commit lands, and a resumed job re-checks reused outputs (``_intact``).
+        """
         with self.ctx.db.write() as s:
-            inputs = [{"name": i.name, "repo": i.repo, "path": i.path, "commit": i.commit} for i in d.inputs]
-            row = s.get(DatumRunRow, (job_id, d.id))
-            if row is None:
-                row = DatumRunRow(job_id=job_id, datum_id=d.id)
-                s.add(row)
-            row.hash, row.state, row.inputs, row.output_tree = h, o.state, json.dumps(inputs), o.output_tree
-            row.tries, row.log, row.error, row.finished_at = o.tries, o.log, o.error, now()
-            row.download_seconds = o.stats.get("download_seconds", 0.0)
-            row.process_seconds = o.stats.get("process_seconds", 0.0)
-            row.upload_seconds = o.stats.get("upload_seconds", 0.0)
-            row.download_bytes = int(o.stats.get("download_bytes", 0))
-            row.upload_bytes = int(o.stats.get("upload_bytes", 0))
-            if o.state == "success" and o.output_tree and p.spec.reprocess_spec == "until_success" and \
-                    s.get(DatumCacheRow, (p.row.id, h)) is None:
-                s.add(DatumCacheRow(pipeline_id=p.row.id, hash=h, output_tree=o.output_tree, job_id=job_id))
+            self._write_record(s, job_id, p, d, h, o)
+
+    def _record_many(self, job_id: str, p: StoredPipeline, items: list[tuple[Datum, str, DatumOutcome]]) -> None:
+        with self.ctx.db.write() as s:
+            for d, h, o in items:
+                self._write_record(s, job_id, p, d, h, o)
+
+    def _intact(self, tree: str) -> bool:
+        """Whether every directory and chunk of a datum output is still in the store."""
+        from tusk.errors import IntegrityError
+        from tusk.storage.content import chunk_key, pack_key
+
+        try:
+            for _, entry in self.ctx.trees.walk(tree):
+                for ref in entry.file.chunks if entry.file else ():
+                    if not self.ctx.objects.exists(pack_key(ref.pack) if ref.pack else chunk_key(ref.digest)):
+                        return False
+        except IntegrityError:
+            return False
+        return True
+
+    def _write_record(self, s: Session, job_id: str, p: StoredPipeline, d: Datum, h: str, o: DatumOutcome) -> None:
+        inputs = [{"name": i.name, "repo": i.repo, "path": i.path, "commit": i.commit} for i in d.inputs]
+        row = s.get(DatumRunRow, (job_id, d.id))
+        if row is None:
+            row = DatumRunRow(job_id=job_id, datum_id=d.id)
+            s.add(row)
+        row.hash, row.state, row.inputs, row.output_tree = h, o.state, json.dumps(inputs), o.output_tree
+        row.tries, row.log, row.error, row.finished_at = o.tries, o.log, o.error, now()
+        row.download_seconds = o.stats.get("download_seconds", 0.0)
+        row.process_seconds = o.stats.get("process_seconds", 0.0)
+        row.upload_seconds = o.stats.get("upload_seconds", 0.0)
+        row.download_bytes = int(o.stats.get("download_bytes", 0))
+        row.upload_bytes = int(o.stats.get("upload_bytes", 0))
+        if o.state == "success" and o.output_tree and p.spec.reprocess_spec == "until_success" and \
+                s.get(DatumCacheRow, (p.row.id, h)) is None:
+            s.add(DatumCacheRow(pipeline_id=p.row.id, hash=h, output_tree=o.output_tree, job_id=job_id))
+            s.flush()
 
     def _finish(self, job_id: str, p: StoredPipeline, global_id: str, inputs: list[dict[str, str]], root: str,
                 error: str | None, processed: int, skipped: int, failed: int) -> JobInfo:

@@ -134,7 +134,8 @@ class DatumWorker:
                     tree.put(rel, Entry(name, src.kind, src.size, src.digest, src.file))
                 elif path.is_file():
                     regular.append((rel, path))
-        nodes = self.ctx.content.write_many([(str(p), p.stat().st_size) for _, p in regular])
+        # loose objects, not a pack: they are in the store the moment the datum is recorded
+        nodes = [self.ctx.content.write_file(p) for _, p in regular]
         uploaded = 0
         for (rel, _), node in zip(regular, nodes, strict=True):
             tree.put(rel, Entry(rel.rsplit("/", 1)[-1], "file", node.size, node.digest, node))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -102,6 +103,7 @@ class ContentStore:
         self._pack_id: str | None = None
         self._pack = bytearray()
         self._pack_rows: list[tuple[str, str, int, int]] = []
+        self._pack_lock = threading.RLock()
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tusk-put")
 
     def close(self) -> None:
@@ -159,7 +161,7 @@ class ContentStore:
         Files no larger than FastCDC's minimum chunk are always exactly one
         chunk; they skip the chunker and are appended to packs of about
         ``PACK_TARGET`` bytes, so ingesting many small files creates a few
-        objects instead of one per file. Packs are sealed (durable, indexed)
+        objects instead of one per file. The pack is sealed (durable, indexed)
         before this returns.
         """
         nodes: list[FileNode] = []
@@ -176,11 +178,17 @@ class ContentStore:
                 small = []
                 nodes.append(self.write_file(Path(path), progress))
             nodes.extend(self._write_small_batch(small, progress))
-            self._seal_pack()
+            self.seal()
         except BaseException:
-            self._abandon_pack()
+            with self._pack_lock:
+                self._abandon_pack()
             raise
         return nodes
+
+    def seal(self) -> None:
+        """Make the open pack durable and indexed (a no-op when nothing is pending)."""
+        with self._pack_lock:
+            self._seal_pack()
 
     def _write_small_batch(self, paths: list[str], progress: Progress | None) -> list[FileNode]:
         if not paths:
@@ -192,18 +200,20 @@ class ContentStore:
         digests = [Digest(blake3.blake3(d).hexdigest()) for d in datas]
         sizes = {d: len(data) for d, data in zip(digests, datas, strict=True)}
         unknown = [d for d in sizes if d not in self._located]
-        if unknown and self.index is not None:
-            for digest, (pack, offset) in self.index.lookup(unknown).items():
-                self._located[digest] = ChunkRef(Digest(digest), sizes[Digest(digest)], pack, offset)
+        found = self.index.lookup(unknown) if unknown and self.index is not None else {}
         nodes = []
         empty = FileNode(())
-        for data, digest in zip(datas, digests, strict=True):
-            if not data:
-                nodes.append(empty)
-            else:
-                ref = self._located.get(digest) or self._pack_add(digest, data)
-                nodes.append(FileNode((ref,)))
-            if progress is not None:
+        with self._pack_lock:  # workers of one job share the open pack
+            for digest, (pack, offset) in found.items():
+                self._located[digest] = ChunkRef(Digest(digest), sizes[Digest(digest)], pack, offset)
+            for data, digest in zip(datas, digests, strict=True):
+                if not data:
+                    nodes.append(empty)
+                else:
+                    ref = self._located.get(digest) or self._pack_add(digest, data)
+                    nodes.append(FileNode((ref,)))
+        if progress is not None:
+            for data in datas:
                 progress(len(data))
         return nodes
 
@@ -219,7 +229,7 @@ class ContentStore:
         return ref
 
     def _seal_pack(self) -> None:
-        """Store the open pack, make it durable, then index it."""
+        """Store the open pack, make it durable, then index it (caller holds the pack lock)."""
         if self._pack_id is None:
             return
         self.objects.put(pack_key(self._pack_id), bytes(self._pack))
