@@ -15,7 +15,7 @@ import itertools
 import re
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import blake3
 
@@ -56,33 +56,28 @@ class DatumInput:
 @dataclass(frozen=True)
 class Datum:
     inputs: tuple[DatumInput, ...]
+    id: str = field(init=False, compare=False)
 
-    @property
-    def id(self) -> str:
-        """Identity of the datum's position (names + paths), independent of content."""
-        h = blake3.blake3(b"tusk-datum-id:v1\n")
-        for i in self.inputs:
-            _field(h, i.name)
-            _field(h, i.path)
-        return h.hexdigest()[:32]
+    def __post_init__(self) -> None:
+        # identity of the datum's position (input names + paths), independent of content; computed once
+        raw = _framed([x for i in self.inputs for x in (i.name, i.path)])
+        object.__setattr__(self, "id", blake3.blake3(b"tusk-datum-id:v1\n" + raw).hexdigest()[:32])
 
 
-def _field(h: blake3.blake3, text: str) -> None:
-    raw = text.encode()
-    h.update(struct.pack(">I", len(raw)))
-    h.update(raw)
+def _framed(fields: tuple[str, ...] | list[str]) -> bytes:
+    """Length-prefixed fields: unambiguous, so ("ab", "c") and ("a", "bc") hash apart."""
+    out = bytearray()
+    for text in fields:
+        raw = text.encode()
+        out += struct.pack(">I", len(raw))
+        out += raw
+    return bytes(out)
 
 
 def datum_hash(datum: Datum, salt: str) -> str:
     """H(input names, paths, content digests, pipeline salt): same hash ⇒ same work."""
-    h = blake3.blake3(_TAG)
-    _field(h, salt)
-    for i in datum.inputs:
-        _field(h, i.name)
-        _field(h, i.path)
-        _field(h, i.kind)
-        _field(h, i.digest)
-    return h.hexdigest()
+    raw = _framed([salt, *[x for i in datum.inputs for x in (i.name, i.path, i.kind, i.digest)]])
+    return blake3.blake3(_TAG + raw).hexdigest()
 
 
 # (repo, branch or commit, glob) -> matches; given by the caller, so this module stays pure

@@ -23,7 +23,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from tusk.errors import Conflict, NotFound, Timeout
-from tusk.ids import new_commit_id
+from tusk.ids import Digest, new_commit_id
 from tusk.pipelines.datums import Datum, Match, datum_hash, enumerate_datums
 from tusk.pipelines.records import DatumInfo, JobInfo
 from tusk.pipelines.registry import PipelineService, StoredPipeline
@@ -181,11 +181,14 @@ class JobService:
         hashes = {d.id: datum_hash(d, p.version.salt) for d in datums}
         with self.ctx.db.write() as s:
             s.execute(update(JobRow).where(JobRow.id == job_id).values(datums_total=len(datums)))
-            cached = {}
+            cached: dict[str, str] = {}
             if spec.reprocess_spec == "until_success":
-                rows = s.scalars(select(DatumCacheRow).where(DatumCacheRow.pipeline_id == p.row.id,
-                                                             DatumCacheRow.hash.in_(list(set(hashes.values())))))
-                cached = {r.hash: r.output_tree for r in rows}
+                wanted = sorted(set(hashes.values()))
+                for i in range(0, len(wanted), 500):
+                    rows = s.execute(select(DatumCacheRow.hash, DatumCacheRow.output_tree).where(
+                        DatumCacheRow.pipeline_id == p.row.id, DatumCacheRow.hash.in_(wanted[i : i + 500])))
+                    cached.update({h: t for h, t in rows})
+            base = self._merge_base(s, p)
         outputs: dict[str, str] = {}
         todo: list[Datum] = []
         skipped = 0
@@ -233,28 +236,57 @@ class JobService:
         root: str = EMPTY_TREE
         if error is None:
             try:
-                root = self._merge(datums, outputs)
+                root = self._merge(datums, outputs, base)
             except Conflict as exc:
                 error = str(exc)
         return self._finish(job_id, p, global_id, inputs, root, error, processed, skipped, len(failures))
 
-    def _merge(self, datums: list[Datum], outputs: dict[str, str]) -> str:
-        """One tree from every datum's output; two datums writing one path is an error naming both."""
+    def _merge_base(self, s: Session, p: StoredPipeline) -> tuple[str, dict[str, str]] | None:
+        """The output branch head and the datum outputs that made it, when a job of this pipeline wrote it."""
+        repo = s.scalar(select(RepoRow).where(RepoRow.name == p.name))
+        head_id = s.scalar(select(BranchRow.head_id).where(BranchRow.repo_id == repo.id,
+                                                           BranchRow.name == p.spec.output_branch)) if repo else None
+        head = s.get(CommitRow, head_id) if head_id else None
+        if head is None or head.job_id is None or head.tree_digest is None:
+            return None
+        rows = s.execute(select(DatumRunRow.datum_id, DatumRunRow.output_tree).where(
+            DatumRunRow.job_id == head.job_id, DatumRunRow.state.in_(("success", "skipped"))))
+        return head.tree_digest, {d: t for d, t in rows if t}
+
+    def _merge(self, datums: list[Datum], outputs: dict[str, str], base: tuple[str, dict[str, str]] | None) -> str:
+        """One tree from every datum's output; two datums writing one path is an error naming both.
+
+        With a base (the previous output and its datums' outputs), only datums
+        whose output changed are applied, so a job's cost follows its change.
+        """
         from tusk.versioning.trees import MutableTree
 
-        tree = MutableTree(self.ctx.trees, EMPTY_TREE)
+        current = {d.id: outputs[d.id] for d in datums if outputs.get(d.id) not in (None, EMPTY_TREE)}
+        if base is None:
+            tree, before = MutableTree(self.ctx.trees, EMPTY_TREE), {}
+        else:
+            tree, before = MutableTree(self.ctx.trees, base[0]), base[1]
         owner: dict[str, str] = {}
-        for d in datums:
-            out = outputs.get(d.id)
-            if out is None or out == EMPTY_TREE:
-                continue
-            for path, entry in self.ctx.trees.walk(out):
-                if path in owner:
-                    raise Conflict(f"datums {owner[path]} and {d.id} both wrote {path}; each output path must come"
+        changed = [d for d in current if before.get(d) != current[d]]
+        for datum_id, out in before.items():  # take away what removed or changed datums wrote
+            if current.get(datum_id) != out:
+                for path, _ in self.ctx.trees.walk(out):
+                    tree.delete(path)
+        for datum_id in changed:
+            for path, entry in self.ctx.trees.walk(current[datum_id]):
+                if path in owner or (base is not None and tree.get(path) is not None):
+                    other = owner.get(path) or self._owner_of(path, current, before, changed)
+                    raise Conflict(f"datums {other} and {datum_id} both wrote {path}; each output path must come"
                                    " from one datum")
-                owner[path] = d.id
+                owner[path] = datum_id
                 tree.put(path, entry)
         return tree.finish()[0]
+
+    def _owner_of(self, path: str, current: dict[str, str], before: dict[str, str], changed: list[str]) -> str:
+        for datum_id, out in current.items():
+            if datum_id not in changed and self.ctx.trees.lookup(out, path) is not None:
+                return datum_id
+        return "(an earlier datum)"
 
     def _record(self, job_id: str, p: StoredPipeline, d: Datum, h: str, o: DatumOutcome) -> None:
         """Record a datum's outcome as soon as it is known, so a resumed job does not redo it.
@@ -267,9 +299,25 @@ class JobService:
             self._write_record(s, job_id, p, d, h, o)
 
     def _record_many(self, job_id: str, p: StoredPipeline, items: list[tuple[Datum, str, DatumOutcome]]) -> None:
+        """Reused (skipped) datums, in one bulk insert: a job over 20k unchanged datums stays cheap."""
+        if not items:
+            return
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        from tusk.storage.metadata import Base
+
+        insert = sqlite_insert if self.ctx.db.is_sqlite else pg_insert
+        table = Base.metadata.tables[DatumRunRow.__tablename__]
+        stamp = now()
+        rows = [{"job_id": job_id, "datum_id": d.id, "hash": h, "state": o.state, "output_tree": o.output_tree,
+                 "inputs": json.dumps([{"name": i.name, "repo": i.repo, "path": i.path, "commit": i.commit}
+                                       for i in d.inputs]),
+                 "tries": 0, "download_seconds": 0.0, "process_seconds": 0.0, "upload_seconds": 0.0,
+                 "download_bytes": 0, "upload_bytes": 0, "log": "", "error": None, "finished_at": stamp}
+                for d, h, o in items]
         with self.ctx.db.write() as s:
-            for d, h, o in items:
-                self._write_record(s, job_id, p, d, h, o)
+            s.connection().execute(insert(table).on_conflict_do_nothing(index_elements=["job_id", "datum_id"]), rows)
 
     def _intact(self, tree: str) -> bool:
         """Whether every directory and chunk of a datum output is still in the store."""
@@ -305,10 +353,7 @@ class JobService:
 
     def _finish(self, job_id: str, p: StoredPipeline, global_id: str, inputs: list[dict[str, str]], root: str,
                 error: str | None, processed: int, skipped: int, failed: int) -> JobInfo:
-        ops = [Op("delete", "/", missing_ok=True)] + [
-            Op("put", f"/{name}", Entry(name, e.kind, e.size, e.digest, e.file))
-            for name, e in sorted(self.ctx.trees.load(root).items())
-        ]
+        ops = [Op("root", "/", Entry("", "dir", 0, Digest(root)))]
         provenance = [(i["repo"], i["branch"], i["commit"]) for i in inputs if i["commit"]]
         commit = self.commits.land(p.name, p.spec.output_branch, ops, origin="auto", global_id=global_id,
                                    provenance=provenance, error=error, job_id=job_id, notify=False,

@@ -16,14 +16,14 @@ from tusk.versioning.trees import Entry, MutableTree, decode_entries, encode_ent
 
 __all__ = ["Op", "apply_ops", "decode_op_payload", "encode_op_payload"]
 
-OpKind = Literal["put", "delete", "append"]
+OpKind = Literal["put", "delete", "append", "root"]
 
 
 @dataclass(frozen=True)
 class Op:
     kind: OpKind
     path: str
-    entry: Entry | None = None  # put: the entry; append: a file entry of the added bytes
+    entry: Entry | None = None  # put: the entry; append: a file entry of the added bytes; root: the new root dir
     missing_ok: bool = False
 
 
@@ -40,6 +40,9 @@ def apply_ops(tree: MutableTree, content: ContentStore, ops: list[Op]) -> None:
         if op.kind == "put":
             assert op.entry is not None
             tree.put(op.path, op.entry)
+        elif op.kind == "root":  # replace everything with an already stored tree (a job's output)
+            assert op.entry is not None
+            tree.replace_root(op.entry.digest)
         elif op.kind == "delete":
             if not tree.delete(op.path) and not op.missing_ok:
                 raise FileNotFound(f"cannot delete {op.path}: no such file or directory")

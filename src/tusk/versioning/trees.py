@@ -307,6 +307,7 @@ class _Dir:
     entries: dict[str, Entry]
     children: dict[str, _Dir] = field(default_factory=dict)
     dirty: bool = False
+    known: tuple[Digest, int] | None = None  # digest and size while unchanged since loaded
 
 
 class MutableTree:
@@ -314,7 +315,8 @@ class MutableTree:
 
     def __init__(self, trees: TreeStore, base: str) -> None:
         self.trees = trees
-        self._root = _Dir(dict(trees.load(base)))
+        entries = dict(trees.load(base))
+        self._root = _Dir(entries, known=(Digest(base), sum(e.size for e in entries.values())))
 
     def _dir(self, parts: list[str], create: bool, full: str) -> _Dir | None:
         node = self._root
@@ -341,6 +343,10 @@ class MutableTree:
                 node.dirty = True
             node = child
         return node
+
+    def replace_root(self, digest: str) -> None:
+        entries = dict(self.trees.load(digest))
+        self._root = _Dir(entries, known=(Digest(digest), sum(e.size for e in entries.values())))
 
     def get(self, path: str) -> Entry | None:
         parts = path.strip("/").split("/")
@@ -387,6 +393,8 @@ class MutableTree:
         return True
 
     def _write(self, node: _Dir) -> tuple[Digest, int]:
+        if not node.dirty and node.known is not None:
+            return node.known
         for name, child in list(node.children.items()):
             if child.dirty:
                 digest, size = self._write(child)
