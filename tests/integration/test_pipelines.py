@@ -370,3 +370,34 @@ def test_cron_input_ticks(pc: Client) -> None:
     pc.run_pending_jobs()
     assert pc.get_file("nightly@master:/ticks") != first_tick
     assert len(pc.list_files("nightly_tick@master")) == 1  # overwrite keeps only the newest tick
+
+
+def test_lazy_inputs_stream_only_what_is_read(pc: Client) -> None:
+    pc.create_repo("big")
+    pc.put_file("big@master:/read-me", b"r" * 300_000)
+    pc.put_file("big@master:/ignore-me", b"i" * 300_000)
+    pc.create_pipeline({"pipeline": {"name": "peek"}, "datum_tries": 1,
+                        "transform": {"cmd": ["sh", "-c", "head -c 5 /pfs/big/read-me > /pfs/out/head; "
+                                                          "test -p /pfs/big/ignore-me && echo fifo > /pfs/out/kind"]},
+                        "input": {"pfs": {"repo": "big", "glob": "/", "lazy": True}}})
+    job = last_job(pc, "peek")
+    assert job.state == "success", pc.list_datums(job.id)[0].log
+    assert pc.get_file("peek@master:/head") == b"rrrrr"
+    assert pc.get_file("peek@master:/kind") == b"fifo\n"
+    assert pc.list_datums(job.id)[0].download_bytes < 600_000  # ignore-me was never fetched
+
+
+def test_reprocess_every_job_and_job_timeout(pc: Client) -> None:
+    pc.create_repo("in")
+    pc.put_file("in@master:/a", b"a")
+    pc.put_file("in@master:/b", b"b")
+    pc.create_pipeline({"pipeline": {"name": "always"}, "reprocess_spec": "every_job",
+                        "transform": {"cmd": ["sh", "-c", "cp $in /pfs/out/"]},
+                        "input": {"pfs": {"repo": "in", "glob": "/*"}}})
+    pc.put_file("in@master:/c", b"c")
+    j = last_job(pc, "always")
+    assert (j.datums_processed, j.datums_skipped) == (3, 0)
+    pc.create_pipeline({"pipeline": {"name": "bounded"}, "job_timeout": "2s", "datum_tries": 1,
+                        "transform": {"cmd": ["sleep", "1.5"]}, "input": {"pfs": {"repo": "in", "glob": "/*"}}})
+    j = last_job(pc, "bounded")
+    assert j.state == "failure" and "timed out" in (j.reason or "")

@@ -22,6 +22,8 @@ def _report(infos: list[PipelineInfo]) -> None:
         emit(infos, _COLUMNS, _row)
         return
     for p in infos:
+        for note in p.notes:
+            err.print(f"[yellow]warning:[/yellow] {p.name}: {note}")
         out.print(f"pipeline {p.name} v{p.version}: last job {p.last_job_state or 'queued'}")
 
 

@@ -23,6 +23,7 @@ class PipelineInfo(_Record):
     spec: dict[str, Any]
     last_job: str | None = None
     last_job_state: str | None = None
+    notes: list[str] = field(default_factory=list)  # warnings for the user (e.g. an image that is ignored here)
 
 
 @dataclass(frozen=True)

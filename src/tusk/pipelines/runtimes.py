@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["BwrapRuntime", "LocalRuntime", "RunRequest", "RunResult", "Runtime", "choose_runtime"]
+__all__ = ["BwrapRuntime", "DockerRuntime", "LocalRuntime", "RunRequest", "RunResult", "Runtime", "choose_runtime",
+           "image_note"]
 
 _PFS = re.compile(r"(?<![\w./-])/pfs(?=/|$|[\s\"';:,)])")
 _LOG_LIMIT = 1 << 20
@@ -133,6 +134,48 @@ class BwrapRuntime:
         stdin = "\n".join(req.stdin) + "\n" if req.stdin else None
         env = self.base_env | dict(req.env) | {"TUSK_PFS": "/pfs", "PFS": "/pfs"}
         return _execute(argv, stdin, env, req.working_dir, req.timeout, req.accept_return_code)
+
+
+class DockerRuntime:
+    """The spec's ``image``, where a container engine answers; /pfs bind-mounted, inputs read-only, no network."""
+
+    name = "docker"
+    _available: bool | None = None
+
+    def __init__(self, base_env: Mapping[str, str], image: str, docker: str = "docker") -> None:
+        self.base_env = dict(base_env)
+        self.image = image
+        self.docker = docker
+
+    @classmethod
+    def available(cls, docker: str = "docker") -> bool:
+        """True only when an engine answers (a docker client without an engine is not enough)."""
+        if cls._available is None:
+            path = shutil.which(docker)
+            cls._available = bool(path) and subprocess.run(
+                [str(path), "info"], capture_output=True, check=False, timeout=20).returncode == 0
+        return cls._available
+
+    def run(self, req: RunRequest) -> RunResult:
+        pfs = req.pfs_dir
+        argv = [self.docker, "run", "--rm", "-i", "--network", "none"]
+        for name in req.input_names:
+            if (pfs / name).exists():
+                argv += ["-v", f"{pfs / name}:/pfs/{name}:ro"]
+        argv += ["-v", f"{pfs / 'out'}:/pfs/out"]
+        for key, value in req.env.items():
+            argv += ["-e", f"{key}={value}"]
+        argv += [self.image, *req.cmd]
+        stdin = "\n".join(req.stdin) + "\n" if req.stdin else None
+        return _execute(argv, stdin, self.base_env, None, req.timeout, req.accept_return_code)
+
+
+def image_note(image: str | None) -> str | None:
+    """The warning for a spec whose image cannot be used here, or None."""
+    if image and not DockerRuntime.available():
+        return (f"image {image!r} is recorded but ignored: no container engine answers here, so the command"
+                " runs on this machine (install its dependencies locally)")
+    return None
 
 
 _SKIP_ROOT = {"proc", "dev", "sys", "tmp", "run", "pfs", "lost+found", "mnt", "media"}

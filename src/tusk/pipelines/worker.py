@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tusk.errors import TuskError
 from tusk.pipelines.datums import Datum
-from tusk.pipelines.runtimes import RunRequest, Runtime
+from tusk.pipelines.runtimes import DockerRuntime, RunRequest, Runtime, image_note
 from tusk.pipelines.spec import PipelineSpec
 from tusk.versioning.context import Context
 from tusk.versioning.trees import EMPTY_TREE, Entry, MutableTree
@@ -42,11 +43,17 @@ class DatumWorker:
         stats: dict[str, float] = {}
         try:
             t = time.monotonic()
-            local, downloaded = self._materialize(datum, pfs, roots)
+            lazy: list[tuple[Path, Entry, str]] = []
+            local, downloaded = self._materialize(datum, pfs, roots, lazy)
             stats["download_seconds"], stats["download_bytes"] = time.monotonic() - t, downloaded
             env = self._env(job_id, datum, spec)
             working_dir = Path(spec.transform.working_dir) if spec.transform.working_dir else code_dir
             logs: list[str] = []
+            runtime = self.runtime
+            if spec.transform.image and DockerRuntime.available():
+                runtime = DockerRuntime(getattr(self.runtime, "base_env", {}), spec.transform.image)
+            elif note := image_note(spec.transform.image):
+                logs.append(f"[tusk] {note}\n")
             result = None
             tries = 0
             for tries in range(1, spec.datum_tries + 1):
@@ -55,11 +62,15 @@ class DatumWorker:
                 timeout = _remaining(spec.datum_timeout, deadline)
                 if timeout is not None and timeout <= 0:
                     return DatumOutcome("failed", None, tries, "".join(logs), "job timed out", stats)
-                result = self.runtime.run(RunRequest(
-                    cmd=spec.transform.cmd, stdin=spec.transform.stdin, env=env, pfs_dir=pfs,
-                    input_names=[i.name for i in datum.inputs], working_dir=working_dir, timeout=timeout,
-                    accept_return_code=spec.transform.accept_return_code,
-                ))
+                feeders = [_LazyFeeder(self.ctx, fifo, entry, name) for fifo, entry, name in lazy]  # fresh per try
+                try:
+                    result = runtime.run(RunRequest(
+                        cmd=spec.transform.cmd, stdin=spec.transform.stdin, env=env, pfs_dir=pfs,
+                        input_names=[i.name for i in datum.inputs], working_dir=working_dir, timeout=timeout,
+                        accept_return_code=spec.transform.accept_return_code,
+                    ))
+                finally:
+                    stats["download_bytes"] += sum(f.finish() for f in feeders)
                 stats["process_seconds"] = stats.get("process_seconds", 0.0) + result.seconds
                 logs.append(result.log)
                 if not result.ok:
@@ -69,7 +80,7 @@ class DatumWorker:
             assert result is not None
             if not result.ok:
                 if spec.transform.err_cmd:
-                    err = self.runtime.run(RunRequest(
+                    err = runtime.run(RunRequest(
                         cmd=spec.transform.err_cmd, stdin=spec.transform.err_stdin, env=env, pfs_dir=pfs,
                         input_names=[i.name for i in datum.inputs], working_dir=working_dir,
                         timeout=_remaining(spec.datum_timeout, deadline)))
@@ -98,8 +109,13 @@ class DatumWorker:
             env[f"TUSK_INPUT_{i.name}"] = path
         return env
 
-    def _materialize(self, datum: Datum, pfs: Path, roots: dict[str, str]) -> tuple[dict[str, Entry], int]:
-        """Write each datum input under pfs/<name>/<path>; return local path → entry (for symlinked outputs)."""
+    def _materialize(self, datum: Datum, pfs: Path, roots: dict[str, str], lazy: list[tuple[Path, Entry, str]]
+                     ) -> tuple[dict[str, Entry], int]:
+        """Write each datum input under pfs/<name>/<path>; return local path → entry (for symlinked outputs).
+
+        ``lazy`` inputs become named pipes fed on open, as in Pachyderm: bytes
+        a datum never reads are never fetched (such files read once, in order).
+        """
         local: dict[str, Entry] = {}
         total = 0
         for inp in datum.inputs:
@@ -112,6 +128,9 @@ class DatumWorker:
                 local[os.path.realpath(target)] = entry
                 if inp.empty_files or entry.file is None:
                     target.touch()
+                    continue
+                if inp.lazy:
+                    lazy.append((target, entry, f"{inp.repo}@{inp.commit}:{path}"))
                     continue
                 with open(target, "wb") as fh:
                     for data in self.ctx.content.iter_bytes(entry.file, f"{inp.repo}@{inp.commit}:{path}"):
@@ -141,6 +160,38 @@ class DatumWorker:
             tree.put(rel, Entry(rel.rsplit("/", 1)[-1], "file", node.size, node.digest, node))
             uploaded += node.size
         return tree.finish()[0], uploaded
+
+
+class _LazyFeeder:
+    """Streams one file into its named pipe when the user code opens it."""
+
+    def __init__(self, ctx: Context, fifo: Path, entry: Entry, name: str) -> None:
+        self.fifo, self.sent = fifo, 0
+        fifo.unlink(missing_ok=True)
+        os.mkfifo(fifo)
+        self._thread = threading.Thread(target=self._feed, args=(ctx, entry, name), daemon=True)
+        self._thread.start()
+
+    def _feed(self, ctx: Context, entry: Entry, name: str) -> None:
+        assert entry.file is not None
+        try:
+            with open(self.fifo, "wb") as pipe:  # blocks until a reader opens the pipe
+                for data in ctx.content.iter_bytes(entry.file, name):
+                    pipe.write(data)
+                    self.sent += len(data)
+        except (BrokenPipeError, OSError):
+            pass  # the reader stopped early; that is its right
+
+    def finish(self) -> int:
+        """Release a writer still waiting for a reader that never came; return bytes sent (idempotent)."""
+        if self._thread.is_alive():
+            try:
+                fd = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK)
+                os.close(fd)
+            except OSError:
+                pass
+            self._thread.join(timeout=5)
+        return self.sent
 
 
 def _remaining(datum_timeout: float | None, deadline: float | None) -> float | None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from tusk.errors import InvalidArgument
 from tusk.pipelines.datums import Datum, Match, enumerate_datums
 from tusk.pipelines.records import DatumInfo, JobInfo, PipelineInfo
+from tusk.pipelines.runtimes import image_note
 from tusk.pipelines.spec import PfsInput, PipelineSpec, load_spec, parse_spec
 from tusk.services import Services
 
@@ -29,6 +31,13 @@ def _specs(source: SpecSource) -> tuple[list[PipelineSpec], Path]:
     return load_spec(path), path.resolve().parent
 
 
+def _with_notes(info: PipelineInfo, spec: PipelineSpec) -> PipelineInfo:
+    notes = [n for n in (image_note(spec.transform.image),) if n]
+    if spec.ignored:
+        notes.append("ignored Kubernetes-only fields: " + ", ".join(sorted(spec.ignored)))
+    return replace(info, notes=notes)
+
+
 class PipelineMethods:
     services: Services
     run_jobs: bool
@@ -45,13 +54,12 @@ class PipelineMethods:
     def create_pipeline(self, source: SpecSource, wait: bool | None = None) -> list[PipelineInfo]:
         """Create pipelines from a spec (dict, PipelineSpec, or a JSON/YAML file) and run them on current inputs."""
         specs, code_dir = _specs(source)
-        infos = []
         for spec in specs:
-            infos.append(self.services.pipelines.create(spec, code_dir))
+            self.services.pipelines.create(spec, code_dir)
             self.services.jobs.start_job(spec.name)
         if self.run_jobs if wait is None else wait:
             self.run_pending_jobs()
-        return [self.services.pipelines.inspect(i.name) for i in infos]
+        return [_with_notes(self.services.pipelines.inspect(s.name), s) for s in specs]
 
     def update_pipeline(self, source: SpecSource, reprocess: bool = False, wait: bool | None = None
                         ) -> list[PipelineInfo]:
@@ -61,7 +69,7 @@ class PipelineMethods:
             self.services.jobs.start_job(spec.name)
         if self.run_jobs if wait is None else wait:
             self.run_pending_jobs()
-        return [self.services.pipelines.inspect(s.name) for s in specs]
+        return [_with_notes(self.services.pipelines.inspect(s.name), s) for s in specs]
 
     def rerun_pipeline(self, name: str, reprocess: bool = False, wait: bool | None = None) -> PipelineInfo:
         self.services.pipelines.rerun(name, reprocess)
