@@ -401,3 +401,21 @@ def test_reprocess_every_job_and_job_timeout(pc: Client) -> None:
                         "transform": {"cmd": ["sleep", "1.5"]}, "input": {"pfs": {"repo": "in", "glob": "/*"}}})
     j = last_job(pc, "bounded")
     assert j.state == "failure" and "timed out" in (j.reason or "")
+
+
+def test_job_stopped_while_running_lands_nothing(pc: Client) -> None:
+    pc.create_repo("in")
+    pc.put_file("in@master:/a", b"a")
+    svc = pc.services.jobs
+    real_run = svc.worker.run
+
+    def stop_then_run(job_id: str, *args: Any, **kwargs: Any) -> Any:
+        svc.stop(job_id)  # as `tusk job stop` from another terminal would
+        return real_run(job_id, *args, **kwargs)
+
+    svc.worker.run = stop_then_run  # type: ignore[method-assign]
+    pc.create_pipeline({"pipeline": {"name": "p"}, "transform": {"cmd": ["sh", "-c", "cp $in /pfs/out/"]},
+                        "input": {"pfs": {"repo": "in", "glob": "/*"}}})
+    job = pc.list_jobs("p")[0]
+    assert job.state == "killed" and job.output_commit is None
+    assert pc.list_commits("p") == []

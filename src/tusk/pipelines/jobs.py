@@ -353,6 +353,8 @@ class JobService:
 
     def _finish(self, job_id: str, p: StoredPipeline, global_id: str, inputs: list[dict[str, str]], root: str,
                 error: str | None, processed: int, skipped: int, failed: int) -> JobInfo:
+        if self.inspect(job_id).state == "killed":  # stopped while running: land nothing, keep "killed"
+            return self.inspect(job_id)
         ops = [Op("root", "/", Entry("", "dir", 0, Digest(root)))]
         provenance = [(i["repo"], i["branch"], i["commit"]) for i in inputs if i["commit"]]
         commit = self.commits.land(p.name, p.spec.output_branch, ops, origin="auto", global_id=global_id,
