@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
@@ -178,7 +179,7 @@ class CommitService:
     def land(self, repo: str, branch: str, ops: Sequence[Op], *, commit_id: str | None = None,
              description: str | None = None, origin: str = "user", global_id: str | None = None,
              provenance: Sequence[tuple[str, str, str]] = (), error: str | None = None,
-             job_id: str | None = None, notify: bool = True) -> CommitInfo:
+             job_id: str | None = None, notify: bool = True, started_at: datetime | None = None) -> CommitInfo:
         """Apply ops on the branch head and move the head, atomically.
 
         With ``commit_id`` the open commit of that id is finished; otherwise a
@@ -204,7 +205,7 @@ class CommitService:
             self.ctx.objects.flush()
             try:
                 info = self._publish(repo, branch, head, root, size, commit_id, description, origin, global_id,
-                                     provenance, error, job_id)
+                                     provenance, error, job_id, started_at)
             except _HeadMoved:
                 continue  # someone else moved the head: replay our ops on the new one
             if notify and error is None:
@@ -214,8 +215,8 @@ class CommitService:
 
     def _publish(self, repo: str, branch: str, head: str | None, root: str, size: int, commit_id: str | None,
                  description: str | None, origin: str, global_id: str | None,
-                 provenance: Sequence[tuple[str, str, str]], error: str | None, job_id: str | None
-                 ) -> CommitInfo:
+                 provenance: Sequence[tuple[str, str, str]], error: str | None, job_id: str | None,
+                 started_at: datetime | None = None) -> CommitInfo:
         """One transaction: compare-and-set the head and make the commit visible."""
         with self.ctx.db.write() as s:
             repo_row = self.ctx.repo_row(s, repo)
@@ -225,6 +226,7 @@ class CommitService:
                 self._require_open(row)
             else:
                 row = self._new_commit_row(s, repo_row, branch, head, "", origin, global_id)
+                row.started_at = started_at or row.started_at  # when the writer began, not when it published
             if error is None:
                 # compare-and-set: move the head only if it is still our parent
                 same_head = BranchRow.head_id == head if head is not None else BranchRow.head_id.is_(None)

@@ -8,6 +8,7 @@ import io
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -16,7 +17,7 @@ from tusk.ids import normalize_path
 from tusk.storage.content import FileNode
 from tusk.storage.metadata import CommitRow
 from tusk.versioning.commits import CommitService
-from tusk.versioning.context import Context
+from tusk.versioning.context import Context, now
 from tusk.versioning.records import CommitInfo, DiffEntry, FileInfo
 from tusk.versioning.refs import FileRef
 from tusk.versioning.staging import Op
@@ -58,6 +59,7 @@ class Modification:
     progress: Progress | None = None
     ops: list[Op] = field(default_factory=list)
     after_land: Callable[[], None] | None = None
+    started_at: datetime = field(default_factory=now)
 
     def put_bytes(self, path: str, data: bytes, append: bool = False) -> None:
         self._put(path, self.files.ctx.content.write_bytes(data, self.progress), append)
@@ -97,7 +99,7 @@ class Modification:
 
     def land(self) -> CommitInfo | None:
         """Apply the batch: stage into the open commit, or commit to the branch."""
-        commit = self.files.apply(self.repo, self.target, self.ops, self.description)
+        commit = self.files.apply(self.repo, self.target, self.ops, self.description, self.started_at)
         if self.after_land is not None:
             self.after_land()
         return commit
@@ -120,8 +122,8 @@ class FileService:
                progress: Progress | None = None) -> Modification:
         return Modification(self, repo, target, description, progress)
 
-    def apply(self, repo: str, target: str, ops: Sequence[Op], description: str | None = None
-              ) -> CommitInfo | None:
+    def apply(self, repo: str, target: str, ops: Sequence[Op], description: str | None = None,
+              started_at: datetime | None = None) -> CommitInfo | None:
         """Open commit (by id, or the branch's open commit) → staged; else a new commit."""
         with self.ctx.db.read() as s:
             repo_row = self.ctx.repo_row(s, repo)
@@ -139,7 +141,7 @@ class FileService:
         if open_id is not None:
             self.commits.stage(open_id, ops)
             return None
-        return self.commits.land(repo, target, ops, description=description or "")
+        return self.commits.land(repo, target, ops, description=description or "", started_at=started_at)
 
     # -- reading -------------------------------------------------------------
     def _tree(self, ref: FileRef) -> str:
