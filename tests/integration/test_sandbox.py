@@ -62,3 +62,19 @@ def test_auto_prefers_bwrap(tmp_path: Path) -> None:
     with Client(settings=Settings.for_home(tmp_path / "home", TUSK_RUNTIME="auto")) as c:
         assert c.services.jobs.worker.runtime.name == "bwrap"
         assert c.services.runtime_note is None
+
+
+def test_programs_under_tmp_are_visible_read_only(tmp_path: Path) -> None:
+    """A venv or script under /tmp (where CI clones live) stays usable although the sandbox's /tmp is private."""
+    tool = tmp_path / "prefix" / "bin" / "shout"
+    tool.parent.mkdir(parents=True)
+    tool.write_text("#!/bin/sh\necho LOUD > /pfs/out/shout\n")
+    tool.chmod(0o755)
+    with Client(settings=Settings.for_home(tmp_path / "home", TUSK_RUNTIME="bwrap")) as c:
+        c.create_repo("in")
+        c.put_file("in@master:/x", b"x")
+        c.create_pipeline({"pipeline": {"name": "loud"}, "transform": {"cmd": [str(tool)]},
+                           "input": {"pfs": {"repo": "in", "glob": "/*"}}})
+        job = c.list_jobs("loud")[0]
+        assert job.state == "success", c.list_datums(job.id)[0].log
+        assert c.get_file("loud@master:/shout") == b"LOUD\n"

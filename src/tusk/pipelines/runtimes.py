@@ -127,6 +127,8 @@ class BwrapRuntime:
             if (pfs / name).exists():
                 argv += ["--ro-bind", str(pfs / name), f"/pfs/{name}"]
         argv += ["--bind", str(pfs / "out"), "/pfs/out"]
+        for path in _named_tmp_paths(req.cmd, self.base_env.get("PATH")):
+            argv += ["--ro-bind", path, path]
         if req.working_dir is not None:
             # the code's directory may live under /tmp, which is a fresh tmpfs in here
             argv += ["--ro-bind", str(req.working_dir), str(req.working_dir), "--chdir", str(req.working_dir)]
@@ -176,6 +178,26 @@ def image_note(image: str | None) -> str | None:
         return (f"image {image!r} is recorded but ignored: no container engine answers here, so the command"
                 " runs on this machine (install its dependencies locally)")
     return None
+
+
+def _named_tmp_paths(cmd: Sequence[str], search_path: str | None) -> list[str]:
+    """Host paths under /tmp that the command names, to bind read-only (the sandbox's /tmp is its own).
+
+    The program itself is looked up on PATH; a program in a ``bin/`` directory
+    exposes its whole prefix, so an interpreter in a virtualenv under /tmp
+    finds its libraries.
+    """
+    found: list[str] = []
+    for i, arg in enumerate(cmd):
+        path = arg if os.path.isabs(arg) else (shutil.which(arg, path=search_path) if i == 0 else None)
+        if not path or not path.startswith("/tmp/") or not os.path.exists(path):
+            continue
+        target = path if os.path.isdir(path) else os.path.dirname(path)
+        if os.path.basename(target) == "bin":
+            target = os.path.dirname(target)
+        if target != "/tmp" and target not in found:
+            found.append(target)
+    return found
 
 
 _SKIP_ROOT = {"proc", "dev", "sys", "tmp", "run", "pfs", "lost+found", "mnt", "media"}
