@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -302,22 +303,11 @@ class JobService:
         """Reused (skipped) datums, in one bulk insert: a job over 20k unchanged datums stays cheap."""
         if not items:
             return
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        from tusk.storage.metadata import Base
-
-        insert = sqlite_insert if self.ctx.db.is_sqlite else pg_insert
-        table = Base.metadata.tables[DatumRunRow.__tablename__]
         stamp = now()
-        rows = [{"job_id": job_id, "datum_id": d.id, "hash": h, "state": o.state, "output_tree": o.output_tree,
-                 "inputs": json.dumps([{"name": i.name, "repo": i.repo, "path": i.path, "commit": i.commit}
-                                       for i in d.inputs]),
-                 "tries": 0, "download_seconds": 0.0, "process_seconds": 0.0, "upload_seconds": 0.0,
-                 "download_bytes": 0, "upload_bytes": 0, "log": "", "error": None, "finished_at": stamp}
-                for d, h, o in items]
+        rows = [_run_row(job_id, d, h, o, stamp) for d, h, o in items]
         with self.ctx.db.write() as s:
-            s.connection().execute(insert(table).on_conflict_do_nothing(index_elements=["job_id", "datum_id"]), rows)
+            s.connection().execute(
+                self._insert(DatumRunRow).on_conflict_do_nothing(index_elements=["job_id", "datum_id"]), rows)
 
     def _intact(self, tree: str) -> bool:
         """Whether every directory and chunk of a datum output is still in the store."""
@@ -334,22 +324,25 @@ class JobService:
         return True
 
     def _write_record(self, s: Session, job_id: str, p: StoredPipeline, d: Datum, h: str, o: DatumOutcome) -> None:
-        inputs = [{"name": i.name, "repo": i.repo, "path": i.path, "commit": i.commit} for i in d.inputs]
-        row = s.get(DatumRunRow, (job_id, d.id))
-        if row is None:
-            row = DatumRunRow(job_id=job_id, datum_id=d.id)
-            s.add(row)
-        row.hash, row.state, row.inputs, row.output_tree = h, o.state, json.dumps(inputs), o.output_tree
-        row.tries, row.log, row.error, row.finished_at = o.tries, o.log, o.error, now()
-        row.download_seconds = o.stats.get("download_seconds", 0.0)
-        row.process_seconds = o.stats.get("process_seconds", 0.0)
-        row.upload_seconds = o.stats.get("upload_seconds", 0.0)
-        row.download_bytes = int(o.stats.get("download_bytes", 0))
-        row.upload_bytes = int(o.stats.get("upload_bytes", 0))
-        if o.state == "success" and o.output_tree and p.spec.reprocess_spec == "until_success" and \
-                s.get(DatumCacheRow, (p.row.id, h)) is None:
-            s.add(DatumCacheRow(pipeline_id=p.row.id, hash=h, output_tree=o.output_tree, job_id=job_id))
-            s.flush()
+        """Upsert the datum's run row and, for a success, its cache entry: two statements, no reads."""
+        row = _run_row(job_id, d, h, o)
+        runs = self._insert(DatumRunRow)
+        s.execute(runs.values(row).on_conflict_do_update(
+            index_elements=["job_id", "datum_id"],
+            set_={k: v for k, v in row.items() if k not in ("job_id", "datum_id")}))
+        if o.state == "success" and o.output_tree and p.spec.reprocess_spec == "until_success":
+            cache = self._insert(DatumCacheRow)
+            s.execute(cache.values(pipeline_id=p.row.id, hash=h, output_tree=o.output_tree, job_id=job_id)
+                      .on_conflict_do_nothing(index_elements=["pipeline_id", "hash"]))
+
+    def _insert(self, model: type[Any]) -> Any:
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        from tusk.storage.metadata import Base
+
+        table = Base.metadata.tables[model.__tablename__]
+        return sqlite_insert(table) if self.ctx.db.is_sqlite else pg_insert(table)
 
     def _finish(self, job_id: str, p: StoredPipeline, global_id: str, inputs: list[dict[str, str]], root: str,
                 error: str | None, processed: int, skipped: int, failed: int) -> JobInfo:
@@ -441,6 +434,20 @@ class JobService:
             if row is None:
                 raise NotFound(f"datum {datum_id} not found in job {job_id}")
             return _datum_info(row)
+
+
+def _run_row(job_id: str, d: Datum, h: str, o: DatumOutcome, stamp: Any = None) -> dict[str, Any]:
+    return {
+        "job_id": job_id, "datum_id": d.id, "hash": h, "state": o.state, "output_tree": o.output_tree,
+        "inputs": json.dumps([{"name": i.name, "repo": i.repo, "path": i.path, "commit": i.commit}
+                              for i in d.inputs]),
+        "tries": o.tries, "log": o.log, "error": o.error, "finished_at": stamp or now(),
+        "download_seconds": o.stats.get("download_seconds", 0.0),
+        "process_seconds": o.stats.get("process_seconds", 0.0),
+        "upload_seconds": o.stats.get("upload_seconds", 0.0),
+        "download_bytes": int(o.stats.get("download_bytes", 0)),
+        "upload_bytes": int(o.stats.get("upload_bytes", 0)),
+    }
 
 
 def _datum_info(r: DatumRunRow) -> DatumInfo:

@@ -103,6 +103,7 @@ class ContentStore:
         self._pack_id: str | None = None
         self._pack = bytearray()
         self._pack_rows: list[tuple[str, str, int, int]] = []
+        self._unindexed: list[tuple[str, str, int, int]] = []  # rows of written packs, indexed by seal()
         self._pack_lock = threading.RLock()
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tusk-put")
 
@@ -186,9 +187,14 @@ class ContentStore:
         return nodes
 
     def seal(self) -> None:
-        """Make the open pack durable and indexed (a no-op when nothing is pending)."""
+        """Write the open pack, make every written pack durable, then index them (no-op when nothing is pending)."""
         with self._pack_lock:
-            self._seal_pack()
+            self._write_pack()
+            if self._unindexed:
+                self.objects.flush()  # the index must never point at bytes a crash could lose
+                if self.index is not None:
+                    self.index.record(self._unindexed)
+                self._unindexed = []
 
     def _write_small_batch(self, paths: list[str], progress: Progress | None) -> list[FileNode]:
         if not paths:
@@ -225,24 +231,22 @@ class ContentStore:
         self._located[digest] = ref
         self._pack_rows.append((digest, self._pack_id, ref.offset, ref.size))
         if len(self._pack) >= PACK_TARGET:
-            self._seal_pack()
+            self._write_pack()
         return ref
 
-    def _seal_pack(self) -> None:
-        """Store the open pack, make it durable, then index it (caller holds the pack lock)."""
+    def _write_pack(self) -> None:
+        """Store the open pack; it is flushed and indexed by ``seal`` (caller holds the pack lock)."""
         if self._pack_id is None:
             return
         self.objects.put(pack_key(self._pack_id), bytes(self._pack))
-        self.objects.flush()  # the index must never point at bytes a crash could lose
-        if self.index is not None:
-            self.index.record(self._pack_rows)
+        self._unindexed.extend(self._pack_rows)
         self._pack_id, self._pack, self._pack_rows = None, bytearray(), []
 
     def _abandon_pack(self) -> None:
-        if self._pack_id is not None:
-            for digest, *_ in self._pack_rows:
-                self._located.pop(digest, None)
-        self._pack_id, self._pack, self._pack_rows = None, bytearray(), []
+        """Forget packed chunks that were not sealed (a failed write): they must not be reused."""
+        for digest, *_ in [*self._pack_rows, *self._unindexed]:
+            self._located.pop(digest, None)
+        self._pack_id, self._pack, self._pack_rows, self._unindexed = None, bytearray(), [], []
 
     def append(self, old: FileNode, added: FileNode, name: str) -> FileNode:
         """Content of ``old`` followed by ``added``, chunked canonically.

@@ -37,7 +37,14 @@ class Entry:
     file: FileNode | None = None  # set for files
 
 
+_ONE_BYTE = [bytes((i,)) for i in range(0x80)]
+
+
 def _varint(n: int) -> bytes:
+    if n < 0x80:
+        return _ONE_BYTE[n]
+    if n < 0x4000:
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
     out = bytearray()
     while True:
         b = n & 0x7F
@@ -72,23 +79,29 @@ class _Reader:
 
 
 def encode_entries(entries: list[Entry]) -> bytes:
-    out = bytearray(_TAG)
-    out += _varint(len(entries))
+    parts = [_TAG, _varint(len(entries))]
+    add = parts.append
+    fromhex = bytes.fromhex
     for e in entries:
         name = e.name.encode()
-        out += _varint(len(name)) + name
-        out += b"f" if e.kind == "file" else b"d"
-        out += _varint(e.size) + bytes.fromhex(e.digest)
+        add(_varint(len(name)))
+        add(name)
+        add(b"f" if e.kind == "file" else b"d")
+        add(_varint(e.size))
+        add(fromhex(e.digest))
         if e.kind == "file":
             assert e.file is not None
-            out += _varint(len(e.file.chunks))
+            add(_varint(len(e.file.chunks)))
             for c in e.file.chunks:
-                out += bytes.fromhex(c.digest) + _varint(c.size)
+                add(fromhex(c.digest))
+                add(_varint(c.size))
                 if c.pack is None:
-                    out += b"\x00"
+                    add(b"\x00")
                 else:
-                    out += b"\x01" + bytes.fromhex(c.pack) + _varint(c.offset)
-    return bytes(out)
+                    add(b"\x01")
+                    add(fromhex(c.pack))
+                    add(_varint(c.offset))
+    return b"".join(parts)
 
 
 def decode_entries(data: bytes) -> list[Entry]:
