@@ -192,7 +192,7 @@ class JobService:
             base = self._merge_base(s, p)
         outputs: dict[str, str] = {}
         todo: list[Datum] = []
-        skipped = 0
+        skipped = resumed = 0
         reused: list[tuple[Datum, str, DatumOutcome]] = []
         for d in datums:
             prior = done_before.get(d.id)
@@ -200,6 +200,7 @@ class JobService:
                     prior.hash == hashes[d.id] and self._intact(prior.output_tree):
                 outputs[d.id] = prior.output_tree  # finished before a crash: not redone
                 skipped += prior.state == "skipped"
+                resumed += prior.state == "success"
             elif hashes[d.id] in cached:
                 outputs[d.id] = cached[hashes[d.id]]
                 skipped += 1
@@ -207,7 +208,7 @@ class JobService:
             else:
                 todo.append(d)
         self._record_many(job_id, p, reused)
-        counter = {"done": len(datums) - len(todo), "failed": 0}
+        counter = {"done": len(datums) - len(todo)}
         if progress:
             progress(p.name, counter["done"], len(datums))
 
@@ -226,7 +227,7 @@ class JobService:
                     failures.append((d, outcome))
                 if progress:
                     progress(p.name, counter["done"], len(datums))
-        processed = len(todo) - len(failures)
+        processed = resumed + len(todo) - len(failures)
         error = None
         if failures:
             d, outcome = failures[0]

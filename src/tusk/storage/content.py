@@ -164,6 +164,10 @@ class ContentStore:
         ``PACK_TARGET`` bytes, so ingesting many small files creates a few
         objects instead of one per file. The pack is sealed (durable, indexed)
         before this returns.
+
+        One call at a time per ContentStore: a failing call abandons the open
+        pack, which another concurrent call could be filling. (Pipeline workers
+        write loose objects and never call this concurrently.)
         """
         nodes: list[FileNode] = []
         small: list[str] = []
@@ -209,7 +213,7 @@ class ContentStore:
         found = self.index.lookup(unknown) if unknown and self.index is not None else {}
         nodes = []
         empty = FileNode(())
-        with self._pack_lock:  # workers of one job share the open pack
+        with self._pack_lock:  # guards pack state against seal() from another thread
             for digest, (pack, offset) in found.items():
                 self._located[digest] = ChunkRef(Digest(digest), sizes[Digest(digest)], pack, offset)
             for data, digest in zip(datas, digests, strict=True):
