@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from tusk.errors import Conflict, NotFound, Timeout
+from tusk.errors import Conflict, IntegrityError, NotFound, Timeout
 from tusk.ids import Digest, new_commit_id
 from tusk.pipelines.datums import Datum, Match, datum_hash, enumerate_datums
 from tusk.pipelines.records import DatumInfo, JobInfo
@@ -36,7 +36,7 @@ from tusk.versioning.commits import CommitService
 from tusk.versioning.context import Context, _aware, now
 from tusk.versioning.records import CommitInfo
 from tusk.versioning.staging import Op
-from tusk.versioning.trees import EMPTY_TREE, Entry
+from tusk.versioning.trees import EMPTY_TREE, Entry, MutableTree
 
 __all__ = ["JobNotFound", "JobService"]
 
@@ -261,8 +261,6 @@ class JobService:
         With a base (the previous output and its datums' outputs), only datums
         whose output changed are applied, so a job's cost follows its change.
         """
-        from tusk.versioning.trees import MutableTree
-
         current = {d.id: outputs[d.id] for d in datums if outputs.get(d.id) not in (None, EMPTY_TREE)}
         if base is None:
             tree, before = MutableTree(self.ctx.trees, EMPTY_TREE), {}
@@ -308,17 +306,14 @@ class JobService:
         rows = [_run_row(job_id, d, h, o, stamp) for d, h, o in items]
         with self.ctx.db.write() as s:
             s.connection().execute(
-                self._insert(DatumRunRow).on_conflict_do_nothing(index_elements=["job_id", "datum_id"]), rows)
+                self.ctx.db.insert(DatumRunRow).on_conflict_do_nothing(index_elements=["job_id", "datum_id"]), rows)
 
     def _intact(self, tree: str) -> bool:
         """Whether every directory and chunk of a datum output is still in the store."""
-        from tusk.errors import IntegrityError
-        from tusk.storage.content import chunk_key, pack_key
-
         try:
             for _, entry in self.ctx.trees.walk(tree):
                 for ref in entry.file.chunks if entry.file else ():
-                    if not self.ctx.objects.exists(pack_key(ref.pack) if ref.pack else chunk_key(ref.digest)):
+                    if not self.ctx.content.has_chunk(ref):
                         return False
         except IntegrityError:
             return False
@@ -327,23 +322,14 @@ class JobService:
     def _write_record(self, s: Session, job_id: str, p: StoredPipeline, d: Datum, h: str, o: DatumOutcome) -> None:
         """Upsert the datum's run row and, for a success, its cache entry: two statements, no reads."""
         row = _run_row(job_id, d, h, o)
-        runs = self._insert(DatumRunRow)
+        runs = self.ctx.db.insert(DatumRunRow)
         s.execute(runs.values(row).on_conflict_do_update(
             index_elements=["job_id", "datum_id"],
             set_={k: v for k, v in row.items() if k not in ("job_id", "datum_id")}))
         if o.state == "success" and o.output_tree and p.spec.reprocess_spec == "until_success":
-            cache = self._insert(DatumCacheRow)
+            cache = self.ctx.db.insert(DatumCacheRow)
             s.execute(cache.values(pipeline_id=p.row.id, hash=h, output_tree=o.output_tree, job_id=job_id)
                       .on_conflict_do_nothing(index_elements=["pipeline_id", "hash"]))
-
-    def _insert(self, model: type[Any]) -> Any:
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        from tusk.storage.metadata import Base
-
-        table = Base.metadata.tables[model.__tablename__]
-        return sqlite_insert(table) if self.ctx.db.is_sqlite else pg_insert(table)
 
     def _finish(self, job_id: str, p: StoredPipeline, global_id: str, inputs: list[dict[str, str]], root: str,
                 error: str | None, processed: int, skipped: int, failed: int) -> JobInfo:

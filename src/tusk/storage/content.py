@@ -268,6 +268,10 @@ class ContentStore:
         return self.write_stream(_ChunkReader(self, node, name))  # type: ignore[arg-type]
 
     # -- reading -------------------------------------------------------------
+    def has_chunk(self, ref: ChunkRef) -> bool:
+        """Whether the object holding this chunk (its pack, or the loose chunk) exists; no hashing."""
+        return self.objects.exists(pack_key(ref.pack) if ref.pack else chunk_key(ref.digest))
+
     def read_chunk(self, ref: ChunkRef, name: str) -> bytes:
         try:
             if ref.pack is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from tusk.errors import IntegrityError
-from tusk.storage.content import chunk_key, pack_key
 from tusk.storage.metadata import BranchRow, CommitRow, RepoRow
 from tusk.versioning.context import Context
 from tusk.versioning.records import FsckProblem, FsckReport
@@ -76,7 +75,7 @@ def _check_dir(ctx: Context, report: FsckReport, commit: str, repo: str, digest:
                 if verify_chunks:
                     ctx.content.read_chunk(ref, child)
                     report.bytes_verified += ref.size
-                elif not ctx.objects.exists(pack_key(ref.pack) if ref.pack else chunk_key(ref.digest)):
+                elif not ctx.content.has_chunk(ref):
                     raise IntegrityError(f"{child}: chunk {ref.digest} is missing")
             except IntegrityError as exc:
                 report.problems.append(FsckProblem(commit, repo, child, str(exc)))

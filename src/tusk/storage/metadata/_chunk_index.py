@@ -3,11 +3,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from tusk.storage.metadata._db import Database
-from tusk.storage.metadata.models import Base, ChunkIndexRow
+from tusk.storage.metadata.models import ChunkIndexRow
 
 __all__ = ["DbChunkIndex"]
 
@@ -35,9 +33,7 @@ class DbChunkIndex:
     def record(self, entries: Sequence[tuple[str, str, int, int]]) -> None:
         if not entries:
             return
-        insert = sqlite_insert if self.db.is_sqlite else pg_insert
-        table = Base.metadata.tables[ChunkIndexRow.__tablename__]
-        stmt = insert(table).on_conflict_do_nothing(index_elements=["digest"])
+        stmt = self.db.insert(ChunkIndexRow).on_conflict_do_nothing(index_elements=["digest"])
         rows = [{"digest": d, "pack": p, "offset": o, "size": n} for d, p, o, n in entries]
         with self.db.write() as s:
             s.connection().execute(stmt, rows)  # one executemany, not a compiled multi-VALUES statement
