@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from tusk.errors import InvalidArgument
-from tusk.pipelines.spec import load_spec, parse_duration, parse_spec
+from tusk.pipelines.spec import load_spec, parse_spec
+from tusk.schedules import parse_duration
 
 EDGES = {
     "pipeline": {"name": "edges"},

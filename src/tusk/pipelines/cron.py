@@ -7,14 +7,14 @@ server's scheduler calls it; embedded users can call it from their own cron).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from croniter import croniter
 from sqlalchemy import select
 
 from tusk.errors import NotFound
 from tusk.pipelines.registry import PipelineService
-from tusk.pipelines.spec import CronInput, cron_interval
+from tusk.pipelines.spec import CronInput
+from tusk.schedules import next_fire
 from tusk.storage.metadata import BranchRow, CommitRow
 from tusk.versioning.commits import CommitService
 from tusk.versioning.context import Context, _aware
@@ -23,14 +23,6 @@ from tusk.versioning.records import CommitInfo
 from tusk.versioning.staging import Op
 
 __all__ = ["CronService"]
-
-
-def next_fire(spec: str, after: datetime) -> datetime:
-    interval = cron_interval(spec)
-    if interval is not None:
-        return after + timedelta(seconds=interval)
-    nxt: datetime = croniter(spec, after).get_next(datetime)
-    return nxt if nxt.tzinfo else nxt.replace(tzinfo=UTC)
 
 
 class CronService:

@@ -18,6 +18,7 @@ from pydantic.alias_generators import to_camel
 
 from tusk.errors import InvalidArgument
 from tusk.ids import validate_branch_name, validate_repo_name
+from tusk.schedules import cron_interval, parse_duration
 
 __all__ = [
     "CronInput",
@@ -26,9 +27,7 @@ __all__ = [
     "PfsInput",
     "PipelineSpec",
     "Transform",
-    "cron_interval",
     "load_spec",
-    "parse_duration",
     "parse_spec",
 ]
 
@@ -39,25 +38,6 @@ IGNORED_FIELDS = {
     "service", "spout", "egress", "s3_out", "datum_set_spec", "tf_job", "cache_size", "max_queue_size",
     "enable_stats", "standby", "chunk_spec", "salt", "determined",
 }
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str | float | int | None) -> float | None:
-    """Go-style durations as Pachyderm writes them ("30s", "1h30m", "500ms") → seconds."""
-    if text is None or isinstance(text, int | float):
-        return None if text is None else float(text)
-    pos, total = 0, 0.0
-    for m in _DURATION.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if pos != len(text) or not text:
-        raise ValueError(f"invalid duration {text!r}: use Go syntax such as '30s', '5m' or '1h30m'")
-    return total
-
 
 def _named(check: Any, value: str) -> str:
     """Run an id validator so that pydantic records the failure with its field path."""
@@ -140,20 +120,6 @@ class CronInput(_Spec):
 
     def tick_repo(self, pipeline: str) -> str:
         return self.repo or f"{pipeline}_{self.name}"
-
-
-def cron_interval(spec: str) -> float | None:
-    """Seconds for ``@every 1m`` specs; None for cron expressions (validated here)."""
-    if spec.startswith("@every "):
-        seconds = parse_duration(spec.removeprefix("@every ").strip())
-        if not seconds or seconds <= 0:
-            raise ValueError(f"invalid cron spec {spec!r}: the interval must be positive")
-        return seconds
-    from croniter import croniter
-
-    if not croniter.is_valid(spec):
-        raise ValueError(f"invalid cron spec {spec!r}: use '@every 30s' or a cron expression like '*/5 * * * *'")
-    return None
 
 
 class Input(_Spec):

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from croniter import croniter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tusk.errors import InvalidArgument
+from tusk.schedules import cron_interval, next_fire
 from tusk.storage.metadata import BranchMoveRow, BranchRow, CommitRow
 from tusk.versioning.branches import BranchService
 from tusk.versioning.context import Context, _aware
@@ -49,8 +49,11 @@ class BranchTrigger:
     def __post_init__(self) -> None:
         if self.commits is None and self.size is None and self.cron is None:
             raise InvalidArgument("a trigger needs at least one of --trigger-commits, --trigger-size, --trigger-cron")
-        if self.cron is not None and not self.cron.startswith("@every ") and not croniter.is_valid(self.cron):
-            raise InvalidArgument(f"invalid --trigger-cron {self.cron!r}")
+        if self.cron is not None:
+            try:
+                cron_interval(self.cron)
+            except ValueError as exc:
+                raise InvalidArgument(f"invalid --trigger-cron {self.cron!r}: {exc}") from None
 
 
 class TriggerService:
@@ -91,7 +94,7 @@ class TriggerService:
                                                                  BranchMoveRow.branch == b.name)
                             .order_by(BranchMoveRow.moved_at.desc()).limit(1))
             since = _aware(last) if last else _aware(b.created_at)
-            results.append(_next(b.trigger_cron, since) <= datetime.now(UTC))
+            results.append(next_fire(b.trigger_cron, since) <= datetime.now(UTC))
         return all(results) if b.trigger_all else any(results)
 
     @staticmethod
@@ -102,12 +105,3 @@ class TriggerService:
             row = s.get(CommitRow, cur)
             cur = row.parent_id if row else None
         return n
-
-
-def _next(spec: str, after: datetime) -> datetime:
-    if spec.startswith("@every "):
-        from tusk.pipelines.spec import parse_duration
-
-        return after + timedelta(seconds=parse_duration(spec.removeprefix("@every ").strip()) or 0)
-    nxt: datetime = croniter(spec, after).get_next(datetime)
-    return nxt if nxt.tzinfo else nxt.replace(tzinfo=UTC)
