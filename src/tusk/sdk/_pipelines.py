@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tusk.errors import InvalidArgument
+from tusk.errors import BranchNotFound, CommitNotFound, InvalidArgument
 from tusk.pipelines.datums import Datum, Match, enumerate_datums
 from tusk.pipelines.records import DatumInfo, JobInfo, PipelineInfo
 from tusk.pipelines.runtimes import image_note
@@ -138,7 +138,7 @@ class PipelineMethods:
                 repo = ctx.repo_row(s, leaf.repo)
                 try:
                     row = commits.resolve_row(s, repo, leaf.commit or leaf.branch)
-                except Exception:
+                except (BranchNotFound, CommitNotFound):  # an input with nothing in it yet has no datums
                     return "", []
                 root = commits.tree_of(s, row)
             return row.id, [Match(p, e, g) for p, e, g in ctx.trees.glob_groups(root, leaf.glob)]

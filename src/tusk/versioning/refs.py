@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tusk.errors import InvalidRef
+from tusk.errors import InvalidArgument, InvalidRef
 from tusk.ids import normalize_path, validate_repo_name
 
 __all__ = ["FileRef", "parse_file_ref", "parse_ref"]
@@ -50,7 +50,7 @@ def parse_ref(text: str, default_branch: str | None = "master") -> tuple[str, st
         raise InvalidRef(f"invalid reference {text!r}: expected REPO@BRANCH or REPO@COMMIT")
     try:
         validate_repo_name(repo)
-    except Exception as exc:
+    except InvalidArgument as exc:
         raise InvalidRef(f"invalid reference {text!r}: {exc}") from None
     if not sep:
         if default_branch is None:
