@@ -8,7 +8,7 @@ from tusk.config import Settings
 from tusk.pipelines.cron import CronService
 from tusk.pipelines.jobs import JobService
 from tusk.pipelines.registry import PipelineService
-from tusk.pipelines.runtimes import choose_runtime
+from tusk.pipelines.runtimes import ConfiguredRuntime
 from tusk.storage.content import ContentStore
 from tusk.storage.metadata import Database, DbChunkIndex
 from tusk.storage.objects import ObjectStore, open_object_store
@@ -37,7 +37,12 @@ class Services:
     jobs: JobService
     cron: CronService
     triggers: TriggerService
-    runtime_note: str | None = None
+    runtime: ConfiguredRuntime
+
+    @property
+    def runtime_note(self) -> str | None:
+        """Why pipelines do not run sandboxed here, if they do not (probes on first use)."""
+        return self.runtime.note
 
     @classmethod
     def open(cls, settings: Settings, objects: ObjectStore | None = None) -> Services:
@@ -50,7 +55,7 @@ class Services:
         commits = CommitService(ctx)
         repos = RepoService(ctx)
         pipelines = PipelineService(ctx, repos)
-        runtime, note = choose_runtime(settings.runtime, settings.extra)
+        runtime = ConfiguredRuntime(settings.runtime, settings.extra)
         jobs = JobService(ctx, commits, pipelines, runtime, settings.home / "scratch")
         branches = BranchService(ctx, commits)
         triggers = TriggerService(ctx, branches)
@@ -68,7 +73,7 @@ class Services:
             jobs=jobs,
             cron=CronService(ctx, commits, files, pipelines),
             triggers=triggers,
-            runtime_note=note,
+            runtime=runtime,
         )
 
     def fsck(self, verify_chunks: bool = True) -> FsckReport:

@@ -31,13 +31,22 @@ PROGRESS_THRESHOLD = 8 << 20  # show bars for transfers of 8 MiB or more
 
 
 class _JobProgress:
-    """A bar per pipeline while triggered jobs run inline (on a terminal)."""
+    """A bar per pipeline while triggered jobs run inline (on a terminal).
 
-    def __init__(self) -> None:
+    The first job also prints the runtime note (e.g. running unsandboxed), so
+    the note appears when pipelines run, and other commands pay nothing for it.
+    """
+
+    def __init__(self, note: Callable[[], str | None]) -> None:
         self._bar: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
+        self._note: Callable[[], str | None] | None = note
 
     def __call__(self, pipeline: str, done: int, total: int) -> None:
+        if self._note is not None:
+            note, self._note = self._note(), None
+            if note:
+                err.print(f"[yellow]note:[/yellow] {note}")
         if not err.is_terminal:
             return
         if self._bar is None:
@@ -62,10 +71,8 @@ class _State:
     @property
     def client(self) -> Client:
         if self._client is None:
-            self._progress = _JobProgress()
+            self._progress = _JobProgress(lambda: self.client.services.runtime_note)
             self._client = Client(job_progress=self._progress)
-            if self._client.services.runtime_note and self._client.list_pipelines():
-                err.print(f"[yellow]note:[/yellow] {self._client.services.runtime_note}")
         return self._client
 
     def close(self) -> None:

@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["BwrapRuntime", "DockerRuntime", "LocalRuntime", "RunRequest", "RunResult", "Runtime", "choose_runtime",
-           "image_note"]
+from tusk.errors import InvalidArgument
+
+__all__ = ["BwrapRuntime", "ConfiguredRuntime", "DockerRuntime", "LocalRuntime", "RunRequest", "RunResult", "Runtime",
+           "choose_runtime", "image_note"]
 
 _PFS = re.compile(r"(?<![\w./-])/pfs(?=/|$|[\s\"';:,)])")
 _LOG_LIMIT = 1 << 20
@@ -51,7 +53,8 @@ class RunResult:
 
 
 class Runtime(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def run(self, req: RunRequest) -> RunResult: ...
 
@@ -224,16 +227,46 @@ def _root_binds() -> list[str]:
 def choose_runtime(preference: str, base_env: Mapping[str, str]) -> tuple[Runtime, str | None]:
     """The runtime to use and, when falling back, a message saying why."""
     if preference not in ("auto", "local", "bwrap"):
-        from tusk.errors import InvalidArgument
-
         raise InvalidArgument(f"unknown runtime {preference!r}: use auto, bwrap or local")
     if preference in ("auto", "bwrap"):
         if BwrapRuntime.available():
             return BwrapRuntime(base_env), None
         if preference == "bwrap":
-            from tusk.errors import InvalidArgument
-
             raise InvalidArgument("the bwrap runtime needs bubblewrap: apt-get install bubblewrap")
         return LocalRuntime(base_env), ("bubblewrap is not available, so pipelines run as plain local"
                                         " processes (no sandbox); apt-get install bubblewrap to sandbox them")
     return LocalRuntime(base_env), None
+
+
+class ConfiguredRuntime:
+    """The configured runtime, resolved when first needed.
+
+    ``auto`` probes for bubblewrap (a subprocess) only when a datum runs or
+    someone asks which runtime it is, so commands that run no datum do not pay
+    for the probe. An unknown setting, or ``bwrap`` without bubblewrap, is still
+    an error at once.
+    """
+
+    def __init__(self, preference: str, base_env: Mapping[str, str]) -> None:
+        self.preference = preference
+        self.base_env = dict(base_env)
+        self._chosen: tuple[Runtime, str | None] | None = None
+        if preference != "auto":
+            self._choose()
+
+    def _choose(self) -> tuple[Runtime, str | None]:
+        if self._chosen is None:
+            self._chosen = choose_runtime(self.preference, self.base_env)
+        return self._chosen
+
+    @property
+    def name(self) -> str:
+        return self._choose()[0].name
+
+    @property
+    def note(self) -> str | None:
+        """Why the runtime is not the one asked for (the sandbox fallback), or None."""
+        return self._choose()[1]
+
+    def run(self, req: RunRequest) -> RunResult:
+        return self._choose()[0].run(req)
