@@ -3,16 +3,14 @@ from __future__ import annotations
 import typer
 
 from tusk.cli._state import emit, human_size, out, state
+from tusk.versioning.records import RepoInfo
 
 app = typer.Typer(help="Create, list, inspect and delete repos.", no_args_is_help=True)
 
 _COLUMNS = ["name", "created", "size", "branches", "description"]
 
 
-def _row(r: object) -> list[object]:
-    from tusk.versioning.records import RepoInfo
-
-    assert isinstance(r, RepoInfo)
+def _row(r: RepoInfo) -> list[object]:
     return [r.name, r.created_at.strftime("%Y-%m-%d %H:%M:%S"), human_size(r.size_bytes), ",".join(r.branches),
             r.description]
 
