@@ -9,11 +9,27 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["Settings"]
+
+
+def _pipeline_path(env: Mapping[str, str]) -> str:
+    """PATH for user code: Tusk's own virtualenv first, so ``python3`` in a transform has what Tusk has.
+
+    A user who runs ``.venv/bin/tusk`` without activating the environment
+    expects pipelines to see its packages (scikit-learn, say), as ``poetry run``
+    or ``uv run`` would. Outside a virtualenv, PATH is passed through.
+    """
+    path = env.get("PATH", os.defpath)
+    if sys.prefix == sys.base_prefix:
+        return path
+    venv_bin = str(Path(sys.executable).parent)
+    parts = path.split(os.pathsep)
+    return path if parts and parts[0] == venv_bin else os.pathsep.join([venv_bin, *parts])
 
 
 def _default_home(cwd: Path, env: Mapping[str, str]) -> Path:
@@ -57,7 +73,8 @@ class Settings:
             token=env.get("TUSK_TOKEN") or None,
             s3_endpoint_url=env.get("TUSK_S3_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL") or None,
             runtime=env.get("TUSK_RUNTIME") or "auto",
-            extra={k: v for k, v in env.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH", "TMPDIR")},
+            extra={k: v for k, v in env.items() if k in ("HOME", "LANG", "LC_ALL", "PYTHONPATH", "TMPDIR")}
+            | {"PATH": _pipeline_path(env)},
         )
 
     @classmethod

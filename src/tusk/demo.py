@@ -1,44 +1,52 @@
-"""`tusk demo`: a walkthrough of versioned data on the UCI Census Income files.
+"""`tusk demo`: the census-income story, end to end, on the embedded default.
 
-It runs in its own Tusk home, so it never touches the user's repos, and it
-uses only the public SDK, the same calls a user would make.
+Versioned data with deferred processing, three training pipelines, models
+gathered by reference, promotion to production, a bad model found and rolled
+back, a shadow rollout, and the lineage of a prediction back to the raw CSV.
+It runs the pipelines of ``examples/census-income`` in its own Tusk home, so
+it never touches the user's repos, and it uses only the public SDK: the calls
+a user would make.
 """
 
 from __future__ import annotations
 
-import random
+import json
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tusk.config import Settings
+from tusk.errors import InvalidArgument
 from tusk.sdk import Client
 from tusk.storage.objects import LocalObjectStore
 
-__all__ = ["find_census_data", "run_demo"]
+__all__ = ["find_census_data", "find_example", "run_demo"]
 
 Say = Callable[[str], None]
+JobProgress = Callable[[str, int, int], None]
 
 
 def find_census_data(start: Path) -> Path | None:
-    """``shared/data/census-income`` beside (or above) the working directory."""
-    for base in [start, *start.parents]:
+    """``shared/data/census-income`` beside (or above) the working directory or the Tusk checkout."""
+    checkout = Path(__file__).resolve().parents[2]
+    for base in [start, *start.parents, checkout, *checkout.parents]:
         for candidate in (base / "shared" / "data" / "census-income", base / "data" / "census-income"):
             if (candidate / "adult.data").is_file():
                 return candidate
     return None
 
 
-def _synthetic_rows(n: int, seed: int) -> str:
-    rng = random.Random(seed)
-    jobs = ["Tech-support", "Craft-repair", "Sales", "Exec-managerial", "Prof-specialty"]
-    rows = []
-    for _ in range(n):
-        age = rng.randint(17, 90)
-        rows.append(f"{age}, Private, {rng.randint(10000, 900000)}, HS-grad, 9, Never-married, "
-                    f"{rng.choice(jobs)}, Not-in-family, White, Male, 0, 0, {rng.randint(10, 80)}, "
-                    f"United-States, {'>50K' if rng.random() < 0.24 else '<=50K'}\n")
-    return "".join(rows)
+def find_example(start: Path) -> Path | None:
+    """``examples/census-income`` of the Tusk checkout this package runs from, or above ``start``."""
+    for base in [Path(__file__).resolve().parents[2], start, *start.parents]:
+        candidate = base / "examples" / "census-income"
+        if (candidate / "train_income.json").is_file():
+            return candidate
+    return None
 
 
 def _stored_bytes(client: Client) -> int | None:
@@ -49,58 +57,186 @@ def _stored_bytes(client: Client) -> int | None:
 
 
 def _mib(n: int | None) -> str:
-    return "n/a" if n is None else f"{n / (1 << 20):.2f} MiB"
+    return "n/a" if n is None else f"{n / (1 << 20):.1f} MiB"
 
 
-def run_demo(say: Say, data_dir: Path | None = None, home: Path | None = None) -> Client:
-    """Run the walkthrough, narrating through ``say``; return the client for inspection."""
+class _Story:
+    def __init__(self, say: Say, client: Client, example: Path, data: Path) -> None:
+        self.say, self.c, self.example, self.data = say, client, example, data
+        self.versions: dict[str, str] = {}  # copy_models commit → v1/v2/v3
+
+    def step(self, text: str) -> None:
+        self.say(f"\n[bold]{text}[/bold]")
+
+    def pipeline(self, name: str) -> None:
+        self.c.create_pipeline(self.example / f"{name}.json")
+
+    def jobs_since(self, t0: float) -> str:
+        jobs = [j for j in self.c.list_jobs() if j.created_at.timestamp() >= t0]
+        parts = [f"{j.pipeline} ({j.datums_processed} run, {j.datums_skipped} reused)" for j in reversed(jobs)]
+        return ", ".join(parts) if parts else "none"
+
+    def version(self, commit: str) -> str:
+        return self.versions.get(commit, commit[:8])
+
+    def accuracy(self, repo: str) -> dict[str, Any]:
+        return dict(json.loads(self.c.get_file(f"{repo}@master:/accuracy.json")))
+
+    def push_dataset(self, name: str, message: str) -> None:
+        before = _stored_bytes(self.c)
+        commit = self.c.put_file("income_data@incoming:/census.csv", self.data / name / "census.csv",
+                                 description=message)
+        assert commit is not None
+        grew = _stored_bytes(self.c)
+        growth = f", {_mib(grew - before)} newly stored" if before is not None and grew is not None else ""
+        self.say(f"   income_data@incoming ← {name}/census.csv ({_mib(commit.size_bytes)}{growth}), commit "
+                 f"{commit.id[:8]}; master unchanged, so nothing ran")
+
+    def release(self, label: str) -> str:
+        """Move master to incoming (deferred processing): the training pipelines run; name the new model."""
+        t0 = time.time()
+        self.c.create_branch("income_data@master", head="incoming")
+        model = self.c.inspect_commit("copy_models@master")
+        self.versions[model.id] = label
+        self.say(f"   income_data@master → incoming: jobs {self.jobs_since(t0)}")
+        m = self.c.model_manifest(f"copy_models@{model.id}")
+        income = m.metrics.get("/income/metrics.json", {})
+        top = max(income.get("top_features", {"-": 0}).items(), key=lambda kv: kv[1])
+        self.say(f"   model {label} = copy_models@{model.id[:8]}: {len(m.models)} models, {len(m.files)} files "
+                 f"hashed; validation accuracy {income.get('accuracy')}, top feature {top[0]} ({top[1]})")
+        return model.id
+
+    def promote(self, commit: str, to: str) -> None:
+        t0 = time.time()
+        move = self.c.promote_model(f"copy_models@{commit}", to)
+        self.say(f"   tusk model promote copy_models@{commit[:8]} --to {to}  ({move.actor}, "
+                 f"{move.moved_at:%H:%M:%S}); jobs {self.jobs_since(t0)}")
+
+
+def _lineage_lines(node: dict[str, Any], depth: int = 0) -> list[str]:
+    how = f"← {node['pipeline']} v{node['pipeline_version']}" if node.get("job") else f"({node.get('origin')})"
+    lines = [f"   {'  ' * depth}{node['repo']}@{node['commit'][:8]} {how}"]
+    for child in node.get("inputs", []):
+        lines += _lineage_lines(child, depth + 1)
+    return lines
+
+
+def run_demo(say: Say, data_dir: Path | None = None, home: Path | None = None, example_dir: Path | None = None,
+             job_progress: JobProgress | None = None, settings: Settings | None = None) -> Client:
+    """Run the census-income story, narrating through ``say``; return the client for inspection.
+
+    By default in a new embedded home (SQLite + local objects); ``settings``
+    runs it elsewhere (the tests run it on PostgreSQL + S3 too).
+    """
+    data_dir = data_dir or find_census_data(Path.cwd())
+    example = example_dir or find_example(Path.cwd())
+    if data_dir is None or not (data_dir / "adult.data").is_file():
+        raise InvalidArgument("the UCI census files were not found; pass --data DIR (with adult.data, adult.test)")
+    if example is None:
+        raise InvalidArgument("examples/census-income was not found; run from a Tusk checkout or pass --example")
     home = home or Path(tempfile.mkdtemp(prefix="tusk-demo-"))
-    client = Client(settings=Settings.for_home(home))
-    say(f"[bold]Tusk demo[/bold]: versioned data in {home}")
+    prepared = home / "datasets"
+    subprocess.run([sys.executable, "prepare.py", "--data", str(data_dir), "--out", str(prepared)], cwd=example,
+                   check=True, capture_output=True)
+    client = Client(settings=settings or Settings.for_home(home), job_progress=job_progress)
+    story = _Story(say, client, example, prepared)
+    say(f"[bold]Tusk demo[/bold]: the census-income story, in {home}")
+    say(f"   data: {data_dir}; pipelines: {example}")
 
-    say("\n[bold]1.[/bold] Create a repo and commit the census data")
-    client.create_repo("census", "UCI Census Income (Adult)")
-    if data_dir is not None:
-        train = (data_dir / "adult.data").read_bytes()
-        test = (data_dir / "adult.test").read_bytes()
-        say(f"   using {data_dir}")
-    else:
-        train, test = _synthetic_rows(32561, 1).encode(), _synthetic_rows(16281, 2).encode()
-        say("   census files not found; using generated rows of the same shape")
-    with client.modify("census@master", "initial census import") as batch:
-        batch.put_bytes("/raw/adult.data", train)
-        batch.put_bytes("/raw/adult.test", test)
-    first = client.inspect_commit("census@master")
-    stored_first = _stored_bytes(client)
-    say(f"   commit {first.id}  {_mib(first.size_bytes)} of data, {_mib(stored_first)} stored")
+    story.step("1. Versioned data, deferred processing: new data lands on a side branch")
+    for repo in ("income_data", "requests", "labels"):
+        client.create_repo(repo)
+    for name in ("train_income", "train_outlier", "train_drift", "copy_models"):
+        story.pipeline(name)
+    story.say("   pipelines train_income, train_outlier, train_drift read income_data@master; copy_models "
+              "gathers their output by reference (empty_files + symlinks)")
+    story.push_dataset("v1", "census data, first release")
 
-    say("\n[bold]2.[/bold] A new batch of 1,000 rows arrives: append it")
-    batch_rows = _synthetic_rows(1000, 3).encode()
-    second = client.put_file("census@master:/raw/adult.data", batch_rows, append=True,
-                             description="append batch 2026-11")
-    assert second is not None
-    stored_second = _stored_bytes(client)
-    for d in client.diff_files("census@master"):
-        say(f"   {d.change:<8} {d.path}  {d.old_size} → {d.new_size} bytes")
-    if stored_first is not None and stored_second is not None:
-        say(f"   the commit stored {_mib(stored_second - stored_first)} more, for a "
-            f"{_mib(second.size_bytes)} repo: unchanged chunks are shared")
+    story.step("2. Release it: move master, the models train, each model commit gets a manifest")
+    v1 = story.release("v1")
+    copied = client.list_datums(client.list_jobs("copy_models")[0].id)[0]
+    story.say(f"   copy_models stored {copied.upload_bytes} bytes of its own: every model file is a reference")
 
-    say("\n[bold]3.[/bold] Time travel: read the data as of the previous commit")
-    old_rows = client.get_file("census@master^:/raw/adult.data").count(b"\n")
-    new_rows = client.get_file("census@master:/raw/adult.data").count(b"\n")
-    say(f"   census@master^ has {old_rows} rows; census@master has {new_rows}")
+    story.step("3. Promote v1 to production; the predict pipeline reads copy_models@production")
+    story.promote(v1, "production")
+    t0 = time.time()
+    with client.modify("requests@master", "four batches of traffic") as batch:
+        for f in sorted((prepared / "requests").glob("*.csv")):
+            batch.put_file(f"/{f.name}", f)
+    with client.modify("labels@master", "the incomes that came true") as batch:
+        for f in sorted((prepared / "labels").glob("*.csv")):
+            batch.put_file(f"/{f.name}", f)
+    for name in ("predict", "evaluate"):
+        story.pipeline(name)
+    say(f"   jobs {story.jobs_since(t0)}")
+    say(f"   production accuracy on labelled traffic: {story.accuracy('evaluate')['accuracy']} (model v1)")
 
-    say("\n[bold]4.[/bold] Branches are cheap pointers: pin the first import as `validated`")
-    client.create_branch("census@validated", head=first.id)
-    for b in client.list_branches("census"):
-        say(f"   {b.name:<10} → {b.head}")
+    story.step("4. v2 trains on a vendor dataset with an extra column, vendor_score")
+    story.push_dataset("v2", "vendor dataset")
+    v2 = story.release("v2")
+    m1, m2 = (client.model_manifest(f"copy_models@{v}").metrics["/income/metrics.json"] for v in (v1, v2))
+    say(f"   validation accuracy {m1['accuracy']} → {m2['accuracy']}: v2 looks better, so it is promoted")
+    story.promote(v2, "production")
+    acc2 = story.accuracy("evaluate")
+    say(f"   production accuracy on labelled traffic: [red]{acc2['accuracy']}[/red] (model v2)")
+    top = max(m2["top_features"].items(), key=lambda kv: kv[1])
+    say(f"   the problem: v2's manifest ranks {top[0]} first ({top[1]}); in the vendor's training data it was a "
+        "proxy of the label, in live traffic it is not")
 
-    say("\n[bold]5.[/bold] History and integrity")
-    for c in client.list_commits("census@master"):
-        say(f"   {c.id}  parent={c.parent or '-':<32}  {c.description}")
+    story.step("5. Roll back: one command, a branch move")
+    t0 = time.time()
+    move = client.rollback_model("copy_models@production")
+    took = time.time() - t0
+    say(f"   tusk model rollback copy_models --to production: production → {story.version(move.to_commit or '')} "
+        f"in {took:.1f} s; jobs {story.jobs_since(t0)}")
+    back = story.accuracy("evaluate")
+    say(f"   production accuracy: {back['accuracy']} (model {story.version(back['model_commits'][0])}); the v1 "
+        "predictions were reused, not recomputed")
+
+    story.step("6. v3 trains on new data (8,000 more rows, no vendor column); shadow it first")
+    story.push_dataset("v3", "census data plus 8,000 newer rows")
+    v3 = story.release("v3")
+    story.promote(v3, "shadow")
+    t0 = time.time()
+    for name in ("predict_shadow", "evaluate_shadow"):
+        story.pipeline(name)
+    say(f"   jobs {story.jobs_since(t0)}")
+    live, shadow = story.accuracy("evaluate"), story.accuracy("evaluate_shadow")
+    agree = _agreement(client)
+    say(f"   on the same traffic: production (v1) {live['accuracy']}, shadow (v3) {shadow['accuracy']}, "
+        f"{agree:.1%} of predictions agree; production answers were never touched")
+    story.promote(v3, "production")
+    say(f"   production accuracy: {story.accuracy('evaluate')['accuracy']} (model v3)")
+    for move in client.model_history("copy_models@production"):
+        say(f"   history: {move.moved_at:%H:%M:%S} {move.reason:<8} {story.version(move.from_commit or '-'):>4} → "
+            f"{story.version(move.to_commit or '')} by {move.actor}")
+
+    story.step("7. Lineage: from a prediction back to the raw CSV")
+    trace = client.lineage("predict@master:/batch-1.csv")
+    datum = trace["datum"]
+    say(f"   predict@master:/batch-1.csv was written by datum {datum['id'][:8]} from "
+        + ", ".join(f"{i['repo']}@{i['commit'][:8]}:{i['path']}" for i in datum["inputs"]))
+    for line in _lineage_lines(trace["upstream"]):
+        say(line)
+    final = client.model_manifest("copy_models@production")
+    training = final.training or {}
+    say(f"   model v3 manifest {final.digest[:16]}: trained from "
+        + ", ".join(f"{s['repo']}@{s['commit'][:8]}" for s in training.get("sources", []))
+        + f"; {len(final.files)} files, each with blake3/sha256/md5")
     report = client.fsck()
-    say(f"   fsck: {report.commits} commits, {report.trees} directories, {report.chunks} chunks verified,"
-        f" {'no problems' if report.ok else f'{len(report.problems)} problem(s)'}")
-    say(f"\nTry it yourself: TUSK_HOME={home} tusk list commit census@master")
+    say(f"   fsck: {report.commits} commits, {report.chunks} chunks verified, "
+        f"{'no problems' if report.ok else f'{len(report.problems)} problem(s)'}")
+    say(f"\nTry it yourself: TUSK_HOME={home} tusk model list; tusk lineage predict@master:/batch-1.csv")
     return client
+
+
+def _agreement(client: Client) -> float:
+    same = total = 0
+    for f in client.list_files("predict@master:/"):
+        if not f.path.endswith(".csv"):
+            continue
+        a = client.get_file(f"predict@master:{f.path}").decode().splitlines()[1:]
+        b = client.get_file(f"predict_shadow@master:{f.path}").decode().splitlines()[1:]
+        same += sum(x.split(",")[0] == y.split(",")[0] for x, y in zip(a, b, strict=True))
+        total += len(a)
+    return same / total if total else 0.0

@@ -13,12 +13,15 @@ maps it to and the exit code the CLI returns::
     │   │   ├── RepoNotFound
     │   │   ├── BranchNotFound
     │   │   ├── CommitNotFound
-    │   │   └── FileNotFound
+    │   │   ├── FileNotFound
+    │   │   └── ModelNotFound          no model manifest at that commit
+    │   ├── ModelUnloadable    400   no loader for the flavor, or its library is not installed
     │   ├── AlreadyExists          409
     │   └── Conflict               409   directory/file clash, commit not open, head moved
     ├── IntegrityError             500  exit 3   stored bytes do not match their hash
     │   ├── ObjectMissing
-    │   └── ObjectCorrupt
+    │   ├── ObjectCorrupt
+    │   └── ModelTampered              a model file does not match its manifest: refused before loading
     ├── StorageUnavailable         503  exit 4   object store / database unreachable
     └── Timeout                    504  exit 5
 """
@@ -35,6 +38,9 @@ __all__ = [
     "InvalidArgument",
     "InvalidPath",
     "InvalidRef",
+    "ModelNotFound",
+    "ModelTampered",
+    "ModelUnloadable",
     "NotFound",
     "ObjectCorrupt",
     "ObjectMissing",
@@ -95,6 +101,14 @@ class FileNotFound(NotFound):
     pass
 
 
+class ModelNotFound(NotFound):
+    pass
+
+
+class ModelUnloadable(UserError):
+    pass
+
+
 class AlreadyExists(UserError):
     http_status = 409
 
@@ -112,6 +126,10 @@ class ObjectMissing(IntegrityError):
 
 
 class ObjectCorrupt(IntegrityError):
+    pass
+
+
+class ModelTampered(IntegrityError):
     pass
 
 

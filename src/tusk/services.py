@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tusk.config import Settings
+from tusk.models.registry import ModelService
 from tusk.pipelines.cron import CronService
 from tusk.pipelines.jobs import JobService
 from tusk.pipelines.registry import PipelineService
@@ -37,6 +38,7 @@ class Services:
     jobs: JobService
     cron: CronService
     triggers: TriggerService
+    models: ModelService
     runtime: ConfiguredRuntime
 
     @property
@@ -59,6 +61,8 @@ class Services:
         jobs = JobService(ctx, commits, pipelines, runtime, settings.home / "scratch")
         branches = BranchService(ctx, commits)
         triggers = TriggerService(ctx, branches)
+        models = ModelService(ctx, commits, branches)
+        commits.listeners.append(models.on_commit)  # first: a model commit has its manifest before jobs read it
         commits.listeners.append(triggers.on_commit)
         commits.listeners.append(jobs.on_commit)
         files = FileService(ctx, commits)
@@ -73,6 +77,7 @@ class Services:
             jobs=jobs,
             cron=CronService(ctx, commits, files, pipelines),
             triggers=triggers,
+            models=models,
             runtime=runtime,
         )
 

@@ -78,3 +78,38 @@ def test_programs_under_tmp_are_visible_read_only(tmp_path: Path) -> None:
         job = c.list_jobs("loud")[0]
         assert job.state == "success", c.list_datums(job.id)[0].log
         assert c.get_file("loud@master:/shout") == b"LOUD\n"
+
+
+def _gather(tmp_path: Path, cmd: str) -> tuple[Client, str]:
+    c = Client(settings=Settings.for_home(tmp_path / "home", TUSK_RUNTIME="bwrap"))
+    c.create_repo("models")
+    with c.modify("models@master") as m:
+        m.put_bytes("/income/model.joblib", bytes(range(256)) * 2048)
+        m.put_bytes("/income/metrics.json", b'{"accuracy": 0.85}')
+    c.create_pipeline({"pipeline": {"name": "gather"}, "transform": {"cmd": ["sh", "-c", cmd]},
+                       "input": {"pfs": {"repo": "models", "glob": "/", "empty_files": True}}})
+    return c, c.list_jobs("gather")[0].id
+
+
+def test_sandboxed_symlinks_to_inputs_are_stored_by_reference(tmp_path: Path) -> None:
+    """Inside the sandbox a link says /pfs/...; on the host that is the datum's directory, not /pfs."""
+    c, job = _gather(tmp_path, "ln -s /pfs/models/income /pfs/out/income && "
+                               "ln -s /pfs/models/income/model.joblib /pfs/out/latest.joblib")
+    with c:
+        assert c.inspect_job(job).state == "success"
+        src = c.inspect_file("models@master:/income/model.joblib")
+        assert c.inspect_file("gather@master:/income/model.joblib").digest == src.digest
+        assert c.inspect_file("gather@master:/latest.joblib").digest == src.digest
+        assert c.get_file("gather@master:/income/metrics.json") == b'{"accuracy": 0.85}'  # empty_files: not read
+        assert c.list_datums(job)[0].upload_bytes == 0
+
+
+@pytest.mark.parametrize(("target", "message"), [("/etc/hostname", "outside /pfs"),
+                                                  ("/pfs/models/nothing-here", "does not exist")])
+def test_sandboxed_symlinks_outside_pfs_or_dangling_fail_the_datum(tmp_path: Path, target: str,
+                                                                   message: str) -> None:
+    c, job = _gather(tmp_path, f"ln -s {target} /pfs/out/x")
+    with c:
+        info = c.inspect_job(job)
+        assert info.state == "failure"
+        assert message in (c.list_datums(job)[0].error or "")

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from tusk.sdk import Client
 
-__all__ = ["emit", "err", "out", "progress_bar", "state"]
+__all__ = ["emit", "err", "job_progress", "out", "progress_bar", "state"]
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -61,6 +61,11 @@ class _JobProgress:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+def job_progress(note: Callable[[], str | None]) -> _JobProgress:
+    """Bars for jobs that run inline, for callers that make their own client (``tusk demo``)."""
+    return _JobProgress(note)
 
 
 class _State:

@@ -25,12 +25,13 @@ def fsck(fast: bool = typer.Option(False, "--fast", help="check chunks exist wit
 
 def demo(data: Path | None = typer.Option(None, "--data", help="directory with adult.data and adult.test"),
          home: Path | None = typer.Option(None, "--home", help="Tusk home for the demo (default: a new temp dir)"),
+         example: Path | None = typer.Option(None, "--example", help="the examples/census-income directory"),
          ) -> None:
-    """Walk through versioned data on the UCI Census Income files."""
-    from tusk.demo import find_census_data, run_demo
+    """The census-income story end to end: data, training, promotion, rollback, shadow, lineage."""
+    from tusk.cli._state import job_progress
+    from tusk.demo import run_demo
 
-    data_dir = data or find_census_data(Path.cwd())
-    client = run_demo(out.print, data_dir, home)
+    client = run_demo(out.print, data, home, example, job_progress(lambda: None))
     client.close()
 
 
@@ -47,8 +48,8 @@ def logs(pipeline: str | None = typer.Option(None, "--pipeline", "-p"),
         out.print(f"{j[:8]} {d[:8]} {line}", highlight=False, markup=False)
 
 
-def lineage(ref: str = typer.Argument(..., metavar="REPO@REF")) -> None:
-    """Show where a commit came from and what was computed from it."""
+def lineage(ref: str = typer.Argument(..., metavar="REPO@REF[:/PATH]")) -> None:
+    """Show where a commit (or one file of it) came from and what was computed from it."""
     import json
 
     from rich.tree import Tree
@@ -69,6 +70,14 @@ def lineage(ref: str = typer.Argument(..., metavar="REPO@REF")) -> None:
         for child in children:
             grow(tree.add(label(child)), child, key)
 
+    if data.get("datum"):
+        d = data["datum"]
+        out.print(f"{d['path']} was written by datum {d['id'][:12]} of job {d['job'][:12]} ({d['state']}) from:",
+                  highlight=False)
+        for i in d["inputs"]:
+            out.print(f"  {i.get('name')}: {i.get('repo')}@{i.get('commit')}:{i.get('path')}", highlight=False)
+    elif "datum" in data:
+        out.print("(no datum wrote this file: it was committed by hand)")
     up = Tree(f"upstream of {label(data['upstream'])}")
     grow(up, data["upstream"], "inputs")
     down = Tree(f"downstream of {label(data['downstream'])}")

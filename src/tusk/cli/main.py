@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import typer
 
-from tusk.cli import admin, branch, commit, datum, file, job, pipeline, repo
+from tusk.cli import admin, branch, commit, datum, file, job, model, pipeline, repo
 from tusk.cli._state import err, state
 from tusk.errors import TuskError
 
@@ -28,12 +28,13 @@ app.add_typer(branch.app, name="branch")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(job.app, name="job")
 app.add_typer(datum.app, name="datum")
+app.add_typer(model.app, name="model")
 app.command("fsck")(admin.fsck)
 app.command("demo")(admin.demo)
 app.command("logs")(admin.logs)
 app.command("lineage")(admin.lineage)
 
-NOUNS = {"repo", "file", "commit", "branch", "pipeline", "job", "datum"}
+NOUNS = {"repo", "file", "commit", "branch", "pipeline", "job", "datum", "model"}
 VERBS = {"create", "list", "inspect", "delete", "put", "get", "glob", "diff", "copy", "start", "finish",
          "wait", "squash", "update", "stop", "rerun"}
 

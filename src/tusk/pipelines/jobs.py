@@ -76,21 +76,28 @@ class JobService:
         self.worker = DatumWorker(ctx, runtime, scratch)
 
     # -- triggering ----------------------------------------------------------
-    def on_commit(self, commit: CommitInfo) -> list[str]:
-        """Create jobs for the pipelines that read the branch this commit landed on."""
+    def on_commit(self, commit: CommitInfo, moved: bool = False) -> list[str]:
+        """Create jobs for the pipelines that read the branch this commit landed on.
+
+        A branch moved back to a commit whose set was already processed (a
+        rollback, a re-promotion) starts a new global id: the pipelines that
+        read the branch must run again over the commit it now points at.
+        """
         if commit.state != "finished":
             return []
         created = []
         with self.ctx.db.write() as s:
-            for p in self.pipelines.all(s):
-                if p.row.state != "running":
+            readers = [p for p in self.pipelines.all(s) if p.row.state == "running" and any(
+                leaf.repo == commit.repo and leaf.branch == commit.branch for leaf in p.spec.pfs_leaves())]
+            global_id = commit.global_id
+            if moved and any(self._job_exists(s, p, global_id) for p in readers):
+                global_id = new_commit_id()
+            for p in readers:
+                if self._job_exists(s, p, global_id):
                     continue
-                reads = any(leaf.repo == commit.repo and leaf.branch == commit.branch for leaf in p.spec.pfs_leaves())
-                if not reads or self._job_exists(s, p, commit.global_id):
-                    continue
-                if self._upstream_pending(s, p, commit.global_id):
+                if self._upstream_pending(s, p, global_id):
                     continue  # another input of this set is still being computed: its landing triggers us
-                created.append(self._create_job(s, p, commit.global_id).id)
+                created.append(self._create_job(s, p, global_id).id)
         return created
 
     def start_job(self, name: str) -> str:
@@ -176,6 +183,8 @@ class JobService:
         def globber(leaf: PfsInput) -> tuple[str, list[Match]]:
             commit = next(i["commit"] for i in inputs if i["name"] == leaf.input_name)
             root = roots[leaf.input_name]
+            if root == EMPTY_TREE:  # no commit on the input branch yet, or an empty one: nothing to process
+                return commit, []
             return commit, [Match(path, e, g) for path, e, g in self.ctx.trees.glob_groups(root, leaf.glob)]
 
         datums = enumerate_datums(spec.input.effective(spec.name), globber)
@@ -347,7 +356,7 @@ class JobService:
             if error:
                 self._mark_downstream_unrunnable(s, p.name, global_id, job_id)
         if not error:
-            self.on_commit(commit)
+            self.commits.notify(commit)
         return self.inspect(job_id)
 
     def _mark_downstream_unrunnable(self, s: Session, repo: str, global_id: str, failed_job: str) -> None:

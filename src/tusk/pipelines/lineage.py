@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tusk.storage.metadata import CommitProvenanceRow, CommitRow, JobRow, PipelineRow, RepoRow
+from tusk.errors import FileNotFound
+from tusk.storage.metadata import CommitProvenanceRow, CommitRow, DatumRunRow, JobRow, PipelineRow, RepoRow
 from tusk.versioning.commits import CommitService
 from tusk.versioning.context import Context
 
@@ -58,8 +60,34 @@ def _downstream(s: Session, row: CommitRow, depth: int) -> dict[str, Any]:
     return node
 
 
-def lineage(ctx: Context, commits: CommitService, repo: str, ref: str, ancestry: int = 0) -> dict[str, Any]:
-    """{"commit": ..., "upstream": tree of inputs, "downstream": tree of results}."""
+def _datum_of(ctx: Context, s: Session, row: CommitRow, path: str) -> dict[str, Any] | None:
+    """The datum of the commit's job whose output holds ``path`` as it is in the commit, with its input files."""
+    entry = ctx.trees.lookup(row.tree_digest or "", path)
+    if entry is None:
+        raise FileNotFound(f"{path} is not in commit {row.id}")
+    if row.job_id is None:
+        return None
+    runs = s.scalars(select(DatumRunRow).where(DatumRunRow.job_id == row.job_id,
+                                               DatumRunRow.output_tree.is_not(None)))
+    for run in runs:
+        produced = ctx.trees.lookup(run.output_tree or "", path)
+        if produced is not None and produced.digest == entry.digest:
+            return {"id": run.datum_id, "job": run.job_id, "state": run.state, "path": path,
+                    "inputs": json.loads(run.inputs)}
+    return None
+
+
+def lineage(ctx: Context, commits: CommitService, repo: str, ref: str, ancestry: int = 0,
+            path: str | None = None) -> dict[str, Any]:
+    """{"commit": ..., "upstream": tree of inputs, "downstream": tree of results}.
+
+    With ``path`` (a file of an output commit), also "datum": the datum that
+    wrote it and the exact input files (repo, commit, path) it read.
+    """
     with ctx.db.read() as s:
         row = commits.resolve_row(s, ctx.repo_row(s, repo), ref, ancestry)
-        return {"commit": _node(s, row), "upstream": _upstream(s, row, 0), "downstream": _downstream(s, row, 0)}
+        result: dict[str, Any] = {"commit": _node(s, row), "upstream": _upstream(s, row, 0),
+                                  "downstream": _downstream(s, row, 0)}
+        if path is not None:
+            result["datum"] = _datum_of(ctx, s, row, path)
+        return result

@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tusk.errors import AlreadyExists, Conflict, NotFound
+from tusk.pipelines.code import describe_code
 from tusk.pipelines.records import PipelineInfo
 from tusk.pipelines.spec import CronInput, PfsInput, PipelineSpec, parse_spec
 from tusk.storage.metadata import JobRow, PipelineRow, PipelineVersionRow, RepoRow
@@ -35,6 +38,16 @@ class StoredPipeline:
     @property
     def name(self) -> str:
         return self.row.name
+
+
+def _code_change(current: StoredPipeline, spec: PipelineSpec, code: dict[str, Any]) -> str | None:
+    """Why the datums of ``spec`` would compute something else than those of the current version, if they would."""
+    if current.spec.transform != spec.transform:
+        return "the transform changed"
+    before = json.loads(current.version.code_info) if current.version.code_info else {}
+    if before.get("digest") and code.get("digest") and before["digest"] != code["digest"]:
+        return f"the code in {code.get('dir')} changed"
+    return None
 
 
 class PipelineService:
@@ -85,24 +98,36 @@ class PipelineService:
             return self._info(s, row)
 
     def update(self, spec: PipelineSpec, code_dir: Path, reprocess: bool = False) -> PipelineInfo:
-        """A new spec version; with ``reprocess`` a new salt, so every datum runs again."""
+        """A new spec version. Every datum runs again (a new salt) with ``reprocess``, or when what the datums
+        run changed: the transform, or the code in the code directory.
+
+        Pachyderm reuses old outputs after a transform change unless asked to
+        reprocess; reusing outputs of code that no longer exists is how wrong
+        models ship, so Tusk does not, and says so in the returned notes.
+        """
+        code = describe_code(code_dir)
         with self.ctx.db.write() as s:
             current = self.load(s, spec.name)
-            salt = secrets.token_hex(16) if reprocess else current.version.salt
+            why = "--reprocess" if reprocess else _code_change(current, spec, code)
+            salt = secrets.token_hex(16) if why else current.version.salt
             current.row.version += 1
-            s.add(self._version(current.row, current.row.version, spec, salt, code_dir))
+            s.add(self._version(current.row, current.row.version, spec, salt, code_dir, code))
             s.flush()
-            return self._info(s, current.row)
+            info = self._info(s, current.row)
+        if why and why != "--reprocess":
+            info = replace(info, notes=[*info.notes, f"{why}: every datum runs again"])
+        return info
 
     def rerun(self, name: str, reprocess: bool = False) -> PipelineInfo:
         with self.ctx.db.read() as s:
             current = self.load(s, name)
         return self.update(current.spec, Path(current.version.code_dir), reprocess)
 
-    def _version(self, row: PipelineRow, version: int, spec: PipelineSpec, salt: str, code_dir: Path
-                 ) -> PipelineVersionRow:
+    def _version(self, row: PipelineRow, version: int, spec: PipelineSpec, salt: str, code_dir: Path,
+                 code: dict[str, Any] | None = None) -> PipelineVersionRow:
         return PipelineVersionRow(pipeline_id=row.id, version=version, spec_json=spec.canonical_json(), salt=salt,
-                                  code_dir=str(code_dir), created_by=self.ctx.user, created_at=now())
+                                  code_dir=str(code_dir), code_info=json.dumps(code or describe_code(code_dir)),
+                                  created_by=self.ctx.user, created_at=now())
 
     def set_state(self, name: str, state: str) -> PipelineInfo:
         with self.ctx.db.write() as s:
@@ -120,7 +145,8 @@ class PipelineService:
             rows = s.scalars(select(PipelineVersionRow).where(PipelineVersionRow.pipeline_id == row.id)
                              .order_by(PipelineVersionRow.version))
             return [{"version": v.version, "created_by": v.created_by, "created_at": _aware(v.created_at).isoformat(),
-                     "spec": json.loads(v.spec_json)} for v in rows]
+                     "spec": json.loads(v.spec_json), "code": json.loads(v.code_info) if v.code_info else None}
+                    for v in rows]
 
     def list(self) -> list[PipelineInfo]:
         with self.ctx.db.read() as s:

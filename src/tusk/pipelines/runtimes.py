@@ -130,6 +130,8 @@ class BwrapRuntime:
             if (pfs / name).exists():
                 argv += ["--ro-bind", str(pfs / name), f"/pfs/{name}"]
         argv += ["--bind", str(pfs / "out"), "/pfs/out"]
+        if (pfs / ".tusk").is_dir():  # manifests of model inputs
+            argv += ["--ro-bind", str(pfs / ".tusk"), "/pfs/.tusk"]
         for path in _named_tmp_paths(req.cmd, self.base_env.get("PATH")):
             argv += ["--ro-bind", path, path]
         if req.working_dir is not None:

@@ -13,6 +13,7 @@ from tusk.errors import TuskError
 from tusk.pipelines.datums import Datum
 from tusk.pipelines.runtimes import DockerRuntime, RunRequest, Runtime, image_note
 from tusk.pipelines.spec import PipelineSpec
+from tusk.storage.metadata import ModelManifestRow
 from tusk.versioning.context import Context
 from tusk.versioning.trees import EMPTY_TREE, Entry, MutableTree
 
@@ -34,6 +35,7 @@ class DatumWorker:
         self.ctx = ctx
         self.runtime = runtime
         self.scratch = scratch
+        self._manifests: dict[str, str | None] = {}  # commit id → its model manifest (immutable once written)
 
     def run(self, job_id: str, datum: Datum, spec: PipelineSpec, code_dir: Path, roots: dict[str, str],
             deadline: float | None) -> DatumOutcome:
@@ -136,23 +138,57 @@ class DatumWorker:
                     for data in self.ctx.content.iter_bytes(entry.file, f"{inp.repo}@{inp.commit}:{path}"):
                         fh.write(data)
                         total += len(data)
+            self._write_manifest(pfs, inp.name, inp.commit)
         return local, total
+
+    def _write_manifest(self, pfs: Path, name: str, commit: str) -> None:
+        """An input that holds a model gets its manifest at /pfs/.tusk/manifests/<name>.json (for load_dir)."""
+        if commit not in self._manifests:
+            with self.ctx.db.read() as s:
+                row = s.get(ModelManifestRow, commit)
+                self._manifests[commit] = row.body if row is not None else None
+        body = self._manifests[commit]
+        if body is not None:
+            target = pfs / ".tusk" / "manifests" / f"{name}.json"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(body)
+
+    @staticmethod
+    def _put_link_or_file(tree: MutableTree, regular: list[tuple[str, Path]], rel: str, path: Path, real: str,
+                          local: dict[str, Entry]) -> None:
+        src = local.get(real)
+        if src is not None:
+            tree.put(rel, Entry(rel.rsplit("/", 1)[-1], src.kind, src.size, src.digest, src.file))
+        else:
+            regular.append((rel, Path(real)))
 
     def _ingest(self, out: Path, pfs: Path, local: dict[str, Entry]) -> tuple[str, int]:
         """Store /pfs/out as a tree. A symlink to an input file reuses that file's chunks: no bytes are copied."""
         tree = MutableTree(self.ctx.trees, EMPTY_TREE)
         regular: list[tuple[str, Path]] = []
-        for dirpath, dirnames, filenames in os.walk(out, followlinks=True):
+        for dirpath, dirnames, filenames in os.walk(out):
             dirnames.sort()
-            for name in sorted(filenames):
+            for name in sorted(filenames) + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
                 path = Path(dirpath) / name
                 rel = "/" + path.relative_to(out).as_posix()
-                real = os.path.realpath(path)
-                if path.is_symlink() and real in local:
-                    src = local[real]
-                    tree.put(rel, Entry(name, src.kind, src.size, src.digest, src.file))
-                elif path.is_file():
+                if not path.is_symlink():
                     regular.append((rel, path))
+                    continue
+                real = _host_target(path, pfs)
+                if not real.startswith(os.path.realpath(pfs) + os.sep):
+                    raise TuskError(f"output {rel} is a symlink to {os.readlink(path)}, outside /pfs: only inputs"
+                                    " and other outputs can be linked")
+                if os.path.isdir(real):  # a link to a directory: its files, by reference where they are inputs
+                    for sub_dir, _, sub_files in os.walk(real):
+                        for sub_name in sorted(sub_files):
+                            sub_path = Path(sub_dir) / sub_name
+                            sub_rel = f"{rel}/{sub_path.relative_to(real).as_posix()}"
+                            self._put_link_or_file(tree, regular, sub_rel, sub_path, os.path.realpath(sub_path),
+                                                   local)
+                elif os.path.isfile(real):
+                    self._put_link_or_file(tree, regular, rel, path, real, local)
+                else:
+                    raise TuskError(f"output {rel} is a symlink to {os.readlink(path)}, which does not exist")
         # loose objects, not a pack: they are in the store the moment the datum is recorded
         nodes = [self.ctx.content.write_file(p) for _, p in regular]
         uploaded = 0
@@ -160,6 +196,16 @@ class DatumWorker:
             tree.put(rel, Entry(rel.rsplit("/", 1)[-1], "file", node.size, node.digest, node))
             uploaded += node.size
         return tree.finish()[0], uploaded
+
+
+def _host_target(link: Path, pfs: Path) -> str:
+    """Where a symlink made by user code points on this host: ``/pfs/...`` inside a sandbox is the datum's pfs."""
+    target = os.readlink(link)
+    if target == "/pfs" or target.startswith("/pfs/"):
+        target = str(pfs) + target[len("/pfs"):]
+    elif not os.path.isabs(target):
+        target = os.path.join(os.path.dirname(link), target)
+    return os.path.realpath(target)
 
 
 class _LazyFeeder:

@@ -31,8 +31,8 @@ def _specs(source: SpecSource) -> tuple[list[PipelineSpec], Path]:
     return load_spec(path), path.resolve().parent
 
 
-def _with_notes(info: PipelineInfo, spec: PipelineSpec) -> PipelineInfo:
-    notes = [n for n in (image_note(spec.transform.image),) if n]
+def _with_notes(info: PipelineInfo, spec: PipelineSpec, extra: list[str] | None = None) -> PipelineInfo:
+    notes = [n for n in (image_note(spec.transform.image),) if n] + (extra or [])
     if spec.ignored:
         notes.append("ignored Kubernetes-only fields: " + ", ".join(sorted(spec.ignored)))
     return replace(info, notes=notes)
@@ -64,12 +64,13 @@ class PipelineMethods:
     def update_pipeline(self, source: SpecSource, reprocess: bool = False, wait: bool | None = None
                         ) -> list[PipelineInfo]:
         specs, code_dir = _specs(source)
+        notes = {}
         for spec in specs:
-            self.services.pipelines.update(spec, code_dir, reprocess)
+            notes[spec.name] = self.services.pipelines.update(spec, code_dir, reprocess).notes
             self.services.jobs.start_job(spec.name)
         if self.run_jobs if wait is None else wait:
             self.run_pending_jobs()
-        return [_with_notes(self.services.pipelines.inspect(s.name), s) for s in specs]
+        return [_with_notes(self.services.pipelines.inspect(s.name), s, notes[s.name]) for s in specs]
 
     def rerun_pipeline(self, name: str, reprocess: bool = False, wait: bool | None = None) -> PipelineInfo:
         self.services.pipelines.rerun(name, reprocess)
@@ -146,12 +147,17 @@ class PipelineMethods:
         return [d for spec in specs for d in enumerate_datums(spec.input.effective(spec.name), globber)]
 
     def lineage(self, ref: str) -> dict[str, Any]:
-        """Upstream provenance and downstream results of a commit (``repo@branch`` or ``repo@commit``)."""
-        from tusk.pipelines.lineage import lineage
-        from tusk.versioning.refs import parse_ref
+        """Upstream provenance and downstream results of a commit (``repo@branch`` or ``repo@commit``).
 
-        repo, name, ancestry = parse_ref(ref.split(":", 1)[0])
-        return lineage(self.services.ctx, self.services.commits, repo, name, ancestry)
+        With a path (``predict@master:/1.csv``), also the datum that wrote the
+        file and the exact input files it read.
+        """
+        from tusk.pipelines.lineage import lineage
+        from tusk.versioning.refs import parse_file_ref
+
+        fref = parse_file_ref(ref)
+        return lineage(self.services.ctx, self.services.commits, fref.repo, fref.ref, fref.ancestry,
+                       fref.path if fref.has_path else None)
 
     def logs(self, pipeline: str | None = None, job: str | None = None, datum: str | None = None,
              grep: str | None = None) -> list[tuple[str, str, str]]:

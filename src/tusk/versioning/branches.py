@@ -57,7 +57,7 @@ class BranchService:
             moved = target is not None and previous != target
         if moved:  # moving a head by hand triggers the pipelines that read the branch, as a commit does
             moved_to = self.commits.inspect(repo, name)
-            self.commits.notify(replace(moved_to, branch=name))
+            self.commits.notify(replace(moved_to, branch=name), moved=True)
         return info
 
     def list(self, repo: str) -> list[BranchInfo]:

@@ -45,12 +45,16 @@ class _HeadMoved(Exception):
 class CommitService:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.listeners: list[Callable[[CommitInfo], object]] = []
+        self.listeners: list[Callable[[CommitInfo, bool], object]] = []
 
-    def notify(self, commit: CommitInfo) -> None:
-        """Tell listeners (the pipeline engine) that a commit became a branch head."""
+    def notify(self, commit: CommitInfo, moved: bool = False) -> None:
+        """Tell listeners (manifests, triggers, the pipeline engine) that a commit became a branch head.
+
+        ``moved`` is True when an existing commit became the head by a branch
+        move (promote, rollback, deferred processing) rather than by landing.
+        """
         for listener in self.listeners:
-            listener(commit)
+            listener(commit, moved)
 
     # -- resolution ----------------------------------------------------------
     def resolve_row(self, s: Session, repo: RepoRow, ref: str, ancestry: int = 0) -> CommitRow:

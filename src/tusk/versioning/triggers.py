@@ -70,7 +70,7 @@ class TriggerService:
             row.trigger_cron = trigger.cron if trigger else None
             row.trigger_all = trigger.all if trigger else False
 
-    def on_commit(self, commit: CommitInfo) -> None:
+    def on_commit(self, commit: CommitInfo, moved: bool = False) -> None:
         """After a commit lands on a branch, move the branches that follow it if their trigger fires."""
         fire: list[tuple[str, str]] = []
         with self.ctx.db.read() as s:

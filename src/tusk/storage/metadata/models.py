@@ -158,6 +158,7 @@ class PipelineVersionRow(Base):
     spec_json: Mapped[str] = mapped_column(Text)
     salt: Mapped[str] = mapped_column(String(64))
     code_dir: Mapped[str] = mapped_column(Text)  # where relative paths in the transform resolve
+    code_info: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON: git commit/ref/remote, code digest
     created_by: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -212,3 +213,15 @@ class DatumCacheRow(Base):
     hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     output_tree: Mapped[str] = mapped_column(String(64))
     job_id: Mapped[str] = mapped_column(String(32))
+
+
+class ModelManifestRow(Base):
+    """The manifest of a commit that holds model files: hashes, training provenance, metrics (immutable)."""
+
+    __tablename__ = "model_manifests"
+    __table_args__ = (Index("ix_model_manifests_repo", "repo_id", "created_at"),)
+    commit_id: Mapped[str] = mapped_column(ForeignKey("commits.id", ondelete="CASCADE"), primary_key=True)
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"))
+    digest: Mapped[str] = mapped_column(String(64))  # BLAKE3 of the canonical manifest encoding
+    body: Mapped[str] = mapped_column(Text)  # the manifest, canonical JSON
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,339 @@
+"""Model manifests, loaders, tamper refusal, promotion and rollback (both backends)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import pickle
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import blake3
+import joblib
+import numpy as np
+import pytest
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sqlalchemy import update
+
+from tests.conftest import Backend
+from tusk import Client
+from tusk.config import Settings
+from tusk.errors import (
+    Conflict,
+    IntegrityError,
+    ModelNotFound,
+    ModelTampered,
+    ModelUnloadable,
+    ObjectCorrupt,
+)
+from tusk.models import load_dir
+from tusk.storage.content import chunk_key, pack_key
+from tusk.storage.metadata import CommitRow
+from tusk.versioning.refs import parse_file_ref
+
+X = np.column_stack([np.arange(20.0), np.arange(20.0) ** 2 % 7])
+Y = X @ np.array([1.0, 2.0]) + 3.0
+
+
+def _joblib_bytes(model: Any) -> bytes:
+    buf = io.BytesIO()
+    joblib.dump(model, buf)
+    return buf.getvalue()
+
+
+def _regression(scale: float = 1.0) -> LinearRegression:
+    return LinearRegression().fit(X, Y * scale)
+
+
+@pytest.fixture
+def mc(backend: Backend) -> Iterator[Client]:
+    """A client whose pipelines run as plain local processes."""
+    c = Client(settings=Settings.from_env(env=backend.env | {"TUSK_RUNTIME": "local"}))
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def _commit_model(c: Client, repo: str = "models", scale: float = 1.0, metrics: dict[str, Any] | None = None,
+                  path: str = "/model.joblib") -> str:
+    if repo not in {r.name for r in c.list_repos()}:
+        c.create_repo(repo)
+    with c.modify(f"{repo}@master") as m:
+        m.put_bytes(path, _joblib_bytes(_regression(scale)))
+        m.put_bytes("/metrics.json", json.dumps(metrics or {"r2": 1.0}).encode())
+    return c.inspect_commit(f"{repo}@master").id
+
+
+def test_every_model_commit_gets_a_manifest_with_raw_hashes_and_metrics(mc: Client) -> None:
+    commit = _commit_model(mc, metrics={"r2": 0.97, "n": 20})
+    data = mc.get_file("models@master:/model.joblib")
+    manifest = mc.model_manifest(f"models@{commit}")
+    assert manifest.commit == commit and manifest.repo == "models" and manifest.origin == "user"
+    [entry] = manifest.models
+    assert (entry.path, entry.flavor) == ("/model.joblib", "joblib")
+    model_file = manifest.file("/model.joblib")
+    assert model_file.blake3 == blake3.blake3(data).hexdigest()
+    assert model_file.sha256 == hashlib.sha256(data).hexdigest()
+    assert model_file.md5 == hashlib.md5(data).hexdigest()
+    assert model_file.size == len(data)
+    assert manifest.metrics == {"/metrics.json": {"r2": 0.97, "n": 20}}
+    assert manifest.training is None  # committed by hand
+    assert manifest.created_at
+    [info] = mc.list_models("models")
+    assert info.aliases == ["master"] and info.metrics == {"r2": 0.97, "n": 20}
+
+
+def test_commits_without_model_files_get_no_manifest(mc: Client) -> None:
+    mc.create_repo("data")
+    mc.put_file("data@master:/rows.csv", b"a,b\n1,2\n")
+    assert mc.list_models() == []
+    with pytest.raises(ModelNotFound, match="holds no model file"):
+        mc.model_manifest("data@master")
+    with pytest.raises(ModelNotFound):
+        mc.promote_model("data@master", "production")
+
+
+def test_manifest_follows_changes_and_reuses_hashes_of_unchanged_files(mc: Client) -> None:
+    first = _commit_model(mc)
+    mc.put_file("models@master:/metrics.json", b'{"r2": 0.5}')
+    second = mc.model_manifest("models@master")
+    assert second.commit != first
+    assert second.file("/model.joblib") == mc.model_manifest(f"models@{first}").file("/model.joblib")
+    assert second.metrics == {"/metrics.json": {"r2": 0.5}}
+    mc.put_file("models@master:/notes.txt", b"not a model")
+    assert [m.path for m in mc.model_manifest("models@master").models] == ["/model.joblib"]
+    mc.delete_file("models@master:/model.joblib")
+    with pytest.raises(ModelNotFound):
+        mc.model_manifest("models@master")
+
+
+def test_manifest_of_a_trained_model_records_job_spec_code_inputs_and_sources(mc: Client, tmp_path: Path) -> None:
+    mc.create_repo("training")
+    mc.put_file("training@master:/xy.csv", "\n".join(f"{a},{b},{c}" for (a, b), c in zip(X, Y, strict=True))
+                .encode())
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "train.py").write_text(
+        "import json, sys, joblib, numpy as np\n"
+        "from sklearn.linear_model import LinearRegression\n"
+        "d = np.loadtxt(sys.argv[1] + '/xy.csv', delimiter=',')\n"
+        "m = LinearRegression().fit(d[:, :2], d[:, 2])\n"
+        "joblib.dump(m, sys.argv[2] + '/model.joblib')\n"
+        "open(sys.argv[2] + '/metrics.json', 'w').write(json.dumps({'r2': m.score(d[:, :2], d[:, 2])}))\n")
+    spec = {"pipeline": {"name": "train"}, "transform": {"cmd": [sys.executable, "train.py", "/pfs/training",
+                                                                  "/pfs/out"]},
+            "input": {"pfs": {"repo": "training", "glob": "/"}}}
+    (code / "train.json").write_text(json.dumps(spec))
+    mc.create_pipeline(code / "train.json")
+    manifest = mc.model_manifest("train@master")
+    training = manifest.training
+    assert training is not None
+    job = mc.list_jobs("train")[0]
+    raw = mc.inspect_commit("training@master").id
+    assert training["job"] == job.id and training["pipeline"] == "train" and training["pipeline_version"] == 1
+    assert training["transform"]["cmd"][1:] == ["train.py", "/pfs/training", "/pfs/out"]
+    assert training["inputs"] == [{"name": "training", "repo": "training", "branch": "master", "commit": raw}]
+    assert training["sources"] == [{"repo": "training", "branch": "master", "commit": raw}]
+    assert training["code"]["dir"] == str(code) and len(training["code"]["digest"]) == 64
+    assert training["code"]["files"] == 2 and training["code"]["git"] is None  # not a git work tree
+    assert manifest.metrics["/metrics.json"]["r2"] == pytest.approx(1.0)
+    assert manifest.global_id == job.global_id
+    loaded = mc.load_model("train@master")
+    assert loaded.predict([[1.0, 1.0]])[0] == pytest.approx(6.0)
+
+
+# -- loaders -------------------------------------------------------------------------------------------------
+
+
+def test_loads_pickle_joblib_onnx_mlflow_and_python_class_models(mc: Client, tmp_path: Path) -> None:
+    from skl2onnx import to_onnx
+
+    mc.create_repo("zoo")
+    clf = LogisticRegression().fit(X, (Y > Y.mean()).astype(int))
+    mlflow_dir = tmp_path / "mlflow-model"
+    import mlflow.sklearn
+
+    mlflow.sklearn.save_model(_regression(2.0), str(mlflow_dir),
+                              serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_PICKLE)
+    with mc.modify("zoo@master") as m:
+        m.put_bytes("/sk/model.pkl", pickle.dumps(_regression()))
+        m.put_bytes("/jl/model.joblib", _joblib_bytes(clf))
+        m.put_bytes("/onnx/model.onnx", to_onnx(_regression(), X[:1].astype(np.float32)).SerializeToString())
+        for f in mlflow_dir.rglob("*"):
+            if f.is_file():
+                m.put_file(f"/mlflow/{f.relative_to(mlflow_dir).as_posix()}", f)
+        m.put_bytes("/py/tusk-model.yaml", b"class: doubler.py:Doubler\n")
+        m.put_bytes("/py/doubler.py", b"from pathlib import Path\n"
+                                      b"class Doubler:\n"
+                                      b"    def load(self, model_dir):\n"
+                                      b"        self.k = float(Path(model_dir, 'k.txt').read_text())\n"
+                                      b"    def predict(self, x):\n"
+                                      b"        return [self.k * sum(row) for row in x]\n")
+        m.put_bytes("/py/k.txt", b"2\n")
+    manifest = mc.model_manifest("zoo@master")
+    assert {(e.path, e.flavor) for e in manifest.models} == {
+        ("/sk/model.pkl", "sklearn"), ("/jl/model.joblib", "joblib"), ("/onnx/model.onnx", "onnx"),
+        ("/mlflow", "mlflow"), ("/py", "python")}
+    assert set(manifest.model("/py").files) == {"/py/tusk-model.yaml", "/py/doubler.py", "/py/k.txt"}
+    row = [[1.0, 1.0]]
+    assert mc.load_model("zoo@master:/sk/model.pkl").predict(row)[0] == pytest.approx(6.0)
+    assert list(mc.load_model("zoo@master:/jl/model.joblib").predict(X[:2])) == list(clf.predict(X[:2]))
+    onnx = mc.load_model("zoo@master:/onnx/model.onnx")
+    assert float(np.ravel(onnx.predict(row))[0]) == pytest.approx(6.0, rel=1e-5)
+    assert onnx.n_features == 2
+    assert float(np.ravel(mc.load_model("zoo@master:/mlflow").predict(np.array(row)))[0]) == pytest.approx(12.0)
+    assert mc.load_model("zoo@master:/py").predict(row) == [4.0]
+    with pytest.raises(ModelNotFound, match="holds 5 models"):
+        mc.load_model("zoo@master")
+
+
+def test_a_flavor_without_loader_is_versioned_but_not_loaded(mc: Client) -> None:
+    mc.create_repo("torch")
+    mc.put_file("torch@master:/weights.pt", b"\x80\x02not really torch")
+    assert mc.model_manifest("torch@master").models[0].flavor == "torch"
+    with pytest.raises(ModelUnloadable, match="no loader"):
+        mc.load_model("torch@master")
+
+
+# -- tamper refusal ------------------------------------------------------------------------------------------
+
+
+def test_a_model_whose_stored_bytes_changed_is_refused(mc: Client) -> None:
+    _commit_model(mc)
+    manifest = mc.model_manifest("models@master")
+    node = mc.services.files.lookup(parse_file_ref("models@master:/model.joblib"))
+    assert node is not None and node.file is not None
+    ref = node.file.chunks[0]
+    objects = mc.services.ctx.objects
+    key = pack_key(ref.pack) if ref.pack else chunk_key(ref.digest)
+    stored = objects.get(key)
+    objects.put(key, stored[:-1] + bytes([stored[-1] ^ 1]))
+    mc.services.ctx.content._known.clear()
+    with pytest.raises(ObjectCorrupt, match="model.joblib"):
+        mc.load_model("models@master")
+    with pytest.raises(IntegrityError):
+        mc.verify_model(f"models@{manifest.commit}")
+
+
+def test_a_model_commit_whose_tree_was_swapped_is_refused_by_its_manifest(mc: Client) -> None:
+    good = _commit_model(mc, scale=1.0)
+    other = _commit_model(mc, repo="other", scale=-1.0)
+    mc.model_manifest(f"models@{good}")
+    with mc.services.ctx.db.write() as s:  # someone with database access points the commit at other bytes
+        other_tree = s.get(CommitRow, other).tree_digest  # type: ignore[union-attr]
+        s.execute(update(CommitRow).where(CommitRow.id == good).values(tree_digest=other_tree))
+    with pytest.raises(ModelTampered, match="/model.joblib does not match its manifest"):
+        mc.load_model(f"models@{good}")
+
+
+def test_an_exported_model_is_verified_when_loaded_from_disk(mc: Client, tmp_path: Path) -> None:
+    _commit_model(mc)
+    dest = tmp_path / "export"
+    mc.export_model("models@master", dest)
+    assert (dest / "tusk-manifest.json").is_file()
+    assert load_dir(dest).predict([[1.0, 1.0]])[0] == pytest.approx(6.0)
+    data = (dest / "model.joblib").read_bytes()
+    (dest / "model.joblib").write_bytes(_joblib_bytes(_regression(-1.0)))  # a different, valid model
+    with pytest.raises(ModelTampered, match="refusing to load"):
+        load_dir(dest)
+    (dest / "model.joblib").write_bytes(data)
+    (dest / "tusk-manifest.json").write_text("{not json")
+    with pytest.raises(ModelTampered, match="unreadable"):
+        load_dir(dest)
+    (dest / "tusk-manifest.json").unlink()
+    with pytest.raises(ModelNotFound, match="no model manifest"):
+        load_dir(dest)
+    assert load_dir(dest, verify=False).manifest is None
+
+
+# -- promotion and rollback ----------------------------------------------------------------------------------
+
+
+PREDICT = {
+    "pipeline": {"name": "predict"},
+    "transform": {"cmd": [sys.executable, "-c",
+                          "import os, sys, joblib\n"
+                          "m = joblib.load('/pfs/model/model.joblib')\n"
+                          "name = os.path.basename(os.environ['rows'])\n"
+                          "x = [[float(v) for v in line.split(',')] for line in open(os.environ['rows'])]\n"
+                          "open('/pfs/out/' + name, 'w').write(','.join('%.3f' % p for p in m.predict(x)))\n"]},
+    "input": {"cross": [{"pfs": {"repo": "rows", "glob": "/*"}},
+                        {"pfs": {"repo": "models", "branch": "production", "glob": "/", "name": "model"}}]},
+}
+
+
+def _predict_job(c: Client) -> tuple[int, int]:
+    job = c.list_jobs("predict")[0]
+    assert job.state == "success", job.reason
+    return job.datums_processed, job.datums_skipped
+
+
+def test_promote_and_rollback_move_the_branch_record_who_and_rerun_readers(mc: Client) -> None:
+    v1 = _commit_model(mc, scale=1.0)
+    v2 = _commit_model(mc, scale=10.0)
+    mc.create_repo("rows")
+    with mc.modify("rows@master") as m:
+        for i in range(3):
+            m.put_bytes(f"/{i}.csv", f"{i},{i}\n".encode())
+    mc.promote_model(f"models@{v1}", "production")
+    mc.create_pipeline(PREDICT)
+    assert _predict_job(mc) == (3, 0)
+    assert mc.get_file("predict@master:/1.csv") == b"6.000"
+
+    move = mc.promote_model(f"models@{v2}", "production")
+    assert (move.from_commit, move.to_commit, move.reason, move.actor) == (v1, v2, "promote", "tester")
+    assert _predict_job(mc) == (3, 0)  # a new model: every prediction is recomputed
+    assert mc.get_file("predict@master:/1.csv") == b"60.000"
+    mc.put_file("rows@master:/9.csv", b"9,9\n")
+    assert _predict_job(mc) == (1, 3)  # new input with the same model: one datum
+
+    back = mc.rollback_model("models@production")
+    assert (back.from_commit, back.to_commit, back.reason) == (v2, v1, "rollback")
+    assert mc.inspect_commit("models@production").id == v1
+    assert mc.get_file("predict@master:/1.csv") == b"6.000"
+    processed, skipped = _predict_job(mc)
+    assert (processed, skipped) == (1, 3)  # the v1 outputs are reused; only 9.csv had never met v1
+    assert [m.reason for m in mc.model_history("models@production")] == ["rollback", "promote", "promote"]
+    with pytest.raises(Conflict, match="no earlier model"):
+        mc.rollback_model("models@production")
+
+
+def test_rollback_walks_back_through_promotions_as_a_stack(mc: Client) -> None:
+    versions = [_commit_model(mc, scale=float(i)) for i in range(1, 5)]
+    for v in versions:
+        mc.promote_model(f"models@{v}", "production")
+    assert mc.rollback_model("models@production").to_commit == versions[2]
+    assert mc.rollback_model("models@production").to_commit == versions[1]
+    mc.promote_model(f"models@{versions[3]}", "production")
+    assert mc.rollback_model("models@production").to_commit == versions[1]
+    assert mc.rollback_model("models@production", steps=1).to_commit == versions[0]
+    with pytest.raises(Conflict):
+        mc.rollback_model("models@production")
+
+
+def test_pipeline_input_models_are_verified_against_their_manifest_in_the_datum(mc: Client, tmp_path: Path
+                                                                                 ) -> None:
+    _commit_model(mc)
+    mc.create_repo("rows")
+    mc.put_file("rows@master:/a.csv", b"1,1\n")
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "score.py").write_text(
+        "import os\n"
+        "from tusk.models import load_dir\n"
+        "m = load_dir(os.environ['model'])  # /pfs/model (the local runtime maps /pfs in env, not in code)\n"
+        "x = [[float(v) for v in open(os.environ['rows']).read().split(',')]]\n"
+        "open(os.environ['TUSK_PFS'] + '/out/a.txt', 'w').write('%s %.1f' % (m.commit, m.predict(x)[0]))\n")
+    (code / "score.json").write_text(json.dumps({
+        "pipeline": {"name": "score"}, "transform": {"cmd": [sys.executable, "score.py"]},
+        "input": {"cross": [{"pfs": {"repo": "rows", "glob": "/*"}},
+                            {"pfs": {"repo": "models", "glob": "/", "name": "model"}}]}}))
+    mc.create_pipeline(code / "score.json")
+    job = mc.list_jobs("score")[0]
+    assert job.state == "success", mc.logs("score")
+    commit, value = mc.get_file("score@master:/a.txt").decode().split()
+    assert commit == mc.inspect_commit("models@master").id and float(value) == pytest.approx(6.0)
