@@ -61,3 +61,44 @@ def test_edges_montage_example(tmp_path: Path) -> None:
     tusk(home, "put", "file", "images@master:/extra.pgm", "-f", str(extra))
     assert job_counts(home, "edges") == (4, 1, 3)
     assert job_counts(home, "montage") == (1, 1, 0)
+
+
+def test_diabetes_workshop_example(tmp_path: Path) -> None:
+    """The README of examples/diabetes, step by step: train, predict, add one file, switch to multiple regression."""
+    import json
+
+    home, data = tmp_path / "home", tmp_path / "data"
+    here = EXAMPLES / "diabetes"
+    subprocess.run([sys.executable, str(here / "make_data.py"), str(data)], check=True)
+    tusk(home, "create", "repo", "training")
+    tusk(home, "create", "repo", "attributes")
+    tusk(home, "put", "file", "training@master:/diabetes.csv", "-f", str(data / "training" / "diabetes.csv"))
+    tusk(home, "create", "pipeline", "-f", str(here / "model.json"))
+    simple = json.loads(tusk(home, "model", "inspect", "model@master", "--json"))
+    assert [m["flavor"] for m in simple["models"]] == ["joblib"]
+    assert simple["metrics"]["/metrics.json"]["features"] == ["bmi"]
+    assert simple["training"]["pipeline"] == "model"
+    assert simple["training"]["sources"][0]["repo"] == "training"
+    tusk(home, "put", "file", "attributes@master:/", "-r", "-f", str(data / "attributes"))
+    tusk(home, "create", "pipeline", "-f", str(here / "predict.json"))
+    assert job_counts(home, "predict") == (4, 4, 0)
+    first = {n: tusk(home, "get", "file", f"predict@master:/{n}.csv") for n in range(1, 5)}
+    assert all(len(v.splitlines()) == 11 for v in first.values())  # header + one prediction per patient
+
+    tusk(home, "put", "file", "attributes@master:/5.csv", "-f", str(data / "new-attributes" / "5.csv"))
+    assert job_counts(home, "predict") == (5, 1, 4)  # one new attribute file: one datum
+
+    tusk(home, "pipeline", "update", "-f", str(here / "model-multiple.json"))  # exercise 3
+    assert job_counts(home, "model") == (1, 1, 0)
+    assert job_counts(home, "predict") == (5, 5, 0)  # the model changed: every prediction is recomputed
+    multiple = json.loads(tusk(home, "model", "inspect", "model@master", "--json"))
+    assert len(multiple["metrics"]["/metrics.json"]["features"]) == 10
+    assert multiple["metrics"]["/metrics.json"]["r2"] > simple["metrics"]["/metrics.json"]["r2"]
+    assert tusk(home, "get", "file", "predict@master:/1.csv") != first[1]
+    trace = json.loads(tusk(home, "lineage", "predict@master:/1.csv", "--json"))
+    assert {i["repo"] for i in trace["datum"]["inputs"]} == {"attributes", "model"}
+    model_node = next(n for n in trace["upstream"]["inputs"] if n["repo"] == "model")
+    assert model_node["commit"] == multiple["commit"]
+    assert model_node["inputs"][0]["repo"] == "training"
+    models = json.loads(tusk(home, "model", "list", "model", "--json"))
+    assert len(models) == 2 and models[0]["aliases"] == ["master"]
