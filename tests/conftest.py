@@ -77,3 +77,13 @@ def client(backend: Backend) -> Iterator[Client]:
         yield c
     finally:
         c.close()
+
+
+@pytest.fixture
+def pc(backend: Backend) -> Iterator[Client]:
+    """A client whose pipelines run as plain local processes (the sandbox has tests of its own)."""
+    c = Client(settings=Settings.from_env(env=backend.env | {"TUSK_RUNTIME": "local"}))
+    try:
+        yield c
+    finally:
+        c.close()

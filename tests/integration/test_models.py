@@ -7,7 +7,6 @@ import io
 import json
 import pickle
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,7 @@ import pytest
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sqlalchemy import update
 
-from tests.conftest import Backend
 from tusk import Client
-from tusk.config import Settings
 from tusk.errors import (
     Conflict,
     IntegrityError,
@@ -48,16 +45,6 @@ def _regression(scale: float = 1.0) -> LinearRegression:
     return LinearRegression().fit(X, Y * scale)
 
 
-@pytest.fixture
-def mc(backend: Backend) -> Iterator[Client]:
-    """A client whose pipelines run as plain local processes."""
-    c = Client(settings=Settings.from_env(env=backend.env | {"TUSK_RUNTIME": "local"}))
-    try:
-        yield c
-    finally:
-        c.close()
-
-
 def _commit_model(c: Client, repo: str = "models", scale: float = 1.0, metrics: dict[str, Any] | None = None,
                   path: str = "/model.joblib") -> str:
     if repo not in {r.name for r in c.list_repos()}:
@@ -68,10 +55,10 @@ def _commit_model(c: Client, repo: str = "models", scale: float = 1.0, metrics: 
     return c.inspect_commit(f"{repo}@master").id
 
 
-def test_every_model_commit_gets_a_manifest_with_raw_hashes_and_metrics(mc: Client) -> None:
-    commit = _commit_model(mc, metrics={"r2": 0.97, "n": 20})
-    data = mc.get_file("models@master:/model.joblib")
-    manifest = mc.model_manifest(f"models@{commit}")
+def test_every_model_commit_gets_a_manifest_with_raw_hashes_and_metrics(pc: Client) -> None:
+    commit = _commit_model(pc, metrics={"r2": 0.97, "n": 20})
+    data = pc.get_file("models@master:/model.joblib")
+    manifest = pc.model_manifest(f"models@{commit}")
     assert manifest.commit == commit and manifest.repo == "models" and manifest.origin == "user"
     [entry] = manifest.models
     assert (entry.path, entry.flavor) == ("/model.joblib", "joblib")
@@ -83,37 +70,37 @@ def test_every_model_commit_gets_a_manifest_with_raw_hashes_and_metrics(mc: Clie
     assert manifest.metrics == {"/metrics.json": {"r2": 0.97, "n": 20}}
     assert manifest.training is None  # committed by hand
     assert manifest.created_at
-    [info] = mc.list_models("models")
+    [info] = pc.list_models("models")
     assert info.aliases == ["master"] and info.metrics == {"r2": 0.97, "n": 20}
 
 
-def test_commits_without_model_files_get_no_manifest(mc: Client) -> None:
-    mc.create_repo("data")
-    mc.put_file("data@master:/rows.csv", b"a,b\n1,2\n")
-    assert mc.list_models() == []
+def test_commits_without_model_files_get_no_manifest(pc: Client) -> None:
+    pc.create_repo("data")
+    pc.put_file("data@master:/rows.csv", b"a,b\n1,2\n")
+    assert pc.list_models() == []
     with pytest.raises(ModelNotFound, match="holds no model file"):
-        mc.model_manifest("data@master")
+        pc.model_manifest("data@master")
     with pytest.raises(ModelNotFound):
-        mc.promote_model("data@master", "production")
+        pc.promote_model("data@master", "production")
 
 
-def test_manifest_follows_changes_and_reuses_hashes_of_unchanged_files(mc: Client) -> None:
-    first = _commit_model(mc)
-    mc.put_file("models@master:/metrics.json", b'{"r2": 0.5}')
-    second = mc.model_manifest("models@master")
+def test_manifest_follows_changes_and_reuses_hashes_of_unchanged_files(pc: Client) -> None:
+    first = _commit_model(pc)
+    pc.put_file("models@master:/metrics.json", b'{"r2": 0.5}')
+    second = pc.model_manifest("models@master")
     assert second.commit != first
-    assert second.file("/model.joblib") == mc.model_manifest(f"models@{first}").file("/model.joblib")
+    assert second.file("/model.joblib") == pc.model_manifest(f"models@{first}").file("/model.joblib")
     assert second.metrics == {"/metrics.json": {"r2": 0.5}}
-    mc.put_file("models@master:/notes.txt", b"not a model")
-    assert [m.path for m in mc.model_manifest("models@master").models] == ["/model.joblib"]
-    mc.delete_file("models@master:/model.joblib")
+    pc.put_file("models@master:/notes.txt", b"not a model")
+    assert [m.path for m in pc.model_manifest("models@master").models] == ["/model.joblib"]
+    pc.delete_file("models@master:/model.joblib")
     with pytest.raises(ModelNotFound):
-        mc.model_manifest("models@master")
+        pc.model_manifest("models@master")
 
 
-def test_manifest_of_a_trained_model_records_job_spec_code_inputs_and_sources(mc: Client, tmp_path: Path) -> None:
-    mc.create_repo("training")
-    mc.put_file("training@master:/xy.csv", "\n".join(f"{a},{b},{c}" for (a, b), c in zip(X, Y, strict=True))
+def test_manifest_of_a_trained_model_records_job_spec_code_inputs_and_sources(pc: Client, tmp_path: Path) -> None:
+    pc.create_repo("training")
+    pc.put_file("training@master:/xy.csv", "\n".join(f"{a},{b},{c}" for (a, b), c in zip(X, Y, strict=True))
                 .encode())
     code = tmp_path / "code"
     code.mkdir()
@@ -128,12 +115,12 @@ def test_manifest_of_a_trained_model_records_job_spec_code_inputs_and_sources(mc
                                                                   "/pfs/out"]},
             "input": {"pfs": {"repo": "training", "glob": "/"}}}
     (code / "train.json").write_text(json.dumps(spec))
-    mc.create_pipeline(code / "train.json")
-    manifest = mc.model_manifest("train@master")
+    pc.create_pipeline(code / "train.json")
+    manifest = pc.model_manifest("train@master")
     training = manifest.training
     assert training is not None
-    job = mc.list_jobs("train")[0]
-    raw = mc.inspect_commit("training@master").id
+    job = pc.list_jobs("train")[0]
+    raw = pc.inspect_commit("training@master").id
     assert training["job"] == job.id and training["pipeline"] == "train" and training["pipeline_version"] == 1
     assert training["transform"]["cmd"][1:] == ["train.py", "/pfs/training", "/pfs/out"]
     assert training["inputs"] == [{"name": "training", "repo": "training", "branch": "master", "commit": raw}]
@@ -142,24 +129,24 @@ def test_manifest_of_a_trained_model_records_job_spec_code_inputs_and_sources(mc
     assert training["code"]["files"] == 2 and training["code"]["git"] is None  # not a git work tree
     assert manifest.metrics["/metrics.json"]["r2"] == pytest.approx(1.0)
     assert manifest.global_id == job.global_id
-    loaded = mc.load_model("train@master")
+    loaded = pc.load_model("train@master")
     assert loaded.predict([[1.0, 1.0]])[0] == pytest.approx(6.0)
 
 
 # -- loaders -------------------------------------------------------------------------------------------------
 
 
-def test_loads_pickle_joblib_onnx_mlflow_and_python_class_models(mc: Client, tmp_path: Path) -> None:
+def test_loads_pickle_joblib_onnx_mlflow_and_python_class_models(pc: Client, tmp_path: Path) -> None:
     from skl2onnx import to_onnx
 
-    mc.create_repo("zoo")
+    pc.create_repo("zoo")
     clf = LogisticRegression().fit(X, (Y.mean() < Y).astype(int))
     mlflow_dir = tmp_path / "mlflow-model"
     import mlflow.sklearn
 
     mlflow.sklearn.save_model(_regression(2.0), str(mlflow_dir),
                               serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_PICKLE)
-    with mc.modify("zoo@master") as m:
+    with pc.modify("zoo@master") as m:
         m.put_bytes("/sk/model.pkl", pickle.dumps(_regression()))
         m.put_bytes("/jl/model.joblib", _joblib_bytes(clf))
         m.put_bytes("/onnx/model.onnx", to_onnx(_regression(), X[:1].astype(np.float32)).SerializeToString())
@@ -174,66 +161,66 @@ def test_loads_pickle_joblib_onnx_mlflow_and_python_class_models(mc: Client, tmp
                                       b"    def predict(self, x):\n"
                                       b"        return [self.k * sum(row) for row in x]\n")
         m.put_bytes("/py/k.txt", b"2\n")
-    manifest = mc.model_manifest("zoo@master")
+    manifest = pc.model_manifest("zoo@master")
     assert {(e.path, e.flavor) for e in manifest.models} == {
         ("/sk/model.pkl", "sklearn"), ("/jl/model.joblib", "joblib"), ("/onnx/model.onnx", "onnx"),
         ("/mlflow", "mlflow"), ("/py", "python")}
     assert set(manifest.model("/py").files) == {"/py/tusk-model.yaml", "/py/doubler.py", "/py/k.txt"}
     row = [[1.0, 1.0]]
-    assert mc.load_model("zoo@master:/sk/model.pkl").predict(row)[0] == pytest.approx(6.0)
-    assert list(mc.load_model("zoo@master:/jl/model.joblib").predict(X[:2])) == list(clf.predict(X[:2]))
-    onnx = mc.load_model("zoo@master:/onnx/model.onnx")
+    assert pc.load_model("zoo@master:/sk/model.pkl").predict(row)[0] == pytest.approx(6.0)
+    assert list(pc.load_model("zoo@master:/jl/model.joblib").predict(X[:2])) == list(clf.predict(X[:2]))
+    onnx = pc.load_model("zoo@master:/onnx/model.onnx")
     assert float(np.ravel(onnx.predict(row))[0]) == pytest.approx(6.0, rel=1e-5)
     assert onnx.n_features == 2
-    assert float(np.ravel(mc.load_model("zoo@master:/mlflow").predict(np.array(row)))[0]) == pytest.approx(12.0)
-    assert mc.load_model("zoo@master:/py").predict(row) == [4.0]
+    assert float(np.ravel(pc.load_model("zoo@master:/mlflow").predict(np.array(row)))[0]) == pytest.approx(12.0)
+    assert pc.load_model("zoo@master:/py").predict(row) == [4.0]
     with pytest.raises(ModelNotFound, match="holds 5 models"):
-        mc.load_model("zoo@master")
+        pc.load_model("zoo@master")
 
 
-def test_a_flavor_without_loader_is_versioned_but_not_loaded(mc: Client) -> None:
-    mc.create_repo("torch")
-    mc.put_file("torch@master:/weights.pt", b"\x80\x02not really torch")
-    assert mc.model_manifest("torch@master").models[0].flavor == "torch"
+def test_a_flavor_without_loader_is_versioned_but_not_loaded(pc: Client) -> None:
+    pc.create_repo("torch")
+    pc.put_file("torch@master:/weights.pt", b"\x80\x02not really torch")
+    assert pc.model_manifest("torch@master").models[0].flavor == "torch"
     with pytest.raises(ModelUnloadable, match="no loader"):
-        mc.load_model("torch@master")
+        pc.load_model("torch@master")
 
 
 # -- tamper refusal ------------------------------------------------------------------------------------------
 
 
-def test_a_model_whose_stored_bytes_changed_is_refused(mc: Client) -> None:
-    _commit_model(mc)
-    manifest = mc.model_manifest("models@master")
-    node = mc.services.files.lookup(parse_file_ref("models@master:/model.joblib"))
+def test_a_model_whose_stored_bytes_changed_is_refused(pc: Client) -> None:
+    _commit_model(pc)
+    manifest = pc.model_manifest("models@master")
+    node = pc.services.files.lookup(parse_file_ref("models@master:/model.joblib"))
     assert node is not None and node.file is not None
     ref = node.file.chunks[0]
-    objects = mc.services.ctx.objects
+    objects = pc.services.ctx.objects
     key = pack_key(ref.pack) if ref.pack else chunk_key(ref.digest)
     stored = objects.get(key)
     objects.put(key, stored[:-1] + bytes([stored[-1] ^ 1]))
-    mc.services.ctx.content._known.clear()
+    pc.services.ctx.content._known.clear()
     with pytest.raises(ObjectCorrupt, match=r"model\.joblib"):
-        mc.load_model("models@master")
+        pc.load_model("models@master")
     with pytest.raises(IntegrityError):
-        mc.verify_model(f"models@{manifest.commit}")
+        pc.verify_model(f"models@{manifest.commit}")
 
 
-def test_a_model_commit_whose_tree_was_swapped_is_refused_by_its_manifest(mc: Client) -> None:
-    good = _commit_model(mc, scale=1.0)
-    other = _commit_model(mc, repo="other", scale=-1.0)
-    mc.model_manifest(f"models@{good}")
-    with mc.services.ctx.db.write() as s:  # someone with database access points the commit at other bytes
+def test_a_model_commit_whose_tree_was_swapped_is_refused_by_its_manifest(pc: Client) -> None:
+    good = _commit_model(pc, scale=1.0)
+    other = _commit_model(pc, repo="other", scale=-1.0)
+    pc.model_manifest(f"models@{good}")
+    with pc.services.ctx.db.write() as s:  # someone with database access points the commit at other bytes
         other_tree = s.get(CommitRow, other).tree_digest  # type: ignore[union-attr]
         s.execute(update(CommitRow).where(CommitRow.id == good).values(tree_digest=other_tree))
     with pytest.raises(ModelTampered, match=r"/model\.joblib does not match its manifest"):
-        mc.load_model(f"models@{good}")
+        pc.load_model(f"models@{good}")
 
 
-def test_an_exported_model_is_verified_when_loaded_from_disk(mc: Client, tmp_path: Path) -> None:
-    _commit_model(mc)
+def test_an_exported_model_is_verified_when_loaded_from_disk(pc: Client, tmp_path: Path) -> None:
+    _commit_model(pc)
     dest = tmp_path / "export"
-    mc.export_model("models@master", dest)
+    pc.export_model("models@master", dest)
     assert (dest / "tusk-manifest.json").is_file()
     assert load_dir(dest).predict([[1.0, 1.0]])[0] == pytest.approx(6.0)
     data = (dest / "model.joblib").read_bytes()
@@ -272,54 +259,54 @@ def _predict_job(c: Client) -> tuple[int, int]:
     return job.datums_processed, job.datums_skipped
 
 
-def test_promote_and_rollback_move_the_branch_record_who_and_rerun_readers(mc: Client) -> None:
-    v1 = _commit_model(mc, scale=1.0)
-    v2 = _commit_model(mc, scale=10.0)
-    mc.create_repo("rows")
-    with mc.modify("rows@master") as m:
+def test_promote_and_rollback_move_the_branch_record_who_and_rerun_readers(pc: Client) -> None:
+    v1 = _commit_model(pc, scale=1.0)
+    v2 = _commit_model(pc, scale=10.0)
+    pc.create_repo("rows")
+    with pc.modify("rows@master") as m:
         for i in range(3):
             m.put_bytes(f"/{i}.csv", f"{i},{i}\n".encode())
-    mc.promote_model(f"models@{v1}", "production")
-    mc.create_pipeline(PREDICT)
-    assert _predict_job(mc) == (3, 0)
-    assert mc.get_file("predict@master:/1.csv") == b"6.000"
+    pc.promote_model(f"models@{v1}", "production")
+    pc.create_pipeline(PREDICT)
+    assert _predict_job(pc) == (3, 0)
+    assert pc.get_file("predict@master:/1.csv") == b"6.000"
 
-    move = mc.promote_model(f"models@{v2}", "production")
+    move = pc.promote_model(f"models@{v2}", "production")
     assert (move.from_commit, move.to_commit, move.reason, move.actor) == (v1, v2, "promote", "tester")
-    assert _predict_job(mc) == (3, 0)  # a new model: every prediction is recomputed
-    assert mc.get_file("predict@master:/1.csv") == b"60.000"
-    mc.put_file("rows@master:/9.csv", b"9,9\n")
-    assert _predict_job(mc) == (1, 3)  # new input with the same model: one datum
+    assert _predict_job(pc) == (3, 0)  # a new model: every prediction is recomputed
+    assert pc.get_file("predict@master:/1.csv") == b"60.000"
+    pc.put_file("rows@master:/9.csv", b"9,9\n")
+    assert _predict_job(pc) == (1, 3)  # new input with the same model: one datum
 
-    back = mc.rollback_model("models@production")
+    back = pc.rollback_model("models@production")
     assert (back.from_commit, back.to_commit, back.reason) == (v2, v1, "rollback")
-    assert mc.inspect_commit("models@production").id == v1
-    assert mc.get_file("predict@master:/1.csv") == b"6.000"
-    processed, skipped = _predict_job(mc)
+    assert pc.inspect_commit("models@production").id == v1
+    assert pc.get_file("predict@master:/1.csv") == b"6.000"
+    processed, skipped = _predict_job(pc)
     assert (processed, skipped) == (1, 3)  # the v1 outputs are reused; only 9.csv had never met v1
-    assert [m.reason for m in mc.model_history("models@production")] == ["rollback", "promote", "promote"]
+    assert [m.reason for m in pc.model_history("models@production")] == ["rollback", "promote", "promote"]
     with pytest.raises(Conflict, match="no earlier model"):
-        mc.rollback_model("models@production")
+        pc.rollback_model("models@production")
 
 
-def test_rollback_walks_back_through_promotions_as_a_stack(mc: Client) -> None:
-    versions = [_commit_model(mc, scale=float(i)) for i in range(1, 5)]
+def test_rollback_walks_back_through_promotions_as_a_stack(pc: Client) -> None:
+    versions = [_commit_model(pc, scale=float(i)) for i in range(1, 5)]
     for v in versions:
-        mc.promote_model(f"models@{v}", "production")
-    assert mc.rollback_model("models@production").to_commit == versions[2]
-    assert mc.rollback_model("models@production").to_commit == versions[1]
-    mc.promote_model(f"models@{versions[3]}", "production")
-    assert mc.rollback_model("models@production").to_commit == versions[1]
-    assert mc.rollback_model("models@production", steps=1).to_commit == versions[0]
+        pc.promote_model(f"models@{v}", "production")
+    assert pc.rollback_model("models@production").to_commit == versions[2]
+    assert pc.rollback_model("models@production").to_commit == versions[1]
+    pc.promote_model(f"models@{versions[3]}", "production")
+    assert pc.rollback_model("models@production").to_commit == versions[1]
+    assert pc.rollback_model("models@production", steps=1).to_commit == versions[0]
     with pytest.raises(Conflict):
-        mc.rollback_model("models@production")
+        pc.rollback_model("models@production")
 
 
-def test_pipeline_input_models_are_verified_against_their_manifest_in_the_datum(mc: Client, tmp_path: Path
+def test_pipeline_input_models_are_verified_against_their_manifest_in_the_datum(pc: Client, tmp_path: Path
                                                                                  ) -> None:
-    _commit_model(mc)
-    mc.create_repo("rows")
-    mc.put_file("rows@master:/a.csv", b"1,1\n")
+    _commit_model(pc)
+    pc.create_repo("rows")
+    pc.put_file("rows@master:/a.csv", b"1,1\n")
     code = tmp_path / "code"
     code.mkdir()
     (code / "score.py").write_text(
@@ -332,8 +319,8 @@ def test_pipeline_input_models_are_verified_against_their_manifest_in_the_datum(
         "pipeline": {"name": "score"}, "transform": {"cmd": [sys.executable, "score.py"]},
         "input": {"cross": [{"pfs": {"repo": "rows", "glob": "/*"}},
                             {"pfs": {"repo": "models", "glob": "/", "name": "model"}}]}}))
-    mc.create_pipeline(code / "score.json")
-    job = mc.list_jobs("score")[0]
-    assert job.state == "success", mc.logs("score")
-    commit, value = mc.get_file("score@master:/a.txt").decode().split()
-    assert commit == mc.inspect_commit("models@master").id and float(value) == pytest.approx(6.0)
+    pc.create_pipeline(code / "score.json")
+    job = pc.list_jobs("score")[0]
+    assert job.state == "success", pc.logs("score")
+    commit, value = pc.get_file("score@master:/a.txt").decode().split()
+    assert commit == pc.inspect_commit("models@master").id and float(value) == pytest.approx(6.0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +18,6 @@ WC: dict[str, Any] = {
     "transform": {"cmd": ["sh"], "stdin": ["for f in /pfs/text/*; do wc -w < $f > /pfs/out/$(basename $f).n; done"]},
     "input": {"pfs": {"repo": "text", "glob": "/*"}},
 }
-
-
-@pytest.fixture
-def pc(backend: Backend) -> Iterator[Client]:
-    """A client whose pipelines run as plain local processes."""
-    c = Client(settings=Settings.from_env(env=backend.env | {"TUSK_RUNTIME": "local"}))
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def last_job(c: Client, pipeline: str) -> Any:

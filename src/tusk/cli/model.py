@@ -28,6 +28,14 @@ def _move_row(m: BranchMove) -> list[object]:
 _MOVE_COLUMNS = ["branch", "from", "to", "reason", "actor", "moved"]
 
 
+def _print_move(move: BranchMove, verb: str) -> None:
+    if state.json:
+        emit(move, _MOVE_COLUMNS)
+    else:
+        out.print(f"{move.repo}@{move.branch}: {(move.from_commit or '(none)')[:12]} → {(move.to_commit or '')[:12]}"
+                  f" ({verb} by {move.actor})")
+
+
 @app.command("list")
 def list_(repo: str | None = typer.Argument(None, help="only this repo"),
           limit: int | None = typer.Option(None, "--limit", "-n")) -> None:
@@ -115,12 +123,7 @@ def predict(ref: str = typer.Argument(..., metavar="REPO@REF[:/PATH]"),
 def promote(ref: str = typer.Argument(..., metavar="REPO@COMMIT"),
             to: str = typer.Option(..., "--to", help="branch to point at it, e.g. staging or production")) -> None:
     """Point a branch of the model repo at a model commit; pipelines reading that branch re-run."""
-    move = state.client.promote_model(ref, to)
-    if state.json:
-        emit(move, _MOVE_COLUMNS)
-    else:
-        out.print(f"{move.repo}@{move.branch}: {(move.from_commit or '(none)')[:12]} → {(move.to_commit or '')[:12]}"
-                  f" (promoted by {move.actor})")
+    _print_move(state.client.promote_model(ref, to), "promoted")
 
 
 @app.command("rollback")
@@ -128,12 +131,7 @@ def rollback(repo: str = typer.Argument(..., metavar="REPO"),
              to: str = typer.Option(..., "--to", help="the branch to roll back, e.g. production"),
              steps: int = typer.Option(1, "--steps", help="undo this many promotions")) -> None:
     """Move a branch back to the model it had before its last promotion (a branch move: seconds, no new commit)."""
-    move = state.client.rollback_model(f"{repo}@{to}", steps)
-    if state.json:
-        emit(move, _MOVE_COLUMNS)
-    else:
-        out.print(f"{move.repo}@{move.branch}: {(move.from_commit or '')[:12]} → {(move.to_commit or '')[:12]}"
-                  f" (rolled back by {move.actor})")
+    _print_move(state.client.rollback_model(f"{repo}@{to}", steps), "rolled back")
 
 
 @app.command("history")
