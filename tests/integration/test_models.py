@@ -324,3 +324,28 @@ def test_pipeline_input_models_are_verified_against_their_manifest_in_the_datum(
     assert job.state == "success", pc.logs("score")
     commit, value = pc.get_file("score@master:/a.txt").decode().split()
     assert commit == pc.inspect_commit("models@master").id and float(value) == pytest.approx(6.0)
+
+
+def test_backtest_a_candidate_model_on_a_historical_input_commit(pc: Client) -> None:
+    """Pinning an input to an old commit (Pachyderm's input.pfs.commit) reruns old inputs with a new model."""
+    v1 = _commit_model(pc, scale=1.0)
+    pc.create_repo("rows")
+    pc.put_file("rows@master:/0.csv", b"1,1\n")
+    last_week = pc.inspect_commit("rows@master").id
+    pc.put_file("rows@master:/1.csv", b"2,2\n")
+    pc.promote_model(f"models@{v1}", "production")
+    pc.create_pipeline(PREDICT)
+    candidate = _commit_model(pc, scale=10.0)
+    pc.promote_model(f"models@{candidate}", "staging")
+    backtest = json.loads(json.dumps(PREDICT))
+    backtest["pipeline"]["name"] = "backtest"
+    backtest["input"]["cross"][0]["pfs"]["commit"] = last_week
+    backtest["input"]["cross"][1]["pfs"]["branch"] = "staging"
+    pc.create_pipeline(backtest)
+    job = pc.list_jobs("backtest")[0]
+    assert job.state == "success" and job.datums_processed == 1
+    assert [f.path for f in pc.list_files("backtest@master:/")] == ["/0.csv"]
+    assert pc.get_file("backtest@master:/0.csv") == b"60.000"  # the candidate, on last week's input
+    assert pc.get_file("predict@master:/0.csv") == b"6.000"  # production is untouched
+    trace = pc.lineage("backtest@master:/0.csv")["datum"]
+    assert {(i["repo"], i["commit"]) for i in trace["inputs"]} == {("rows", last_week), ("models", candidate)}
