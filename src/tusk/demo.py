@@ -223,6 +223,14 @@ def run_demo(say: Say, data_dir: Path | None = None, home: Path | None = None, e
     say(f"   model v3 manifest {final.digest[:16]}: trained from "
         + ", ".join(f"{s['repo']}@{s['commit'][:8]}" for s in training.get("sources", []))
         + f"; {len(final.files)} files, each with blake3/sha256/md5")
+    origin = final.upstream.get("/income/model.joblib")
+    if origin:
+        trained = client.model_manifest(f"{origin['repo']}@{origin['commit']}").training or {}
+        git = (trained.get("code") or {}).get("git") or {}
+        say(f"   /income/model.joblib is {origin['repo']}@{origin['commit'][:8]}:{origin['path']}, trained by "
+            f"{trained.get('pipeline')} v{trained.get('pipeline_version')} job {str(trained.get('job'))[:8]}"
+            + (f", code at git {git.get('commit', '')[:10]}{' (uncommitted changes)' if git.get('dirty') else ''}"
+               if git else ""))
     report = client.fsck()
     say(f"   fsck: {report.commits} commits, {report.chunks} chunks verified, "
         f"{'no problems' if report.ok else f'{len(report.problems)} problem(s)'}")

@@ -55,6 +55,11 @@ def test_census_story_end_to_end(backend: Backend, tmp_path: Path) -> None:
         assert manifest.training is not None
         assert manifest.training["sources"] == [{"repo": "income_data", "branch": "master", "commit": raw}]
         assert f"income_data@{raw[:8]}" in text
+        origin = manifest.upstream["/income/model.joblib"]
+        assert origin["repo"] == "train_income" and origin["path"] == "/model.joblib"
+        trained = client.model_manifest(f"train_income@{origin['commit']}")
+        assert trained.training is not None and trained.training["pipeline"] == "train_income"
+        assert trained.training["code"]["git"]["commit"]  # the examples live in this git checkout
         # predictions carry the model commit behind them
         assert f",{v3}" in client.get_file("predict@master:/batch-1.csv").decode().splitlines()[1]
     finally:

@@ -75,6 +75,9 @@ def inspect(ref: str = typer.Argument(..., metavar="REPO@REF")) -> None:
             out.print(f"  input {i.get('name')}: {i.get('repo')}@{i.get('commit')}")
         for src in training.get("sources", []):
             out.print(f"  source data {src['repo']}@{src['commit']}")
+    for path, origin in manifest.upstream.items():
+        out.print(f"  {path} is {origin['repo']}@{origin['commit']}:{origin['path']} (see its manifest)",
+                  highlight=False)
     for path, metrics in manifest.metrics.items():
         out.print(f"metrics {path}: {json.dumps(metrics)}", highlight=False)
     for w in manifest.warnings:

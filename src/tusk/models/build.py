@@ -17,7 +17,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tusk.models.manifest import DESCRIPTOR, METRICS, MLMODEL, FileHashes, Hasher, Manifest, ModelEntry, flavor_of
-from tusk.storage.metadata import CommitProvenanceRow, CommitRow, JobRow, PipelineRow, PipelineVersionRow, RepoRow
+from tusk.storage.metadata import (
+    CommitProvenanceRow,
+    CommitRow,
+    JobRow,
+    ModelManifestRow,
+    PipelineRow,
+    PipelineVersionRow,
+    RepoRow,
+)
 from tusk.versioning.context import Context, _aware
 from tusk.versioning.trees import EMPTY_TREE, Entry
 
@@ -171,6 +179,22 @@ def _training(s: Session, row: CommitRow) -> dict[str, Any] | None:
     }
 
 
+def _upstream(s: Session, training: dict[str, Any] | None, files: list[FileHashes]) -> dict[str, dict[str, str]]:
+    """Files that are byte-for-byte an input model's files: where each came from, and that model's manifest."""
+    if not training:
+        return {}
+    known: dict[str, dict[str, str]] = {}
+    for inp in training.get("inputs", []):
+        row = s.get(ModelManifestRow, inp.get("commit") or "")
+        if row is None:
+            continue
+        source = Manifest.loads(row.body)
+        for f in source.files:
+            known.setdefault(f.tusk_digest, {"repo": source.repo, "commit": source.commit, "path": f.path,
+                                             "manifest": row.digest})
+    return {f.path: known[f.tusk_digest] for f in files if f.role == "model" and f.tusk_digest in known}
+
+
 def _changed_markers(changes: Iterable[tuple[str, Entry | None, Entry | None]]) -> tuple[list[str], bool]:
     paths, relevant = [], False
     for path, _old, _new in changes:
@@ -222,9 +246,10 @@ def build_manifest(ctx: Context, s: Session, row: CommitRow, parent: Manifest | 
         role = "model" if path in model_files else "metrics" if name == METRICS else "artifact"
         files.append(_hash(ctx, path, scan.entries[path], role, reuse))
     repo = s.get(RepoRow, row.repo_id)
+    training = _training(s, row)
     return Manifest(
         repo=repo.name if repo is not None else "?", commit=row.id, branch=row.branch, global_id=row.commit_set_id,
         created_at=_aware(row.finished_at or row.started_at).isoformat(), author=row.author, origin=row.origin,
-        models=tuple(models), files=tuple(files), metrics=_metrics(scan), training=_training(s, row),
-        warnings=tuple(scan.warnings),
+        models=tuple(models), files=tuple(files), metrics=_metrics(scan), training=training,
+        warnings=tuple(scan.warnings), upstream=_upstream(s, training, files),
     )

@@ -135,6 +135,8 @@ class Manifest:
     metrics: Mapping[str, Any] = field(default_factory=dict)  # metrics.json path → its content
     training: Mapping[str, Any] | None = None  # job, pipeline, spec version, transform, code, inputs, sources
     warnings: tuple[str, ...] = ()  # what the manifest could not make sense of (a bad descriptor, say)
+    # files that are an input model's files (gathered by reference): path → {repo, commit, path, manifest}
+    upstream: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -144,6 +146,7 @@ class Manifest:
             "files": [f.to_dict() for f in self.files], "metrics": dict(self.metrics),
             "training": dict(self.training) if self.training is not None else None,
             "warnings": list(self.warnings),
+            "upstream": {k: dict(v) for k, v in self.upstream.items()},
         }
 
     def canonical(self) -> bytes:
@@ -161,7 +164,8 @@ class Manifest:
                    created_at=d["created_at"], author=d["author"], origin=d["origin"],
                    models=tuple(ModelEntry.from_dict(m) for m in d["models"]),
                    files=tuple(FileHashes.from_dict(f) for f in d["files"]), metrics=d.get("metrics") or {},
-                   training=d.get("training"), warnings=tuple(d.get("warnings") or ()))
+                   training=d.get("training"), warnings=tuple(d.get("warnings") or ()),
+                   upstream=d.get("upstream") or {})
 
     @classmethod
     def loads(cls, text: str | bytes) -> Manifest:

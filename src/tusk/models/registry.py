@@ -74,10 +74,10 @@ class ModelService:
         manifest = build_manifest(self.ctx, s, row, parent, full=full)
         if manifest is None:
             return None
-        s.add(ModelManifestRow(commit_id=row.id, repo_id=row.repo_id, digest=manifest.digest,
-                               body=manifest.canonical().decode(), created_at=now()))
-        s.flush()
-        return manifest
+        s.execute(self.ctx.db.insert(ModelManifestRow).values(  # two processes may build it at once
+            commit_id=row.id, repo_id=row.repo_id, digest=manifest.digest, body=manifest.canonical().decode(),
+            created_at=now()).on_conflict_do_nothing(index_elements=["commit_id"]))
+        return self._stored(s, row.id)
 
     def _resolve(self, s: Session, ref: str) -> tuple[CommitRow, str | None]:
         """``repo@ref[:/path]`` → the commit row and the model path, if one was named."""
@@ -87,15 +87,25 @@ class ModelService:
 
     def manifest(self, ref: str) -> Manifest:
         """The manifest of ``repo@ref``; built now if the commit predates manifests."""
+        return self._resolved(ref)[0]
+
+    def _resolved(self, ref: str) -> tuple[Manifest, str, str | None]:
+        """(manifest, tree, model path): the ref is resolved once, so a branch moving meanwhile cannot mix commits."""
+        with self.ctx.db.read() as s:
+            row, path = self._resolve(s, ref)
+            commit_id, tree = row.id, row.tree_digest or ""
+            manifest = self._stored(s, commit_id)
+        if manifest is not None:
+            return manifest, tree, path
         with self.ctx.db.write() as s:
-            row, _ = self._resolve(s, ref)
+            row = self.ctx.commit_row(s, commit_id)
             manifest = self._ensure(s, row, full=True)
             if manifest is None:
                 repo = s.get(RepoRow, row.repo_id)
                 raise ModelNotFound(
                     f"commit {row.id} of {repo.name if repo else '?'} holds no model file (*.pkl, *.joblib, *.onnx, "
                     "an MLflow MLmodel directory, or a tusk-model.yaml); nothing to load or promote")
-            return manifest
+            return manifest, tree, path
 
     def list(self, repo: str | None = None, limit: int | None = None) -> builtins.list[ModelInfo]:
         """Model commits, newest first, with the branches that point at them."""
@@ -121,15 +131,13 @@ class ModelService:
     # -- verification and loading ---------------------------------------------
     def read_verified(self, ref: str, only_model: bool = False) -> tuple[Manifest, str | None, dict[str, bytes]]:
         """The manifest, the named model path and the files (all, or the named model's), checked against it."""
-        manifest = self.manifest(ref)
-        with self.ctx.db.read() as s:
-            row, path = self._resolve(s, ref)
+        manifest, tree, path = self._resolved(ref)
         wanted = set(manifest.model(path).files) if only_model else None
         files: dict[str, bytes] = {}
         for expected in manifest.files:
             if wanted is not None and expected.path not in wanted:
                 continue
-            entry = self.ctx.trees.lookup(row.tree_digest or "", expected.path)
+            entry = self.ctx.trees.lookup(tree, expected.path)
             if entry is None or entry.file is None:
                 raise ModelTampered(f"model file {expected.path} is listed in the manifest of {manifest.repo}@"
                                     f"{manifest.commit} but is not in the commit: refusing to load it")
