@@ -17,6 +17,9 @@ PG_URL = os.environ.get("TUSK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "tusk", "AWS_SECRET_ACCESS_KEY": "tusk-secret",
                   "AWS_DEFAULT_REGION": "us-east-1"}
 BACKENDS = ["sqlite-local", "postgres-s3"]
+# One bucket for the session, a prefix per test: SeaweedFS's `weed mini` gives each bucket its own volumes and
+# starts failing writes (InternalError) after ~75 buckets.
+S3_BUCKET = f"tusk-tests-{uuid.uuid4().hex[:8]}"
 
 
 @dataclass
@@ -59,7 +62,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         conn.execute(text(f"CREATE SCHEMA {schema}"))
     env |= S3_CREDENTIALS | {
         "TUSK_DATABASE_URL": f"{PG_URL}?options=-csearch_path%3D{schema}",
-        "TUSK_OBJECTS_URL": f"s3://tusk-{uuid.uuid4().hex[:12]}/objects",
+        "TUSK_OBJECTS_URL": f"s3://{S3_BUCKET}/{uuid.uuid4().hex[:12]}/objects",
         "TUSK_S3_ENDPOINT_URL": endpoint,
     }
     try:

@@ -1,6 +1,6 @@
 """Build the story's datasets from the UCI files.
 
-    python3 prepare.py --data ../../../shared/data/census-income --out data
+    python3 prepare.py --data ../../../shared/data/census-income --out data     (or --data uci)
 
 data/v1/census.csv       adult.data, cleaned, with a header
 data/v2/census.csv       the "vendor" dataset: v1 plus a vendor_score column. The vendor computed it with
@@ -23,6 +23,8 @@ from common import COLUMNS, LABEL
 
 
 def read_uci(path: Path, skip: int = 0) -> pd.DataFrame:
+    if not path.is_file():
+        path = path.with_name(path.name + ".gz")  # the copy shipped in uci/ is gzipped
     frame = pd.read_csv(path, names=COLUMNS, skipinitialspace=True, na_values="?", skiprows=skip)
     frame[LABEL] = frame[LABEL].str.rstrip(".")  # adult.test writes ">50K."
     return frame.fillna({c: "unknown" for c in frame.columns if frame[c].dtype == object})

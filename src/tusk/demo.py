@@ -30,14 +30,20 @@ Say = Callable[[str], None]
 JobProgress = Callable[[str, int, int], None]
 
 
+def _has_census(directory: Path) -> bool:
+    return (directory / "adult.data").is_file() or (directory / "adult.data.gz").is_file()
+
+
 def find_census_data(start: Path) -> Path | None:
-    """``shared/data/census-income`` beside (or above) the working directory or the Tusk checkout."""
+    """``shared/data/census-income`` beside (or above) the working directory or the Tusk checkout; else the
+    gzip copy shipped in ``examples/census-income/uci``."""
     checkout = Path(__file__).resolve().parents[2]
     for base in [start, *start.parents, checkout, *checkout.parents]:
         for candidate in (base / "shared" / "data" / "census-income", base / "data" / "census-income"):
-            if (candidate / "adult.data").is_file():
+            if _has_census(candidate):
                 return candidate
-    return None
+    example = find_example(start)
+    return example / "uci" if example is not None and _has_census(example / "uci") else None
 
 
 def find_example(start: Path) -> Path | None:
@@ -130,8 +136,9 @@ def run_demo(say: Say, data_dir: Path | None = None, home: Path | None = None, e
     """
     data_dir = data_dir or find_census_data(Path.cwd())
     example = example_dir or find_example(Path.cwd())
-    if data_dir is None or not (data_dir / "adult.data").is_file():
-        raise InvalidArgument("the UCI census files were not found; pass --data DIR (with adult.data, adult.test)")
+    if data_dir is None or not _has_census(data_dir):
+        raise InvalidArgument("the UCI census files were not found; pass --data DIR (with adult.data, adult.test,"
+                              " or their .gz)")
     if example is None:
         raise InvalidArgument("examples/census-income was not found; run from a Tusk checkout or pass --example")
     home = home or Path(tempfile.mkdtemp(prefix="tusk-demo-"))

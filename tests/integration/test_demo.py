@@ -12,7 +12,7 @@ from tusk.demo import find_census_data, run_demo
 def test_census_story_end_to_end(backend: Backend, tmp_path: Path) -> None:
     lines: list[str] = []
     data = find_census_data(Path(__file__).resolve())
-    assert data is not None, "../shared/data/census-income is part of the workspace"
+    assert data is not None, "examples/census-income/uci ships a copy of the UCI files"
     client = run_demo(lines.append, data, tmp_path / "demo", settings=backend.settings())
     try:
         text = "\n".join(lines)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import S3_BUCKET
 from tusk.errors import ObjectMissing
 from tusk.storage.objects import LocalObjectStore, ObjectStore, open_object_store
 
@@ -19,7 +20,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStor
         yield open_object_store(f"file://{tmp_path / 'objects'}")
     else:
         endpoint = request.getfixturevalue("s3_endpoint")
-        yield open_object_store(f"s3://conf-{uuid.uuid4().hex[:10]}/some/prefix", endpoint)
+        yield open_object_store(f"s3://{S3_BUCKET}/conformance-{uuid.uuid4().hex[:10]}/some/prefix", endpoint)
 
 
 def test_satisfies_protocol(store: ObjectStore) -> None:

@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -132,7 +133,7 @@ class BwrapRuntime:
         argv += ["--bind", str(pfs / "out"), "/pfs/out"]
         if (pfs / ".tusk").is_dir():  # manifests of model inputs
             argv += ["--ro-bind", str(pfs / ".tusk"), "/pfs/.tusk"]
-        for path in _named_tmp_paths(req.cmd, self.base_env.get("PATH")):
+        for path in sorted(set(_named_tmp_paths(req.cmd, self.base_env.get("PATH"))) | set(_tmp_python_paths())):
             argv += ["--ro-bind", path, path]
         if req.working_dir is not None:
             # the code's directory may live under /tmp, which is a fresh tmpfs in here
@@ -183,6 +184,16 @@ def image_note(image: str | None) -> str | None:
         return (f"image {image!r} is recorded but ignored: no container engine answers here, so the command"
                 " runs on this machine (install its dependencies locally)")
     return None
+
+
+def _tmp_python_paths() -> list[str]:
+    """Tusk's own import paths under /tmp (a checkout or venv there), so user code can ``import tusk`` inside.
+
+    The sandbox's /tmp is a fresh tmpfs; without these binds, a pipeline that
+    loads its model with ``tusk.models.load_dir`` fails when Tusk itself was
+    installed under /tmp (an editable install in a CI clone, say).
+    """
+    return [p for p in sys.path if p.startswith("/tmp/") and os.path.isdir(p)]
 
 
 def _named_tmp_paths(cmd: Sequence[str], search_path: str | None) -> list[str]:
