@@ -349,3 +349,14 @@ def test_backtest_a_candidate_model_on_a_historical_input_commit(pc: Client) -> 
     assert pc.get_file("predict@master:/0.csv") == b"6.000"  # production is untouched
     trace = pc.lineage("backtest@master:/0.csv")["datum"]
     assert {(i["repo"], i["commit"]) for i in trace["inputs"]} == {("rows", last_week), ("models", candidate)}
+
+
+def test_a_descriptor_naming_code_outside_its_directory_is_ignored_with_a_warning(pc: Client) -> None:
+    pc.create_repo("bad")
+    with pc.modify("bad@master") as m:
+        m.put_bytes("/py/tusk-model.yaml", b"class: ../evil.py:Evil\n")
+        m.put_bytes("/evil.py", b"raise SystemExit('never imported')\n")
+        m.put_bytes("/model.joblib", _joblib_bytes(_regression()))
+    manifest = pc.model_manifest("bad@master")
+    assert [m.path for m in manifest.models] == ["/model.joblib"]
+    assert any("inside the model's directory" in w for w in manifest.warnings)

@@ -100,8 +100,11 @@ class _Scan:
         if not isinstance(doc, dict) or not isinstance(doc.get("class"), str) or ":" not in doc["class"]:
             self.warnings.append(f"{path}: expected `class: module.py:ClassName`; ignored")
             return None
-        self.add_dir(directory)  # the class may read any file beside it (weights, a reference, ...)
         module = doc["class"].split(":", 1)[0]
+        if module.startswith("/") or ".." in module.split("/") or not module.endswith(".py"):
+            self.warnings.append(f"{path}: {module!r} must be a .py file inside the model's directory; ignored")
+            return None
+        self.add_dir(directory)  # the class may read any file beside it (weights, a reference, ...)
         module_path = f"{directory.rstrip('/')}/{module}"
         self.add(module_path)
         if module_path not in self.entries:

@@ -154,6 +154,8 @@ def _python(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | 
         raise ModelUnloadable(f"{entry.path}: the descriptor names no class (`class: module.py:ClassName`)")
     module_file, class_name = entry.entry_point.split(":", 1)
     tmp = _unpack(entry, files)
+    if not (Path(tmp.name) / module_file).resolve().is_relative_to(Path(tmp.name).resolve()):
+        raise ModelUnloadable(f"{entry.path}: {module_file} is outside the model's directory")
     name = f"tusk_model_{next(_module_ids)}"
     spec = importlib.util.spec_from_file_location(name, Path(tmp.name) / module_file)
     if spec is None or spec.loader is None:
