@@ -5,8 +5,8 @@ Its identity is BLAKE3 over ``b"tusk-manifest:v1\\0"`` + the canonical JSON
 (sorted keys, no whitespace, UTF-8), so the same manifest always has the same
 digest. Each file carries three hashes of its raw bytes: BLAKE3 (what Tusk
 checks), sha256 (what MLflow, Hugging Face and most registries use) and md5
-(what DVC uses). Loading re-computes BLAKE3 and sha256 before any byte is
-deserialized.
+(what DVC uses). Loading re-computes size and BLAKE3 before any byte is
+deserialized; ``tusk model verify`` checks sha256 as well.
 """
 
 from __future__ import annotations
@@ -196,17 +196,22 @@ class Manifest:
         raise ModelNotFound(f"no model at {norm} in {self.repo}@{self.commit}; models: {listed}")
 
 
-def verify_file(expected: FileHashes, chunks: Iterable[bytes]) -> bytes:
-    """The file's bytes if they hash to what the manifest says; otherwise ModelTampered, naming the file."""
-    hasher = Hasher()
-    buf = bytearray()
-    for chunk in chunks:
-        hasher.update(chunk)
-        buf += chunk
-    got = hasher.result(expected.path, expected.tusk_digest, expected.role)
-    if got.size != expected.size or got.blake3 != expected.blake3 or got.sha256 != expected.sha256:
+def verify_file(expected: FileHashes, chunks: Iterable[bytes], sha256: bool = False) -> bytes:
+    """The file's bytes if they hash to what the manifest says; otherwise ModelTampered, naming the file.
+
+    Loading checks size and BLAKE3 (multithreaded for large files); ``sha256``
+    (``tusk model verify``) checks the second hash too, at sha256's speed.
+    """
+    data = b"".join(chunks)
+    b3 = blake3.blake3(max_threads=blake3.blake3.AUTO if len(data) > (8 << 20) else 1)
+    b3.update(data)
+    got_b3 = b3.hexdigest()
+    ok = len(data) == expected.size and got_b3 == expected.blake3
+    if ok and sha256:
+        ok = hashlib.sha256(data).hexdigest() == expected.sha256
+    if not ok:
         raise ModelTampered(
             f"model file {expected.path} does not match its manifest (expected {expected.size} bytes, blake3 "
-            f"{expected.blake3[:16]}…; found {got.size} bytes, blake3 {got.blake3[:16]}…): refusing to load it. "
+            f"{expected.blake3[:16]}…; found {len(data)} bytes, blake3 {got_b3[:16]}…): refusing to load it. "
             "Restore the file or load a commit whose manifest matches")
-    return bytes(buf)
+    return data

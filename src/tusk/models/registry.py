@@ -129,7 +129,8 @@ class ModelService:
         )
 
     # -- verification and loading ---------------------------------------------
-    def read_verified(self, ref: str, only_model: bool = False) -> tuple[Manifest, str | None, dict[str, bytes]]:
+    def read_verified(self, ref: str, only_model: bool = False, sha256: bool = False
+                      ) -> tuple[Manifest, str | None, dict[str, bytes]]:
         """The manifest, the named model path and the files (all, or the named model's), checked against it."""
         manifest, tree, path = self._resolved(ref)
         wanted = set(manifest.model(path).files) if only_model else None
@@ -141,12 +142,13 @@ class ModelService:
             if entry is None or entry.file is None:
                 raise ModelTampered(f"model file {expected.path} is listed in the manifest of {manifest.repo}@"
                                     f"{manifest.commit} but is not in the commit: refusing to load it")
-            files[expected.path] = verify_file(expected, self.ctx.content.iter_bytes(entry.file, expected.path))
+            chunks = self.ctx.content.iter_bytes(entry.file, expected.path, verify=False)  # hashed whole below
+            files[expected.path] = verify_file(expected, chunks, sha256)
         return manifest, path, files
 
     def verify(self, ref: str) -> Manifest:
-        """Re-read and re-hash every file of the manifest; ModelTampered on the first mismatch."""
-        manifest, _, _ = self.read_verified(ref)
+        """Re-read every file of the manifest and check size, BLAKE3 and sha256; ModelTampered on a mismatch."""
+        manifest, _, _ = self.read_verified(ref, sha256=True)
         return manifest
 
     def load(self, ref: str) -> LoadedModel:

@@ -272,7 +272,7 @@ class ContentStore:
         """Whether the object holding this chunk (its pack, or the loose chunk) exists; no hashing."""
         return self.objects.exists(pack_key(ref.pack) if ref.pack else chunk_key(ref.digest))
 
-    def read_chunk(self, ref: ChunkRef, name: str) -> bytes:
+    def read_chunk(self, ref: ChunkRef, name: str, verify: bool = True) -> bytes:
         try:
             if ref.pack is not None:
                 data = self.objects.get_range(pack_key(ref.pack), ref.offset, ref.size)
@@ -282,15 +282,19 @@ class ContentStore:
             raise ObjectMissing(
                 f"{name}: chunk {ref.digest[:16]}… is missing from the object store; run `tusk fsck`"
             ) from None
-        if len(data) != ref.size or blake3.blake3(data).hexdigest() != ref.digest:
+        if len(data) != ref.size or (verify and blake3.blake3(data).hexdigest() != ref.digest):
             raise ObjectCorrupt(
                 f"{name}: chunk {ref.digest[:16]}… is corrupt (its bytes do not match their hash);"
                 " refusing to return wrong data"
             )
         return data
 
-    def iter_bytes(self, node: FileNode, name: str, offset: int = 0) -> Iterator[bytes]:
-        """Yield the file's bytes from ``offset``; each chunk is verified first."""
+    def iter_bytes(self, node: FileNode, name: str, offset: int = 0, verify: bool = True) -> Iterator[bytes]:
+        """Yield the file's bytes from ``offset``; each chunk is verified first.
+
+        ``verify=False`` is for callers that hash the whole file against a
+        digest of their own (model manifests): the bytes are checked once, not twice.
+        """
         window: deque[Future[bytes]] = deque()
         refs = iter(node.chunks)
         skip = offset
@@ -298,10 +302,10 @@ class ContentStore:
             if skip >= ref.size:
                 skip -= ref.size
                 continue
-            window.append(self._pool.submit(self.read_chunk, ref, name))
+            window.append(self._pool.submit(self.read_chunk, ref, name, verify))
             break
         for ref in refs:
-            window.append(self._pool.submit(self.read_chunk, ref, name))
+            window.append(self._pool.submit(self.read_chunk, ref, name, verify))
             if len(window) > _IN_FLIGHT:
                 data = window.popleft().result()
                 yield data[skip:] if skip else data
