@@ -1,7 +1,7 @@
 """Model benchmark: what manifests and verified loading cost, against MLflow loading the same model.
 
-    .venv/bin/python bench/models.py            # 160 MB model, 100k-file data repo
-    .venv/bin/python bench/models.py --quick    # 16 MB, 10k files
+    .venv/bin/python bench/models.py            # ~380 MB model, 100k-file data repo
+    .venv/bin/python bench/models.py --quick    # ~38 MB, 10k files
 
 (1) Manifest cost on commits. A commit of one small file to a data repo of N
     files (no model): the time the manifest listener adds (one tree diff). A
