@@ -25,7 +25,7 @@ from tusk.models.loaders import LoadedModel, load_model
 from tusk.models.local import MANIFEST_FILE
 from tusk.models.manifest import Manifest, verify_file
 from tusk.models.records import BranchMove, ModelInfo
-from tusk.storage.metadata import BranchMoveRow, BranchRow, CommitRow, ModelManifestRow, RepoRow
+from tusk.storage.metadata import BranchMoveRow, BranchRow, CommitRow, ModelManifestRow
 from tusk.versioning.branches import BranchService
 from tusk.versioning.commits import CommitService
 from tusk.versioning.context import Context, _aware, now
@@ -59,25 +59,30 @@ class ModelService:
         """Write the manifest of a commit that holds model files, as it lands (a branch move changes no file)."""
         if moved or commit.state != "finished":
             return
-        with self.ctx.db.write() as s:
-            self._ensure(s, self.ctx.commit_row(s, commit.id), full=False)
+        self._ensure(commit.id, full=False)
 
     def _stored(self, s: Session, commit_id: str) -> Manifest | None:
         row = s.get(ModelManifestRow, commit_id)
         return Manifest.loads(row.body) if row is not None else None
 
-    def _ensure(self, s: Session, row: CommitRow, full: bool) -> Manifest | None:
-        existing = self._stored(s, row.id)
-        if existing is not None or row.state != "finished":
-            return existing
-        parent = self._stored(s, row.parent_id) if row.parent_id else None
-        manifest = build_manifest(self.ctx, s, row, parent, full=full)
+    def _ensure(self, commit_id: str, full: bool) -> Manifest | None:
+        """The commit's manifest, built and stored if missing. Hashing happens outside any write transaction
+        (a large model takes seconds); only the insert takes the write lock."""
+        with self.ctx.db.read() as s:
+            row = self.ctx.commit_row(s, commit_id)
+            existing = self._stored(s, row.id)
+            if existing is not None or row.state != "finished":
+                return existing
+            parent = self._stored(s, row.parent_id) if row.parent_id else None
+            manifest = build_manifest(self.ctx, s, row, parent, full=full)
+            repo_id = row.repo_id
         if manifest is None:
             return None
-        s.execute(self.ctx.db.insert(ModelManifestRow).values(  # two processes may build it at once
-            commit_id=row.id, repo_id=row.repo_id, digest=manifest.digest, body=manifest.canonical().decode(),
-            created_at=now()).on_conflict_do_nothing(index_elements=["commit_id"]))
-        return self._stored(s, row.id)
+        with self.ctx.db.write() as s:
+            s.execute(self.ctx.db.insert(ModelManifestRow).values(  # two processes may build it at once
+                commit_id=commit_id, repo_id=repo_id, digest=manifest.digest, body=manifest.canonical().decode(),
+                created_at=now()).on_conflict_do_nothing(index_elements=["commit_id"]))
+            return self._stored(s, commit_id)
 
     def _resolve(self, s: Session, ref: str) -> tuple[CommitRow, str | None]:
         """``repo@ref[:/path]`` → the commit row and the model path, if one was named."""
@@ -97,15 +102,12 @@ class ModelService:
             manifest = self._stored(s, commit_id)
         if manifest is not None:
             return manifest, tree, path
-        with self.ctx.db.write() as s:
-            row = self.ctx.commit_row(s, commit_id)
-            manifest = self._ensure(s, row, full=True)
-            if manifest is None:
-                repo = s.get(RepoRow, row.repo_id)
-                raise ModelNotFound(
-                    f"commit {row.id} of {repo.name if repo else '?'} holds no model file (*.pkl, *.joblib, *.onnx, "
-                    "an MLflow MLmodel directory, or a tusk-model.yaml); nothing to load or promote")
-            return manifest, tree, path
+        manifest = self._ensure(commit_id, full=True)
+        if manifest is None:
+            raise ModelNotFound(
+                f"commit {commit_id} of {ref.split('@', 1)[0]} holds no model file (*.pkl, *.joblib, *.onnx, an "
+                "MLflow MLmodel directory, or a tusk-model.yaml); nothing to load or promote")
+        return manifest, tree, path
 
     def list(self, repo: str | None = None, limit: int | None = None) -> builtins.list[ModelInfo]:
         """Model commits, newest first, with the branches that point at them."""
