@@ -35,10 +35,14 @@ class DatumWorker:
         self.ctx = ctx
         self.runtime = runtime
         self.scratch = scratch
-        self._manifests: dict[str, str | None] = {}  # commit id → its model manifest (immutable once written)
+        # commit id → its model manifest, for the current job (a manifest built on demand later is seen next job)
+        self._manifests: dict[str, str | None] = {}
+        self._manifests_job: str | None = None
 
     def run(self, job_id: str, datum: Datum, spec: PipelineSpec, code_dir: Path, roots: dict[str, str],
             deadline: float | None) -> DatumOutcome:
+        if job_id != self._manifests_job:
+            self._manifests, self._manifests_job = {}, job_id
         workdir = self.scratch / job_id / datum.id
         shutil.rmtree(workdir, ignore_errors=True)
         pfs = workdir / "pfs"
