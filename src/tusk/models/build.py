@@ -9,14 +9,23 @@ diff.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from typing import Any
 
 import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tusk.models.manifest import DESCRIPTOR, METRICS, MLMODEL, FileHashes, Hasher, Manifest, ModelEntry, flavor_of
+from tusk.models.manifest import (
+    DESCRIPTOR,
+    METRICS,
+    MLMODEL,
+    FileHashes,
+    Hasher,
+    Manifest,
+    ModelEntry,
+    flavor_of,
+    is_model_marker,
+)
 from tusk.storage.metadata import (
     CommitProvenanceRow,
     CommitRow,
@@ -198,14 +207,9 @@ def _upstream(s: Session, training: dict[str, Any] | None, files: list[FileHashe
     return {f.path: known[f.tusk_digest] for f in files if f.role == "model" and f.tusk_digest in known}
 
 
-def _changed_markers(changes: Iterable[tuple[str, Entry | None, Entry | None]]) -> tuple[list[str], bool]:
-    paths, relevant = [], False
-    for path, _old, _new in changes:
-        paths.append(path)
-        name = path.rsplit("/", 1)[-1]
-        if name in (MLMODEL, DESCRIPTOR, METRICS) or flavor_of(path) is not None:
-            relevant = True
-    return paths, relevant
+def _relevant(path: str) -> bool:
+    """A path a manifest looks at: a model marker, or a metrics file."""
+    return is_model_marker(path) or path.rsplit("/", 1)[-1] == METRICS
 
 
 def build_manifest(ctx: Context, s: Session, row: CommitRow, parent: Manifest | None, full: bool = False
@@ -220,21 +224,18 @@ def build_manifest(ctx: Context, s: Session, row: CommitRow, parent: Manifest | 
     if row.parent_id is not None:
         parent_row = s.get(CommitRow, row.parent_id)
         parent_root = (parent_row.tree_digest if parent_row is not None else None) or EMPTY_TREE
-    changed, relevant = _changed_markers(ctx.trees.diff(parent_root, root))
+    changed = [path for path, _old, _new in ctx.trees.diff(parent_root, root)]
     scan = _Scan(ctx, root)
     if parent is not None:
         for f in parent.files:
             scan.add(f.path)
         tracked_dirs = [m.path for m in parent.models if m.flavor == "mlflow" or m.entry_point]
         for path in changed:
-            name = path.rsplit("/", 1)[-1]
-            if name in (MLMODEL, DESCRIPTOR, METRICS) or flavor_of(path) or any(_under(path, d)
-                                                                                for d in tracked_dirs):
+            if _relevant(path) or any(_under(path, d) for d in tracked_dirs):
                 scan.add(path)
-    elif relevant or full:
+    elif full or any(_relevant(path) for path in changed):
         for path, _entry in ctx.trees.walk(root):  # the first model commit of this branch: look everywhere
-            name = path.rsplit("/", 1)[-1]
-            if name in (MLMODEL, DESCRIPTOR, METRICS) or flavor_of(path) is not None:
+            if _relevant(path):
                 scan.add(path)
     else:
         return None
