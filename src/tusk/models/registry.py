@@ -41,10 +41,10 @@ def metrics_summary(metrics: dict[str, Any]) -> dict[str, Any]:
     for path, doc in sorted(metrics.items()):
         if not isinstance(doc, dict):
             continue
-        prefix = "" if len(metrics) == 1 else path.rsplit("/", 1)[0].strip("/").replace("/", ".") + "."
+        prefix = "" if len(metrics) == 1 else path.rsplit("/", 1)[0].strip("/").replace("/", ".")
         for key, value in doc.items():
             if isinstance(value, int | float) and not isinstance(value, bool):
-                out[f"{prefix.lstrip('.')}{key}"] = value
+                out[f"{prefix}.{key}" if prefix else key] = value
     return out
 
 
