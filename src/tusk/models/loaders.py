@@ -95,11 +95,11 @@ def _joblib(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | 
     return _with_predict(entry, impl, manifest)
 
 
-def _with_predict(entry: ModelEntry, impl: Any, manifest: Manifest | None) -> LoadedModel:
+def _with_predict(entry: ModelEntry, impl: Any, manifest: Manifest | None, keep: object = None) -> LoadedModel:
     predict = getattr(impl, "predict", None)
     if not callable(predict):
         raise ModelUnloadable(f"{entry.path} holds a {type(impl).__name__}, which has no predict method")
-    return LoadedModel(entry.flavor, impl, entry, manifest, predict)
+    return LoadedModel(entry.flavor, impl, entry, manifest, predict, keep)
 
 
 _ONNX_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64",
@@ -172,9 +172,7 @@ def _python(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | 
         raise ModelUnloadable(f"{entry.path}: {entry.entry_point} failed to load: {type(e).__name__}: {e}") from e
     finally:
         sys.modules.pop(name, None)
-    loaded = _with_predict(entry, impl, manifest)
-    loaded._keep = tmp
-    return loaded
+    return _with_predict(entry, impl, manifest, keep=tmp)
 
 
 LOADERS: dict[str, Loader] = {
