@@ -8,13 +8,17 @@ maps it to and the exit code the CLI returns::
     ├── UserError                  400  exit 2
     │   ├── InvalidArgument        400
     │   │   ├── InvalidRef         400   bad `repo@ref:/path` syntax or ancestry
-    │   │   └── InvalidPath        400   `..` escaping the repo, empty names, NUL bytes
+    │   │   ├── InvalidPath        400   `..` escaping the repo, empty names, NUL bytes
+    │   │   └── InputError         400   an inference payload or algorithm input the model cannot take
     │   ├── NotFound               404
     │   │   ├── RepoNotFound
     │   │   ├── BranchNotFound
     │   │   ├── CommitNotFound
     │   │   ├── FileNotFound
-    │   │   └── ModelNotFound          no model manifest at that commit
+    │   │   ├── ModelNotFound          no model manifest at that commit
+    │   │   ├── DeploymentNotFound
+    │   │   └── AlgorithmNotFound      no such owner/name, or no version matching the request
+    │   ├── PermissionDenied       403   an algorithm calling one it did not declare
     │   ├── ModelUnloadable    400   no loader for the flavor, or its library is not installed
     │   ├── AlreadyExists          409
     │   └── Conflict               409   directory/file clash, commit not open, head moved
@@ -22,18 +26,24 @@ maps it to and the exit code the CLI returns::
     │   ├── ObjectMissing
     │   ├── ObjectCorrupt
     │   └── ModelTampered              a model file does not match its manifest: refused before loading
+    ├── AlgorithmError             500           an algorithm's own code raised
     ├── StorageUnavailable         503  exit 4   object store / database unreachable
+    │   └── NotReady                             a deployment whose models are still loading
     └── Timeout                    504  exit 5
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AlgorithmError",
+    "AlgorithmNotFound",
     "AlreadyExists",
     "BranchNotFound",
     "CommitNotFound",
     "Conflict",
+    "DeploymentNotFound",
     "FileNotFound",
+    "InputError",
     "IntegrityError",
     "InvalidArgument",
     "InvalidPath",
@@ -42,8 +52,10 @@ __all__ = [
     "ModelTampered",
     "ModelUnloadable",
     "NotFound",
+    "NotReady",
     "ObjectCorrupt",
     "ObjectMissing",
+    "PermissionDenied",
     "RepoNotFound",
     "StorageUnavailable",
     "Timeout",
@@ -81,6 +93,10 @@ class InvalidPath(InvalidArgument):
     pass
 
 
+class InputError(InvalidArgument):
+    pass
+
+
 class NotFound(UserError):
     http_status = 404
 
@@ -105,8 +121,20 @@ class ModelNotFound(NotFound):
     pass
 
 
+class DeploymentNotFound(NotFound):
+    pass
+
+
+class AlgorithmNotFound(NotFound):
+    pass
+
+
 class ModelUnloadable(UserError):
     pass
+
+
+class PermissionDenied(UserError):
+    http_status = 403
 
 
 class AlreadyExists(UserError):
@@ -133,9 +161,17 @@ class ModelTampered(IntegrityError):
     pass
 
 
+class AlgorithmError(TuskError):
+    pass
+
+
 class StorageUnavailable(TuskError):
     http_status = 503
     exit_code = 4
+
+
+class NotReady(StorageUnavailable):
+    pass
 
 
 class Timeout(TuskError):

@@ -10,6 +10,8 @@ from tusk.pipelines.cron import CronService
 from tusk.pipelines.jobs import JobService
 from tusk.pipelines.registry import PipelineService
 from tusk.pipelines.runtimes import ConfiguredRuntime
+from tusk.serving.algorithms import AlgorithmService
+from tusk.serving.deployments import DeploymentService
 from tusk.storage.content import ContentStore
 from tusk.storage.metadata import Database, DbChunkIndex
 from tusk.storage.objects import ObjectStore, open_object_store
@@ -39,6 +41,8 @@ class Services:
     cron: CronService
     triggers: TriggerService
     models: ModelService
+    deployments: DeploymentService
+    algorithms: AlgorithmService
     runtime: ConfiguredRuntime
 
     @property
@@ -78,6 +82,8 @@ class Services:
             cron=CronService(ctx, commits, files, pipelines),
             triggers=triggers,
             models=models,
+            deployments=DeploymentService(ctx, models),
+            algorithms=AlgorithmService(ctx, commits, repos, files, models, settings.home / "scratch"),
             runtime=runtime,
         )
 

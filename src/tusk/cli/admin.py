@@ -84,3 +84,18 @@ def lineage(ref: str = typer.Argument(..., metavar="REPO@REF[:/PATH]")) -> None:
     grow(down, data["downstream"], "outputs")
     out.print(up)
     out.print(down)
+
+
+def server(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8080, "--port", "-p"),
+           workers: int = typer.Option(1, "--workers", "-w", help="server processes sharing the port"),
+           deployment: list[str] = typer.Option([], "--deployment", "-d", help="serve only these (repeatable)"),
+           poll: float = typer.Option(1.0, "--poll", help="seconds between checks for branch moves and rollouts"),
+           no_request_log: bool = typer.Option(False, "--no-request-log", help="do not commit request logs"),
+           log_level: str = typer.Option("info", "--log-level")) -> None:
+    """Serve the deployments (Open Inference Protocol V2, /invocations, /metrics, /v1/algo) until SIGTERM."""
+    from tusk.serving.server import ServeOptions, serve
+
+    settings = state.client.settings
+    state.close()  # each worker opens its own services
+    serve(settings, ServeOptions(host=host, port=port, workers=workers, deployments=tuple(deployment), poll=poll,
+                                 request_logging=not no_request_log, log_level=log_level))

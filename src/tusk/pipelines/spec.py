@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from tusk.documents import describe_validation_error, load_documents
 from tusk.errors import InvalidArgument
 from tusk.ids import validate_branch_name, validate_repo_name
 from tusk.schedules import cron_interval, parse_duration
@@ -244,19 +245,6 @@ def _split_ignored(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
     return kept, ignored
 
 
-def _format_error(exc: ValidationError, source: str) -> str:
-    lines = []
-    for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-")) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field (check the spelling against Pachyderm's pipeline spec)"
-        elif err["type"] == "missing":
-            msg = "required field is missing"
-        lines.append(f"{path}: {msg}")
-    return f"invalid pipeline spec{source}: " + "; ".join(lines)
-
-
 def parse_spec(data: Any, source: str = "") -> PipelineSpec:
     """Validate a decoded spec; errors name every bad field path."""
     if not isinstance(data, dict):
@@ -265,34 +253,11 @@ def parse_spec(data: Any, source: str = "") -> PipelineSpec:
     try:
         spec = PipelineSpec.model_validate(kept)
     except ValidationError as exc:
-        raise InvalidArgument(_format_error(exc, source)) from None
+        raise InvalidArgument(describe_validation_error(
+            exc, "pipeline spec", source, "check the spelling against Pachyderm's pipeline spec")) from None
     return spec.model_copy(update={"ignored": ignored})
 
 
 def load_spec(path: Path) -> list[PipelineSpec]:
     """Read one or more specs from a JSON or YAML file (YAML may hold several documents)."""
-    text = path.read_text()
-    where = f" in {path}"
-    if path.suffix.lower() in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            docs = [d for d in yaml.safe_load_all(text) if d is not None]
-        except yaml.YAMLError as exc:
-            raise InvalidArgument(f"invalid YAML{where}: {exc}") from None
-    else:
-        try:
-            decoder = json.JSONDecoder()
-            docs, pos = [], 0
-            while pos < len(text):
-                while pos < len(text) and text[pos].isspace():
-                    pos += 1
-                if pos == len(text):
-                    break
-                doc, pos = decoder.raw_decode(text, pos)
-                docs.append(doc)
-        except json.JSONDecodeError as exc:
-            raise InvalidArgument(f"invalid JSON{where}: {exc}") from None
-    if not docs:
-        raise InvalidArgument(f"no pipeline spec{where}")
-    return [parse_spec(d, where) for d in docs]
+    return [parse_spec(d, f" in {path}") for d in load_documents(path, "pipeline spec")]

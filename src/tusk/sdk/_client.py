@@ -14,8 +14,8 @@ from typing import BinaryIO
 
 from tusk.config import Settings
 from tusk.errors import InvalidArgument, InvalidRef
-from tusk.sdk._models import ModelMethods
 from tusk.sdk._pipelines import JobProgress
+from tusk.sdk._serving import ServingMethods
 from tusk.services import Services
 from tusk.versioning.files import Modification
 from tusk.versioning.records import BranchInfo, CommitInfo, DiffEntry, FileInfo, FsckReport, RepoInfo
@@ -69,7 +69,7 @@ class FileWriter(io.RawIOBase):
         self.close()
 
 
-class Client(ModelMethods):
+class Client(ServingMethods):
     """Everything the ``tusk`` CLI can do, as methods.
 
     In embedded mode, jobs triggered by a write run before the write returns

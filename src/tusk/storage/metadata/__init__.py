@@ -3,6 +3,7 @@
 from tusk.storage.metadata._chunk_index import DbChunkIndex
 from tusk.storage.metadata._db import Database
 from tusk.storage.metadata.models import (
+    AlgorithmVersionRow,
     Base,
     BranchMoveRow,
     BranchRow,
@@ -12,6 +13,8 @@ from tusk.storage.metadata.models import (
     CommitSetRow,
     DatumCacheRow,
     DatumRunRow,
+    DeploymentRevisionRow,
+    DeploymentRow,
     JobRow,
     ModelManifestRow,
     PipelineRow,
@@ -21,6 +24,7 @@ from tusk.storage.metadata.models import (
 )
 
 __all__ = [
+    "AlgorithmVersionRow",
     "Base",
     "BranchMoveRow",
     "BranchRow",
@@ -32,6 +36,8 @@ __all__ = [
     "DatumCacheRow",
     "DatumRunRow",
     "DbChunkIndex",
+    "DeploymentRevisionRow",
+    "DeploymentRow",
     "JobRow",
     "ModelManifestRow",
     "PipelineRow",

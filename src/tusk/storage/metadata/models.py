@@ -17,6 +17,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "AlgorithmVersionRow",
     "Base",
     "BranchMoveRow",
     "BranchRow",
@@ -26,6 +27,8 @@ __all__ = [
     "CommitSetRow",
     "DatumCacheRow",
     "DatumRunRow",
+    "DeploymentRevisionRow",
+    "DeploymentRow",
     "JobRow",
     "PipelineRow",
     "PipelineVersionRow",
@@ -224,4 +227,44 @@ class ModelManifestRow(Base):
     repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"))
     digest: Mapped[str] = mapped_column(String(64))  # BLAKE3 of the canonical manifest encoding
     body: Mapped[str] = mapped_column(Text)  # the manifest, canonical JSON
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DeploymentRow(Base):
+    """A serving deployment: its current spec (the latest revision)."""
+
+    __tablename__ = "deployments"
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    spec: Mapped[str] = mapped_column(Text)  # canonical JSON of the DeploymentSpec
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DeploymentRevisionRow(Base):
+    """Every spec a deployment has had, so a rollout can be rolled back (immutable)."""
+
+    __tablename__ = "deployment_revisions"
+    name: Mapped[str] = mapped_column(ForeignKey("deployments.name", ondelete="CASCADE"), primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spec: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(String(32))  # create | update | rollout | rollback
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AlgorithmVersionRow(Base):
+    """A published algorithm version: owner/name/X.Y.Z → the commit holding its files (immutable)."""
+
+    __tablename__ = "algorithm_versions"
+    __table_args__ = (UniqueConstraint("owner", "name", "major", "minor", "patch"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    owner: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(63))
+    major: Mapped[int] = mapped_column(Integer)
+    minor: Mapped[int] = mapped_column(Integer)
+    patch: Mapped[int] = mapped_column(Integer)
+    commit_id: Mapped[str] = mapped_column(ForeignKey("commits.id", ondelete="RESTRICT"))
+    spec: Mapped[str] = mapped_column(Text)  # canonical JSON of algorithm.yaml, model refs pinned to commits
+    actor: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

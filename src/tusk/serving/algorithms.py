@@ -1,0 +1,397 @@
+"""Algorithms: versioned Python functions or models, published as ``owner/name/X.Y.Z`` and called with ``.pipe``.
+
+A directory with an ``algorithm.yaml`` is an algorithm::
+
+    entrypoint: clean.py:apply          # apply(input) or apply(input, ctx); or, instead:
+    model: census-model@production:/income/model.joblib   # pinned to its commit at publish time
+    description: ...
+    permissions:
+      call: [demo/normalize, "demo/tokenize/1.*"]        # fnmatch patterns on owner/name[/version]
+    cache: true                         # memoize results by input hash
+
+``tusk algo publish DIR owner/name --version 1.2.0`` stores the directory in
+the ``algorithms`` repo under ``/owner/name/1.2.0/`` (one commit per publish;
+a version is never overwritten) and records the version. A call resolves
+``1.2.0`` exactly, ``1.2`` to the newest 1.2.x, ``1`` to the newest 1.x,
+``latest`` (or nothing) to the newest of all.
+
+An algorithm calls another through ``ctx.algo("owner/name/1").pipe(x)``, and
+only if its ``permissions.call`` names it: anything else is PermissionDenied.
+Errors are typed: InputError (400) for input the algorithm refuses,
+AlgorithmError (500, with the algorithm's stack trace) when its code raises,
+AlgorithmNotFound (404), PermissionDenied (403).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import hashlib
+import importlib.util
+import inspect
+import re
+import sys
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy import select
+
+from tusk.documents import describe_validation_error, parse_documents
+from tusk.errors import (
+    AlgorithmError,
+    AlgorithmNotFound,
+    AlreadyExists,
+    InputError,
+    InvalidArgument,
+    PermissionDenied,
+    TuskError,
+)
+from tusk.models.loaders import LoadedModel
+from tusk.models.registry import ModelService
+from tusk.storage.metadata import AlgorithmVersionRow
+from tusk.versioning.commits import CommitService
+from tusk.versioning.context import Context, _aware, now
+from tusk.versioning.files import FileService
+from tusk.versioning.refs import FileRef, parse_file_ref
+from tusk.versioning.repos import RepoService
+
+__all__ = ["AlgoContext", "AlgoResponse", "AlgorithmHandle", "AlgorithmService", "AlgorithmSpec", "AlgorithmVersion"]
+
+REPO = "algorithms"
+DESCRIPTOR = "algorithm.yaml"
+MAX_DEPTH = 16
+_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+_VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+_ENTRY = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_./-]*\.py):([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+class Permissions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    call: list[str] = Field(default_factory=list)
+
+
+class AlgorithmSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    entrypoint: str | None = Field(default=None, pattern=_ENTRY.pattern)
+    model: str | None = None
+    description: str = ""
+    permissions: Permissions = Field(default_factory=Permissions)
+    cache: bool = False
+    cache_size: int = Field(default=1024, ge=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> AlgorithmSpec:
+        if (self.entrypoint is None) == (self.model is None):
+            raise ValueError("name exactly one of entrypoint (file.py:function) and model (repo@ref:/path)")
+        return self
+
+
+@dataclass(frozen=True)
+class AlgorithmVersion:
+    owner: str
+    name: str
+    version: str
+    commit: str
+    spec: AlgorithmSpec
+    actor: str
+    created_at: datetime
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.name}/{self.version}"
+
+    @property
+    def prefix(self) -> str:
+        return f"/{self.owner}/{self.name}/{self.version}"
+
+
+@dataclass(frozen=True)
+class AlgoResponse:
+    result: Any
+    metadata: dict[str, Any]
+
+
+def _split(ref: str) -> tuple[str, str, str | None]:
+    parts = ref.strip("/").split("/")
+    if len(parts) not in (2, 3) or not all(_PART.match(p) for p in parts[:2]):
+        raise InvalidArgument(f"invalid algorithm {ref!r}: use owner/name or owner/name/version "
+                              "(letters, digits, '_' and '-')")
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else None
+
+
+def _version_key(v: str) -> tuple[int, int, int]:
+    m = _VERSION.match(v)
+    if not m:
+        raise InvalidArgument(f"invalid version {v!r}: use X.Y.Z, e.g. 1.2.0")
+    return int(m[1]), int(m[2]), int(m[3])
+
+
+def _matches(wanted: str | None, key: tuple[int, int, int]) -> bool:
+    """``None``/latest: any; ``1``: 1.x.y; ``1.2``: 1.2.x; ``1.2.3``: exactly."""
+    if wanted in (None, "latest"):
+        return True
+    assert wanted is not None
+    parts = wanted.split(".")
+    if len(parts) > 3 or not all(p.isdigit() for p in parts):
+        raise InvalidArgument(f"invalid version {wanted!r}: use X.Y.Z, X.Y, X or latest")
+    return all(int(p) == k for p, k in zip(parts, key, strict=False))
+
+
+class AlgoContext:
+    """What a running algorithm gets as ``ctx``: its own version, its model, and calls to the algorithms it may use."""
+
+    def __init__(self, service: AlgorithmService, version: AlgorithmVersion, model: LoadedModel | None,
+                 depth: int) -> None:
+        self._service = service
+        self.version = version
+        self.model = model
+        self._depth = depth
+
+    def algo(self, ref: str) -> AlgorithmHandle:
+        return AlgorithmHandle(self._service, ref, caller=self.version, depth=self._depth + 1)
+
+
+class AlgorithmHandle:
+    """What ``client.algo(ref)`` returns: ``.pipe(x)`` calls the algorithm."""
+
+    def __init__(self, service: AlgorithmService, ref: str, caller: AlgorithmVersion | None = None,
+                 depth: int = 0) -> None:
+        self._service = service
+        self.ref = ref
+        self._caller = caller
+        self._depth = depth
+
+    def pipe(self, data: Any) -> AlgoResponse:
+        return self._service.call(self.ref, data, caller=self._caller, depth=self._depth)
+
+    def __repr__(self) -> str:
+        return f"<algorithm {self.ref}>"
+
+
+@dataclass
+class _Loaded:
+    version: AlgorithmVersion
+    fn: Callable[..., Any] | None
+    wants_ctx: bool
+    model: LoadedModel | None
+    cache: OrderedDict[str, Any] = field(default_factory=OrderedDict)
+
+
+class AlgorithmService:
+    def __init__(self, ctx: Context, commits: CommitService, repos: RepoService, files: FileService,
+                 models: ModelService, scratch: Path) -> None:
+        self.ctx = ctx
+        self.commits = commits
+        self.repos = repos
+        self.files = files
+        self.models = models
+        self.scratch = scratch / "algorithms"
+        self._loaded: dict[str, _Loaded] = {}
+        self._lock = threading.RLock()
+
+    # -- publishing ------------------------------------------------------------
+    def publish(self, directory: Path, name: str, version: str) -> AlgorithmVersion:
+        owner, algo, extra = _split(name)
+        if extra is not None:
+            raise InvalidArgument(f"give the version with --version, not in the name ({name})")
+        major, minor, patch = _version_key(version)
+        spec = self._descriptor(directory)
+        if spec.entrypoint is not None:
+            file = spec.entrypoint.split(":", 1)[0]
+            target = (directory / file).resolve()
+            if not target.is_relative_to(directory.resolve()) or not target.is_file():
+                raise InvalidArgument(f"{DESCRIPTOR}: entrypoint file {file} is not inside {directory}")
+        if spec.model is not None:  # pin to the commit it names now: a version never changes behaviour
+            ref = parse_file_ref(spec.model, default_branch=None)
+            manifest = self.models.manifest(spec.model)
+            manifest.model(ref.path if ref.has_path else None)
+            spec = spec.model_copy(update={"model": str(FileRef(ref.repo, manifest.commit, 0, ref.path,
+                                                                   ref.has_path))})
+        with self.ctx.db.read() as s:
+            if s.scalar(select(AlgorithmVersionRow.id).where(
+                    AlgorithmVersionRow.owner == owner, AlgorithmVersionRow.name == algo,
+                    AlgorithmVersionRow.major == major, AlgorithmVersionRow.minor == minor,
+                    AlgorithmVersionRow.patch == patch)) is not None:
+                raise AlreadyExists(f"{owner}/{algo}/{version} is already published; versions are immutable, "
+                                    "publish a new one")
+        with contextlib.suppress(AlreadyExists):
+            self.repos.create(REPO, "published algorithms: /owner/name/version/")
+        prefix = f"/{owner}/{algo}/{version}"
+        with self.files.modify(REPO, "master", f"publish {owner}/{algo}/{version}") as mod:
+            mod.put_tree(prefix, directory)
+        commit = self.commits.inspect(REPO, "master").id
+        try:
+            with self.ctx.db.write() as s:
+                s.add(AlgorithmVersionRow(owner=owner, name=algo, major=major, minor=minor, patch=patch,
+                                          commit_id=commit, spec=spec.model_dump_json(), actor=self.ctx.user,
+                                          created_at=now()))
+        except Exception as exc:  # a concurrent publish of the same version won the unique constraint
+            raise AlreadyExists(f"{owner}/{algo}/{version} is already published") from exc
+        return self.resolve(f"{owner}/{algo}/{version}")
+
+    @staticmethod
+    def _descriptor(directory: Path) -> AlgorithmSpec:
+        path = directory / DESCRIPTOR
+        if not path.is_file():
+            raise InvalidArgument(f"{directory} has no {DESCRIPTOR} (entrypoint: file.py:function, or model: ref)")
+        docs = parse_documents(path.read_text(), True, f" in {path}")
+        if len(docs) != 1 or not isinstance(docs[0], dict):
+            raise InvalidArgument(f"{path}: expected one mapping")
+        try:
+            return AlgorithmSpec.model_validate(docs[0])
+        except ValidationError as exc:
+            raise InvalidArgument(describe_validation_error(exc, "algorithm descriptor", f" in {path}")) from None
+
+    # -- finding ---------------------------------------------------------------
+    @staticmethod
+    def _version(row: AlgorithmVersionRow) -> AlgorithmVersion:
+        return AlgorithmVersion(row.owner, row.name, f"{row.major}.{row.minor}.{row.patch}", row.commit_id,
+                                AlgorithmSpec.model_validate_json(row.spec), row.actor, _aware(row.created_at))
+
+    def list(self, name: str | None = None) -> list[AlgorithmVersion]:
+        """Published versions, by name then newest version first."""
+        with self.ctx.db.read() as s:
+            q = select(AlgorithmVersionRow)
+            if name is not None:
+                owner, algo, _ = _split(name) if "/" in name else (name, None, None)
+                q = q.where(AlgorithmVersionRow.owner == owner)
+                if algo is not None:
+                    q = q.where(AlgorithmVersionRow.name == algo)
+            rows = [self._version(r) for r in s.scalars(q)]
+        return sorted(rows, key=lambda v: (v.owner, v.name, tuple(-k for k in _version_key(v.version))))
+
+    def resolve(self, ref: str) -> AlgorithmVersion:
+        owner, algo, wanted = _split(ref)
+        with self.ctx.db.read() as s:
+            rows = list(s.scalars(select(AlgorithmVersionRow).where(AlgorithmVersionRow.owner == owner,
+                                                                    AlgorithmVersionRow.name == algo)))
+        if not rows:
+            raise AlgorithmNotFound(f"no algorithm {owner}/{algo} is published")
+        fitting = [r for r in rows if _matches(wanted, (r.major, r.minor, r.patch))]
+        if not fitting:
+            have = ", ".join(sorted((f"{r.major}.{r.minor}.{r.patch}" for r in rows), key=_version_key))
+            raise AlgorithmNotFound(f"{owner}/{algo} has no version matching {wanted} (published: {have})")
+        return self._version(max(fitting, key=lambda r: (r.major, r.minor, r.patch)))
+
+    # -- calling ---------------------------------------------------------------
+    def algo(self, ref: str) -> AlgorithmHandle:
+        return AlgorithmHandle(self, ref)
+
+    def call(self, ref: str, data: Any, caller: AlgorithmVersion | None = None, depth: int = 0) -> AlgoResponse:
+        started = time.perf_counter()
+        if depth > MAX_DEPTH:
+            raise AlgorithmError(f"algorithm calls nest deeper than {MAX_DEPTH} levels (a cycle?) at {ref}")
+        version = self.resolve(ref)
+        if caller is not None:
+            allowed = caller.spec.permissions.call
+            names = (f"{version.owner}/{version.name}", version.full_name)
+            if not any(fnmatch.fnmatchcase(n, pattern) for pattern in allowed for n in names):
+                raise PermissionDenied(
+                    f"{caller.full_name} may not call {version.full_name}: add it to permissions.call in its "
+                    f"{DESCRIPTOR} (it allows: {', '.join(allowed) or 'nothing'})")
+        loaded = self._load(version)
+        key = self._cache_key(version, data) if version.spec.cache else None
+        if key is not None:
+            with self._lock:
+                if key in loaded.cache:
+                    loaded.cache.move_to_end(key)
+                    return AlgoResponse(loaded.cache[key], self._metadata(version, started, cached=True))
+        result = self._run(loaded, data, depth)
+        if key is not None:
+            with self._lock:
+                loaded.cache[key] = result
+                while len(loaded.cache) > version.spec.cache_size:
+                    loaded.cache.popitem(last=False)
+        return AlgoResponse(result, self._metadata(version, started, cached=False))
+
+    @staticmethod
+    def _metadata(version: AlgorithmVersion, started: float, cached: bool) -> dict[str, Any]:
+        return {"algorithm": f"{version.owner}/{version.name}", "version": version.version,
+                "commit": version.commit, "duration": round(time.perf_counter() - started, 6), "cached": cached}
+
+    @staticmethod
+    def _cache_key(version: AlgorithmVersion, data: Any) -> str | None:
+        try:
+            body = data if isinstance(data, bytes) else orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+        except TypeError:
+            return None  # not hashable as JSON: not cached
+        return hashlib.blake2b(version.full_name.encode() + b"\0" + version.commit.encode() + b"\0" + body,
+                               digest_size=20).hexdigest()
+
+    def _run(self, loaded: _Loaded, data: Any, depth: int) -> Any:
+        version = loaded.version
+        if loaded.fn is None:  # a model algorithm
+            assert loaded.model is not None
+            return _predict(loaded.model, data, version.full_name)
+        ctx = AlgoContext(self, version, loaded.model, depth)
+        try:
+            return loaded.fn(data, ctx) if loaded.wants_ctx else loaded.fn(data)
+        except TuskError:
+            raise  # InputError, PermissionDenied, a nested AlgorithmError: already typed
+        except Exception as exc:
+            err = AlgorithmError(f"{version.full_name} raised {type(exc).__name__}: {exc}")
+            err.stacktrace = traceback.format_exc()  # type: ignore[attr-defined]
+            raise err from exc
+
+    def _load(self, version: AlgorithmVersion) -> _Loaded:
+        key = f"{version.full_name}@{version.commit}"
+        with self._lock:
+            loaded = self._loaded.get(key)
+            if loaded is not None:
+                return loaded
+            model = self.models.load(version.spec.model) if version.spec.model else None
+            fn, wants_ctx = None, False
+            if version.spec.entrypoint is not None:
+                fn, wants_ctx = self._import(version)
+            loaded = self._loaded[key] = _Loaded(version, fn, wants_ctx, model)
+            return loaded
+
+    def _import(self, version: AlgorithmVersion) -> tuple[Callable[..., Any], bool]:
+        assert version.spec.entrypoint is not None
+        file, func = version.spec.entrypoint.split(":", 1)
+        directory = self.scratch / version.commit / version.owner / version.name / version.version
+        if not (directory / DESCRIPTOR).exists():
+            self.files.download(FileRef(REPO, version.commit, 0, version.prefix, True), directory)
+        module_name = f"tusk_algo_{version.owner}_{version.name}_{version.version}".replace(".", "_").replace("-", "_")
+        spec = importlib.util.spec_from_file_location(module_name, directory / file)
+        if spec is None or spec.loader is None:
+            raise AlgorithmError(f"{version.full_name}: cannot import {file}")
+        module = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, str(directory))
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            err = AlgorithmError(f"{version.full_name}: importing {file} raised {type(exc).__name__}: {exc}")
+            err.stacktrace = traceback.format_exc()  # type: ignore[attr-defined]
+            raise err from exc
+        finally:
+            sys.path.remove(str(directory))
+        fn = getattr(module, func, None)
+        if not callable(fn):
+            raise AlgorithmError(f"{version.full_name}: {file} has no function {func}")
+        params = [p for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        return fn, len(params) >= 2
+
+
+def _predict(model: LoadedModel, data: Any, name: str) -> Any:
+    """A model algorithm's input: a list of records (objects), a list of rows, or {column: [values]}."""
+    from tusk.serving.tensors import rows_from_json
+
+    rows = rows_from_json(data, f"{name} input")
+    features = getattr(model.impl, "feature_names_in_", None)
+    names = [str(n) for n in features] if features is not None else None
+    rows.check(names, model.n_features)
+    try:
+        return model.predict(rows.model_input(names)).tolist()
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise InputError(f"{name}: the model rejected the input: {exc}") from exc

@@ -1,0 +1,71 @@
+"""``tusk server``: serve the deployments with uvicorn, in one or several worker processes.
+
+Workers share the listening socket; each loads the models itself (verified
+against their manifests) and follows branch moves on its own, so one slow load
+never stalls the others. SIGTERM or Ctrl-C is a graceful shutdown: stop
+accepting, finish in-flight requests, commit the request logs, exit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.applications import Starlette
+
+from tusk.config import Settings
+
+__all__ = ["ServeOptions", "app_from_env", "serve"]
+
+_OPTIONS_ENV = "TUSK_SERVE_OPTIONS"  # internal: how the parent hands its options to spawned workers
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    deployments: tuple[str, ...] = ()  # empty: every deployment
+    poll: float = 1.0  # seconds between checks for moved branches and new deployment revisions
+    request_logging: bool = True
+    log_level: str = "info"
+    graceful_seconds: float = 30.0
+
+
+def _app(settings: Settings, options: ServeOptions) -> Starlette:
+    from tusk.services import Services
+    from tusk.serving.app import create_app
+
+    return create_app(Services.open(settings), list(options.deployments) or None, options.poll,
+                      options.request_logging, close_services=True)
+
+
+def app_from_env() -> Starlette:
+    """The app of one spawned worker (uvicorn calls this in each)."""
+    raw = json.loads(os.environ[_OPTIONS_ENV])
+    raw["deployments"] = tuple(raw["deployments"])
+    return _app(Settings.from_env(), ServeOptions(**raw))
+
+
+def serve(settings: Settings, options: ServeOptions) -> None:
+    import uvicorn
+
+    common = {"host": options.host, "port": options.port, "log_level": options.log_level,
+              "timeout_graceful_shutdown": int(options.graceful_seconds), "access_log": False}
+    if options.workers <= 1:
+        uvicorn.run(_app(settings, options), **common)  # type: ignore[arg-type]
+        return
+    # Spawned workers rebuild Settings from the environment, and sum their metrics through a shared directory.
+    os.environ.update({"TUSK_HOME": str(settings.home), "TUSK_DATABASE_URL": settings.database_url,
+                       "TUSK_OBJECTS_URL": settings.objects_url, "TUSK_USER": settings.user})
+    if settings.s3_endpoint_url:
+        os.environ["TUSK_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+    metrics_dir = Path(tempfile.mkdtemp(prefix="tusk-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    opts = dict(options.__dict__, deployments=list(options.deployments))
+    os.environ[_OPTIONS_ENV] = json.dumps(opts)
+    uvicorn.run("tusk.serving.server:app_from_env", factory=True, workers=options.workers,
+                **common)  # type: ignore[arg-type]
