@@ -22,6 +22,7 @@ same way for every peer.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -45,7 +46,7 @@ from tests.census import CATEGORICAL, FEATURES, census_frame, train_census  # no
 
 VENVS = ROOT / "bench" / ".venvs"
 PEERS = {
-    "mlserver": ["mlserver==1.7.1", "mlserver-sklearn==1.7.1"],
+    "mlserver": ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop<0.22"],  # 0.22 breaks its workers
     "mlflow": ["mlflow", "scikit-learn", "pandas"],
 }
 WRK_SCRIPT = """
@@ -95,6 +96,13 @@ def request_body(rows: Any) -> dict[str, Any]:
     return {"inputs": inputs, "parameters": {"content_type": "pd"}}
 
 
+def mlflow_body(oip: dict[str, Any]) -> dict[str, Any]:
+    """The same rows in MLflow's dataframe_split format (what its pyfunc server takes for a table)."""
+    columns = [i["name"] for i in oip["inputs"]]
+    data = [list(row) for row in zip(*(i["data"] for i in oip["inputs"]), strict=True)]
+    return {"dataframe_split": {"columns": columns, "data": data}}
+
+
 @contextmanager
 def process(cmd: list[str], env: dict[str, str], ready_url: str, log: Path, cwd: Path | None = None
             ) -> Iterator[None]:
@@ -115,7 +123,8 @@ def process(cmd: list[str], env: dict[str, str], ready_url: str, log: Path, cwd:
                 time.sleep(0.2)
             yield
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
@@ -138,8 +147,9 @@ def wrk(url: str, body_file: Path, concurrency: int, seconds: float) -> dict[str
 
 def check_predictions(name: str, url: str, body: dict[str, Any], expected: list[Any], mlflow: bool = False) -> None:
     if mlflow:
-        inputs = {i["name"]: i["data"] for i in body["inputs"]}
-        got = httpx.post(url, json={"inputs": inputs}, timeout=30).json()["predictions"]
+        r = httpx.post(url, json=mlflow_body(body), timeout=30)
+        r.raise_for_status()
+        got = r.json()["predictions"]
     else:
         r = httpx.post(url, json=body, timeout=30)
         r.raise_for_status()
@@ -192,7 +202,7 @@ def main() -> None:
     # -- Tusk ---------------------------------------------------------------------------------------------------
     home = work / "tusk-home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUSK_")} | {"TUSK_HOME": str(home)}
-    tusk = [sys.executable, "-m", "tusk.cli.main"]
+    tusk = [str(Path(sys.executable).parent / "tusk")]
     subprocess.run([*tusk, "repo", "create", "census-model"], env=env, check=True, capture_output=True)
     subprocess.run([*tusk, "put", "file", "census-model@master:/model.joblib", "-f", str(model_file)], env=env,
                    check=True, capture_output=True)
@@ -243,7 +253,7 @@ def main() -> None:
             port = free_port()
             base = f"http://127.0.0.1:{port}"
             mbody = work / "mlflow-body.json"
-            mbody.write_text(json.dumps({"inputs": {c: one[c].tolist() for c in FEATURES}}))
+            mbody.write_text(json.dumps(mlflow_body(request_body(one))))
             cmd = [str(mlf / "bin/mlflow"), "models", "serve", "-m", str(saved), "-p", str(port), "-h", "127.0.0.1",
                    "--env-manager", "local"]
             with process(cmd, dict(os.environ, PATH=f"{mlf / 'bin'}:{os.environ['PATH']}"), f"{base}/ping",

@@ -444,13 +444,15 @@ async def _invocation_rows(request: Request) -> Rows:
 
 def create_app(services: Services, deployments: list[str] | None = None, poll: float = 1.0,
                request_logging: bool = True, close_services: bool = False) -> Starlette:
-    """The serving app. Models load in the background after startup; ``/v2/health/ready`` says when."""
+    """The serving app. Startup loads every deployment's models (verified) before the first request; later
+    deployments and branch moves are loaded by a watcher thread, and ``/v2/health/ready`` says whether every
+    predictor has a model."""
     state = ServingState(services, deployments, poll, request_logging)
     h = Handlers(state)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state.start(asyncio.get_running_loop())
+        await asyncio.to_thread(state.start, asyncio.get_running_loop())
         try:
             yield
         finally:

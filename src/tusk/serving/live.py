@@ -179,7 +179,7 @@ class ServingState:
         self.request_logging = request_logging
         self.deployments: dict[str, LiveDeployment] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.started = threading.Event()  # the first sync finished (ready reflects loading)
+        self.started = threading.Event()  # the first sync finished
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.detector_pool = ThreadPoolExecutor(1, thread_name_prefix="tusk-detect")
@@ -187,18 +187,23 @@ class ServingState:
 
     # -- lifecycle -----------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Load every deployment once (blocking: a worker takes requests only once it has its models, since
+        workers share one socket), then follow changes from a watcher thread."""
         self.loop = loop
+        try:
+            self.sync()
+        except Exception:
+            log.exception("serving: the first sync failed; the watcher retries")
+        self.started.set()
         self._thread = threading.Thread(target=self._watch, name="tusk-watcher", daemon=True)
         self._thread.start()
 
     def _watch(self) -> None:
-        while not self._stop.is_set():
+        while not self._stop.wait(self.poll):
             try:
                 self.sync()
             except Exception:
                 log.exception("serving watcher: sync failed; retrying")
-            self.started.set()
-            self._stop.wait(self.poll)
 
     def stop(self) -> None:
         self._stop.set()

@@ -1,0 +1,108 @@
+"""`tusk deploy` and `tusk algo` through the CLI, and `tusk server --workers 2` as a real process (both backends)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.census import census_frame, oip_inputs
+from tests.conftest import Backend
+from tests.integration.test_cli import Run, tusk  # noqa: F401  (the fixture)
+from tests.serving_helpers import census_repos, wait_for
+
+
+def test_deploy_and_algo_commands(tusk: Run, backend: Backend, tmp_path: Path) -> None:  # noqa: F811
+    c = backend.client()
+    try:
+        v1, v2 = census_repos(c)
+    finally:
+        c.close()
+    spec = tmp_path / "deploy.yaml"
+    spec.write_text("name: census\npredictors:\n"
+                    "  - {name: stable, model: 'census-model@production', weight: 90}\n"
+                    "  - {name: canary, model: 'census-model@master', weight: 10}\n")
+    created = tusk("deploy", "create", "-f", str(spec))
+    assert created.code == 0 and "revision 1" in created.out
+    listed = tusk("deploy", "list", "--json").json()
+    assert [(p["name"], p["commit"]) for p in listed[0]["predictors"]] == [("stable", v1), ("canary", v2)]  # type: ignore[index]
+    assert tusk("deploy", "rollout", "census", "-w", "canary=50", "-w", "stable=50").code == 0
+    assert tusk("deploy", "rollback", "census").code == 0
+    history = tusk("deploy", "history", "census", "--json").json()
+    assert [h["reason"] for h in history] == ["rollback", "rollout", "create"]  # type: ignore[index]
+    assert tusk("deploy", "inspect", "census").code == 0
+    bad = tusk("deploy", "rollout", "census", "-w", "canary")
+    assert bad.code == 2 and "PREDICTOR=WEIGHT" in bad.err
+    spec.write_text("name: other\npredictors:\n  - {name: a, model: 'census-model@production', wieght: 1}\n")
+    bad = tusk("deploy", "create", "-f", str(spec))
+    assert bad.code == 2 and "predictors.0.wieght: unknown field" in bad.err
+    assert tusk("deploy", "delete", "census").code == 0
+    assert tusk("deploy", "inspect", "census").code == 2
+
+    algo = tmp_path / "upper"
+    algo.mkdir()
+    (algo / "algorithm.yaml").write_text("entrypoint: main.py:apply\n")
+    (algo / "main.py").write_text("def apply(text):\n    return text.upper()\n")
+    assert tusk("algo", "publish", str(algo), "demo/upper", "--version", "1.0.0").code == 0
+    called = tusk("algo", "call", "demo/upper/1", "hello", "--text")
+    assert called.code == 0 and json.loads(called.out)["result"] == "HELLO"
+    assert tusk("algo", "list", "--json").json()[0]["version"] == "1.0.0"  # type: ignore[index]
+    assert tusk("algo", "call", "demo/upper/2", '"x"').code == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_server_with_two_workers_serves_sums_metrics_and_drains_on_sigterm(backend: Backend) -> None:
+    c = backend.client()
+    try:
+        v1, _ = census_repos(c)
+        c.create_deployment({"name": "census", "predictors": [{"name": "main", "model": "census-model@production"}],
+                             "logging": {"flush_seconds": 3600}})  # nothing is committed until shutdown
+    finally:
+        c.close()
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    tusk_bin = str(Path(sys.executable).parent / "tusk")
+    proc = subprocess.Popen([tusk_bin, "server", "--port", str(port), "--workers", "2", "--poll", "0.2",
+                             "--log-level", "warning"], env=backend.subprocess_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def ready() -> bool:
+            try:
+                return httpx.get(f"{base}/v2/health/ready", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, 120, "tusk server to be ready")
+        body = {"inputs": oip_inputs(census_frame(1, skip=20000))}
+        with httpx.Client(base_url=base, timeout=30) as h:
+            for i in range(40):
+                r = h.post("/v2/models/census/infer", json=body | {"id": f"r{i}"})
+                assert r.status_code == 200 and r.headers["x-tusk-model-commit"] == v1
+            text = h.get("/metrics").text
+        served = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                     if line.startswith("tusk_requests_total{") and f'model_version="{v1}"' in line)
+        assert served == 40  # summed over both workers
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 0, out.decode()[-3000:]
+    c = backend.client()
+    try:
+        ids = []
+        for f in c.walk_files("census-requests@master:/"):
+            if f.kind == "file":
+                ids += [json.loads(line)["id"] for line in c.get_file(f"census-requests@master:{f.path}").splitlines()]
+        assert sorted(ids) == sorted(f"r{i}" for i in range(40))  # every request, committed during shutdown
+    finally:
+        c.close()
