@@ -22,6 +22,7 @@ from tests.serving_helpers import census_repos, joblib_bytes, live_server, pytho
 from tusk.errors import InvalidArgument
 from tusk.sdk import Client
 from tusk.serving.app import create_app
+from tusk.serving.metrics import render
 from tusk.storage.metadata import CommitRow
 
 
@@ -377,8 +378,8 @@ def test_a_tampered_model_is_refused_and_readiness_says_why(c: Client) -> None:
     with c.services.ctx.db.write() as s:  # production's commit now points at other bytes than its manifest says
         other = s.get(CommitRow, v2).tree_digest  # type: ignore[union-attr]
         s.execute(update(CommitRow).where(CommitRow.id == v1).values(tree_digest=other))
+    before = _metric(None, "tusk_model_load_errors_total")
     with TestClient(create_app(c.services, poll=0.1, request_logging=False)) as t:
-        before = _metric(t, "tusk_model_load_errors_total")
         wait_for(lambda: "does not match its manifest" in t.get("/v2/health/ready").text, 30, "the refusal")
         r = t.get("/v2/health/ready")
         assert r.status_code == 400 and r.json()["ready"] is False
@@ -441,9 +442,11 @@ def _log_records(c: Client, repo: str) -> list[dict[str, Any]]:
     return records
 
 
-def _metric(t: TestClient, name: str, **labels: str) -> float:
+def _metric(t: TestClient | None, name: str, **labels: str) -> float:
+    """Sum of a metric's samples with these labels (t=None: read this process's registry directly)."""
     total = 0.0
-    for line in t.get("/metrics").text.splitlines():
+    text = t.get("/metrics").text if t is not None else render().decode()
+    for line in text.splitlines():
         if not line.startswith(name + "{") and not line.startswith(name + " "):
             continue
         if all(f'{k}="{v}"' in line for k, v in labels.items()):
