@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,6 +12,7 @@ import httpx
 
 from tests.census import census_frame, train_census
 from tusk.sdk import Client
+from tusk.serving.server import serve_in_thread
 
 
 def joblib_bytes(model: Any) -> bytes:
@@ -58,18 +58,7 @@ def wait_for(check: Callable[[], bool], timeout: float = 30.0, what: str = "cond
 
 @contextmanager
 def live_server(app: Any) -> Iterator[str]:
-    """Run the app under uvicorn on a free loopback port in a thread; yields its base URL."""
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, 30, "uvicorn to start")
-    port = server.servers[0].sockets[0].getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    try:
+    """The app on a free loopback port, once it reports ready."""
+    with serve_in_thread(app) as url:
         wait_for(lambda: httpx.get(f"{url}/v2/health/ready").status_code == 200, 60, "the server to be ready")
         yield url
-    finally:
-        server.should_exit = True
-        thread.join(60)

@@ -137,7 +137,7 @@ def test_a_model_is_an_algorithm_pinned_to_its_commit(c: Client, tmp_path: Path)
     expected = c.load_model(f"census-model@{v1}").predict(rows).tolist()
     c.promote_model(f"census-model@{v2}", "production")  # moving the branch does not change a published version
     assert c.algo("census/income/1.0.0").pipe(rows.to_dict("records")).result == expected
-    with pytest.raises(InputError, match="missing: age"):
+    with pytest.raises(InputError, match="lack 1 of the model's features: age"):
         c.algo("census/income").pipe(rows.drop(columns=["age"]).to_dict("records"))
 
 

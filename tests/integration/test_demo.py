@@ -39,6 +39,7 @@ def test_census_story_end_to_end(backend: Backend, tmp_path: Path) -> None:
         # the rollback re-ran predict over the same requests and reused every v1 output
         history = client.model_history("copy_models@production")
         assert [(m.reason, m.to_commit) for m in history] == [
+            ("promote", v3), ("rollback", v1),  # step 8: a hot swap under the HTTP server, and back
             ("promote", v3), ("rollback", v1), ("promote", v2), ("promote", v1)]
         predict_jobs = client.list_jobs("predict")
         rollback_job = next(j for j in predict_jobs if j.input_commits[1]["commit"] == v1
@@ -60,6 +61,15 @@ def test_census_story_end_to_end(backend: Backend, tmp_path: Path) -> None:
         trained = client.model_manifest(f"train_income@{origin['commit']}")
         assert trained.training is not None and trained.training["pipeline"] == "train_income"
         assert trained.training["code"]["git"]["commit"]  # the examples live in this git checkout
+        # serving: HTTP answers equal the pipeline's for the same model commit; swaps; drift; logged traffic
+        assert "identical to the predict pipeline's output: True" in text
+        assert "tusk model rollback: the server answers with v1" in text
+        assert "tusk model promote: the server answers with v3" in text
+        assert "drift detected True, lowest p-value age" in text
+        assert "a request without the age column: 400 the inputs lack 1 of the model's features: age" in text
+        assert "ignored and reported: ['fnlwgt', 'vendor_score']" in text
+        logged = client.list_commits("census-requests@master")
+        assert logged and {p["repo"] for c in logged for p in c.provenance} == {"copy_models"}
         # predictions carry the model commit behind them
         assert f",{v3}" in client.get_file("predict@master:/batch-1.csv").decode().splitlines()[1]
     finally:

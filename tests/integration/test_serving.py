@@ -179,13 +179,17 @@ def test_unknown_routes_models_and_methods_are_json_errors(c: Client) -> None:
         assert r.status_code in (400, 404) and r.json()["error"]
 
 
-def test_a_census_request_missing_columns_is_a_400_naming_them(c: Client) -> None:
+def test_a_census_request_missing_columns_is_a_400_naming_them_and_extra_ones_are_reported(c: Client) -> None:
     _census(c)
     with serving(c) as t:
         body = _infer(2)
         body["inputs"] = [i for i in body["inputs"] if i["name"] not in ("age", "sex")]
         r = t.post("/v2/models/census/infer", json=body)
-        assert r.status_code == 400 and "missing: age, sex" in r.json()["error"]
+        assert r.status_code == 400 and "lack 2 of the model's features: age, sex" in r.json()["error"]
+        body = _infer(2)
+        body["inputs"].append({"name": "vendor_score", "datatype": "FP64", "shape": [2], "data": [0.5, None]})
+        r = t.post("/v2/models/census/infer", json=body)
+        assert r.status_code == 200 and r.json()["parameters"]["ignored_inputs"] == ["vendor_score"]
 
 
 # -- MLflow /invocations --------------------------------------------------------------------------------------

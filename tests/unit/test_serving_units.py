@@ -59,6 +59,15 @@ def test_every_oip_datatype_decodes_to_its_numpy_type(datatype: str, data: list[
     assert rows.columns["x"].tolist() == data
 
 
+def test_null_is_missing_in_fp_and_bytes_tensors_only() -> None:
+    rows = decode_inputs([{"name": "a", "shape": [2], "datatype": "FP64", "data": [1.5, None]},
+                          {"name": "b", "shape": [2], "datatype": "BYTES", "data": ["x", None]}])
+    assert rows.columns is not None
+    assert np.isnan(rows.columns["a"][1]) and rows.columns["b"][0] == "x" and rows.columns["b"][1] != "x"
+    with pytest.raises(InputError, match=r"null .* FP and BYTES tensors only, not INT64"):
+        decode_inputs([{"name": "c", "shape": [2], "datatype": "INT64", "data": [1, None]}])
+
+
 def test_nested_and_flat_data_give_the_same_matrix() -> None:
     flat = decode_inputs([{"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6]}])
     nested = decode_inputs([{"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [[1, 2, 3], [4, 5, 6]]}])
@@ -94,11 +103,12 @@ def test_columns_of_different_lengths_are_refused() -> None:
         decode_inputs([])
 
 
-def test_rows_check_names_missing_and_unexpected_columns_and_counts_features() -> None:
+def test_rows_check_names_missing_columns_reports_unused_ones_and_counts_features() -> None:
     rows = decode_inputs([{"name": "a", "shape": [1], "datatype": "FP32", "data": [1]},
                           {"name": "z", "shape": [1], "datatype": "FP32", "data": [1]}])
-    with pytest.raises(InputError, match="missing: b; unexpected: z"):
+    with pytest.raises(InputError, match="lack 1 of the model's features: b"):
         rows.check(["a", "b"], 2)
+    assert rows.check(["a"], 1) == ["z"]  # ignored, as column transformers ignore it, and reported
     matrix = decode_inputs([{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}])
     with pytest.raises(InputError, match="expects 4 features per row, got 3"):
         matrix.check(None, 4)

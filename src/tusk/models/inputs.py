@@ -13,6 +13,9 @@ __all__ = ["read_rows", "to_jsonable"]
 
 
 def _numeric(value: str) -> Any:
+    """A CSV field: a number, a string, or None for an empty field (missing, as pandas reads it)."""
+    if not value.strip():
+        return None
     try:
         return float(value)
     except ValueError:

@@ -153,7 +153,7 @@ class Handlers:
             if not isinstance(params, dict):
                 raise InputError("parameters must be an object")
             predictor, set_cookie = self._route(dep, request, request.path_params.get("version"))
-            result, served = await self._predict(dep, predictor, rows, want)
+            result, served, ignored = await self._predict(dep, predictor, rows, want)
             detection = await self._detect(dep, served, rows, inline=bool(params.get("detect")))
             request_id = body.get("id")
             response: dict[str, Any] = {
@@ -164,6 +164,8 @@ class Handlers:
             }
             if request_id is not None:
                 response["id"] = request_id
+            if ignored:
+                response["parameters"]["ignored_inputs"] = ignored
             if detection is not None:
                 response["parameters"].update(_detection(detection))
             out = _json(response, headers=_headers(dep, predictor, served))
@@ -185,7 +187,7 @@ class Handlers:
             rows = await _invocation_rows(request)
             predictor, set_cookie = self._route(dep, request, None)
             want = ("predict",)
-            result, served = await self._predict(dep, predictor, rows, want)
+            result, served, _ = await self._predict(dep, predictor, rows, want)
             await self._detect(dep, served, rows, inline=False)
             out = _json({"predictions": result.outputs["predict"]}, headers=_headers(dep, predictor, served))
             if set_cookie:
@@ -206,11 +208,12 @@ class Handlers:
                          "POST /deployments/{name}/invocations")
 
     async def _predict(self, dep: LiveDeployment, predictor: Predictor, rows: Rows,
-                       want: tuple[str, ...]) -> tuple[Any, Any]:
+                       want: tuple[str, ...]) -> tuple[Any, Any, list[str]]:
+        """(batch output, the Served model that answered, input columns the model does not use)."""
         served = predictor.current()
-        rows.check(served.feature_names, served.n_features)
+        ignored = rows.check(served.feature_names, served.n_features)
         result = await predictor.batcher.submit(rows, frozenset(want))
-        return result, result.served_by
+        return result, result.served_by, ignored
 
     async def _detect(self, dep: LiveDeployment, served: Any, rows: Rows, inline: bool) -> Detection | None:
         detectors = dep.detectors
@@ -263,7 +266,7 @@ class Handlers:
                       protocol: str) -> None:
         started = time.perf_counter()
         try:
-            result, served = await self._predict(dep, shadow, rows, want)
+            result, served, _ = await self._predict(dep, shadow, rows, want)
         except Exception as exc:
             version = shadow.served.commit if shadow.served else ""
             METRICS.shadow.labels(dep.name, shadow.name, version, "error").inc()

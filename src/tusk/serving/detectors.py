@@ -41,7 +41,7 @@ def build_reference(frame: Any, features: Sequence[str], sample: int = _MAX_NUME
     numeric = [c for c in features if pd.api.types.is_numeric_dtype(frame[c])]
     return {
         "numeric": {c: sorted(float(v) for v in rows[c].dropna()) for c in numeric},
-        "categorical": {c: {str(k): float(v) for k, v in frame[c].astype(str).value_counts(normalize=True).items()}
+        "categorical": {c: {k: n / len(frame) for k, n in _category_counts(frame[c]).items()}
                         for c in features if c not in numeric},
     }
 
@@ -60,9 +60,7 @@ def drift_p_values(reference: dict[str, Any], batch: Any) -> dict[str, float]:
     for column, freqs in reference["categorical"].items():
         if column not in batch:
             continue
-        seen: dict[str, int] = {}
-        for v in batch[column]:
-            seen[str(v)] = seen.get(str(v), 0) + 1
+        seen = _category_counts(batch[column])
         categories = list(freqs)
         observed = np.array([seen.get(c, 0) for c in categories], dtype=float)
         unseen = sum(n for c, n in seen.items() if c not in freqs)
@@ -77,6 +75,18 @@ def drift_p_values(reference: dict[str, Any], batch: Any) -> dict[str, float]:
             expected *= observed.sum() / expected.sum()
             p_values[column] = float(stats.chisquare(observed, expected).pvalue)
     return p_values
+
+
+MISSING = "(missing)"
+
+
+def _category_counts(values: Any) -> dict[str, int]:
+    """Counts per category; None and NaN (however pandas or JSON spelled them) are one category, MISSING."""
+    counts: dict[str, int] = {}
+    for v in values:
+        key = MISSING if v is None or (isinstance(v, float) and v != v) else str(v)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 class OutlierModel:

@@ -11,6 +11,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +22,7 @@ from starlette.applications import Starlette
 
 from tusk.config import Settings
 
-__all__ = ["ServeOptions", "app_from_env", "serve"]
+__all__ = ["ServeOptions", "app_from_env", "serve", "serve_in_thread"]
 
 _OPTIONS_ENV = "TUSK_SERVE_OPTIONS"  # internal: how the parent hands its options to spawned workers
 
@@ -69,3 +73,26 @@ def serve(settings: Settings, options: ServeOptions) -> None:
     os.environ[_OPTIONS_ENV] = json.dumps(opts)
     uvicorn.run("tusk.serving.server:app_from_env", factory=True, workers=options.workers,
                 **common)  # type: ignore[arg-type]
+
+
+@contextmanager
+def serve_in_thread(app: Starlette, host: str = "127.0.0.1", port: int = 0, timeout: float = 120.0
+                    ) -> Iterator[str]:
+    """Run an app under uvicorn in a background thread (port 0: any free one); yields its base URL once it
+    accepts requests, and shuts it down gracefully on exit. For notebooks, the demo and tests."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name="tusk-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the server did not start")
+        time.sleep(0.02)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{host}:{bound}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)

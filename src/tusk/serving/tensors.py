@@ -87,21 +87,23 @@ class Rows:
         labels = list(names) if names is not None and len(names) == self.width else list(range(self.width))
         return pd.DataFrame(self.array, columns=labels)
 
-    def check(self, feature_names: Sequence[str] | None, n_features: int | None) -> None:
-        """Refuse, before any batching, rows the model cannot take: wrong column names or count."""
+    def check(self, feature_names: Sequence[str] | None, n_features: int | None) -> list[str]:
+        """Refuse, before any batching, rows the model cannot take: missing columns, wrong feature count.
+
+        Returns the named columns the model does not use; they are ignored, as scikit-learn's column
+        transformers ignore them, and the response lists them so a client notices a misspelt column.
+        """
         if self.columns is not None and feature_names is not None:
             missing = [c for c in feature_names if c not in self.columns]
-            extra = [c for c in self.columns if c not in set(feature_names)]
-            if missing or extra:
-                raise InputError(
-                    "the inputs do not match the model's features"
-                    + (f"; missing: {', '.join(missing)}" if missing else "")
-                    + (f"; unexpected: {', '.join(extra)}" if extra else "")
-                    + f" (expected {len(feature_names)}: {', '.join(feature_names)})")
-            return
+            if missing:
+                raise InputError(f"the inputs lack {len(missing)} of the model's features: {', '.join(missing)} "
+                                 f"(expected {len(feature_names)}: {', '.join(feature_names)})")
+            known = set(feature_names)
+            return [c for c in self.columns if c not in known]
         expected = len(feature_names) if feature_names is not None else n_features
         if expected is not None and self.width != expected:
             raise InputError(f"the model expects {expected} features per row, got {self.width}")
+        return []
 
     def slice(self, start: int, stop: int) -> Rows:
         if self.array is not None:
@@ -153,15 +155,21 @@ def _tensor(t: Any, index: int) -> tuple[str, np.ndarray[Any, Any]]:
 
 
 def _typed(raw: np.ndarray[Any, Any], datatype: str, where: str) -> np.ndarray[Any, Any]:
+    """Check values against the datatype; ``null`` means missing (NaN) in FP and BYTES tensors only."""
     target = np.dtype(DATATYPES[datatype])
     kind = raw.dtype.kind
     if datatype == "BYTES":
-        if raw.size and not all(isinstance(v, (str, bytes)) for v in raw.flat):
-            raise InputError(f"{where}: BYTES data must be strings")
-        return np.vectorize(lambda v: v.decode("utf-8", "replace") if isinstance(v, bytes) else v,
-                            otypes=[object])(raw) if raw.size else raw
+        if raw.size and not all(isinstance(v, (str, bytes)) or v is None for v in raw.flat):
+            raise InputError(f"{where}: BYTES data must be strings (or null for missing)")
+        return np.vectorize(_text, otypes=[object])(raw) if raw.size else raw
     if raw.size == 0:
         return raw.astype(target)
+    if kind == "O" and target.kind == "f":
+        values = list(raw.flat)
+        if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
+            return np.asarray([np.nan if v is None else v for v in values], dtype=target).reshape(raw.shape)
+    if kind == "O" and any(v is None for v in raw.flat):
+        raise InputError(f"{where}: null (missing) is allowed in FP and BYTES tensors only, not {datatype}")
     if datatype == "BOOL":
         if kind != "b":
             raise InputError(f"{where}: BOOL data must be true/false")
@@ -175,6 +183,12 @@ def _typed(raw: np.ndarray[Any, Any], datatype: str, where: str) -> np.ndarray[A
         if int(raw.min()) < info.min or int(raw.max()) > info.max:
             raise InputError(f"{where}: a value is outside the range of {datatype} ({info.min}..{info.max})")
     return raw.astype(target)
+
+
+def _text(v: Any) -> Any:
+    if v is None:
+        return np.nan  # what pandas reads for a missing string, so a model sees what it saw in training
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
 
 
 def _kind_name(kind: str) -> str:
