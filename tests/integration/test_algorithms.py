@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,15 +12,6 @@ from tests.serving_helpers import census_repos
 from tusk.errors import AlgorithmError, AlgorithmNotFound, AlreadyExists, InputError, InvalidArgument, PermissionDenied
 from tusk.sdk import Client
 from tusk.serving.app import create_app
-
-
-@pytest.fixture
-def c(tmp_path: Path) -> Iterator[Client]:
-    client = Client(home=tmp_path / "home")
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def _algo(root: Path, name: str, code: str, descriptor: str) -> Path:

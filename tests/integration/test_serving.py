@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,16 +23,6 @@ from tusk.sdk import Client
 from tusk.serving.app import create_app
 from tusk.serving.metrics import render
 from tusk.storage.metadata import CommitRow
-
-
-@pytest.fixture
-def c(tmp_path: Path) -> Iterator[Client]:
-    """Serving logic does not depend on the store; one backend keeps these fast (logging runs on both)."""
-    client = Client(home=tmp_path / "home")
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 @contextmanager

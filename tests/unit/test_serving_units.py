@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.census import census_frame
-from tusk.errors import InputError, InvalidArgument
+from tusk.errors import InputError, InvalidArgument, NotReady
 from tusk.serving.batching import Batcher
 from tusk.serving.detectors import DeploymentDetectors, DriftMonitor, build_reference
 from tusk.serving.routing import choose, key_point, pick
@@ -171,6 +171,26 @@ def test_a_lone_request_does_not_wait_when_max_wait_is_zero() -> None:
         return out.batch_rows
 
     assert asyncio.run(scenario()) == 1
+
+
+def test_closing_a_batcher_drains_its_queue_and_fails_what_is_left_clearly() -> None:
+    import time as _time
+
+    def slow(rows: Rows, want: frozenset[str]) -> tuple[dict[str, Any], None]:
+        _time.sleep(0.05)
+        return {"predict": rows.array}, None
+
+    async def scenario(drain: float) -> list[Any]:
+        batcher = Batcher(slow, max_batch_size=1)  # one request per call: a queue builds up
+        tasks = [asyncio.ensure_future(batcher.submit(Rows(1, array=np.full((1, 1), float(i))))) for i in range(4)]
+        await asyncio.sleep(0.01)
+        await batcher.close(drain_seconds=drain)
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    drained = asyncio.run(scenario(10.0))
+    assert [r.outputs["predict"].tolist() for r in drained] == [[[0.0]], [[1.0]], [[2.0]], [[3.0]]]
+    cut = asyncio.run(scenario(0.0))
+    assert any(isinstance(r, NotReady) and "retired" in str(r) for r in cut)  # never a request left hanging
 
 
 # -- specs ----------------------------------------------------------------------------------------------------

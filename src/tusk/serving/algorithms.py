@@ -226,9 +226,9 @@ class AlgorithmService:
         with contextlib.suppress(AlreadyExists):
             self.repos.create(REPO, "published algorithms: /owner/name/version/")
         prefix = f"/{owner}/{algo}/{version}"
-        with self.files.modify(REPO, "master", f"publish {owner}/{algo}/{version}") as mod:
-            mod.put_tree(prefix, directory)
-        commit = self.commits.inspect(REPO, "master").id
+        mod = self.files.modify(REPO, "master")
+        mod.put_tree(prefix, directory)  # chunks stored now; a commit of its own (never staged into an open one)
+        commit = self.commits.land(REPO, "master", mod.ops, description=f"publish {owner}/{algo}/{version}").id
         try:
             with self.ctx.db.write() as s:
                 s.add(AlgorithmVersionRow(owner=owner, name=algo, major=major, minor=minor, patch=patch,

@@ -168,14 +168,10 @@ class Handlers:
                 response["parameters"]["ignored_inputs"] = ignored
             if detection is not None:
                 response["parameters"].update(_detection(detection))
-            out = _json(response, headers=_headers(dep, predictor, served))
-            if set_cookie:
-                out.set_cookie(cookie_name(dep.name), predictor.name, httponly=True, samesite="lax")
-            self._after(dep, predictor, served, rows, want, result.outputs, "v2", started, body)
-            return out
+            return self._answer(response, dep, predictor, served, set_cookie, rows, want, result.outputs, "v2",
+                                started, body)
         except Exception as exc:
-            self._failed(dep, predictor, exc)
-            return _error(exc)
+            return self._failed(dep, predictor, exc, "v2")
 
     async def invocations(self, request: Request) -> Response:
         """MLflow scoring protocol: ``{"predictions": [...]}``."""
@@ -189,14 +185,10 @@ class Handlers:
             want = ("predict",)
             result, served, _ = await self._predict(dep, predictor, rows, want)
             await self._detect(dep, served, rows, inline=False)
-            out = _json({"predictions": result.outputs["predict"]}, headers=_headers(dep, predictor, served))
-            if set_cookie:
-                out.set_cookie(cookie_name(dep.name), predictor.name, httponly=True, samesite="lax")
-            self._after(dep, predictor, served, rows, want, result.outputs, "invocations", started, None)
-            return out
+            return self._answer({"predictions": result.outputs["predict"]}, dep, predictor, served, set_cookie, rows,
+                                want, result.outputs, "invocations", started, None)
         except Exception as exc:
-            self._failed(dep, predictor, exc)
-            return _error(exc)
+            return self._failed(dep, predictor, exc, "invocations")
 
     def _invocation_target(self, request: Request) -> LiveDeployment:
         name = request.path_params.get("model") or request.headers.get("x-tusk-deployment")
@@ -240,6 +232,16 @@ class Handlers:
             return await future
         future.add_done_callback(_log_failure)
         return None
+
+    def _answer(self, doc: dict[str, Any], dep: LiveDeployment, predictor: Predictor, served: Any, set_cookie: bool,
+                rows: Rows, want: tuple[str, ...], outputs: dict[str, Any], protocol: str, started: float,
+                body: Any) -> Response:
+        """The response with provenance headers (and the sticky cookie); then metrics, log and shadow copy."""
+        out = _json(doc, headers=_headers(dep, predictor, served))
+        if set_cookie:
+            out.set_cookie(cookie_name(dep.name), predictor.name, httponly=True, samesite="lax")
+        self._after(dep, predictor, served, rows, want, outputs, protocol, started, body)
+        return out
 
     def _after(self, dep: LiveDeployment, predictor: Predictor, served: Any, rows: Rows, want: tuple[str, ...],
                outputs: dict[str, Any], protocol: str, started: float, body: Any) -> None:
@@ -285,13 +287,16 @@ class Handlers:
                             "inputs": rows, "outputs": {k: result.outputs[k] for k in want}})
 
     @staticmethod
-    def _failed(dep: LiveDeployment | None, predictor: Predictor | None, exc: BaseException) -> None:
-        status = exc.http_status if isinstance(exc, TuskError) else 500
+    def _failed(dep: LiveDeployment | None, predictor: Predictor | None, exc: BaseException,
+                protocol: str) -> Response:
+        """Count the failure against what was chosen so far, and answer ``{"error": ...}``."""
+        response = _error(exc)
         name = dep.name if dep else ""
         pname = predictor.name if predictor else ""
         version = predictor.served.commit if predictor and predictor.served else ""
         METRICS.errors.labels(name, pname, version, type(exc).__name__).inc()
-        METRICS.requests.labels(name, pname, version, "", str(status)).inc()
+        METRICS.requests.labels(name, pname, version, protocol, str(response.status_code)).inc()
+        return response
 
     # -- algorithms ------------------------------------------------------------
     async def algo(self, request: Request) -> Response:

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from tusk.errors import NotReady
 from tusk.serving.tensors import Rows
 
 __all__ = ["BatchOutput", "Batcher"]
@@ -61,6 +62,7 @@ class Batcher:
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="tusk-model")
         self._task: asyncio.Task[None] | None = None
+        self._inflight: list[_Item] = []  # taken from the queue, not yet answered
 
     async def submit(self, rows: Rows, want: frozenset[str] = frozenset()) -> BatchOutput:
         if self._task is None:
@@ -74,11 +76,19 @@ class Batcher:
     def pending(self) -> int:
         return len(self._queue)
 
-    async def close(self) -> None:
+    async def close(self, drain_seconds: float = 30.0) -> None:
+        """Answer what is queued (up to ``drain_seconds``), then stop; anything left fails with NotReady."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_seconds
+        while self._task is not None and (self._queue or self._inflight) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        for item in [*self._inflight, *self._queue]:
+            _settle(item, exc=NotReady("the predictor was retired before it could answer; retry"))
+        self._queue.clear()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _consume(self) -> None:
@@ -96,9 +106,10 @@ class Batcher:
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), remaining)
-            batch = self._take()
-            for group in _by_signature(batch):
+            self._inflight = self._take()
+            for group in _by_signature(self._inflight):
                 await self._run_group(group)
+            self._inflight = []
 
     def _take(self) -> list[_Item]:
         """Queued items up to max_batch_size rows (a larger single request goes alone)."""

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from sqlalchemy import delete, select
 
-from tusk.errors import AlreadyExists, Conflict, DeploymentNotFound, InvalidArgument
+from tusk.errors import AlreadyExists, Conflict, DeploymentNotFound, InvalidArgument, TuskError, UserError
 from tusk.ids import is_commit_id
 from tusk.models.registry import ModelService
 from tusk.serving.spec import DeploymentSpec, PredictorSpec, parse_deployment_spec
@@ -65,13 +65,12 @@ class DeploymentService:
     def _check_models(self, spec: DeploymentSpec) -> None:
         """Every predictor's ref must name a model commit now (a typo fails here, not at serving time)."""
         for p in [*spec.predictors, *([spec.shadow] if spec.shadow else [])]:
+            ref = parse_file_ref(p.model, default_branch=None)
             try:
                 manifest = self.models.manifest(p.model)
-            except Exception as exc:
+                manifest.model(ref.path if ref.has_path else None)  # one model, or the one the path names
+            except UserError as exc:  # no such repo/branch/commit, or no model there (a store outage propagates)
                 raise InvalidArgument(f"predictor {p.name!r}: {p.model} is not a loadable model: {exc}") from exc
-            ref = parse_file_ref(p.model, default_branch=None)
-            if ref.has_path:
-                manifest.model(ref.path)  # the path must name one of its models
 
     def _write(self, spec: DeploymentSpec, reason: str, *, create: bool) -> DeploymentInfo:
         stamp = now()
@@ -160,7 +159,7 @@ class DeploymentService:
         follows = None if is_commit_id(ref.ref) else ref.ref
         try:
             commit, error = self.models.manifest(p.model).commit, None
-        except Exception as exc:
+        except TuskError as exc:
             commit, error = None, str(exc)
         return PredictorInfo(p.name, p.model, p.weight, shadow, follows, commit, error)
 
