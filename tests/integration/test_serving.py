@@ -393,6 +393,8 @@ def test_a_swap_to_a_tampered_commit_keeps_the_old_model_serving(c: Client) -> N
         wait_for(lambda: _metric(t, "tusk_model_load_errors_total") > before, 30, "the refused swap")
         r = t.post("/v2/models/census/infer", json=_infer(1))
         assert r.status_code == 200 and r.json()["model_version"] == v1
+        time.sleep(0.5)  # five more polls: the refused commit is not hashed again until the branch moves
+        assert _metric(t, "tusk_model_load_errors_total") == before + 1
 
 
 # -- request logging ------------------------------------------------------------------------------------------

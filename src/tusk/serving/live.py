@@ -24,6 +24,7 @@ import numpy as np
 
 from tusk.errors import DeploymentNotFound, InputError, NotFound, NotReady, TuskError
 from tusk.ids import is_commit_id
+from tusk.models.inputs import read_rows
 from tusk.models.loaders import LoadedModel
 from tusk.services import Services
 from tusk.serving.batching import Batcher
@@ -75,6 +76,7 @@ class Predictor:
         self.follows = None if is_commit_id(self.ref.ref) else self.ref.ref
         self.served: Served | None = None
         self.error: str | None = None
+        self.refused: str | None = None  # a commit that failed to load: not retried until the branch moves again
         self.batcher = Batcher(self._run, max_batch_size, max_wait_ms,
                                on_batch=METRICS.batch_rows.labels(deployment, spec.name).observe)
 
@@ -82,14 +84,14 @@ class Predictor:
     def name(self) -> str:
         return self.spec.name
 
-    def load(self, services: Services, commit: str | None = None) -> bool:
-        """Load (or reload at ``commit``) and swap in; False, keeping the old model, if it fails."""
-        ref = self.spec.model if commit is None else str(FileRef(self.ref.repo, commit, 0, self.ref.path,
-                                                                  self.ref.has_path))
+    def load(self, services: Services, commit: str) -> bool:
+        """Load the model at ``commit`` and swap it in; False, keeping the old model, if it fails."""
+        ref = str(FileRef(self.ref.repo, commit, 0, self.ref.path, self.ref.has_path))
         try:
             model = services.models.load(ref)
         except TuskError as exc:
             self.error = f"{ref}: {exc}"
+            self.refused = commit
             METRICS.load_errors.labels(self.deployment, self.name).inc()
             log.error("deployment %s, predictor %s: cannot load %s: %s", self.deployment, self.name, ref, exc)
             return False
@@ -99,6 +101,7 @@ class Predictor:
         self.served = Served(model, manifest.repo, manifest.commit, manifest.global_id, _features(model),
                              model.n_features, (self.deployment, self.name, manifest.commit))
         self.error = None
+        self.refused = None
         if not first:
             METRICS.swaps.labels(self.deployment, self.name).inc()
             log.info("deployment %s, predictor %s: now serving %s@%s", self.deployment, self.name,
@@ -259,8 +262,7 @@ class ServingState:
 
         dep = LiveDeployment(spec, revision, reuse)
         for p in dep.all_predictors():
-            if p.served is None:
-                p.load(self.services)
+            self._follow(p)  # models first: the detectors use their feature names
         if current is not None and current.spec.detectors == spec.detectors:
             dep.detectors, dep.detector_error = current.detectors, current.detector_error
         else:
@@ -284,25 +286,22 @@ class ServingState:
             dep.log.close()
 
     def _follow(self, p: Predictor) -> None:
-        if p.follows is None:
-            if p.served is None:
-                p.load(self.services)
-            return
-        try:
-            head = self.services.commits.inspect(p.ref.repo, p.follows).id
-        except TuskError as exc:
-            p.error = f"{p.spec.model}: {exc}"
-            return
-        if p.served is None or p.served.commit != head:
-            p.load(self.services, commit=head)
+        """Load the commit the predictor's ref names now, unless it serves it already or refused it."""
+        target = p.ref.ref
+        if p.follows is not None:
+            try:
+                target = self.services.commits.inspect(p.ref.repo, p.follows).id
+            except TuskError as exc:
+                p.error = f"{p.spec.model}: {exc}"
+                return
+        if (p.served is None or p.served.commit != target) and target != p.refused:
+            p.load(self.services, commit=target)  # a refused commit is not re-hashed every poll
 
     def _load_detectors(self, dep: LiveDeployment) -> None:
         spec = dep.spec.detectors
         if spec is None:
             return
         try:
-            from tusk.models.inputs import read_rows
-
             ref = parse_file_ref(spec.reference, default_branch=None)
             commit = self.services.commits.inspect(ref.repo, ref.ref_text).id
             pinned = f"{ref.repo}@{commit}:{ref.path}"
