@@ -51,6 +51,12 @@ class LoadedModel:
         return fn(x)
 
     @property
+    def feature_names(self) -> list[str] | None:
+        """The column names the model was fitted on (scikit-learn's ``feature_names_in_``), when it has them."""
+        names = getattr(self.impl, "feature_names_in_", None)
+        return [str(n) for n in names] if names is not None else None
+
+    @property
     def n_features(self) -> int | None:
         """How many input columns the model expects, when the model says."""
         n = getattr(self.impl, "n_features_in_", None)

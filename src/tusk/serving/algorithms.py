@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import hashlib
 import importlib.util
 import inspect
 import re
@@ -41,6 +40,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import blake3
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import select
@@ -57,6 +57,7 @@ from tusk.errors import (
 )
 from tusk.models.loaders import LoadedModel
 from tusk.models.registry import ModelService
+from tusk.serving.tensors import rows_from_json
 from tusk.storage.metadata import AlgorithmVersionRow
 from tusk.versioning.commits import CommitService
 from tusk.versioning.context import Context, _aware, now
@@ -324,8 +325,7 @@ class AlgorithmService:
             body = data if isinstance(data, bytes) else orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
         except TypeError:
             return None  # not hashable as JSON: not cached
-        return hashlib.blake2b(version.full_name.encode() + b"\0" + version.commit.encode() + b"\0" + body,
-                               digest_size=20).hexdigest()
+        return blake3.blake3(version.full_name.encode() + b"\0" + version.commit.encode() + b"\0" + body).hexdigest()
 
     def _run(self, loaded: _Loaded, data: Any, depth: int) -> Any:
         version = loaded.version
@@ -385,11 +385,8 @@ class AlgorithmService:
 
 def _predict(model: LoadedModel, data: Any, name: str) -> Any:
     """A model algorithm's input: a list of records (objects), a list of rows, or {column: [values]}."""
-    from tusk.serving.tensors import rows_from_json
-
     rows = rows_from_json(data, f"{name} input")
-    features = getattr(model.impl, "feature_names_in_", None)
-    names = [str(n) for n in features] if features is not None else None
+    names = model.feature_names
     rows.check(names, model.n_features)
     try:
         return model.predict(rows.model_input(names)).tolist()

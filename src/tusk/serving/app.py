@@ -22,6 +22,7 @@ anything the client can fix; a malformed payload is never a 500.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import random
@@ -29,6 +30,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import numpy as np
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -42,7 +44,14 @@ from tusk.serving.detectors import Detection
 from tusk.serving.live import LiveDeployment, Predictor, ServingState
 from tusk.serving.metrics import CONTENT_TYPE, METRICS, render
 from tusk.serving.routing import choose, cookie_name
-from tusk.serving.tensors import Rows, columns_from_records, decode_inputs, encode_output, rows_from_json
+from tusk.serving.tensors import (
+    Rows,
+    columns_from_records,
+    datatype_of,
+    decode_inputs,
+    encode_output,
+    rows_from_json,
+)
 
 __all__ = ["create_app"]
 
@@ -213,10 +222,8 @@ class Handlers:
             if inline and dep.detector_error:
                 raise NotReady(dep.detector_error)
             return None
-        frame = rows.frame(served.feature_names or detectors.features)
-
-        def observe() -> Detection:
-            detection, report = detectors.observe(frame)
+        def observe() -> Detection:  # on the detector thread, DataFrame included: nothing here blocks the loop
+            detection, report = detectors.observe(rows.frame(served.feature_names or detectors.features))
             if detection.outlier is not None:
                 served.metric("scored").inc(len(detection.outlier))
                 served.metric("outliers").inc(sum(detection.outlier))
@@ -251,12 +258,9 @@ class Handlers:
         served.metric("latency").observe(elapsed)
         served.metric("rows").inc(rows.n)
         if dep.log is not None:
-            dep.log.record({"ts": time.time(), "deployment": dep.name, "revision": dep.revision,
-                            "predictor": predictor.name, "model_repo": served.repo, "model_commit": served.commit,
-                            "model_branch": predictor.follows or "", "global_id": served.global_id,
-                            "protocol": protocol, "shadow": False, "latency_ms": round(elapsed * 1000, 3),
-                            "id": body.get("id") if isinstance(body, dict) else None,
-                            "inputs": rows, "outputs": {k: outputs[k] for k in want}})
+            record = _log_record(dep, predictor, served, protocol, elapsed, rows, outputs, want)
+            record["id"] = body.get("id") if isinstance(body, dict) else None
+            dep.log.record(record)
         shadow = dep.shadow
         if shadow is not None:
             if shadow.batcher.pending >= _SHADOW_BACKLOG or shadow.served is None:
@@ -279,12 +283,8 @@ class Handlers:
             return
         served.metric("shadow", "ok").inc()
         if dep.log is not None:
-            dep.log.record({"ts": time.time(), "deployment": dep.name, "revision": dep.revision,
-                            "predictor": shadow.name, "model_repo": served.repo, "model_commit": served.commit,
-                            "model_branch": shadow.follows or "", "global_id": served.global_id,
-                            "protocol": protocol, "shadow": True,
-                            "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-                            "inputs": rows, "outputs": {k: result.outputs[k] for k in want}})
+            dep.log.record(_log_record(dep, shadow, served, protocol, time.perf_counter() - started, rows,
+                                       result.outputs, want))
 
     @staticmethod
     def _failed(dep: LiveDeployment | None, predictor: Predictor | None, exc: BaseException,
@@ -314,8 +314,6 @@ class Handlers:
             result = response.result
             meta = dict(response.metadata, content_type="json")
             if isinstance(result, bytes):
-                import base64
-
                 result, meta["content_type"] = base64.b64encode(result).decode(), "binary"
             elif isinstance(result, str):
                 meta["content_type"] = "text"
@@ -333,6 +331,15 @@ class Handlers:
             return _json({"error": err}, status)
         finally:
             METRICS.algo_calls.labels(f"{p['owner']}/{p['name']}", p.get("version") or "latest", outcome).inc()
+
+
+def _log_record(dep: LiveDeployment, predictor: Predictor, served: Any, protocol: str, elapsed: float, rows: Rows,
+                outputs: dict[str, Any], want: tuple[str, ...]) -> dict[str, Any]:
+    """What the request log keeps of one answer (main or shadow): who answered, with which model, and the data."""
+    return {"ts": time.time(), "deployment": dep.name, "revision": dep.revision, "predictor": predictor.name,
+            "model_repo": served.repo, "model_commit": served.commit, "model_branch": predictor.follows or "",
+            "global_id": served.global_id, "protocol": protocol, "shadow": predictor is dep.shadow,
+            "latency_ms": round(elapsed * 1000, 3), "inputs": rows, "outputs": {k: outputs[k] for k in want}}
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:
@@ -378,9 +385,8 @@ def _metadata(dep: LiveDeployment, predictors: list[Predictor]) -> dict[str, Any
     if served is not None:
         inputs = _input_tensors(served)
         impl = served.model.impl
-        classes = getattr(impl, "classes_", None)
-        label_type = "BYTES" if classes is not None and getattr(classes, "dtype", None) is not None \
-            and classes.dtype.kind in "OUS" else "FP64" if classes is None else "INT64"
+        classes = getattr(impl, "classes_", None)  # a classifier's labels; a regressor predicts floats
+        label_type = datatype_of(np.asarray(classes)) if classes is not None else "FP64"
         outputs.append({"name": "predict", "datatype": label_type, "shape": [-1]})
         if hasattr(impl, "predict_proba"):
             outputs.append({"name": "predict_proba", "datatype": "FP64",

@@ -102,7 +102,8 @@ class OutlierModel:
         x = reference[self.features].to_numpy(dtype=float)
         x = x[np.isfinite(x).all(axis=1)]
         self.mean = x.mean(axis=0)
-        self.scale = np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
+        std = x.std(axis=0)
+        self.scale = np.where(std > 0, std, 1.0)
         z = (x - self.mean) / self.scale
         if method == "isolation_forest":
             from sklearn.ensemble import IsolationForest
@@ -129,7 +130,6 @@ class DriftReport:
     drift: bool
     threshold: float
     window: int
-    tests: int
 
 
 @dataclass
@@ -142,7 +142,6 @@ class DriftMonitor:
     p_value: float
     _rows: deque[dict[str, Any]] = field(default_factory=deque)
     _since: int = 0
-    _tests: int = 0
     last: DriftReport | None = None
 
     def __post_init__(self) -> None:
@@ -169,9 +168,8 @@ class DriftMonitor:
 
         p_values = drift_p_values(self.reference, pd.DataFrame(list(self._rows)))
         threshold = self.p_value / max(len(p_values), 1)
-        self._tests += 1
         self.last = DriftReport(p_values, any(p < threshold for p in p_values.values()), threshold,
-                                len(self._rows), self._tests)
+                                len(self._rows))
         return self.last
 
 
@@ -200,7 +198,6 @@ class DeploymentDetectors:
         if not features:
             raise ValueError(f"the reference {reference_ref} shares no feature column with the model")
         self.features = features
-        self.reference_ref = reference_ref  # pinned to a commit
         self.outlier = (OutlierModel(reference_frame, features, spec.outlier.method, spec.outlier.quantile)
                         if spec.outlier else None)
         self.drift = (DriftMonitor(build_reference(reference_frame, features), spec.drift.window, spec.drift.every,

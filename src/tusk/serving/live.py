@@ -2,8 +2,8 @@
 
 A :class:`Predictor` owns a batcher and the model currently serving
 (:class:`Served`: the verified model plus the commit it came from). The
-:class:`Watcher` thread polls the deployments' revisions and the heads of the
-branches that predictors follow. When a branch moves it loads and verifies
+watcher thread of :class:`ServingState` polls the deployments' revisions and
+the heads of the branches that predictors follow. When a branch moves it loads and verifies
 the new commit *beside* the old model and then swaps one reference: batches
 already running finish on the old model, the next batch uses the new one, and
 no request fails. A model that fails to load or verify is refused and the old
@@ -50,7 +50,7 @@ class Served:
     repo: str
     commit: str
     global_id: str
-    feature_names: list[str] | None
+    feature_names: list[str] | None  # read once from the model: every request checks against them
     n_features: int | None
     labels: tuple[str, str, str]  # deployment, predictor, model_version
     children: dict[str, Any] = field(default_factory=dict, compare=False)  # cached metric children
@@ -61,11 +61,6 @@ class Served:
         if child is None:
             child = self.children[key] = getattr(METRICS, name).labels(*self.labels, *extra)
         return child
-
-
-def _features(model: LoadedModel) -> list[str] | None:
-    names = getattr(model.impl, "feature_names_in_", None)
-    return [str(n) for n in names] if names is not None else None
 
 
 class Predictor:
@@ -84,8 +79,8 @@ class Predictor:
     def name(self) -> str:
         return self.spec.name
 
-    def load(self, services: Services, commit: str) -> bool:
-        """Load the model at ``commit`` and swap it in; False, keeping the old model, if it fails."""
+    def load(self, services: Services, commit: str) -> None:
+        """Load the model at ``commit`` and swap it in; if that fails, keep the old model and remember the refusal."""
         ref = str(FileRef(self.ref.repo, commit, 0, self.ref.path, self.ref.has_path))
         try:
             model = services.models.load(ref)
@@ -94,11 +89,11 @@ class Predictor:
             self.refused = commit
             METRICS.load_errors.labels(self.deployment, self.name).inc()
             log.error("deployment %s, predictor %s: cannot load %s: %s", self.deployment, self.name, ref, exc)
-            return False
+            return
         manifest = model.manifest
         assert manifest is not None
         first = self.served is None
-        self.served = Served(model, manifest.repo, manifest.commit, manifest.global_id, _features(model),
+        self.served = Served(model, manifest.repo, manifest.commit, manifest.global_id, model.feature_names,
                              model.n_features, (self.deployment, self.name, manifest.commit))
         self.error = None
         self.refused = None
@@ -106,7 +101,6 @@ class Predictor:
             METRICS.swaps.labels(self.deployment, self.name).inc()
             log.info("deployment %s, predictor %s: now serving %s@%s", self.deployment, self.name,
                      manifest.repo, manifest.commit)
-        return True
 
     def current(self) -> Served:
         served = self.served
@@ -271,7 +265,7 @@ class ServingState:
             dep.log = current.log
         elif spec.logging.enabled and self.request_logging:
             s = self.services
-            dep.log = RequestLog(s.ctx, s.repos, s.commits, name, spec.log_repo, spec.logging)
+            dep.log = RequestLog(s.files, s.repos, s.commits, name, spec.log_repo, spec.logging)
         self.deployments[name] = dep
         if current is not None:
             self._retire(current, keep={id(p) for p in dep.all_predictors()},

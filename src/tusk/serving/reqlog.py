@@ -32,11 +32,9 @@ from tusk.errors import AlreadyExists, TuskError
 from tusk.serving.metrics import METRICS
 from tusk.serving.spec import LoggingSpec
 from tusk.versioning.commits import CommitService
-from tusk.versioning.context import Context
+from tusk.versioning.files import FileService
 from tusk.versioning.records import CommitInfo
 from tusk.versioning.repos import RepoService
-from tusk.versioning.staging import Op
-from tusk.versioning.trees import file_entry
 
 __all__ = ["RequestLog"]
 
@@ -55,9 +53,9 @@ def _plain(value: Any) -> Any:
 
 
 class RequestLog:
-    def __init__(self, ctx: Context, repos: RepoService, commits: CommitService, deployment: str, repo: str,
+    def __init__(self, files: FileService, repos: RepoService, commits: CommitService, deployment: str, repo: str,
                  spec: LoggingSpec) -> None:
-        self.ctx = ctx
+        self.files = files
         self.commits = commits
         self.deployment = deployment
         self.repo = repo
@@ -115,12 +113,13 @@ class RequestLog:
         self._seq += 1
         stamp = datetime.now(UTC)
         path = f"/{stamp:%Y-%m-%d}/{stamp:%H%M%S}-{self._who}-{self._seq:06d}.jsonl"
-        node = self.ctx.content.write_bytes(body)
+        mod = self.files.modify(self.repo, self.spec.branch)
+        mod.put_bytes(path, body)  # chunks stored now; the commit below carries the provenance
         models = sorted({(str(r["model_repo"]), str(r.get("model_branch") or ""), str(r["model_commit"]))
                          for r in records if r.get("model_commit")})
         predictors = sorted({str(r.get("predictor")) for r in records})
         return self.commits.land(
-            self.repo, self.spec.branch, [Op("put", path, file_entry(path.rsplit("/", 1)[-1], node))],
+            self.repo, self.spec.branch, mod.ops,
             description=f"{len(records)} request(s) to deployment {self.deployment} "
                         f"(predictors: {', '.join(predictors)})",
             provenance=models)

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tusk.documents import describe_validation_error, load_documents
-from tusk.errors import InvalidArgument, InvalidRef
+from tusk.errors import InvalidArgument
 from tusk.ids import validate_repo_name
 from tusk.versioning.refs import parse_file_ref
 
@@ -52,9 +52,7 @@ class _Spec(BaseModel):
 def _checked_ref(value: str, need_path: bool = False) -> str:
     try:
         ref = parse_file_ref(value, default_branch=None)
-    except InvalidRef as exc:
-        raise ValueError(str(exc)) from None
-    except InvalidArgument as exc:
+    except InvalidArgument as exc:  # InvalidRef, InvalidPath: reported by pydantic with the field's path
         raise ValueError(str(exc)) from None
     if need_path and not ref.has_path:
         raise ValueError(f"{value!r} names no file: use repo@ref:/path/to/file.csv")

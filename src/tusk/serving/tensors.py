@@ -65,17 +65,15 @@ class Rows:
         return Rows(n, columns={c: np.concatenate([(p.columns or {})[c] for p in parts]) for c in names})
 
     def model_input(self, feature_names: Sequence[str] | None) -> Any:
-        """What ``model.predict`` takes: the array, or a DataFrame ordered as the model was trained."""
-        if self.columns is None and (self.array is None or feature_names is None):
-            return self.array
-        if self.columns is not None and feature_names is None:  # a model trained on a plain matrix
-            return np.column_stack(list(self.columns.values()))
+        """What ``model.predict`` takes: a matrix for a model trained on one, else a DataFrame of its features
+        in training order (columns it does not use are left out)."""
+        if feature_names is None:
+            return self.array if self.columns is None else np.column_stack(list(self.columns.values()))
         import pandas as pd
 
         if self.columns is None:
-            return pd.DataFrame(self.array, columns=list(feature_names or []))
-        order = list(feature_names) if feature_names is not None else list(self.columns)
-        return pd.DataFrame({c: self.columns[c] for c in order})
+            return pd.DataFrame(self.array, columns=list(feature_names))
+        return pd.DataFrame({c: self.columns[c] for c in feature_names})
 
     def frame(self, names: Sequence[str] | None = None) -> Any:
         """A DataFrame of the rows (an array's columns named ``names``, or 0..F-1)."""
@@ -104,11 +102,6 @@ class Rows:
         if expected is not None and self.width != expected:
             raise InputError(f"the model expects {expected} features per row, got {self.width}")
         return []
-
-    def slice(self, start: int, stop: int) -> Rows:
-        if self.array is not None:
-            return Rows(stop - start, array=self.array[start:stop])
-        return Rows(stop - start, columns={c: v[start:stop] for c, v in (self.columns or {}).items()})
 
     def to_records(self) -> list[dict[str, Any]] | list[list[Any]]:
         if self.array is not None:
