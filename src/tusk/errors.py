@@ -18,7 +18,9 @@ maps it to and the exit code the CLI returns::
     │   │   ├── ModelNotFound          no model manifest at that commit
     │   │   ├── DeploymentNotFound
     │   │   └── AlgorithmNotFound      no such owner/name, or no version matching the request
-    │   ├── PermissionDenied       403   an algorithm calling one it did not declare
+    │   ├── Unauthenticated        401   no token, or an unknown, revoked or expired one (auth on)
+    │   ├── PermissionDenied       403   the caller's role does not allow it; an algorithm calling one it did
+    │   │                                not declare
     │   ├── ModelUnloadable    400   no loader for the flavor, or its library is not installed
     │   ├── AlreadyExists          409
     │   └── Conflict               409   directory/file clash, commit not open, head moved
@@ -60,6 +62,7 @@ __all__ = [
     "StorageUnavailable",
     "Timeout",
     "TuskError",
+    "Unauthenticated",
     "UserError",
 ]
 
@@ -135,6 +138,10 @@ class ModelUnloadable(UserError):
 
 class PermissionDenied(UserError):
     http_status = 403
+
+
+class Unauthenticated(UserError):
+    http_status = 401
 
 
 class AlreadyExists(UserError):

@@ -57,7 +57,7 @@ class Services:
         if objects is None:
             objects = open_object_store(settings.objects_url, settings.s3_endpoint_url)
         ctx = Context(db=db, objects=objects, content=ContentStore(objects, DbChunkIndex(db)), trees=TreeStore(objects),
-                      user=settings.user)
+                      default_user=settings.user)
         commits = CommitService(ctx)
         repos = RepoService(ctx)
         pipelines = PipelineService(ctx, repos)

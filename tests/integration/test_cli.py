@@ -5,14 +5,20 @@ from __future__ import annotations
 import io
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Backend
+from tests.conftest import CLI_BACKENDS, Backend, open_backend
 from tusk.cli.main import main
+
+
+@pytest.fixture(params=CLI_BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """Embedded on both stores, and remote: the same commands against a server."""
+    yield from open_backend(request.param, request, tmp_path)
 
 
 @dataclass
@@ -143,7 +149,7 @@ def test_user_mistakes_give_one_line_errors(tusk: Run, args: tuple[str, ...], co
 def test_fsck_exit_code_on_corruption(tusk: Run, backend: Backend) -> None:
     tusk("repo", "create", "r")
     tusk("put", "file", "r@master:/f", "-f", "-", stdin=b"payload" * 100)
-    client = backend.client()
+    client = backend.store_client()
     try:
         for key in list(client.services.ctx.objects.list("chunks/")):
             client.services.ctx.objects.put(key, b"garbage")

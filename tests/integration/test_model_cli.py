@@ -10,7 +10,7 @@ import joblib
 import numpy as np
 from sklearn.linear_model import LinearRegression
 
-from tests.integration.test_cli import Run, tusk  # noqa: F401  (the fixture)
+from tests.integration.test_cli import Run, backend, tusk  # noqa: F401  (the fixtures: every CLI backend)
 
 
 def _model_file(tmp_path: Path, slope: float) -> Path:

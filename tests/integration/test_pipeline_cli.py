@@ -8,11 +8,20 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.conftest import Backend
+import pytest
+
+from tests.conftest import CLI_BACKENDS, Backend, open_backend
 
 TUSK = [sys.executable, "-m", "tusk"]
+
+
+@pytest.fixture(params=CLI_BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """Embedded on both stores, and remote: the same commands against a server."""
+    yield from open_backend(request.param, request, tmp_path)
 
 
 def run(backend: Backend, *args: str, stdin: bytes | None = None, check: bool = True

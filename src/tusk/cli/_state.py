@@ -76,7 +76,7 @@ class _State:
     @property
     def client(self) -> Client:
         if self._client is None:
-            self._progress = _JobProgress(lambda: self.client.services.runtime_note)
+            self._progress = _JobProgress(lambda: self.client.runtime_note)
             self._client = Client(job_progress=self._progress)
         return self._client
 

@@ -14,9 +14,12 @@ import builtins
 import json
 import os
 import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,7 @@ __all__ = ["JobNotFound", "JobService"]
 
 Progress = Callable[[str, int, int], None]  # (pipeline, datums done, datums total)
 _ACTIVE = ("created", "running")
+LEASE_SECONDS = 30.0  # a running job's owner renews its lease every third of this
 
 
 class JobNotFound(NotFound):
@@ -69,11 +73,13 @@ def _owner_alive(owner: str | None) -> bool:
 
 class JobService:
     def __init__(self, ctx: Context, commits: CommitService, pipelines: PipelineService, runtime: Runtime,
-                 scratch: Path) -> None:
+                 scratch: Path, lease_seconds: float = LEASE_SECONDS) -> None:
         self.ctx = ctx
         self.commits = commits
         self.pipelines = pipelines
         self.worker = DatumWorker(ctx, runtime, scratch)
+        self.lease_seconds = lease_seconds
+        self.owner = _owner()
 
     # -- triggering ----------------------------------------------------------
     def on_commit(self, commit: CommitInfo, moved: bool = False) -> list[str]:
@@ -141,30 +147,85 @@ class JobService:
 
     # -- running -------------------------------------------------------------
     def run_pending(self, progress: Progress | None = None, limit: int | None = None) -> list[JobInfo]:
-        """Run created jobs (and resume jobs whose process died) until none are left."""
+        """Run created jobs (and take over jobs whose runner died) until none are left to claim."""
         done: list[JobInfo] = []
         while limit is None or len(done) < limit:
             job_id = self._claim_next()
             if job_id is None:
                 break
-            done.append(self._run(job_id, progress))
+            with self._lease(job_id):
+                done.append(self._run(job_id, progress))
         return done
 
+    def drain(self, progress: Progress | None = None, poll: float = 0.1) -> list[JobInfo]:
+        """Run what can be claimed here and wait for the jobs other runners hold, until no job is active.
+
+        Waiting is sound because a job stays active until the jobs its output
+        triggers exist (see ``_finish``): "no active job" means the DAG is done.
+        """
+        done: list[JobInfo] = []
+        while True:
+            done += self.run_pending(progress)
+            with self.ctx.db.read() as s:
+                if s.scalar(select(JobRow.id).where(JobRow.state.in_(_ACTIVE)).limit(1)) is None:
+                    return done
+            time.sleep(poll)
+
+    def _claimable(self, job: JobRow) -> bool:
+        if job.state == "created":
+            return True
+        expires = _aware(job.lease_expires_at) if job.lease_expires_at is not None else None
+        if expires is not None and expires < now():
+            return True  # its runner stopped renewing: dead, or cut off from the database
+        return not _owner_alive(job.owner)  # on this host a dead runner is seen at once, lease or not
+
     def _claim_next(self) -> str | None:
+        """Claim one job with a compare-and-set on (state, owner, lease): of several schedulers sharing the
+        database, exactly one wins each job."""
         with self.ctx.db.write() as s:
             for job in s.scalars(select(JobRow).where(JobRow.state.in_(_ACTIVE)).order_by(JobRow.created_at)):
-                if job.state == "running" and _owner_alive(job.owner):
+                if not self._claimable(job):
                     continue
-                claimed = s.execute(update(JobRow).where(JobRow.id == job.id, JobRow.state == job.state,
-                                                         JobRow.owner.is_(job.owner) if job.owner is None
-                                                         else JobRow.owner == job.owner)
-                                    .values(state="running", owner=_owner(), started_at=now())
+                same_owner = JobRow.owner.is_(None) if job.owner is None else JobRow.owner == job.owner
+                same_lease = JobRow.lease_expires_at.is_(None) if job.lease_expires_at is None \
+                    else JobRow.lease_expires_at == job.lease_expires_at
+                claimed = s.execute(update(JobRow).where(JobRow.id == job.id, JobRow.state == job.state, same_owner,
+                                                         same_lease)
+                                    .values(state="running", owner=self.owner, started_at=job.started_at or now(),
+                                            lease_expires_at=now() + timedelta(seconds=self.lease_seconds))
                                     .execution_options(synchronize_session=False))
                 if claimed.rowcount == 1:  # type: ignore[attr-defined]
                     return job.id
         return None
 
+    @contextmanager
+    def _lease(self, job_id: str) -> Iterator[None]:
+        """Renew the job's lease while it runs here."""
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(self.lease_seconds / 3):
+                with self.ctx.db.write() as s:
+                    s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.owner == self.owner,
+                                                   JobRow.state == "running")
+                              .values(lease_expires_at=now() + timedelta(seconds=self.lease_seconds))
+                              .execution_options(synchronize_session=False))
+
+        thread = threading.Thread(target=renew, name=f"tusk-lease-{job_id[:8]}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
     def _run(self, job_id: str, progress: Progress | None) -> JobInfo:
+        with self.ctx.db.read() as s:
+            job = s.get(JobRow, job_id)
+            assert job is not None
+            landed = job.output_commit_id
+        if landed is not None:  # its runner died after landing the output, before marking the job done
+            return self._complete(job_id, self.commits.inspect_id(landed))
         with self.ctx.db.read() as s:
             job = s.get(JobRow, job_id)
             assert job is not None
@@ -351,12 +412,22 @@ class JobService:
                                    description=f"{p.name} v{p.row.version} job {job_id}")
         with self.ctx.db.write() as s:
             s.execute(update(JobRow).where(JobRow.id == job_id).values(
-                state="failure" if error else "success", reason=error, output_commit_id=commit.id,
-                datums_processed=processed, datums_skipped=skipped, datums_failed=failed, finished_at=now()))
+                state="failure" if error else "running", reason=error, output_commit_id=commit.id,
+                datums_processed=processed, datums_skipped=skipped, datums_failed=failed,
+                finished_at=now() if error else None))
             if error:
                 self._mark_downstream_unrunnable(s, p.name, global_id, job_id)
-        if not error:
-            self.commits.notify(commit)
+        if error:
+            return self.inspect(job_id)
+        return self._complete(job_id, commit)
+
+    def _complete(self, job_id: str, commit: CommitInfo) -> JobInfo:
+        """Trigger what reads the output, then mark the job done: it stays active until its downstream jobs
+        exist, so anyone waiting for "no active job" never sees a gap between two jobs of one DAG."""
+        self.commits.notify(commit)
+        with self.ctx.db.write() as s:
+            s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.state == "running").values(
+                state="success", finished_at=now(), lease_expires_at=None))
         return self.inspect(job_id)
 
     def _mark_downstream_unrunnable(self, s: Session, repo: str, global_id: str, failed_job: str) -> None:

@@ -72,8 +72,12 @@ class PipelineService:
         rows = s.scalars(select(PipelineRow).order_by(PipelineRow.id)).all()
         return [self.load(s, r.name) for r in rows]
 
-    def create(self, spec: PipelineSpec, code_dir: Path) -> PipelineInfo:
-        """Register a pipeline and create its output repo (named after it)."""
+    def create(self, spec: PipelineSpec, code_dir: Path, code: dict[str, Any] | None = None) -> PipelineInfo:
+        """Register a pipeline and create its output repo (named after it).
+
+        ``code`` describes the code when it was described elsewhere (a remote
+        client uploading its spec directory); by default ``code_dir`` is.
+        """
         cron_repos = [leaf.tick_repo(spec.name) for leaf in spec.input.leaves() if isinstance(leaf, CronInput)]
         for leaf in spec.input.leaves():
             if isinstance(leaf, PfsInput):
@@ -93,11 +97,12 @@ class PipelineService:
                               created_at=now())
             s.add(row)
             s.flush()
-            s.add(self._version(row, 1, spec, secrets.token_hex(16), code_dir))
+            s.add(self._version(row, 1, spec, secrets.token_hex(16), code_dir, code))
             s.flush()
             return self._info(s, row)
 
-    def update(self, spec: PipelineSpec, code_dir: Path, reprocess: bool = False) -> PipelineInfo:
+    def update(self, spec: PipelineSpec, code_dir: Path, reprocess: bool = False,
+               code: dict[str, Any] | None = None) -> PipelineInfo:
         """A new spec version. Every datum runs again (a new salt) with ``reprocess``, or when what the datums
         run changed: the transform, or the code in the code directory.
 
@@ -105,7 +110,7 @@ class PipelineService:
         reprocess; reusing outputs of code that no longer exists is how wrong
         models ship, so Tusk does not, and says so in the returned notes.
         """
-        code = describe_code(code_dir)
+        code = code or describe_code(code_dir)
         with self.ctx.db.write() as s:
             current = self.load(s, spec.name)
             why = "--reprocess" if reprocess else _code_change(current, spec, code)

@@ -14,8 +14,8 @@ from typing import BinaryIO
 
 from tusk.config import Settings
 from tusk.errors import InvalidArgument, InvalidRef
+from tusk.sdk._auth import AuthMethods
 from tusk.sdk._pipelines import JobProgress
-from tusk.sdk._serving import ServingMethods
 from tusk.services import Services
 from tusk.versioning.files import Modification
 from tusk.versioning.records import BranchInfo, CommitInfo, DiffEntry, FileInfo, FsckReport, RepoInfo
@@ -26,6 +26,12 @@ __all__ = ["Client", "FileWriter"]
 
 Progress = Callable[[int], None]
 Source = bytes | str | Path | BinaryIO
+
+
+def _settings(home: str | Path | None, settings: Settings | None) -> Settings:
+    if settings is not None:
+        return settings
+    return Settings.for_home(Path(home)) if home is not None else Settings.from_env()
 
 
 def _ref(text: str | FileRef) -> FileRef:
@@ -69,7 +75,7 @@ class FileWriter(io.RawIOBase):
         self.close()
 
 
-class Client(ServingMethods):
+class Client(AuthMethods):
     """Everything the ``tusk`` CLI can do, as methods.
 
     In embedded mode, jobs triggered by a write run before the write returns
@@ -81,22 +87,40 @@ class Client(ServingMethods):
     >>> c.get_file("images@master:/cat.png")[:4]
     """
 
+    def __new__(cls, home: str | Path | None = None, settings: Settings | None = None, *args: object,
+                **kwargs: object) -> Client:
+        if cls is Client and _settings(home, settings).address:
+            from tusk.sdk._remote import RemoteClient
+
+            remote: Client = object.__new__(RemoteClient)
+            return remote
+        return object.__new__(cls)
+
     def __init__(self, home: str | Path | None = None, settings: Settings | None = None, run_jobs: bool = True,
-                 job_progress: JobProgress | None = None) -> None:
-        if settings is None:
-            settings = Settings.for_home(Path(home)) if home is not None else Settings.from_env()
-        if settings.address:
-            raise InvalidArgument(
-                f"TUSK_ADDRESS={settings.address} is set, but this version of Tusk has no remote mode yet;"
-                " unset it to work embedded"
-            )
+                 job_progress: JobProgress | None = None, services: Services | None = None) -> None:
+        """Embedded: open the services named by ``settings`` (or share ``services``, as the API server does).
+
+        With ``TUSK_ADDRESS`` set (and no ``home``), ``Client()`` is a :class:`RemoteClient` instead.
+        """
+        settings = services.settings if services is not None else _settings(home, settings)
         self.settings = settings
-        self.services = Services.open(settings)
+        self.services = services if services is not None else Services.open(settings)
+        self._owns_services = services is None
         self.run_jobs = run_jobs
         self.job_progress = job_progress
 
+    @property
+    def remote(self) -> bool:
+        return False
+
+    @property
+    def runtime_note(self) -> str | None:
+        """Why pipelines do not run sandboxed here, if they do not."""
+        return self.services.runtime_note
+
     def close(self) -> None:
-        self.services.close()
+        if self._owns_services:
+            self.services.close()
 
     def __enter__(self) -> Client:
         return self

@@ -14,10 +14,11 @@ from tusk.pipelines.runtimes import image_note
 from tusk.pipelines.spec import PfsInput, PipelineSpec, load_spec, parse_spec
 from tusk.services import Services
 
-__all__ = ["PipelineMethods"]
+__all__ = ["CodeUpload", "PipelineMethods", "SpecSource"]
 
 JobProgress = Callable[[str, int, int], None]
 SpecSource = PipelineSpec | dict[str, Any] | str | Path
+CodeUpload = tuple[Path, dict[str, Any]]  # (where the uploaded code now is, describe_code of the original)
 
 
 def _specs(source: SpecSource) -> tuple[list[PipelineSpec], Path]:
@@ -51,22 +52,28 @@ class PipelineMethods:
         if self.run_jobs:
             self.run_pending_jobs()
 
-    def create_pipeline(self, source: SpecSource, wait: bool | None = None) -> list[PipelineInfo]:
-        """Create pipelines from a spec (dict, PipelineSpec, or a JSON/YAML file) and run them on current inputs."""
+    def create_pipeline(self, source: SpecSource, wait: bool | None = None, *, code: CodeUpload | None = None
+                        ) -> list[PipelineInfo]:
+        """Create pipelines from a spec (dict, PipelineSpec, or a JSON/YAML file) and run them on current inputs.
+
+        ``code`` (the API server's use): the code directory a remote client uploaded, and its description.
+        """
         specs, code_dir = _specs(source)
+        code_dir, info = code if code is not None else (code_dir, None)
         for spec in specs:
-            self.services.pipelines.create(spec, code_dir)
+            self.services.pipelines.create(spec, code_dir, info)
             self.services.jobs.start_job(spec.name)
         if self.run_jobs if wait is None else wait:
             self.run_pending_jobs()
         return [_with_notes(self.services.pipelines.inspect(s.name), s) for s in specs]
 
-    def update_pipeline(self, source: SpecSource, reprocess: bool = False, wait: bool | None = None
-                        ) -> list[PipelineInfo]:
+    def update_pipeline(self, source: SpecSource, reprocess: bool = False, wait: bool | None = None, *,
+                        code: CodeUpload | None = None) -> list[PipelineInfo]:
         specs, code_dir = _specs(source)
+        code_dir, info = code if code is not None else (code_dir, None)
         notes = {}
         for spec in specs:
-            notes[spec.name] = self.services.pipelines.update(spec, code_dir, reprocess).notes
+            notes[spec.name] = self.services.pipelines.update(spec, code_dir, reprocess, info).notes
             self.services.jobs.start_job(spec.name)
         if self.run_jobs if wait is None else wait:
             self.run_pending_jobs()

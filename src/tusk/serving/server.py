@@ -1,4 +1,4 @@
-"""``tusk server``: serve the deployments with uvicorn, in one or several worker processes.
+"""``tusk server``: the REST API, the scheduler and the deployments, under uvicorn, in one or several processes.
 
 Workers share the listening socket; each loads the models itself (verified
 against their manifests) and follows branch moves on its own, so one slow load
@@ -37,14 +37,17 @@ class ServeOptions:
     request_logging: bool = True
     log_level: str = "info"
     graceful_seconds: float = 30.0
+    auth: bool = False  # require API tokens (off by default on loopback, on by default elsewhere)
+    scheduler: bool = True  # run triggered jobs and cron ticks in this server
 
 
 def _app(settings: Settings, options: ServeOptions) -> Starlette:
+    from tusk.api import create_app
     from tusk.services import Services
-    from tusk.serving.app import create_app
 
-    return create_app(Services.open(settings), list(options.deployments) or None, options.poll,
-                      options.request_logging, close_services=True)
+    return create_app(Services.open(settings), auth=options.auth, scheduler=options.scheduler,
+                      deployments=list(options.deployments) or None, poll=options.poll,
+                      request_logging=options.request_logging, close_services=True)
 
 
 def app_from_env() -> Starlette:

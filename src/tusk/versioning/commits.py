@@ -270,6 +270,13 @@ class CommitService:
             repo_row = self.ctx.repo_row(s, repo)
             return self.ctx.commit_info(s, self.resolve_row(s, repo_row, ref, ancestry), repo)
 
+    def inspect_id(self, commit_id: str) -> CommitInfo:
+        with self.ctx.db.read() as s:
+            row = s.get(CommitRow, commit_id)
+            if row is None:
+                raise CommitNotFound(f"commit {commit_id} not found")
+            return self.ctx.commit_info(s, row)
+
     def inspect_set(self, global_id: str) -> list[CommitInfo]:
         """Every commit that shares a global id (the commit set)."""
         with self.ctx.db.read() as s:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -15,7 +18,19 @@ from tusk.storage.objects import ObjectStore
 from tusk.versioning.records import CommitInfo
 from tusk.versioning.trees import TreeStore
 
-__all__ = ["Context", "now"]
+__all__ = ["Context", "acting_as", "now"]
+
+_ACTING: ContextVar[str | None] = ContextVar("tusk_acting_user", default=None)
+
+
+@contextmanager
+def acting_as(user: str) -> Iterator[None]:
+    """Record ``user`` as the actor of what runs inside (an API request's caller, a pipeline's creator)."""
+    token = _ACTING.set(user)
+    try:
+        yield
+    finally:
+        _ACTING.reset(token)
 
 
 def now() -> datetime:
@@ -28,7 +43,11 @@ class Context:
     objects: ObjectStore
     content: ContentStore
     trees: TreeStore
-    user: str
+    default_user: str  # who acts when no request or job says otherwise (TUSK_USER)
+
+    @property
+    def user(self) -> str:
+        return _ACTING.get() or self.default_user
 
     def repo_row(self, s: Session, name: str) -> RepoRow:
         row = s.scalar(select(RepoRow).where(RepoRow.name == name))

@@ -4,6 +4,7 @@ from tusk.storage.metadata._chunk_index import DbChunkIndex
 from tusk.storage.metadata._db import Database
 from tusk.storage.metadata.models import (
     AlgorithmVersionRow,
+    ApiTokenRow,
     Base,
     BranchMoveRow,
     BranchRow,
@@ -20,11 +21,13 @@ from tusk.storage.metadata.models import (
     PipelineRow,
     PipelineVersionRow,
     RepoRow,
+    RoleBindingRow,
     StagedOpRow,
 )
 
 __all__ = [
     "AlgorithmVersionRow",
+    "ApiTokenRow",
     "Base",
     "BranchMoveRow",
     "BranchRow",
@@ -43,5 +46,6 @@ __all__ = [
     "PipelineRow",
     "PipelineVersionRow",
     "RepoRow",
+    "RoleBindingRow",
     "StagedOpRow",
 ]

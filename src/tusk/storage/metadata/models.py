@@ -18,6 +18,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "AlgorithmVersionRow",
+    "ApiTokenRow",
     "Base",
     "BranchMoveRow",
     "BranchRow",
@@ -33,6 +34,7 @@ __all__ = [
     "PipelineRow",
     "PipelineVersionRow",
     "RepoRow",
+    "RoleBindingRow",
     "StagedOpRow",
 ]
 
@@ -178,6 +180,8 @@ class JobRow(Base):
     state: Mapped[str] = mapped_column(String(16))  # created | running | success | failure | killed | unrunnable
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     owner: Mapped[str | None] = mapped_column(String(255), nullable=True)  # host:pid running it
+    # the owner renews this while it runs the job; past it, another scheduler may take the job over
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     datums_total: Mapped[int] = mapped_column(Integer, default=0)
     datums_processed: Mapped[int] = mapped_column(Integer, default=0)
     datums_skipped: Mapped[int] = mapped_column(Integer, default=0)
@@ -267,4 +271,29 @@ class AlgorithmVersionRow(Base):
     commit_id: Mapped[str] = mapped_column(ForeignKey("commits.id", ondelete="RESTRICT"))
     spec: Mapped[str] = mapped_column(Text)  # canonical JSON of algorithm.yaml, model refs pinned to commits
     actor: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ApiTokenRow(Base):
+    """An API token: only a hash of its secret is kept; revoked or expired tokens stay for the record."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    user: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(String(255))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class RoleBindingRow(Base):
+    """A user's role on a repo (reader | writer | owner), or on the cluster (resource ``*``: admin)."""
+
+    __tablename__ = "role_bindings"
+    resource: Mapped[str] = mapped_column(String(128), primary_key=True)
+    user: Mapped[str] = mapped_column(String(255), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from tusk.api._deps import Caller, CallerDep
+from tusk.errors import InvalidArgument
+from tusk.serving.deployments import DeploymentInfo, DeploymentRevision
+from tusk.serving.spec import DeploymentSpec, parse_deployment_spec
+from tusk.versioning.refs import parse_file_ref
+
+router = APIRouter(prefix="/api/v1/deployments", tags=["deployments"])
+_ONE = "/{name}"
+
+
+class Weights(BaseModel):
+    weights: dict[str, float] = Field(min_length=1)
+
+
+class Revision(BaseModel):
+    revision: int | None = None
+
+
+def resource(name: str) -> str:
+    return f"deployment/{name}"
+
+
+def _spec(caller: Caller, doc: dict[str, Any]) -> DeploymentSpec:
+    """The spec, once the caller is seen to read every model repo it serves."""
+    spec = parse_deployment_spec(doc)
+    for p in [*spec.predictors, *([spec.shadow] if spec.shadow else [])]:
+        caller.require_repo(parse_file_ref(p.model).repo, "reader")
+    return spec
+
+
+@router.get("")
+def list_deployments(caller: CallerDep) -> list[DeploymentInfo]:
+    return [d for d in caller.ops.list_deployments() if caller.can(resource(d.name), "reader")]
+
+
+@router.post("", status_code=201)
+def create_deployment(doc: dict[str, Any], caller: CallerDep) -> DeploymentInfo:
+    """Create a deployment from a spec; every model ref must resolve. The caller owns it."""
+    info = caller.ops.create_deployment(_spec(caller, doc))
+    caller.own(resource(info.name))
+    return info
+
+
+@router.get(_ONE)
+def inspect_deployment(name: str, caller: CallerDep) -> DeploymentInfo:
+    caller.require(resource(name), "reader")
+    return caller.ops.inspect_deployment(name)
+
+
+@router.put(_ONE)
+def update_deployment(name: str, doc: dict[str, Any], caller: CallerDep) -> DeploymentInfo:
+    caller.require(resource(name), "writer")
+    spec = _spec(caller, doc)
+    if spec.name != name:
+        raise InvalidArgument(f"the spec is for deployment {spec.name!r}, not {name!r}")
+    return caller.ops.update_deployment(spec)
+
+
+@router.delete(_ONE, status_code=204)
+def delete_deployment(name: str, caller: CallerDep) -> None:
+    caller.require(resource(name), "owner")
+    caller.ops.delete_deployment(name)
+
+
+@router.post(_ONE + "/rollout")
+def rollout(name: str, body: Weights, caller: CallerDep) -> DeploymentInfo:
+    """New traffic weights by predictor name; servers pick them up within a poll interval."""
+    caller.require(resource(name), "writer")
+    return caller.ops.rollout(name, body.weights)
+
+
+@router.post(_ONE + "/rollback")
+def rollback_deployment(name: str, body: Revision, caller: CallerDep) -> DeploymentInfo:
+    caller.require(resource(name), "writer")
+    return caller.ops.rollback_deployment(name, body.revision)
+
+
+@router.get(_ONE + "/history")
+def deployment_history(name: str, caller: CallerDep) -> list[DeploymentRevision]:
+    caller.require(resource(name), "reader")
+    return caller.ops.deployment_history(name)
