@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Settings"]
+__all__ = ["TOKEN_FILE", "Settings"]
 
 
 def _pipeline_path(env: Mapping[str, str]) -> str:
@@ -30,6 +30,16 @@ def _pipeline_path(env: Mapping[str, str]) -> str:
     venv_bin = str(Path(sys.executable).parent)
     parts = path.split(os.pathsep)
     return path if parts and parts[0] == venv_bin else os.pathsep.join([venv_bin, *parts])
+
+
+TOKEN_FILE = "token"  # written by `tusk auth login`, under TUSK_HOME, readable by its user only
+
+
+def _stored_token(home: Path) -> str | None:
+    try:
+        return (home / TOKEN_FILE).read_text().strip() or None
+    except OSError:
+        return None
 
 
 def _default_home(cwd: Path, env: Mapping[str, str]) -> Path:
@@ -70,7 +80,7 @@ class Settings:
             objects_url=objects_url,
             user=user,
             address=env.get("TUSK_ADDRESS") or None,
-            token=env.get("TUSK_TOKEN") or None,
+            token=env.get("TUSK_TOKEN") or _stored_token(home),
             s3_endpoint_url=env.get("TUSK_S3_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL") or None,
             runtime=env.get("TUSK_RUNTIME") or "auto",
             extra={k: v for k, v in env.items() if k in ("HOME", "LANG", "LC_ALL", "PYTHONPATH", "TMPDIR")}

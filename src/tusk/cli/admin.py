@@ -5,6 +5,7 @@ from pathlib import Path
 import typer
 
 from tusk.cli._state import emit, err, human_size, out, state
+from tusk.errors import InvalidArgument
 
 
 def fsck(fast: bool = typer.Option(False, "--fast", help="check chunks exist without hashing them")) -> None:
@@ -91,11 +92,25 @@ def server(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Op
            deployment: list[str] = typer.Option([], "--deployment", "-d", help="serve only these (repeatable)"),
            poll: float = typer.Option(1.0, "--poll", help="seconds between checks for branch moves and rollouts"),
            no_request_log: bool = typer.Option(False, "--no-request-log", help="do not commit request logs"),
-           log_level: str = typer.Option("info", "--log-level")) -> None:
-    """Serve the deployments (Open Inference Protocol V2, /invocations, /metrics, /v1/algo) until SIGTERM."""
+           log_level: str = typer.Option("info", "--log-level"),
+           auth: bool = typer.Option(None, "--auth/--no-auth",
+                                     help="require API tokens (default: off on loopback, on elsewhere)"),
+           scheduler: bool = typer.Option(True, "--scheduler/--no-scheduler",
+                                          help="run triggered jobs and cron ticks here")) -> None:
+    """Run the REST API (/api/v1, OpenAPI at /docs), the job scheduler and the deployments (OIP V2,
+    /invocations, /metrics, /v1/algo) until SIGTERM."""
     from tusk.serving.server import ServeOptions, serve
 
     settings = state.client.settings
+    if state.client.remote:
+        raise InvalidArgument(f"TUSK_ADDRESS={settings.address} is set: `tusk server` serves a store; unset it")
+    loopback = host in ("127.0.0.1", "localhost", "::1")
+    if auth is None:
+        auth = not loopback
+    if auth and not state.client.list_roles("*"):
+        raise InvalidArgument("auth is on but has no admin yet: run `tusk auth activate --admin NAME` first "
+                              "(or pass --no-auth to serve without tokens)")
     state.close()  # each worker opens its own services
     serve(settings, ServeOptions(host=host, port=port, workers=workers, deployments=tuple(deployment), poll=poll,
-                                 request_logging=not no_request_log, log_level=log_level))
+                                 request_logging=not no_request_log, log_level=log_level, auth=auth,
+                                 scheduler=scheduler))

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import typer
 
-from tusk.cli import admin, algo, branch, commit, datum, deploy, file, job, model, pipeline, repo
+from tusk.cli import admin, algo, auth, branch, commit, datum, deploy, file, job, model, pipeline, repo
 from tusk.cli._state import err, state
 from tusk.errors import TuskError
 
@@ -31,13 +31,14 @@ app.add_typer(datum.app, name="datum")
 app.add_typer(model.app, name="model")
 app.add_typer(deploy.app, name="deploy")
 app.add_typer(algo.app, name="algo")
+app.add_typer(auth.app, name="auth")
 app.command("fsck")(admin.fsck)
 app.command("demo")(admin.demo)
 app.command("logs")(admin.logs)
 app.command("lineage")(admin.lineage)
 app.command("server")(admin.server)
 
-NOUNS = {"repo", "file", "commit", "branch", "pipeline", "job", "datum", "model", "deploy", "algo"}
+NOUNS = {"repo", "file", "commit", "branch", "pipeline", "job", "datum", "model", "deploy", "algo", "auth"}
 VERBS = {"create", "list", "inspect", "delete", "put", "get", "glob", "diff", "copy", "start", "finish",
          "wait", "squash", "update", "stop", "rerun", "publish", "call", "rollout", "rollback", "history"}
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import secrets
 import socket
 import threading
 import time
@@ -36,7 +37,7 @@ from tusk.pipelines.spec import PfsInput
 from tusk.pipelines.worker import DatumOutcome, DatumWorker
 from tusk.storage.metadata import BranchRow, CommitRow, DatumCacheRow, DatumRunRow, JobRow, PipelineRow, RepoRow
 from tusk.versioning.commits import CommitService
-from tusk.versioning.context import Context, _aware, now
+from tusk.versioning.context import Context, _aware, acting_as, now
 from tusk.versioning.records import CommitInfo
 from tusk.versioning.staging import Op
 from tusk.versioning.trees import EMPTY_TREE, Entry, MutableTree
@@ -53,13 +54,15 @@ class JobNotFound(NotFound):
 
 
 def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid/nonce``: the nonce tells apart two schedulers in one process (tests, embedded servers)."""
+    return f"{socket.gethostname()}:{os.getpid()}/{secrets.token_hex(4)}"
 
 
 def _owner_alive(owner: str | None) -> bool:
     if not owner:
         return False
-    host, _, pid = owner.rpartition(":")
+    host, _, rest = owner.rpartition(":")
+    pid = rest.split("/", 1)[0]
     if host != socket.gethostname():
         return True  # cannot tell for another host: assume it is working
     try:
@@ -80,6 +83,8 @@ class JobService:
         self.worker = DatumWorker(ctx, runtime, scratch)
         self.lease_seconds = lease_seconds
         self.owner = _owner()
+        # set by a server with auth on: why the pipeline's creator may not run it now (None: they may)
+        self.authorize: Callable[[StoredPipeline], str | None] | None = None
 
     # -- triggering ----------------------------------------------------------
     def on_commit(self, commit: CommitInfo, moved: bool = False) -> list[str]:
@@ -153,7 +158,7 @@ class JobService:
             job_id = self._claim_next()
             if job_id is None:
                 break
-            with self._lease(job_id):
+            with self._lease(job_id), acting_as(self._creator(job_id)):
                 done.append(self._run(job_id, progress))
         return done
 
@@ -198,6 +203,12 @@ class JobService:
                     return job.id
         return None
 
+    def _creator(self, job_id: str) -> str:
+        with self.ctx.db.read() as s:
+            job = s.get(JobRow, job_id)
+            row = s.get(PipelineRow, job.pipeline_id) if job is not None else None
+            return row.created_by if row is not None else self.ctx.user
+
     @contextmanager
     def _lease(self, job_id: str) -> Iterator[None]:
         """Renew the job's lease while it runs here."""
@@ -239,6 +250,9 @@ class JobService:
             done_before = {r.datum_id: r for r in s.scalars(select(DatumRunRow).where(DatumRunRow.job_id == job_id))}
             global_id = job.global_id
         spec = p.spec
+        refused = self.authorize(p) if self.authorize is not None else None
+        if refused is not None:  # a pipeline runs with its creator's rights, as they are now
+            return self._finish(job_id, p, global_id, inputs, EMPTY_TREE, refused, 0, 0, 0)
         deadline = None if spec.job_timeout is None else time.monotonic() + spec.job_timeout
 
         def globber(leaf: PfsInput) -> tuple[str, list[Match]]:
