@@ -17,6 +17,7 @@ from tusk.versioning.records import _Record
 __all__ = ["TokenInfo", "TokenService"]
 
 _PREFIX = "tusk_"
+MAX_TTL = 10 * 365 * 86400.0
 
 
 def _hash(secret: str) -> str:
@@ -52,8 +53,8 @@ class TokenService:
         """A new token for ``user``: (its record, the token text, which is not kept)."""
         if not user or len(user) > 255 or any(c.isspace() for c in user):
             raise InvalidArgument(f"invalid user name {user!r}: 1-255 characters, no spaces")
-        if ttl_seconds is not None and ttl_seconds <= 0:
-            raise InvalidArgument("--ttl must be positive (seconds)")
+        if ttl_seconds is not None and not 0 < ttl_seconds <= MAX_TTL:
+            raise InvalidArgument(f"--ttl must be between 0 and {MAX_TTL:.0f} seconds (10 years)")
         token_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         row = ApiTokenRow(id=token_id, user=user, description=description[:255], secret_hash=_hash(secret),
                           created_by=self.ctx.user, created_at=now(),

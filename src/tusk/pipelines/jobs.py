@@ -186,9 +186,13 @@ class JobService:
 
     def _claim_next(self) -> str | None:
         """Claim one job with a compare-and-set on (state, owner, lease): of several schedulers sharing the
-        database, exactly one wins each job."""
+        database, exactly one wins each job, and a pipeline's next job waits for its previous one."""
         with self.ctx.db.write() as s:
+            busy: set[int] = set()  # a pipeline's jobs run one at a time, oldest first: each builds on the last
             for job in s.scalars(select(JobRow).where(JobRow.state.in_(_ACTIVE)).order_by(JobRow.created_at)):
+                if job.pipeline_id in busy:
+                    continue
+                busy.add(job.pipeline_id)
                 if not self._claimable(job):
                     continue
                 same_owner = JobRow.owner.is_(None) if job.owner is None else JobRow.owner == job.owner

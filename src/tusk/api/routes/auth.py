@@ -5,6 +5,7 @@ from pydantic import BaseModel, Field
 
 from tusk.api._deps import CallerDep
 from tusk.auth import ADMIN, RoleBinding, TokenInfo
+from tusk.auth.tokens import MAX_TTL
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
@@ -18,7 +19,7 @@ class WhoAmI(BaseModel):
 class TokenRequest(BaseModel):
     user: str | None = None  # default: the caller; another user's token needs cluster admin
     description: str = Field(default="", max_length=255)
-    ttl_seconds: float | None = Field(default=None, gt=0)
+    ttl_seconds: float | None = Field(default=None, gt=0, le=MAX_TTL)
 
 
 class NewToken(BaseModel):
