@@ -20,3 +20,27 @@ def test_every_error_is_in_the_documented_tree() -> None:
     for cls in classes:
         assert cls.__name__ in doc, f"{cls.__name__} missing from the tree in tusk/errors.py"
         assert cls.__name__ in errors.__all__
+
+
+def test_the_remote_client_overrides_every_public_client_method() -> None:
+    """A method the RemoteClient inherited would run against services it does not have."""
+    from tusk.sdk import Client
+    from tusk.sdk._remote import RemoteClient
+
+    public = {n for n in dir(Client) if not n.startswith("_")} - {"settings", "run_jobs", "job_progress"}
+    inherited = sorted(n for n in public if n not in vars(RemoteClient))
+    assert inherited == [], f"RemoteClient does not override: {inherited}"
+
+
+def test_client_is_remote_exactly_when_an_address_is_set(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from tusk.config import Settings
+    from tusk.sdk import Client
+    from tusk.sdk._remote import RemoteClient
+
+    remote = Client(settings=Settings.from_env(env={"TUSK_ADDRESS": "http://127.0.0.1:9", "TUSK_HOME": "/nonexistent"}))
+    assert isinstance(remote, RemoteClient) and remote.remote
+    remote.close()
+    with Client(home=Path(str(tmp_path))) as local:
+        assert not isinstance(local, RemoteClient) and not local.remote
