@@ -61,6 +61,7 @@ class Settings:
     token: str | None = None
     s3_endpoint_url: str | None = None
     runtime: str = "auto"  # pipeline runtime: auto (bwrap if available) | bwrap | local
+    dask_address: str | None = None  # a Dask scheduler (tcp://host:8786): datums run on its workers
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -83,6 +84,7 @@ class Settings:
             token=env.get("TUSK_TOKEN") or _stored_token(home),
             s3_endpoint_url=env.get("TUSK_S3_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL") or None,
             runtime=env.get("TUSK_RUNTIME") or "auto",
+            dask_address=env.get("TUSK_DASK_ADDRESS") or None,
             extra={k: v for k, v in env.items() if k in ("HOME", "LANG", "LC_ALL", "PYTHONPATH", "TMPDIR")}
             | {"PATH": _pipeline_path(env)},
         )

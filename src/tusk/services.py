@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from tusk.config import Settings
 from tusk.models.registry import ModelService
 from tusk.pipelines.cron import CronService
+from tusk.pipelines.executors import DaskExecutor
 from tusk.pipelines.jobs import JobService
 from tusk.pipelines.registry import PipelineService
 from tusk.pipelines.runtimes import ConfiguredRuntime
@@ -63,6 +64,8 @@ class Services:
         pipelines = PipelineService(ctx, repos)
         runtime = ConfiguredRuntime(settings.runtime, settings.extra)
         jobs = JobService(ctx, commits, pipelines, runtime, settings.home / "scratch")
+        if settings.dask_address:
+            jobs.executor = DaskExecutor(settings.dask_address, settings)
         branches = BranchService(ctx, commits)
         triggers = TriggerService(ctx, branches)
         models = ModelService(ctx, commits, branches)
@@ -91,5 +94,6 @@ class Services:
         return fsck(self.ctx, verify_chunks)
 
     def close(self) -> None:
+        self.jobs.executor.close()
         self.ctx.content.close()
         self.ctx.db.dispose()

@@ -52,35 +52,40 @@ def test_two_replicas_share_jobs_and_never_run_a_datum_twice(backend: Backend, t
         for url in urls:
             wait_for(lambda url=url: _healthy(url), timeout=120)
         c.create_repo("inbox")
-        c.create_pipeline({
-            "pipeline": {"name": "mark"},
-            "transform": {"cmd": ["sh", "-c", f'sleep 0.1; cp "$inbox" /pfs/out/; '
-                                              f'echo "$PACH_JOB_ID $PACH_DATUM_ID" >> {runs}']},
-            "input": {"pfs": {"repo": "inbox", "glob": "/*"}},
-            "parallelism_spec": {"constant": 2},
-        })
-        batches, per_batch = 8, 12
+        pipelines = ["mark-a", "mark-b", "mark-c", "mark-d"]  # independent: replicas can run them side by side
+        for name in pipelines:
+            c.create_pipeline({
+                "pipeline": {"name": name},
+                "transform": {"cmd": ["sh", "-c", f'sleep 0.05; cp "$inbox" /pfs/out/; '
+                                                  f'echo "$PACH_JOB_ID $PACH_DATUM_ID" >> {runs}']},
+                "input": {"pfs": {"repo": "inbox", "glob": "/*"}},
+                "parallelism_spec": {"constant": 2},
+            })
+        batches, per_batch = 6, 10
         for b in range(batches):
             with c.modify("inbox@master") as m:
                 for i in range(per_batch):
                     m.put_bytes(f"/b{b}-{i}.txt", f"{b}.{i}".encode())
 
         def settled() -> bool:
-            jobs = c.list_jobs("mark")
-            return len(jobs) == batches + 1 and all(j.state not in ("created", "running") for j in jobs)
+            jobs = c.list_jobs()
+            return len(jobs) == len(pipelines) * (batches + 1) and all(
+                j.state not in ("created", "running") for j in jobs)
 
         wait_for(settled, timeout=300)
-        jobs = c.list_jobs("mark")
+        jobs = c.list_jobs()
         assert {j.state for j in jobs} == {"success"}
         lines = runs.read_text().split("\n")[:-1]
         counts = Counter(lines)
         assert counts and max(counts.values()) == 1, counts.most_common(3)  # no (job, datum) ran twice
-        assert len(lines) == sum(j.datums_processed for j in jobs) == batches * per_batch  # each new file once
+        # each pipeline processed each new file once: its jobs ran in order, each on the last one's output
+        assert len(lines) == sum(j.datums_processed for j in jobs) == len(pipelines) * batches * per_batch
         with c.services.ctx.db.read() as s:
             owners = {o.rsplit("/", 1)[0] for o in s.scalars(select(JobRow.owner)) if o}
         assert len(owners) == 2, owners  # both replicas ran jobs
-        files = [f.path for f in c.walk_files("mark@master:/") if f.kind == "file"]
-        assert sorted(files) == sorted(f"/b{b}-{i}.txt" for b in range(batches) for i in range(per_batch))
+        for name in pipelines:
+            files = [f.path for f in c.walk_files(f"{name}@master:/") if f.kind == "file"]
+            assert sorted(files) == sorted(f"/b{b}-{i}.txt" for b in range(batches) for i in range(per_batch))
     finally:
         c.close()
         for proc, _log in replicas:

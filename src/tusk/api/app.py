@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import anyio
@@ -18,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tusk import __version__
 from tusk.api._deps import ApiState, Caller
@@ -34,6 +35,7 @@ from tusk.versioning.context import acting_as
 __all__ = ["OPEN_PATHS", "create_app"]
 
 log = logging.getLogger("tusk.api")
+access = logging.getLogger("tusk.access")  # one structured line per API request
 
 OPEN_PATHS = frozenset({"/api/v1/health", "/v2/health/live", "/v2/health/ready", "/metrics", "/openapi.json",
                         "/docs", "/redoc"})
@@ -75,8 +77,26 @@ class Identify:
         elif headers.get("x-tusk-user"):
             user = headers["x-tusk-user"][:255]
         scope["tusk_caller"] = Caller(user, self.state)
-        with acting_as(user):
-            await self.app(scope, receive, send)
+        if not scope["path"].startswith("/api/"):
+            with acting_as(user):
+                await self.app(scope, receive, send)
+            return
+        status = 500
+        started = time.perf_counter()
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            with acting_as(user):
+                await self.app(scope, receive, sending)
+        finally:
+            access.info("%s %s %d", scope["method"], scope["path"], status, extra={
+                "method": scope["method"], "path": scope["path"], "status": status, "user": user,
+                "ms": round((time.perf_counter() - started) * 1000, 1)})
 
 
 def creator_may_run(roles: RoleService, p: StoredPipeline) -> str | None:
@@ -117,14 +137,14 @@ def create_app(services: Services, *, auth: bool = False, serving: bool = True, 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with contextlib.AsyncExitStack() as stack:
+        async with contextlib.AsyncExitStack() as stack:  # exits in reverse: the services close last
+            if close_services:
+                stack.callback(services.close)
             if serving_app is not None:
                 await stack.enter_async_context(serving_app.router.lifespan_context(serving_app))
             if runner is not None:
                 runner.start()
                 stack.push_async_callback(anyio.to_thread.run_sync, lambda: runner.stop())
-            if close_services:
-                stack.callback(services.close)
             yield
 
     app = FastAPI(title="Tusk", version=__version__, lifespan=lifespan,

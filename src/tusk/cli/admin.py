@@ -93,6 +93,8 @@ def server(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Op
            poll: float = typer.Option(1.0, "--poll", help="seconds between checks for branch moves and rollouts"),
            no_request_log: bool = typer.Option(False, "--no-request-log", help="do not commit request logs"),
            log_level: str = typer.Option("info", "--log-level"),
+           log_format: str = typer.Option(None, "--log-format",
+                                          help="text or json (one object per line; default when not a terminal)"),
            auth: bool = typer.Option(None, "--auth/--no-auth",
                                      help="require API tokens (default: off on loopback, on elsewhere)"),
            scheduler: bool = typer.Option(True, "--scheduler/--no-scheduler",
@@ -110,7 +112,10 @@ def server(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Op
     if auth and not state.client.list_roles("*"):
         raise InvalidArgument("auth is on but has no admin yet: run `tusk auth activate --admin NAME` first "
                               "(or pass --no-auth to serve without tokens)")
+    if log_format not in (None, "text", "json"):
+        raise InvalidArgument(f"--log-format {log_format}: use text or json")
+    fmt = log_format or ("text" if err.is_terminal else "json")
     state.close()  # each worker opens its own services
     serve(settings, ServeOptions(host=host, port=port, workers=workers, deployments=tuple(deployment), poll=poll,
-                                 request_logging=not no_request_log, log_level=log_level, auth=auth,
-                                 scheduler=scheduler))
+                                 request_logging=not no_request_log, log_level=log_level, log_format=fmt,
+                                 auth=auth, scheduler=scheduler))

@@ -18,7 +18,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -30,6 +29,7 @@ from sqlalchemy.orm import Session
 from tusk.errors import Conflict, IntegrityError, NotFound, Timeout
 from tusk.ids import Digest, new_commit_id
 from tusk.pipelines.datums import Datum, Match, datum_hash, enumerate_datums
+from tusk.pipelines.executors import Executor, LocalExecutor
 from tusk.pipelines.records import DatumInfo, JobInfo
 from tusk.pipelines.registry import PipelineService, StoredPipeline
 from tusk.pipelines.runtimes import Runtime
@@ -81,6 +81,7 @@ class JobService:
         self.commits = commits
         self.pipelines = pipelines
         self.worker = DatumWorker(ctx, runtime, scratch)
+        self.executor: Executor = LocalExecutor(self.worker)  # or a DaskExecutor (Services.open, by settings)
         self.lease_seconds = lease_seconds
         self.owner = _owner()
         # set by a server with auth on: why the pipeline's creator may not run it now (None: they may)
@@ -126,8 +127,9 @@ class JobService:
             upstream = s.scalar(select(PipelineRow.id).where(PipelineRow.name == leaf.repo))
             if upstream is not None and s.scalar(
                 select(JobRow.id).where(JobRow.pipeline_id == upstream, JobRow.global_id == global_id,
-                                        JobRow.state.in_(_ACTIVE)).limit(1)) is not None:
-                return True
+                                        JobRow.state.in_(_ACTIVE), JobRow.output_commit_id.is_(None))
+                .limit(1)) is not None:
+                return True  # (a job whose output has landed is only announcing it: that is not pending)
         return False
 
     def _create_job(self, s: Session, p: StoredPipeline, global_id: str) -> JobRow:
@@ -300,21 +302,19 @@ class JobService:
         if progress:
             progress(p.name, counter["done"], len(datums))
 
-        def run_one(d: Datum) -> tuple[Datum, DatumOutcome]:
-            outcome = self.worker.run(job_id, d, spec, Path(p.version.code_dir), roots, deadline)
-            self._record(job_id, p, d, hashes[d.id], outcome)
-            return d, outcome
-
         failures: list[tuple[Datum, DatumOutcome]] = []
-        with ThreadPoolExecutor(max_workers=spec.parallelism_spec.constant, thread_name_prefix="tusk-datum") as pool:
-            for d, outcome in pool.map(run_one, todo):
-                counter["done"] += 1
-                if outcome.state == "success" and outcome.output_tree:
-                    outputs[d.id] = outcome.output_tree
-                elif outcome.state == "failed":
-                    failures.append((d, outcome))
-                if progress:
-                    progress(p.name, counter["done"], len(datums))
+        order = {d.id: i for i, d in enumerate(todo)}
+        code_dir = Path(p.version.code_dir)
+        for d, outcome in self.executor.run(job_id, spec, code_dir, roots, todo, deadline):
+            self._record(job_id, p, d, hashes[d.id], outcome)  # at once: a resumed job does not redo it
+            counter["done"] += 1
+            if outcome.state == "success" and outcome.output_tree:
+                outputs[d.id] = outcome.output_tree
+            elif outcome.state == "failed":
+                failures.append((d, outcome))
+            if progress:
+                progress(p.name, counter["done"], len(datums))
+        failures.sort(key=lambda f: order[f[0].id])
         processed = resumed + len(todo) - len(failures)
         error = None
         if failures:

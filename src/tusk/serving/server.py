@@ -37,6 +37,7 @@ class ServeOptions:
     request_logging: bool = True
     log_level: str = "info"
     graceful_seconds: float = 30.0
+    log_format: str = "text"  # text | json (structured: one object per line)
     auth: bool = False  # require API tokens (off by default on loopback, on by default elsewhere)
     scheduler: bool = True  # run triggered jobs and cron ticks in this server
 
@@ -60,8 +61,11 @@ def app_from_env() -> Starlette:
 def serve(settings: Settings, options: ServeOptions) -> None:
     import uvicorn
 
+    from tusk.logs import log_config
+
     common = {"host": options.host, "port": options.port, "log_level": options.log_level,
-              "timeout_graceful_shutdown": int(options.graceful_seconds), "access_log": False}
+              "timeout_graceful_shutdown": int(options.graceful_seconds), "access_log": False,
+              "log_config": log_config(options.log_format, options.log_level)}
     if options.workers <= 1:
         uvicorn.run(_app(settings, options), **common)  # type: ignore[arg-type]
         return

@@ -1,0 +1,111 @@
+"""Datums on a real multi-process Dask cluster, against PostgreSQL and a loopback S3 server, with a worker
+killed part way: the job finishes, and every datum is in the output exactly once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.conftest import Backend
+from tests.serving_helpers import wait_for
+from tusk.config import Settings
+from tusk.pipelines.records import JobInfo
+from tusk.sdk import Client
+from tusk.storage.metadata import DatumRunRow
+
+N = 1000
+
+
+def test_a_thousand_datums_survive_a_killed_dask_worker(backend: Backend, tmp_path: Path) -> None:
+    if backend.name != "postgres-s3":
+        pytest.skip("cluster workers share a database and an object store")
+    from distributed import Client as DaskClient
+    from distributed import LocalCluster
+
+    runs = tmp_path / "runs.log"
+    with LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster, DaskClient(cluster) as dask:
+        env = backend.env | {"TUSK_DASK_ADDRESS": cluster.scheduler_address, "TUSK_RUNTIME": "local",
+                             "PATH": os.environ["PATH"]}
+        c = Client(settings=Settings.from_env(env=env), run_jobs=False)
+        try:
+            c.create_repo("numbers")
+            with c.modify("numbers@master") as m:
+                for i in range(N):
+                    m.put_bytes(f"/n{i:04d}", str(i).encode())
+            c.create_pipeline({
+                "pipeline": {"name": "square"},
+                "transform": {"cmd": ["sh", "-c",
+                                      f'f=$(basename "$numbers"); echo "start $f $PPID" >> {runs}; sleep 0.1; '
+                                      'n=$(cat "$numbers"); echo $((n * n)) > "/pfs/out/$f"; '
+                                      f'echo "end $f $PPID" >> {runs}']},
+                "input": {"pfs": {"repo": "numbers", "glob": "/*"}},
+            })
+            (job_id,) = [j.id for j in c.list_jobs("square")]
+            result: list[JobInfo] = []
+            runner = threading.Thread(target=lambda: result.extend(c.run_pending_jobs()))
+            runner.start()
+
+            def recorded() -> int:
+                with c.services.ctx.db.read() as s:
+                    return int(s.scalar(select(func.count()).select_from(DatumRunRow)
+                                        .where(DatumRunRow.job_id == job_id)) or 0)
+
+            wait_for(lambda: recorded() >= N // 3, timeout=300)
+            workers = {str(pid) for pid in dask.run(os.getpid).values()}
+
+            def running_datum() -> str | None:
+                """A worker that is inside a datum's code right now (started, not ended)."""
+                started: dict[str, str] = {}
+                for line in runs.read_text().splitlines():
+                    what, name, pid = line.split()
+                    if what == "start":
+                        started[name] = pid
+                    else:
+                        started.pop(name, None)
+                return next((pid for pid in started.values() if pid in workers), None)
+
+            deadline = time.monotonic() + 60
+            while (victim_pid := running_datum()) is None:
+                assert time.monotonic() < deadline, "no datum was seen running"
+                time.sleep(0.005)
+            victim = int(victim_pid)
+            os.kill(victim, signal.SIGKILL)
+            runner.join(timeout=600)
+            assert not runner.is_alive()
+        finally:
+            c.close()
+
+    (job,) = result
+    assert job.state == "success", job.reason
+    assert (job.datums_total, job.datums_processed, job.datums_failed) == (N, N, 0)
+    c = Client(settings=Settings.from_env(env=backend.env))
+    try:
+        files = {f.path: c.get_file(f"square@master:{f.path}") for f in c.walk_files("square@master:/")}
+        with c.services.ctx.db.read() as s:
+            rows = s.scalars(select(DatumRunRow.state).where(DatumRunRow.job_id == job_id)).all()
+    finally:
+        c.close()
+    assert sorted(files) == [f"/n{i:04d}" for i in range(N)]  # every datum exactly once in the output
+    assert all(files[f"/n{i:04d}"] == f"{i * i}\n".encode() for i in range(N))
+    assert len(rows) == N and set(rows) == {"success"}
+    ends: dict[str, set[str]] = defaultdict(set)
+    starts: dict[str, set[str]] = defaultdict(set)
+    for line in runs.read_text().splitlines():
+        what, name, pid = line.split()
+        (ends if what == "end" else starts)[name].add(pid)
+    by_victim = {n for n, p in starts.items() if str(victim) in p}
+    assert by_victim, "the killed worker had run datums before it was killed"
+    # the datum it was running when killed (its outcome never reported) ran again, to the end, elsewhere;
+    # the killed worker's orphaned child may have finished too, but only one outcome was recorded
+    rerun = {n for n in by_victim if starts[n] - {str(victim)}}
+    assert rerun, "no datum of the killed worker was run again by another"
+    assert all(ends[n] - {str(victim)} for n in rerun)
