@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.serving_helpers import wait_for
+from tests.serving_helpers import python_model, wait_for
 from tusk.api import create_app
 from tusk.api.app import OPEN_PATHS, route_table
 from tusk.config import Settings
@@ -184,3 +184,67 @@ def test_a_pipeline_runs_with_the_rights_of_its_creator(cluster: Cluster, tmp_pa
     (job, *_) = cluster.root.list_jobs("upper")
     assert job.state == "failure" and "creator wally, who is not a reader of data" in (job.reason or "")
     assert cluster.root.get_file("upper@master:/u") == b"ALPHA"  # the branch keeps the last good output
+
+
+_DOUBLER = """
+class Model:
+    def predict(self, rows):
+        return [2 * float(r[0]) for r in rows]
+"""
+
+
+def test_deployments_and_inference_check_roles(cluster: Cluster) -> None:
+    python_model(cluster.root, "doubler", _DOUBLER)
+    cluster.root.create_deployment({"name": "d", "predictors": [{"name": "main", "model": "doubler@master"}]})
+    infer = {"inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP64", "data": [2.0]}]}
+    with cluster.http("root") as root_http:  # the server picks the deployment up within a poll
+        wait_for(lambda: root_http.get("/v2/models/d/ready").status_code == 200, timeout=60)
+    with cluster.http("rita") as rita_http:
+        r = rita_http.post("/v2/models/d/infer", json=infer)
+        assert r.status_code == 403 and "not a reader of deployment/d" in r.json()["error"]
+        assert rita_http.get("/v2/models/d").status_code == 403
+        cluster.root.set_role("deployment/d", "rita", "reader")
+        r = rita_http.post("/v2/models/d/infer", json=infer)
+        assert r.status_code == 200 and r.json()["outputs"][0]["data"] == [4.0]
+    with cluster.client("rita") as rita:
+        assert [d.name for d in rita.list_deployments()] == ["d"]
+        with pytest.raises(PermissionDenied):
+            rita.rollout("d", {"main": 100})
+        with pytest.raises(PermissionDenied):
+            rita.delete_deployment("d")
+        with pytest.raises(RepoNotFound):  # she cannot read the model repo, so she cannot deploy it
+            rita.create_deployment({"name": "mine", "predictors": [{"name": "m", "model": "doubler@master"}]})
+    with cluster.client("mallory") as mallory:
+        assert mallory.list_deployments() == []
+        with pytest.raises(PermissionDenied):
+            mallory.inspect_deployment("d")
+        with pytest.raises(PermissionDenied):
+            mallory.deployment_history("d")
+
+
+def test_a_writer_is_refused_what_needs_an_owner(cluster: Cluster, tmp_path: Path) -> None:
+    with cluster.client("olga") as olga:  # olga (owner of data) makes a pipeline: she owns its output
+        olga.create_pipeline({"pipeline": {"name": "olgas"},
+                              "transform": {"cmd": ["cp", "-r", "/pfs/data", "/pfs/out"]},
+                              "input": {"pfs": {"repo": "data", "glob": "/"}}})
+    with cluster.client("wally") as wally:
+        wally.put_file("data@master:/w.txt", b"wally was here")  # a writer writes...
+        wally.create_branch("data@dev", head="master")
+        owner_only = {
+            "delete the repo": lambda: wally.delete_repo("data", force=True),
+            "grant a role": lambda: wally.set_role("data", "mallory", "reader"),
+            "delete another's pipeline": lambda: wally.delete_pipeline("olgas"),
+            "stop another's pipeline": lambda: wally.stop_pipeline("olgas"),
+            "rerun another's pipeline": lambda: wally.rerun_pipeline("olgas"),
+            "update another's pipeline": lambda: wally.update_pipeline(
+                {"pipeline": {"name": "olgas"}, "transform": {"cmd": ["true"]},
+                 "input": {"pfs": {"repo": "data", "glob": "/"}}}),
+            "write to another's output": lambda: wally.put_file("olgas@master:/x", b"x"),
+            "revoke another's token": lambda: wally.revoke_token(cluster.root.list_tokens("olga")[0].id),
+        }
+        for what, attempt in owner_only.items():
+            with pytest.raises((PermissionDenied, RepoNotFound)):
+                attempt()
+                pytest.fail(f"a writer could {what}")
+    assert cluster.root.inspect_pipeline("olgas").state == "running"
+    assert cluster.root.inspect_pipeline("olgas").version == 1

@@ -39,7 +39,7 @@ from tusk.services import Services
 from tusk.serving.algorithms import AlgoResponse, AlgorithmHandle, AlgorithmVersion
 from tusk.serving.deployments import DeploymentInfo, DeploymentRevision
 from tusk.serving.spec import DeploymentSpec, load_deployment_specs
-from tusk.transfer import BatchWriter, tar_directory, untar_directory
+from tusk.transfer import BatchWriter, Pipe, tar_directory, untar_directory
 from tusk.versioning.records import BranchInfo, CommitInfo, DiffEntry, FileInfo, FsckReport, RepoInfo
 from tusk.versioning.refs import FileRef, parse_file_ref, parse_ref
 from tusk.versioning.triggers import BranchTrigger
@@ -81,28 +81,12 @@ def _raise(response: httpx.Response) -> None:
     raise exc
 
 
-class _Reader(io.RawIOBase):
-    """A streamed response as a binary file."""
+class _Reader(Pipe):
+    """A streamed response as a binary file; closing it closes the response."""
 
     def __init__(self, response: httpx.Response) -> None:
-        super().__init__()
+        super().__init__(response.iter_bytes())
         self._response = response
-        self._chunks = response.iter_bytes()
-        self._buf = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        while not self._buf:
-            nxt = next(self._chunks, None)
-            if nxt is None:
-                return 0
-            self._buf = nxt
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
 
     def close(self) -> None:
         self._response.close()

@@ -83,6 +83,14 @@ def _error(exc: BaseException) -> Response:
     return _json(body, status)
 
 
+def _authorize(request: Request, resource: str) -> None:
+    """With auth on (the API server puts the caller in the scope), the caller must be a reader of the
+    deployment or algorithm; serving alone (no caller) is open, as before."""
+    caller = request.scope.get("tusk_caller")
+    if caller is not None:
+        caller.require(resource, "reader")
+
+
 async def _body(request: Request) -> Any:
     raw = await request.body()
     try:
@@ -118,6 +126,7 @@ class Handlers:
 
     async def model_metadata(self, request: Request) -> Response:
         try:
+            _authorize(request, f"deployment/{request.path_params['model']}")
             dep = self.state.get(request.path_params["model"])
             version = request.path_params.get("version")
             predictors = [dep.by_version(version)] if version else list(dep.predictors.values())
@@ -127,6 +136,7 @@ class Handlers:
 
     async def model_ready(self, request: Request) -> Response:
         try:
+            _authorize(request, f"deployment/{request.path_params['model']}")
             dep = self.state.get(request.path_params["model"])
             version = request.path_params.get("version")
             ok = dep.by_version(version).served is not None if version else dep.ready
@@ -152,6 +162,7 @@ class Handlers:
         dep: LiveDeployment | None = None
         predictor: Predictor | None = None
         try:
+            _authorize(request, f"deployment/{request.path_params['model']}")
             dep = self.state.get(request.path_params["model"])
             body = await _body(request)
             if not isinstance(body, dict):
@@ -189,6 +200,7 @@ class Handlers:
         predictor: Predictor | None = None
         try:
             dep = self._invocation_target(request)
+            _authorize(request, f"deployment/{dep.spec.name}")
             rows = await _invocation_rows(request)
             predictor, set_cookie = self._route(dep, request, None)
             want = ("predict",)
@@ -304,6 +316,7 @@ class Handlers:
         ref = f"{p['owner']}/{p['name']}" + (f"/{p['version']}" if p.get("version") else "")
         outcome = "ok"
         try:
+            _authorize(request, f"algorithm/{p['owner']}/{p['name']}")
             data: Any = await request.body()
             ctype = request.headers.get("content-type", "application/json").split(";")[0].strip()
             if ctype == "application/json":
