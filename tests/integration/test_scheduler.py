@@ -98,3 +98,87 @@ def test_two_replicas_share_jobs_and_never_run_a_datum_twice(backend: Backend, t
         for i, (proc, _) in enumerate(replicas):  # graceful: uvicorn re-raises the SIGTERM once it has shut down
             log_text = (tmp_path / f"replica{i}.log").read_text()
             assert proc.returncode in (0, -signal.SIGTERM) and "Application shutdown complete" in log_text, log_text
+
+
+def _server(env: dict[str, str], tmp_path: Path, name: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - the process holds it; closed on exit
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "tusk"), "server", "--port", str(port), "--poll",
+                             "0.2", "--no-auth"], env=env | {"TUSK_HOME": str(tmp_path / name)}, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _healthy(url), timeout=120)
+    return proc, url
+
+
+def test_a_killed_server_s_job_is_resumed_by_the_next_one(backend: Backend, tmp_path: Path) -> None:
+    if backend.name != "postgres-s3":
+        pytest.skip("one store on both backends behaves alike; this runs on the multi-node one")
+    runs = tmp_path / "runs.log"
+    env = backend.subprocess_env() | {"TUSK_RUNTIME": "local"}
+    c = backend.client()
+    c.run_jobs = False
+    first, _ = _server(env, tmp_path, "first")
+    second = None
+    try:
+        c.create_repo("inbox")
+        with c.modify("inbox@master") as m:
+            for i in range(30):
+                m.put_bytes(f"/f{i:02d}", str(i).encode())
+        c.create_pipeline({"pipeline": {"name": "slow"},
+                           "transform": {"cmd": ["sh", "-c", f'echo "$(basename $inbox)" >> {runs}; sleep 0.2; '
+                                                             'cp "$inbox" /pfs/out/']},
+                           "input": {"pfs": {"repo": "inbox", "glob": "/*"}}})
+        (job_id,) = [j.id for j in c.list_jobs("slow")]
+        wait_for(lambda: len(c.list_datums(job_id)) >= 10, timeout=120)
+        os.killpg(first.pid, signal.SIGKILL)  # no graceful anything: the job is left "running"
+        first.wait(timeout=30)
+        done_before = {d.id for d in c.list_datums(job_id)}
+        assert c.inspect_job(job_id).state == "running"
+        second, _ = _server(env, tmp_path, "second")
+        wait_for(lambda: c.inspect_job(job_id).state not in ("created", "running"), timeout=180)
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=60)
+    job = c.inspect_job(job_id)
+    datums = {d.id: d for d in c.list_datums(job_id)}
+    files = sorted(f.path for f in c.walk_files("slow@master:/"))
+    c.close()
+    assert job.state == "success" and job.datums_processed == 30
+    assert files == [f"/f{i:02d}" for i in range(30)]
+    assert done_before <= set(datums) and len(datums) == 30
+    # what the first server finished was not run again: at most the datums in flight at the kill ran twice
+    counts = Counter(runs.read_text().split())
+    assert sum(counts.values()) - 30 <= 2, counts.most_common(4)
+
+
+def test_a_job_held_on_another_host_is_taken_over_only_once_its_lease_expires(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from tusk.config import Settings
+    from tusk.sdk import Client
+
+    with Client(settings=Settings.for_home(tmp_path / "home", TUSK_RUNTIME="local"), run_jobs=False) as c:
+        c.create_repo("r")
+        c.put_file("r@master:/a", b"a")
+        c.create_pipeline({"pipeline": {"name": "p"}, "transform": {"cmd": ["cp", "-r", "/pfs/r", "/pfs/out"]},
+                           "input": {"pfs": {"repo": "r", "glob": "/"}}})
+        (job_id,) = [j.id for j in c.list_jobs("p")]
+
+        def hold(seconds: float) -> None:
+            with c.services.ctx.db.write() as s:
+                s.execute(update(JobRow).where(JobRow.id == job_id).values(
+                    state="running", owner="another-host:4242/cafe",
+                    lease_expires_at=datetime.now(UTC) + timedelta(seconds=seconds)))
+
+        hold(60)
+        assert c.run_pending_jobs() == []  # a live lease elsewhere: not ours to run
+        assert c.inspect_job(job_id).state == "running"
+        hold(-1)
+        (done,) = c.run_pending_jobs()  # the lease lapsed: its runner is gone or cut off
+        assert done.id == job_id and done.state == "success"
+        assert c.get_file("p@master:/r/a") == b"a"
