@@ -170,8 +170,8 @@ class BatchWriter:
                 spool.close()
 
 
-def read_batch(stream: IO[bytes]) -> Iterator[tuple[dict[str, Any], IO[bytes] | None]]:
-    """The server side: (op, data stream or None) in order; each data stream must be consumed before the next."""
+def read_batch(stream: IO[bytes]) -> Iterator[tuple[dict[str, Any], IO[bytes] | None, int]]:
+    """The server side: (op, data stream or None, its size) in order; consume each stream before the next."""
     try:
         with tarfile.open(fileobj=stream, mode="r|") as tar:
             members = iter(tar)
@@ -189,9 +189,9 @@ def read_batch(stream: IO[bytes]) -> Iterator[tuple[dict[str, Any], IO[bytes] | 
                     member = next(members, None)
                     if member is None or member.name != str(op.get("data")):
                         raise InvalidArgument(f"the batch has no data for {op['path']}")
-                    yield op, tar.extractfile(member)
+                    yield op, tar.extractfile(member), member.size
                 else:
-                    yield op, None
+                    yield op, None, 0
     except (tarfile.TarError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidArgument(f"the request body is not a valid file batch: {exc}") from None
 

@@ -151,8 +151,9 @@ def test_fsck_exit_code_on_corruption(tusk: Run, backend: Backend) -> None:
     tusk("put", "file", "r@master:/f", "-f", "-", stdin=b"payload" * 100)
     client = backend.store_client()
     try:
-        for key in list(client.services.ctx.objects.list("chunks/")):
-            client.services.ctx.objects.put(key, b"garbage")
+        objects = client.services.ctx.objects
+        for key in [*objects.list("chunks/"), *objects.list("packs/")]:  # wherever the bytes were stored
+            objects.put(key, b"garbage")
     finally:
         client.close()
     r = tusk("fsck")

@@ -206,7 +206,15 @@ class ContentStore:
         # a few slices per thread: enough parallel reads for a cold disk, little overhead for a warm one
         step = max(1, len(paths) // 4)
         slices = [paths[i : i + step] for i in range(0, len(paths), step)]
-        datas = [d for part in self._pool.map(_read_all, slices) for d in part]
+        return self.write_small([d for part in self._pool.map(_read_all, slices) for d in part], progress)
+
+    @property
+    def small_file_limit(self) -> int:
+        """Files up to this size are one chunk each and go into packs (``write_small``)."""
+        return int(self._cdc.min_size)
+
+    def write_small(self, datas: list[bytes], progress: Progress | None = None) -> list[FileNode]:
+        """Files no larger than ``small_file_limit``, appended to packs; ``seal()`` before a commit uses them."""
         digests = [Digest(blake3.blake3(d).hexdigest()) for d in datas]
         sizes = {d: len(data) for d, data in zip(digests, datas, strict=True)}
         unknown = [d for d in sizes if d not in self._located]

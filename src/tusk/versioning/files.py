@@ -79,6 +79,14 @@ class Modification:
             self._put(target, node, append=False)
         return len(targets)
 
+    def put_small(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Put small files (each at most ``content.small_file_limit``) into packs, sealed before this returns."""
+        content = self.files.ctx.content
+        nodes = content.write_small([data for _, data in items], self.progress)
+        content.seal()
+        for (path, _), node in zip(items, nodes, strict=True):
+            self._put(path, node, append=False)
+
     def _put(self, path: str, node: FileNode, append: bool) -> None:
         path = normalize_path(path)
         if path == "/":

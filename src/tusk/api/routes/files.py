@@ -16,6 +16,7 @@ from tusk.versioning.records import CommitInfo, DiffEntry, FileInfo
 
 router = APIRouter(prefix="/api/v1/repos/{repo}/commits/{ref}", tags=["files"])
 
+_SMALL_BATCH = 2048
 _OCTETS = {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
 
 
@@ -109,7 +110,17 @@ async def apply_batch(repo: str, ref: str, request: Request, caller: CallerDep,
 
     def work(body: IO[bytes]) -> Landed:
         mod = caller.ops.modify(f"{repo}@{ref}", description)
-        for op, data in read_batch(body):
+        small: list[tuple[str, bytes]] = []  # packed together, as a local `put file -r` would
+        limit = caller.ops.services.ctx.content.small_file_limit
+        for op, data, size in read_batch(body):
+            if op["op"] == "put" and data is not None and size <= limit:
+                small.append((op["path"], data.read()))
+                if len(small) >= _SMALL_BATCH:
+                    mod.put_small(small)
+                    small = []
+                continue
+            mod.put_small(small)
+            small = []
             if op["op"] == "delete":
                 mod.delete(op["path"])
             elif op["op"] == "copy":
@@ -118,7 +129,8 @@ async def apply_batch(repo: str, ref: str, request: Request, caller: CallerDep,
                 mod.copy(src, op["path"])
             else:
                 assert data is not None
-                mod.put_stream(op["path"], data, op["op"] == "append")  # type: ignore[arg-type]
+                mod.put_stream(op["path"], cast(BinaryIO, data), op["op"] == "append")
+        mod.put_small(small)
         landed = Landed(commit=mod.land(), files=len(mod.ops))
         finish_write(caller, wait)
         return landed
