@@ -32,7 +32,7 @@ def test_a_thousand_datums_survive_a_killed_dask_worker(backend: Backend, tmp_pa
 
     runs = tmp_path / "runs.log"
     with LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None,
-                      silence_logs=logging.ERROR) as cluster, DaskClient(cluster) as dask:
+                      silence_logs=logging.ERROR) as cluster, DaskClient(cluster, set_as_default=False) as dask:
         env = backend.env | {"TUSK_DASK_ADDRESS": cluster.scheduler_address, "TUSK_RUNTIME": "local",
                              "PATH": os.environ["PATH"]}
         c = Client(settings=Settings.from_env(env=env), run_jobs=False)

@@ -162,7 +162,7 @@ class DaskExecutor:
             futures.append(client.submit(run_datum, self.settings, job_id, d, spec, code, roots, remaining, key=key,
                                          pure=False))
         try:
-            for future in as_completed(futures):  # type: ignore[no-untyped-call]
+            for future in as_completed(futures, loop=client.loop):  # type: ignore[no-untyped-call]
                 d = by_key[future.key]
                 try:
                     outcome = future.result()
