@@ -182,3 +182,26 @@ def test_a_job_held_on_another_host_is_taken_over_only_once_its_lease_expires(tm
         (done,) = c.run_pending_jobs()  # the lease lapsed: its runner is gone or cut off
         assert done.id == job_id and done.state == "success"
         assert c.get_file("p@master:/r/a") == b"a"
+
+
+def test_one_scheduler_at_a_time_holds_the_cron_lease(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from tusk.config import Settings
+    from tusk.pipelines.scheduler import hold_lease
+    from tusk.services import Services
+    from tusk.storage.metadata import LeaseRow
+
+    services = Services.open(Settings.for_home(tmp_path / "home"))
+    try:
+        assert hold_lease(services, "cron", "a", 30)
+        assert not hold_lease(services, "cron", "b", 30)  # a holds it
+        assert hold_lease(services, "cron", "a", 30)  # a renews
+        with services.ctx.db.write() as s:
+            s.execute(update(LeaseRow).values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+        assert hold_lease(services, "cron", "b", 30)  # a stopped renewing: b takes over
+        assert not hold_lease(services, "cron", "a", 30)
+    finally:
+        services.close()

@@ -10,13 +10,46 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+
 from tusk.services import Services
+from tusk.storage.metadata import LeaseRow
+from tusk.versioning.context import _aware, now
 
 __all__ = ["Scheduler"]
 
 log = logging.getLogger("tusk.scheduler")
+
+
+CRON_LEASE_SECONDS = 15.0
+
+
+def hold_lease(services: Services, name: str, owner: str, seconds: float) -> bool:
+    """Take or renew the named lease for ``owner``; False while another owner holds it unexpired.
+
+    A compare-and-set on (owner, expires_at), or an insert that loses to a concurrent one: at most one
+    holder at a time, with no lock held between calls.
+    """
+    db = services.ctx.db
+    try:
+        with db.write() as s:
+            row = s.get(LeaseRow, name)
+            until = now() + timedelta(seconds=seconds)
+            if row is None:
+                s.add(LeaseRow(name=name, owner=owner, expires_at=until))
+                return True
+            if row.owner != owner and _aware(row.expires_at) > now():
+                return False
+            won = s.execute(update(LeaseRow).where(LeaseRow.name == name, LeaseRow.owner == row.owner,
+                                                   LeaseRow.expires_at == row.expires_at)
+                            .values(owner=owner, expires_at=until).execution_options(synchronize_session=False))
+            return bool(won.rowcount == 1)  # type: ignore[attr-defined]
+    except IntegrityError:  # another scheduler inserted it first
+        return False
 
 
 class Scheduler:
@@ -46,7 +79,8 @@ class Scheduler:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                if self.cron:
+                # one scheduler ticks crons at a time, or two replicas would commit the same tick twice
+                if self.cron and hold_lease(self.services, "cron", self.services.jobs.owner, CRON_LEASE_SECONDS):
                     self.services.cron.tick_due()
                 while not self._stop.is_set() and (done := self.services.jobs.run_pending(limit=1)):
                     self.jobs_run += len(done)

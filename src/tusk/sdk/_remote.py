@@ -274,7 +274,7 @@ class RemoteClient(Client):
 
     def inspect_commit(self, ref: str) -> CommitInfo:
         repo, name, anc = parse_ref(ref)
-        return self._get(CommitInfo, self._commit_url(repo, name + ("^" * anc if anc else "")))
+        return self._get(CommitInfo, self._commit_url(repo, f"{name}^{anc}" if anc else name))
 
     def inspect_commit_set(self, global_id: str) -> list[CommitInfo]:
         return self._get(list[CommitInfo], f"/api/v1/commitsets/{_q(global_id)}")

@@ -49,7 +49,9 @@ def create_token(body: TokenRequest, caller: CallerDep) -> NewToken:
 
 @router.get("/tokens")
 def list_tokens(caller: CallerDep, user: str | None = None) -> list[TokenInfo]:
-    """The caller's tokens (a cluster admin may list anyone's, or everyone's)."""
+    """The caller's tokens (a cluster admin may list anyone's, or everyone's without ``user``)."""
+    if user is None and not caller.admin:
+        user = caller.user
     if user != caller.user:
         caller.require_admin()
     return caller.state.tokens.list(user)

@@ -31,6 +31,7 @@ __all__ = [
     "DeploymentRevisionRow",
     "DeploymentRow",
     "JobRow",
+    "LeaseRow",
     "PipelineRow",
     "PipelineVersionRow",
     "RepoRow",
@@ -297,3 +298,12 @@ class RoleBindingRow(Base):
     role: Mapped[str] = mapped_column(String(16))
     created_by: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LeaseRow(Base):
+    """A named duty (``cron``) held by one scheduler until ``expires_at``; the holder renews it."""
+
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,4 +1,4 @@
-"""server mode: job leases for several schedulers; API tokens and role bindings for auth
+"""server mode: job leases and named leases for several schedulers; API tokens and role bindings for auth
 
 Revision ID: 0007
 Revises: 0006
@@ -15,6 +15,13 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table('jobs') as batch:
         batch.add_column(sa.Column('lease_expires_at', sa.DateTime(timezone=True), nullable=True))
+    op.create_table(
+        'leases',
+        sa.Column('name', sa.String(length=128), nullable=False),
+        sa.Column('owner', sa.String(length=255), nullable=False),
+        sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint('name'),
+    )
     op.create_table(
         'api_tokens',
         sa.Column('id', sa.String(length=16), nullable=False),
@@ -42,5 +49,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table('role_bindings')
     op.drop_table('api_tokens')
+    op.drop_table('leases')
     with op.batch_alter_table('jobs') as batch:
         batch.drop_column('lease_expires_at')
