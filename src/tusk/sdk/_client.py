@@ -89,7 +89,7 @@ class Client(AuthMethods):
 
     def __new__(cls, home: str | Path | None = None, settings: Settings | None = None, *args: object,
                 **kwargs: object) -> Client:
-        if cls is Client and _settings(home, settings).address:
+        if cls is Client and kwargs.get("services") is None and _settings(home, settings).address:
             from tusk.sdk._remote import RemoteClient
 
             remote: Client = object.__new__(RemoteClient)
