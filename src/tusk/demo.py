@@ -241,6 +241,8 @@ def run_demo(say: Say, data_dir: Path | None = None, home: Path | None = None, e
                if git else ""))
     story.step("8. Serve it: the production model over HTTP, hot swap by branch move, drift, request log")
     _serve(story, prepared, v1, v3)
+    story.step("9. A team server: the same store over the REST API, with tokens and roles")
+    _team(story)
 
     report = client.fsck()
     say(f"   fsck: {report.commits} commits, {report.chunks} chunks verified, "
@@ -324,6 +326,39 @@ def _serve(story: _Story, prepared: Path, v1: str, v3: str) -> None:
     models = sorted({story.version(p["commit"]) for commit in logged for p in commit.provenance})
     say(f"   census-requests: {rows} requests in {len(logged)} commit(s), provenance {', '.join(models)}: "
         "logged traffic is data with lineage")
+
+
+def _team(story: _Story) -> None:
+    """Server mode: auth activated, an analyst who may read predictions but not move production."""
+    from dataclasses import replace
+
+    from tusk.api import create_app
+    from tusk.errors import PermissionDenied
+    from tusk.serving.server import serve_in_thread
+
+    c, say = story.c, story.say
+    _, lead_token = c.activate_auth("ml-lead")
+    _, analyst_token = c.create_token("analyst", "read-only access for reports")
+    for repo in ("predict", "copy_models"):
+        c.set_role(repo, "analyst", "reader")
+    say("   tusk auth activate --admin ml-lead; a token for analyst, reader of predict and copy_models")
+    with serve_in_thread(create_app(c.services, auth=True, serving=False, scheduler=False)) as url:
+        def remote(token: str) -> Client:
+            return Client(settings=replace(c.settings, address=url, token=token))
+
+        with remote(analyst_token) as analyst, remote(lead_token) as lead:
+            repos = [r.name for r in analyst.list_repos()]
+            rows = len(analyst.get_file("predict@master:/batch-1.csv").splitlines()) - 1
+            say(f"   TUSK_ADDRESS={url}: analyst sees {', '.join(repos)}; reads {rows} predictions of batch-1")
+            try:
+                analyst.promote_model("copy_models@production^", "production")
+                say("   analyst promoted a model?!")
+            except PermissionDenied as exc:
+                say(f"   analyst tries tusk model promote: refused ({str(exc).split(';')[0]})")
+            move = lead.model_history("copy_models@production")[0]
+            who = lead.whoami()["user"]
+            say(f"   {who} (cluster admin) reads the production history over HTTP: last move {move.reason} to "
+                f"{story.version(move.to_commit or '')} by {move.actor}")
 
 
 def _agreement(client: Client) -> float:

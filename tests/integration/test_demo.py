@@ -70,6 +70,10 @@ def test_census_story_end_to_end(backend: Backend, tmp_path: Path) -> None:
         assert "ignored and reported: ['fnlwgt', 'vendor_score']" in text
         logged = client.list_commits("census-requests@master")
         assert logged and {p["repo"] for c in logged for p in c.provenance} == {"copy_models"}
+        # server mode: an analyst with a reader token reads, and is refused a promotion
+        assert "analyst sees copy_models, predict; reads 500 predictions of batch-1" in text
+        assert "analyst tries tusk model promote: refused (analyst is not a writer of copy_models" in text
+        assert "ml-lead (cluster admin) reads the production history over HTTP: last move promote to v3" in text
         # predictions carry the model commit behind them
         assert f",{v3}" in client.get_file("predict@master:/batch-1.csv").decode().splitlines()[1]
     finally:
