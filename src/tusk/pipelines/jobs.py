@@ -421,7 +421,10 @@ class JobService:
 
     def _finish(self, job_id: str, p: StoredPipeline, global_id: str, inputs: list[dict[str, str]], root: str,
                 error: str | None, processed: int, skipped: int, failed: int) -> JobInfo:
-        if self.inspect(job_id).state == "killed":  # stopped while running: land nothing, keep "killed"
+        with self.ctx.db.read() as s:
+            job = s.get(JobRow, job_id)
+            held = job is not None and job.state == "running" and job.owner == self.owner
+        if not held:  # stopped while running ("killed"), or another runner took it over: land nothing
             return self.inspect(job_id)
         ops = [Op("root", "/", Entry("", "dir", 0, Digest(root)))]
         provenance = [(i["repo"], i["branch"], i["commit"]) for i in inputs if i["commit"]]

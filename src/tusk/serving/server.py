@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sys
 import tempfile
 import threading
 import time
@@ -67,6 +69,9 @@ def serve(settings: Settings, options: ServeOptions) -> None:
               "timeout_graceful_shutdown": int(options.graceful_seconds), "access_log": False,
               "log_config": log_config(options.log_format, options.log_level)}
     if options.workers <= 1:
+        # uvicorn re-raises SIGTERM/SIGINT once it has shut down gracefully; with this handler in place the
+        # re-raised signal ends the process with status 0, as a clean stop should (and as --workers N does)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         uvicorn.run(_app(settings, options), **common)  # type: ignore[arg-type]
         return
     # Spawned workers rebuild Settings from the environment, and sum their metrics through a shared directory.
