@@ -65,7 +65,7 @@ class Services:
         runtime = ConfiguredRuntime(settings.runtime, settings.extra)
         jobs = JobService(ctx, commits, pipelines, runtime, settings.home / "scratch")
         if settings.dask_address:
-            jobs.executor = DaskExecutor(settings.dask_address, settings)
+            jobs.executor = DaskExecutor(settings)
         branches = BranchService(ctx, commits)
         triggers = TriggerService(ctx, branches)
         models = ModelService(ctx, commits, branches)

@@ -21,7 +21,7 @@ from typing import IO, Any, BinaryIO
 
 from tusk.errors import InvalidArgument, InvalidPath
 
-__all__ = ["BatchWriter", "Pipe", "read_batch", "tar_directory", "untar_directory"]
+__all__ = ["SKIPPED_DIRS", "SKIPPED_SUFFIXES", "BatchWriter", "Pipe", "read_batch", "tar_directory", "untar_directory"]
 
 OPS_MEMBER = "ops.json"
 _PIECE = 1 << 20
@@ -196,7 +196,9 @@ def read_batch(stream: IO[bytes]) -> Iterator[tuple[dict[str, Any], IO[bytes] | 
         raise InvalidArgument(f"the request body is not a valid file batch: {exc}") from None
 
 
-_SKIP_DIRS = {"__pycache__", "node_modules", ".venv", "venv", ".git", ".tusk"}
+# what a code directory leaves out, both when it is shipped and when its digest is taken (pipelines/code.py)
+SKIPPED_DIRS = frozenset({"__pycache__", "node_modules", ".venv", "venv", ".git", ".tusk"})
+SKIPPED_SUFFIXES = (".pyc", ".pyo")
 
 
 def tar_directory(directory: Path, limit: int = 64 << 20, skip_hidden: bool = True) -> Iterator[bytes]:
@@ -204,10 +206,10 @@ def tar_directory(directory: Path, limit: int = 64 << 20, skip_hidden: bool = Tr
     total = 0
     files: list[tuple[Path, str, int]] = []
     for root, dirs, names in os.walk(directory):
-        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not (skip_hidden and d.startswith(".")))
+        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS and not (skip_hidden and d.startswith(".")))
         for name in sorted(names):
             local = Path(root) / name
-            if local.is_file() and local.suffix not in (".pyc", ".pyo"):
+            if local.is_file() and local.suffix not in SKIPPED_SUFFIXES:
                 size = local.stat().st_size
                 total += size
                 if total > limit:

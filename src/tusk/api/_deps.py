@@ -46,10 +46,13 @@ class Caller:
 
     def require_repo(self, repo: str, role: str) -> None:
         """Like ``require``; a repo the caller may not read is reported as missing (its name leaks nothing)."""
-        if self.state.auth and not self.can(repo, "reader"):
+        if not self.state.auth:
+            return
+        level = self.state.roles.level(self.user, repo)
+        if level < LEVELS["reader"]:
             self.ops.inspect_repo(repo)  # a missing repo stays a 404
             raise RepoNotFound(f"repo {repo!r} not found, or {self.user} is not a reader of it")
-        self.require(repo, role)
+        self.state.roles.check(self.user, repo, role, level)
 
     def require_admin(self) -> None:
         self.require(ADMIN, "admin")

@@ -83,8 +83,9 @@ class RoleService:
         with self.ctx.db.read() as s:
             return s.scalar(select(RoleBindingRow.user).where(RoleBindingRow.resource == ADMIN).limit(1)) is not None
 
-    def check(self, user: str, resource: str, role: str) -> None:
-        if self.level(user, resource) < LEVELS[role]:
+    def check(self, user: str, resource: str, role: str, level: int | None = None) -> None:
+        """PermissionDenied unless ``user`` has ``role`` (``level``: the user's level, when already looked up)."""
+        if (self.level(user, resource) if level is None else level) < LEVELS[role]:
             what = "the cluster" if resource == ADMIN else resource
             raise PermissionDenied(f"{user} is not {'an' if role[0] in 'aeiou' else 'a'} {role} of {what}; "
                                    f"an owner can grant it with `tusk auth role set {resource} {user} {role}`")

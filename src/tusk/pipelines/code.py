@@ -14,9 +14,10 @@ from typing import Any
 
 import blake3
 
+from tusk.transfer import SKIPPED_DIRS, SKIPPED_SUFFIXES
+
 __all__ = ["describe_code"]
 
-_SKIP_DIRS = {"__pycache__", "node_modules", ".venv", "venv", ".git", ".tusk"}
 _MAX_FILES = 2000
 _MAX_BYTES = 64 << 20
 
@@ -50,10 +51,10 @@ def _code_digest(code_dir: Path) -> tuple[str | None, int, str | None]:
     files: list[Path] = []
     total = 0
     for root, dirs, names in os.walk(code_dir):
-        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS and not d.startswith("."))
         for name in sorted(names):
             path = Path(root) / name
-            if not path.is_file() or path.suffix in (".pyc", ".pyo"):
+            if not path.is_file() or path.suffix in SKIPPED_SUFFIXES:
                 continue
             files.append(path)
             total += path.stat().st_size

@@ -13,6 +13,7 @@ worker by Dask; its first, unfinished run left only unreferenced chunks.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import tempfile
@@ -92,8 +93,6 @@ def _code_dir(code: tuple[str, bytes] | None) -> Path:
     if not target.is_dir():
         _CODE_CACHE.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=_CODE_CACHE, prefix=".unpack-"))
-        import io
-
         untar_directory(io.BytesIO(blob), staging)
         try:
             staging.rename(target)
@@ -127,8 +126,9 @@ def _pack_code(code_dir: Path) -> tuple[str, bytes] | None:
 class DaskExecutor:
     """Datums as Dask tasks on the cluster at ``address`` (``tcp://host:8786``)."""
 
-    def __init__(self, address: str, settings: Settings) -> None:
-        self.address = address
+    def __init__(self, settings: Settings) -> None:
+        assert settings.dask_address, "a Dask executor needs TUSK_DASK_ADDRESS"
+        self.address = settings.dask_address
         self.settings = settings
         self._client: Any = None
         self._lock = threading.Lock()
@@ -152,7 +152,8 @@ class DaskExecutor:
         if not datums:
             return
         client = self.client
-        code = client.scatter(_pack_code(code_dir), hash=False) if code_dir.is_dir() else None
+        packed = _pack_code(code_dir)
+        code = client.scatter(packed, hash=False) if packed is not None else None
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         by_key: dict[str, Datum] = {}
         futures = []

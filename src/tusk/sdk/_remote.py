@@ -24,6 +24,7 @@ from pydantic import TypeAdapter
 import tusk.errors as errors
 from tusk.auth import RoleBinding, TokenInfo
 from tusk.config import Settings
+from tusk.documents import load_documents
 from tusk.errors import InvalidArgument, InvalidRef, StorageUnavailable, TuskError
 from tusk.models.loaders import LoadedModel
 from tusk.models.local import load_dir
@@ -32,7 +33,7 @@ from tusk.models.records import BranchMove, ModelInfo
 from tusk.pipelines.code import describe_code
 from tusk.pipelines.datums import Datum, DatumInput
 from tusk.pipelines.records import DatumInfo, JobInfo, PipelineInfo
-from tusk.pipelines.spec import PipelineSpec, load_spec
+from tusk.pipelines.spec import PipelineSpec, parse_spec
 from tusk.sdk._client import Client, FileWriter, Progress, Source, _ref, _writable
 from tusk.sdk._pipelines import CodeUpload, JobProgress, SpecSource
 from tusk.services import Services
@@ -40,6 +41,7 @@ from tusk.serving.algorithms import AlgoResponse, AlgorithmHandle, AlgorithmVers
 from tusk.serving.deployments import DeploymentInfo, DeploymentRevision
 from tusk.serving.spec import DeploymentSpec, load_deployment_specs
 from tusk.transfer import BatchWriter, Pipe, tar_directory, untar_directory
+from tusk.versioning.files import write_file_atomically
 from tusk.versioning.records import BranchInfo, CommitInfo, DiffEntry, FileInfo, FsckReport, RepoInfo
 from tusk.versioning.refs import FileRef, parse_file_ref, parse_ref
 from tusk.versioning.triggers import BranchTrigger
@@ -370,20 +372,8 @@ class RemoteClient(Client):
         total = 0
         for f in files:
             rel = f.path[len(fref.path):].lstrip("/") if root.kind == "dir" else ""
-            target = dest / rel if rel else dest
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tusk-partial")
-            try:
-                with open(tmp, "wb") as fh:
-                    for data in self.iter_file(f"{fref.repo}@{fref.ref_text}:{f.path}"):
-                        fh.write(data)
-                        total += len(data)
-                        if progress is not None:
-                            progress(len(data))
-                tmp.replace(target)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
+            total += write_file_atomically(dest / rel if rel else dest,
+                                           self.iter_file(f"{fref.repo}@{fref.ref_text}:{f.path}"), progress)
         return total
 
     def inspect_file(self, ref: str) -> FileInfo:
@@ -424,7 +414,9 @@ class RemoteClient(Client):
                                             params={"verify_chunks": str(verify_chunks).lower()}))
 
     # -- pipelines -----------------------------------------------------------------
-    def _pipeline_request(self, source: SpecSource, reprocess: bool = False) -> dict[str, Any]:
+    def _pipeline_request(self, source: SpecSource, reprocess: bool = False, with_code: bool = True
+                          ) -> dict[str, Any]:
+        """The specs as documents, and (``with_code``) the spec file's directory uploaded as their code."""
         if isinstance(source, PipelineSpec):
             docs, code_dir = [source.model_dump(mode="json", by_alias=False, exclude={"ignored"})], None
         elif isinstance(source, dict):
@@ -433,12 +425,11 @@ class RemoteClient(Client):
             path = Path(source)
             if not path.is_file():
                 raise InvalidArgument(f"no such spec file: {path}")
-            load_spec(path)  # errors name the file and field here, before anything is sent
-            from tusk.documents import load_documents
-
             docs, code_dir = load_documents(path, "pipeline spec"), path.resolve().parent
+            for doc in docs:  # errors name the file and field here, before anything is sent
+                parse_spec(doc, f" in {path}")
         request: dict[str, Any] = {"specs": docs, "reprocess": reprocess}
-        if code_dir is not None:
+        if code_dir is not None and with_code:
             uploaded = self._json("POST", "/api/v1/code", content=tar_directory(code_dir),
                                   headers={"Content-Type": "application/x-tar"})
             request["code"] = {"id": uploaded["id"], "info": describe_code(code_dir)}
@@ -508,8 +499,7 @@ class RemoteClient(Client):
         return self._get(DatumInfo, f"/api/v1/jobs/{_q(job_id)}/datums/{_q(datum_id)}")
 
     def dry_run_datums(self, source: SpecSource) -> list[Datum]:
-        request = self._pipeline_request(source)
-        request.pop("code", None)
+        request = self._pipeline_request(source, with_code=False)
         rows = self._json("POST", "/api/v1/pipelines/dry-run", json=request)
         return [Datum(tuple(DatumInput(**i) for i in row["inputs"])) for row in rows]
 

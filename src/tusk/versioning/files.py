@@ -6,7 +6,7 @@ import builtins
 import contextlib
 import io
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +23,7 @@ from tusk.versioning.refs import FileRef
 from tusk.versioning.staging import Op
 from tusk.versioning.trees import EMPTY_TREE, Entry, file_entry
 
-__all__ = ["FileService", "Modification"]
+__all__ = ["FileService", "Modification", "write_file_atomically"]
 
 Progress = Callable[[int], None]
 
@@ -38,6 +38,27 @@ def _scan(local: str, prefix: str) -> Iterator[tuple[str, str, int]]:
             yield from _scan(e.path, target)
         elif e.is_file(follow_symlinks=True):
             yield target, e.path, e.stat(follow_symlinks=True).st_size
+
+
+def write_file_atomically(target: Path, chunks: Iterable[bytes], progress: Progress | None = None) -> int:
+    """Write ``chunks`` to a temporary name beside ``target``, then rename: an interrupted or failed (corrupt)
+    download never leaves a truncated file in place. Returns the bytes written."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tusk-partial")
+    total = 0
+    try:
+        with open(tmp, "wb") as fh:
+            for data in chunks:
+                fh.write(data)
+                total += len(data)
+                if progress is not None:
+                    progress(len(data))
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return total
 
 
 def _info(path: str, e: Entry) -> FileInfo:
@@ -81,6 +102,8 @@ class Modification:
 
     def put_small(self, items: Sequence[tuple[str, bytes]]) -> None:
         """Put small files (each at most ``content.small_file_limit``) into packs, sealed before this returns."""
+        if not items:
+            return
         content = self.files.ctx.content
         nodes = content.write_small([data for _, data in items], self.progress)
         content.seal()
@@ -198,8 +221,7 @@ class FileService:
     def download(self, ref: FileRef, dest: Path, progress: Progress | None = None) -> int:
         """Write a file or a directory tree to ``dest``; return bytes written.
 
-        Each file is written to a temporary name and renamed, so an interrupted
-        or failed (corrupt) download never leaves a truncated file in place.
+        Each file is written to a temporary name and renamed (``write_file_atomically``).
         """
         tree = self._tree(ref)
         root = self.ctx.trees.lookup(tree, ref.path)
@@ -210,21 +232,8 @@ class FileService:
         for path, entry in items:
             assert entry.file is not None
             rel = path[len(ref.path):].lstrip("/") if root.kind == "dir" else ""
-            target = dest / rel if rel else dest
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tusk-partial")
-            try:
-                with open(tmp, "wb") as fh:
-                    for data in self.ctx.content.iter_bytes(entry.file, f"{ref.repo}@{ref.ref_text}:{path}"):
-                        fh.write(data)
-                        total += len(data)
-                        if progress is not None:
-                            progress(len(data))
-                os.replace(tmp, target)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-                raise
+            total += write_file_atomically(dest / rel if rel else dest, self.ctx.content.iter_bytes(
+                entry.file, f"{ref.repo}@{ref.ref_text}:{path}"), progress)
         return total
 
     def diff(self, new: FileRef, old: FileRef | None = None) -> builtins.list[DiffEntry]:
