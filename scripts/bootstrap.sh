@@ -20,6 +20,8 @@ if ! command -v "$PY" >/dev/null || ! "$PY" -c 'import sys, venv; assert sys.ver
 fi
 # bubblewrap sandboxes pipeline code (literal /pfs, read-only inputs, no network)
 if ! command -v bwrap >/dev/null; then apt_install bubblewrap; fi
+# setpriv drops to an unprivileged uid inside the sandbox when Tusk runs as root; prlimit sets its limits
+if ! command -v setpriv >/dev/null || ! command -v prlimit >/dev/null; then apt_install util-linux; fi
 
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv || { apt_install python3-venv; "$PY" -m venv .venv; }

@@ -62,7 +62,7 @@ class Services:
         commits = CommitService(ctx)
         repos = RepoService(ctx)
         pipelines = PipelineService(ctx, repos)
-        runtime = ConfiguredRuntime(settings.runtime, settings.extra)
+        runtime = ConfiguredRuntime(settings.runtime, settings.extra, settings.datum_limits)
         jobs = JobService(ctx, commits, pipelines, runtime, settings.home / "scratch")
         if settings.dask_address:
             jobs.executor = DaskExecutor(settings)
@@ -86,14 +86,16 @@ class Services:
             triggers=triggers,
             models=models,
             deployments=DeploymentService(ctx, models),
-            algorithms=AlgorithmService(ctx, commits, repos, files, models, settings.home / "scratch"),
+            algorithms=AlgorithmService(ctx, commits, repos, files, models, settings.home / "scratch",
+                                        dict(settings.extra), settings.datum_limits),
             runtime=runtime,
         )
 
-    def fsck(self, verify_chunks: bool = True) -> FsckReport:
-        return fsck(self.ctx, verify_chunks)
+    def fsck(self, verify_chunks: bool = True, repair: bool = False) -> FsckReport:
+        return fsck(self.ctx, verify_chunks, repair)
 
     def close(self) -> None:
+        self.algorithms.close()
         self.jobs.executor.close()
         self.ctx.content.close()
         self.ctx.db.dispose()

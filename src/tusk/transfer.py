@@ -9,9 +9,11 @@ pipeline's code, an algorithm, an exported model) is a plain tar of its files.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
+import stat
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
@@ -21,7 +23,8 @@ from typing import IO, Any, BinaryIO
 
 from tusk.errors import InvalidArgument, InvalidPath
 
-__all__ = ["SKIPPED_DIRS", "SKIPPED_SUFFIXES", "BatchWriter", "Pipe", "read_batch", "tar_directory", "untar_directory"]
+__all__ = ["SKIPPED_DIRS", "SKIPPED_SUFFIXES", "BatchWriter", "Pipe", "local_tree", "read_batch", "tar_directory",
+           "untar_directory"]
 
 OPS_MEMBER = "ops.json"
 _PIECE = 1 << 20
@@ -94,6 +97,49 @@ class _Chunked(io.RawIOBase):
         return len(data)
 
 
+def local_tree(source: Path, skipped: list[str]) -> Iterator[tuple[str, Path, int]]:
+    """(path relative to ``source``, local path, size) of every regular file below it, sorted, for ``put -r``.
+
+    Symlinks to files and directories are followed, as ``cp -rL`` would. What cannot be put is skipped and
+    named in ``skipped`` (the CLI prints each as a warning): a symlink back into a directory being walked (a
+    loop), a dangling or self-referential link, FIFOs, sockets, devices, unreadable directories. A FIFO is
+    never opened, so a put cannot hang on one.
+    """
+    top = os.stat(source)
+    yield from _walk_local(str(source), "", {(top.st_dev, top.st_ino)}, skipped)
+
+
+def _walk_local(local: str, prefix: str, ancestors: set[tuple[int, int]], skipped: list[str]
+                ) -> Iterator[tuple[str, Path, int]]:
+    try:
+        with os.scandir(local) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        skipped.append(f"{local}: cannot read this directory ({exc.strerror})")
+        return
+    for e in entries:
+        rel = f"{prefix}{e.name}"
+        try:
+            st = os.stat(e.path)  # follows links: what the entry is, in the end
+        except OSError as exc:
+            why = "a symlink loop" if exc.errno == errno.ELOOP else "a dangling symlink" \
+                if e.is_symlink() else exc.strerror
+            skipped.append(f"{e.path}: {why}")
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            key = (st.st_dev, st.st_ino)
+            if key in ancestors:
+                skipped.append(f"{e.path}: a symlink loop (it leads back to a directory being put)")
+                continue
+            yield from _walk_local(e.path, f"{rel}/", ancestors | {key}, skipped)
+        elif stat.S_ISREG(st.st_mode):
+            yield rel, Path(e.path), st.st_size
+        else:
+            kind = "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a socket" \
+                if stat.S_ISSOCK(st.st_mode) else "a device or special file"
+            skipped.append(f"{e.path}: {kind}, not a regular file")
+
+
 def _add_file(tar: tarfile.TarFile, name: str, source: IO[bytes], size: int) -> Iterator[None]:
     info = tarfile.TarInfo(name)
     info.size = size
@@ -107,6 +153,7 @@ class BatchWriter:
     """The client side of a batch: record changes, then stream them with ``chunks()``."""
 
     ops: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # what put_tree could not put (see local_tree)
     _sources: list[tuple[Path | None, BinaryIO | None, int]] = field(default_factory=list)
     _spooled: list[IO[bytes]] = field(default_factory=list)
 
@@ -132,13 +179,9 @@ class BatchWriter:
     def put_tree(self, path: str, source: Path) -> int:
         base = path.rstrip("/")
         count = 0
-        for root, dirs, names in os.walk(source, followlinks=True):
-            dirs.sort()
-            for name in sorted(names):
-                local = Path(root) / name
-                if local.is_file():
-                    self.put_file(f"{base}/{local.relative_to(source).as_posix()}", local)
-                    count += 1
+        for rel, local, _ in local_tree(source, self.skipped):
+            self.put_file(f"{base}/{rel}", local)
+            count += 1
         return count
 
     def delete(self, path: str) -> None:
@@ -170,6 +213,34 @@ class BatchWriter:
                 spool.close()
 
 
+class _Member(io.RawIOBase):
+    """A batch member's data: a body cut off inside it is the client's error (400), not the server's."""
+
+    def __init__(self, source: IO[bytes], path: str) -> None:
+        super().__init__()
+        self.source = source
+        self.path = path
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        try:
+            data = self.source.read(len(b))
+        except (tarfile.TarError, EOFError) as exc:
+            raise InvalidArgument(f"the file batch ends or breaks inside the data for {self.path}: {exc}; "
+                                  "send the whole batch again") from None
+        b[: len(data)] = data
+        return len(data)
+
+
+def _member_stream(tar: tarfile.TarFile, member: tarfile.TarInfo, path: str) -> IO[bytes]:
+    source = tar.extractfile(member)
+    if source is None:
+        raise InvalidArgument(f"the batch data for {path} is not a regular file member")
+    return io.BufferedReader(_Member(source, path), _PIECE)
+
+
 def read_batch(stream: IO[bytes]) -> Iterator[tuple[dict[str, Any], IO[bytes] | None, int]]:
     """The server side: (op, data stream or None, its size) in order; consume each stream before the next."""
     try:
@@ -189,7 +260,7 @@ def read_batch(stream: IO[bytes]) -> Iterator[tuple[dict[str, Any], IO[bytes] | 
                     member = next(members, None)
                     if member is None or member.name != str(op.get("data")):
                         raise InvalidArgument(f"the batch has no data for {op['path']}")
-                    yield op, tar.extractfile(member), member.size
+                    yield op, _member_stream(tar, member, op["path"]), member.size
                 else:
                     yield op, None, 0
     except (tarfile.TarError, json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -226,25 +297,61 @@ def tar_directory(directory: Path, limit: int = 64 << 20, skip_hidden: bool = Tr
 
 
 def untar_directory(stream: IO[bytes], dest: Path) -> int:
-    """Extract regular files only, refusing names that escape ``dest``; return the file count."""
+    """Extract regular files only, refusing names that escape ``dest``, links pointing out of it, and names
+    that clash (``x`` as a file and as a directory); return the file count. Every refusal names the member,
+    never a server path."""
     dest.mkdir(parents=True, exist_ok=True)
     count = 0
     try:
         with tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
-                rel = PurePosixPath(member.name)
-                if rel.is_absolute() or ".." in rel.parts:
-                    raise InvalidPath(f"{member.name!r} escapes the directory it is unpacked into")
-                if not member.isfile():
+                rel = _member_path(member)
+                if not member.isfile() or not rel.parts:
                     continue
-                target = dest.joinpath(*rel.parts)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                source = tar.extractfile(member)
-                assert source is not None
-                with open(target, "wb") as fh:
-                    while piece := source.read(_PIECE):
-                        fh.write(piece)
+                _write_member(tar, member, dest.joinpath(*rel.parts))
                 count += 1
     except tarfile.TarError as exc:
         raise InvalidArgument(f"not a valid tar stream: {exc}") from None
     return count
+
+
+def _member_path(member: tarfile.TarInfo) -> PurePosixPath:
+    rel = PurePosixPath(member.name)
+    if rel.is_absolute() or ".." in rel.parts or "\0" in member.name:
+        raise InvalidPath(f"{member.name!r} escapes the directory it is unpacked into")
+    # a symlink's target is relative to its directory, a hard link's to the top of the archive
+    where = rel.parent if member.issym() else PurePosixPath()
+    if (member.issym() or member.islnk()) and _escapes(where, PurePosixPath(member.linkname)):
+        raise InvalidPath(f"{member.name!r} links to {member.linkname!r}, out of the directory it is "
+                          "unpacked into")
+    return rel
+
+
+def _escapes(where: PurePosixPath, link: PurePosixPath) -> bool:
+    """Whether a link at ``where`` (relative to the top) pointing at ``link`` leaves the tree at any step.
+    Links are never extracted; one that points out is still refused, as a sign of a hostile archive."""
+    if link.is_absolute():
+        return True
+    depth = len(where.parts)
+    for part in link.parts:
+        depth += -1 if part == ".." else 0 if part == "." else 1
+        if depth < 0:
+            return True
+    return False
+
+
+def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> None:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source = tar.extractfile(member)
+        assert source is not None
+        with open(target, "wb") as fh:
+            while piece := source.read(_PIECE):
+                fh.write(piece)
+    except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
+        raise InvalidPath(f"{member.name!r} clashes with another member: one name is both a file and a "
+                          "directory") from exc
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        raise InvalidPath(f"{member.name[:80]!r}...: a name in it is too long") from exc

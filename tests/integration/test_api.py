@@ -98,3 +98,81 @@ def test_large_files_stream_through_the_server_both_ways(tmp_path: Path) -> None
             assert [(f.path, f.size_bytes) for f in c.walk_files("big@master:/tree")] == [
                 ("/tree/one.txt", 1), ("/tree/sub/two.txt", 2)]
     services.close()
+
+
+# -- malformed requests found by the security campaign: each a 400 naming what was wrong, never a 500 ----------
+def _tar(*members: tuple[str, str]) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, kind in members:
+            info = tarfile.TarInfo(name)
+            if kind.startswith("->"):
+                info.type, info.linkname = tarfile.SYMTYPE, kind[2:]
+                tar.addfile(info)
+            else:
+                info.size = len(kind)
+                tar.addfile(info, io.BytesIO(kind.encode()))
+    return buf.getvalue()
+
+
+def _client() -> object:
+    from starlette.testclient import TestClient
+
+    return TestClient(_app, raise_server_exceptions=False)
+
+
+@pytest.mark.parametrize("url", ["/api/v1/repos/x/commits?limit=151173202635084005376",
+                                 "/api/v1/models?limit=151173202635084005376",
+                                 "/api/v1/repos/x/commits?limit=-1"])
+def test_an_out_of_range_integer_is_a_400(url: str) -> None:
+    r = _client().get(url)  # type: ignore[attr-defined]
+    assert r.status_code == 400 and r.json()["error_type"] == "InvalidArgument" and "limit" in r.json()["error"]
+
+
+@pytest.mark.parametrize(("members", "message"), [
+    ((("x", "1"), ("x/y", "2")), "'x/y' clashes"),
+    ((("x/y", "1"), ("x", "2")), "'x' clashes"),
+    ((("/etc/cron.d/x", "1"),), "escapes the directory"),
+    ((("a/../../x", "1"),), "escapes the directory"),
+    ((("l", "->../../etc"), ("l/p", "1")), "links to '../../etc'"),
+    ((("l", "->/etc"),), "links to '/etc'"),
+    ((("n" * 300, "1"),), "too long"),
+])
+def test_a_clashing_or_escaping_code_upload_is_a_400(members: tuple[tuple[str, str], ...], message: str) -> None:
+    r = _client().post("/api/v1/code", content=_tar(*members),  # type: ignore[attr-defined]
+                       headers={"content-type": "application/x-tar"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error_type"] == "InvalidPath" and message in r.json()["error"]
+    assert str(_HOME) not in r.text  # no server path in the message
+
+
+def test_a_truncated_batch_is_a_400_and_lands_nothing() -> None:
+    from tusk.transfer import BatchWriter
+
+    batch = BatchWriter()
+    batch.put_bytes("/big", b"q" * 300_000)  # past the small-file limit: streamed, so cut off mid-read
+    batch.put_bytes("/small", b"s")
+    body = b"".join(batch.chunks())
+    t = _client()
+    before = t.get("/api/v1/repos/x/commits/master").json()["id"]  # type: ignore[attr-defined]
+    for cut in (len(body) // 2, 1536, 700, 100):  # inside the data, after a header, inside headers
+        r = t.post("/api/v1/repos/x/commits/master/batch", content=body[:cut],  # type: ignore[attr-defined]
+                   headers={"content-type": "application/x-tar"})
+        assert r.status_code == 400 and r.json()["error_type"] == "InvalidArgument", (cut, r.text)
+    assert t.get("/api/v1/repos/x/commits/master").json()["id"] == before  # type: ignore[attr-defined]
+
+
+def test_a_file_put_at_the_root_is_refused() -> None:
+    from tusk.transfer import BatchWriter
+
+    t = _client()
+    r = t.put("/api/v1/repos/x/commits/master/files/", content=b"x")  # type: ignore[attr-defined]
+    assert r.status_code == 400 and "not '/'" in r.json()["error"]
+    batch = BatchWriter()
+    batch.put_bytes("/", b"x")
+    r = t.post("/api/v1/repos/x/commits/master/batch", content=b"".join(batch.chunks()),  # type: ignore[attr-defined]
+               headers={"content-type": "application/x-tar"})
+    assert r.status_code == 400 and "not '/'" in r.json()["error"]

@@ -15,7 +15,7 @@ from tests.serving_helpers import python_model, wait_for
 from tusk.api import create_app
 from tusk.api.app import OPEN_PATHS, route_table
 from tusk.config import Settings
-from tusk.errors import PermissionDenied, RepoNotFound, Unauthenticated
+from tusk.errors import AlreadyExists, PermissionDenied, RepoNotFound, Unauthenticated
 from tusk.sdk import Client
 from tusk.services import Services
 from tusk.serving.server import serve_in_thread
@@ -248,3 +248,53 @@ def test_a_writer_is_refused_what_needs_an_owner(cluster: Cluster, tmp_path: Pat
                 pytest.fail(f"a writer could {what}")
     assert cluster.root.inspect_pipeline("olgas").state == "running"
     assert cluster.root.inspect_pipeline("olgas").version == 1
+
+
+def test_a_pipeline_never_takes_over_a_repo_its_creator_does_not_own(cluster: Cluster) -> None:
+    """A reader of data once got owner of it by naming it as a cron input's repo."""
+    before = cluster.root.list_roles("data")
+    tick = {"name": "tick", "spec": "@every 60s"}
+    with cluster.client("rita") as rita:
+        for spec, says in (
+            ({"pipeline": {"name": "ticker"}, "input": {"cron": tick | {"repo": "data"}}}, "repo 'data' already"),
+            ({"pipeline": {"name": "data"}, "input": {"cron": tick}}, "repo 'data' already"),
+            ({"pipeline": {"name": "data_tick"}, "input": {"pfs": {"repo": "data", "glob": "/"}}}, None),
+        ):
+            if says is None:  # rita's own pipeline: an update may not point its cron at data either
+                rita.create_pipeline(spec | {"transform": {"cmd": ["true"]}})
+                spec = spec | {"input": {"cron": tick | {"repo": "data"}}}
+                with pytest.raises(AlreadyExists, match="repo 'data' already exists"):
+                    rita.update_pipeline(spec | {"transform": {"cmd": ["true"]}})
+                continue
+            with pytest.raises(AlreadyExists, match=says):
+                rita.create_pipeline(spec | {"transform": {"cmd": ["true"]}})
+        with pytest.raises(PermissionDenied):
+            rita.put_file("data@master:/owned.txt", b"mine now")
+    assert cluster.root.list_roles("data") == before
+    assert "ticker" not in {r.name for r in cluster.root.list_repos()}
+    assert {p.name for p in cluster.root.list_pipelines()} == {"data_tick"}
+
+
+def test_grants_end_with_what_they_were_on(cluster: Cluster) -> None:
+    """A reader of a deleted repo could read a new repo of the same name, someone else's."""
+    spec = {"pipeline": {"name": "shared"}, "transform": {"cmd": ["true"]},
+            "input": {"pfs": {"repo": "data", "glob": "/"}}}
+    with cluster.client("olga") as olga:
+        olga.create_repo("old")
+        olga.set_role("old", "rita", "reader")
+        olga.delete_repo("old")
+        olga.create_pipeline(spec)  # a pipeline's output repo, and a deployment, likewise
+        olga.set_role("shared", "rita", "reader")
+        olga.delete_pipeline("shared")
+        olga.put_file("data@master:/model.py", b"")
+    with cluster.client("mallory") as mallory:
+        mallory.create_repo("old")
+        mallory.put_file("old@master:/secret", b"mallory's")
+        mallory.create_repo("shared")
+        mallory.put_file("shared@master:/secret", b"mallory's")
+    with cluster.client("rita") as rita:
+        for repo in ("old", "shared"):
+            with pytest.raises(RepoNotFound):
+                rita.get_file(f"{repo}@master:/secret")
+    assert {(b.resource, b.user) for b in cluster.root.list_roles()} >= {("old", "mallory"), ("shared", "mallory")}
+    assert not [b for b in cluster.root.list_roles() if b.user == "rita" and b.resource in ("old", "shared")]

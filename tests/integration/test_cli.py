@@ -107,6 +107,36 @@ def test_recursive_put_get_glob_copy_delete(tusk: Run, tmp_path: Path) -> None:
     assert paths == ["/train", "/train-copy"]
 
 
+def test_recursive_put_skips_loops_fifos_and_sockets_with_a_warning(tusk: Run, tmp_path: Path) -> None:
+    import os
+    import socket
+
+    src = tmp_path / "tree"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "ok.txt").write_text("ok")
+    (src / "sub" / "loop").symlink_to("..")  # back up to the tree itself: a walk that follows it never ends
+    (src / "self").symlink_to("self")  # a link to itself
+    (src / "dangling").symlink_to("nowhere")
+    (src / "linked.txt").symlink_to(src / "sub" / "ok.txt")  # a good link is followed
+    os.mkfifo(src / "pipe")  # opening it would block the put forever
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "s"))  # a short path: AF_UNIX names are limited to ~100 bytes
+    os.rename(tmp_path / "s", src / "sock")
+    try:
+        tusk("repo", "create", "t")
+        r = tusk("put", "file", "t@master:/", "-r", "-f", str(src))
+    finally:
+        sock.close()
+    assert r.code == 0, r.err
+    assert "Traceback" not in r.err
+    warned = {line.split("skipped ", 1)[1].split(":")[0] for line in r.err.splitlines() if "skipped" in line}
+    assert warned == {str(src / n) for n in ("sub/loop", "self", "dangling", "pipe", "sock")}, r.err
+    assert "symlink loop" in r.err and "FIFO" in r.err and "socket" in r.err and "dangling" in r.err
+    paths = [f["path"] for f in tusk("list", "file", "t@master:/", "--json").json()]  # type: ignore[union-attr, index]
+    assert paths == ["/linked.txt", "/sub"]
+    assert tusk("get", "file", "t@master:/sub/ok.txt").out == "ok"
+
+
 def test_commits_and_branches(tusk: Run) -> None:
     tusk("repo", "create", "r")
     commit_id = tusk("commit", "start", "r@master", "-m", "batch").out.strip()
@@ -133,6 +163,7 @@ def test_commits_and_branches(tusk: Run) -> None:
     (("put", "file", "r@master:/../../etc/passwd", "-f", "-"), 2, "'..' would escape the repo"),
     (("put", "file", "r@master:/a/b/c", "-f", "-"), 2, "/a/b is a file"),
     (("put", "file", "r@master:/a", "-f", "-"), 2, "a directory exists"),
+    (("put", "file", "r@master:/", "-f", "-"), 2, "a file needs a path inside the repo, not '/'"),
     (("repo", "create", "r"), 2, "already exists"),
     (("repo", "create", "bad name"), 2, "invalid repo name"),
 ])
@@ -160,3 +191,57 @@ def test_fsck_exit_code_on_corruption(tusk: Run, backend: Backend) -> None:
     assert r.code == 3 and "corrupt" in r.err
     r = tusk("get", "file", "r@master:/f")
     assert r.code == 3 and "r@master:/f" in r.err and r.out == ""
+
+
+def _corrupt(backend: Backend, prefix: str, truncate: bool = False) -> int:
+    """Flip a byte in (or cut short) every stored object under ``prefix``: on disk for the local store."""
+    from tusk.storage.objects import LocalObjectStore
+
+    client = backend.store_client()
+    try:
+        objects = client.services.ctx.objects
+        keys = list(objects.list(prefix))
+        for key in keys:
+            data = objects.get(key)
+            bad = data[:-1] if truncate else bytes([data[0] ^ 1]) + data[1:]
+            if isinstance(objects, LocalObjectStore):
+                (objects.root / key).write_bytes(bad)
+            else:
+                objects.put(key, bad)
+    finally:
+        client.close()
+    return len(keys)
+
+
+@pytest.mark.parametrize("kind", ["loose", "packed"])
+def test_a_corrupt_chunk_is_repaired_by_putting_the_same_bytes_again(tusk: Run, backend: Backend, tmp_path: Path,
+                                                                     kind: str) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    data = bytes(range(256)) * (12_000 if kind == "loose" else 1)  # 3 MB: loose chunks; 256 B: packed
+    (src / "f.bin").write_bytes(data)
+    tusk("repo", "create", "r")
+    assert tusk("put", "file", "r@master:/", "-r", "-f", str(src)).code == 0
+    assert _corrupt(backend, "chunks/" if kind == "loose" else "packs/") >= 1  # same size: only a hash sees it
+    r = tusk("get", "file", "r@master:/f.bin", "-o", str(tmp_path / "bad.bin"))
+    assert r.code == 3 and "corrupt" in r.err and "put the same file again" in r.err.lower()
+    assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
+    r = tusk("fsck", "--repair")  # no good copy anywhere: it names the file to put again
+    assert r.code == 3 and "/f.bin" in r.err and "put this file again" in r.err
+    assert tusk("put", "file", "r@master:/", "-r", "-f", str(src)).code == 0  # the same bytes: they dedup...
+    out = tmp_path / "back.bin"  # ...and repair
+    assert tusk("get", "file", "r@master:/f.bin", "-o", str(out)).code == 0 and out.read_bytes() == data
+    assert tusk("fsck").code == 0, tusk("fsck").err  # every commit's copy is whole again
+    assert tusk("fsck", "--fast").code == 0
+
+
+def test_fsck_fast_sees_a_truncated_chunk(tusk: Run, backend: Backend, tmp_path: Path) -> None:
+    (tmp_path / "f.bin").write_bytes(bytes(range(256)) * 12_000)
+    tusk("repo", "create", "r")
+    tusk("put", "file", "r@master:/f.bin", "-f", str(tmp_path / "f.bin"))
+    assert tusk("fsck", "--fast").code == 0
+    _corrupt(backend, "chunks/", truncate=True)
+    r = tusk("fsck", "--fast")
+    assert r.code == 3 and "wrong size" in r.err and "/f.bin" in r.err
+    tusk("put", "file", "r@master:/f.bin", "-f", str(tmp_path / "f.bin"))  # the size check on dedup rewrites it
+    assert tusk("fsck").code == 0

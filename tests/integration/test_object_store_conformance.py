@@ -104,3 +104,11 @@ def test_get_range(store: ObjectStore) -> None:
     assert store.get_range("packs/ab/p", 10, 0) == b""
     with pytest.raises(ObjectMissing):
         store.get_range("packs/ab/none", 0, 1)
+
+
+def test_size_without_reading(store: ObjectStore) -> None:
+    assert store.size("sized/missing") is None
+    store.put("sized/a", b"12345")
+    assert store.size("sized/a") == 5
+    store.put("sized/a", b"")
+    assert store.size("sized/a") == 0

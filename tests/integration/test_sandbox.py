@@ -64,8 +64,8 @@ def test_auto_prefers_bwrap(tmp_path: Path) -> None:
         assert c.services.runtime_note is None
 
 
-def test_programs_under_tmp_are_visible_read_only(tmp_path: Path) -> None:
-    """A venv or script under /tmp (where CI clones live) stays usable although the sandbox's /tmp is private."""
+def test_host_paths_named_in_cmd_are_not_bound(tmp_path: Path) -> None:
+    """A program named by its host path is not made visible (only the pipeline's code is); the error names it."""
     tool = tmp_path / "prefix" / "bin" / "shout"
     tool.parent.mkdir(parents=True)
     tool.write_text("#!/bin/sh\necho LOUD > /pfs/out/shout\n")
@@ -74,10 +74,12 @@ def test_programs_under_tmp_are_visible_read_only(tmp_path: Path) -> None:
         c.create_repo("in")
         c.put_file("in@master:/x", b"x")
         c.create_pipeline({"pipeline": {"name": "loud"}, "transform": {"cmd": [str(tool)]},
-                           "input": {"pfs": {"repo": "in", "glob": "/*"}}})
+                           "input": {"pfs": {"repo": "in", "glob": "/*"}}, "datum_tries": 1})
         job = c.list_jobs("loud")[0]
-        assert job.state == "success", c.list_datums(job.id)[0].log
-        assert c.get_file("loud@master:/shout") == b"LOUD\n"
+        assert job.state == "failure"
+        datum = c.list_datums(job.id)[0]
+        assert f"{tool} exited with code 127" in (datum.error or "")
+        assert "not found" in datum.log
 
 
 def _gather(tmp_path: Path, cmd: str) -> tuple[Client, str]:
@@ -113,3 +115,15 @@ def test_sandboxed_symlinks_outside_pfs_or_dangling_fail_the_datum(tmp_path: Pat
         info = c.inspect_job(job)
         assert info.state == "failure"
         assert message in (c.list_datums(job)[0].error or "")
+
+
+def test_a_server_with_auth_refuses_to_run_user_code_unsandboxed(tmp_path: Path) -> None:
+    from tusk.errors import InvalidArgument
+    from tusk.serving.server import ServeOptions, require_sandbox
+
+    local = Settings.for_home(tmp_path / "home", TUSK_RUNTIME="local")
+    with pytest.raises(InvalidArgument, match=r"without a sandbox .*--allow-unsandboxed"):
+        require_sandbox(local, ServeOptions(auth=True))
+    require_sandbox(local, ServeOptions(auth=True, allow_unsandboxed=True))  # an admin's explicit choice
+    require_sandbox(local, ServeOptions(auth=False))  # no other users: nothing to isolate them from
+    require_sandbox(Settings.for_home(tmp_path / "home", TUSK_RUNTIME="bwrap"), ServeOptions(auth=True))

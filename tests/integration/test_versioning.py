@@ -268,6 +268,26 @@ def test_fsck_clean_then_detects_corruption(client: Client, store: Client) -> No
     assert client.get_file("r@master:/a") == b"a" * 5000
 
 
+def test_fsck_repair_rewrites_a_bad_chunk_from_another_stored_copy(client: Client, store: Client,
+                                                                  tmp_path: Path) -> None:
+    data = b"same bytes, two copies " * 10
+    store.create_repo("r")
+    store.put_file("r@master:/loose.txt", data)  # a loose chunk
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "packed.txt").write_bytes(data)
+    store.put_file("r@master:/d", tmp_path / "d", recursive=True)  # the same bytes again, in a pack
+    objects = store.services.ctx.objects
+    key = chunk_key(store.services.files.lookup(__import__("tusk.versioning.refs", fromlist=["x"]).parse_file_ref(
+        "r@master:/loose.txt")).file.chunks[0].digest)  # type: ignore[union-attr]
+    objects.put(key, b"X" + data[1:])  # same size: only hashing sees it
+    report = client.fsck()
+    assert {p.path for p in report.problems} == {"/loose.txt"}  # the good packed copy does not hide it
+    report = client.fsck(repair=True)
+    assert report.ok and report.repaired and all(r.endswith(":/loose.txt") for r in report.repaired)
+    assert client.get_file("r@master:/loose.txt") == data and client.fsck().ok
+    assert not list(objects.list("suspect/"))  # the flag is cleared once the chunk is whole
+
+
 def test_commit_cost_is_proportional_to_change(client: Client, store: Client) -> None:
     client.create_repo("r")
     with client.modify("r@master") as m:

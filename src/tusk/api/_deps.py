@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
@@ -10,8 +10,16 @@ from fastapi import Depends, Query, Request
 from tusk.auth import ADMIN, LEVELS, RoleService, TokenService
 from tusk.errors import RepoNotFound
 from tusk.sdk import Client
+from tusk.versioning.records import CommitInfo
 
-__all__ = ["ApiState", "Caller", "CallerDep", "Wait", "finish_write"]
+__all__ = ["MAX_COUNT", "MAX_SQL_INT", "ApiState", "Caller", "CallerDep", "Limit", "Timeout", "Wait",
+           "finish_write"]
+
+# Bounds for every integer and duration a request carries: past them SQL drivers overflow (a 500), so the
+# API refuses them up front (a 400 naming the parameter).
+MAX_SQL_INT = 2**63 - 1
+MAX_COUNT = 2**31 - 1  # list limits, trigger commit counts, rollback steps, revisions
+MAX_WAIT = 7 * 24 * 3600.0
 
 
 @dataclass
@@ -45,14 +53,25 @@ class Caller:
             self.state.roles.check(self.user, resource, role)
 
     def require_repo(self, repo: str, role: str) -> None:
-        """Like ``require``; a repo the caller may not read is reported as missing (its name leaks nothing)."""
+        """Like ``require``; a repo the caller may not read is reported as missing, in the same words whether
+        it exists or not, so a 404 is no oracle for which names exist."""
         if not self.state.auth:
             return
         level = self.state.roles.level(self.user, repo)
         if level < LEVELS["reader"]:
-            self.ops.inspect_repo(repo)  # a missing repo stays a 404
             raise RepoNotFound(f"repo {repo!r} not found, or {self.user} is not a reader of it")
         self.state.roles.check(self.user, repo, role, level)
+
+    def readable(self, refs: list[dict[str, str]]) -> list[dict[str, str]]:
+        """The entries (provenance, job inputs, datum inputs) whose ``repo`` the caller may read: what a
+        readable record says about other repos is cut to what the caller could see anyway."""
+        if not self.state.auth:
+            return refs
+        return [r for r in refs if self.can(str(r.get("repo", "")), "reader")]
+
+    def commit(self, info: CommitInfo) -> CommitInfo:
+        """A commit as the caller may see it: provenance only from repos they read."""
+        return info if not self.state.auth else replace(info, provenance=self.readable(info.provenance))
 
     def require_admin(self) -> None:
         self.require(ADMIN, "admin")
@@ -71,9 +90,14 @@ def _caller(request: Request) -> Caller:
 
 CallerDep = Annotated[Caller, Depends(_caller)]
 Wait = Annotated[bool, Query(description="wait until the jobs this write triggers are done")]
+Limit = Annotated[int | None, Query(ge=0, le=MAX_COUNT, description="at most this many (0 or none: all)")]
+Timeout = Annotated[float | None, Query(ge=0, le=MAX_WAIT, description="seconds to wait at most (none: no limit)")]
 
 
 def finish_write(caller: Caller, wait: bool) -> None:
-    """With ``wait``: return once every triggered job is done, as an embedded client would."""
+    """With ``wait``: return once every job this request's writes triggered is done, as an embedded client
+    would; other users' jobs are not waited for, and a failed job is the job's failure, not the write's."""
+    jobs = caller.ops.services.jobs
+    caused = jobs.take_caused()
     if wait:
-        caller.ops.services.jobs.drain()
+        jobs.drain(global_ids=caused)

@@ -3,7 +3,7 @@
 ``/api/v1/...`` is the management API (FastAPI; OpenAPI at ``/openapi.json``).
 Everything else falls through to the serving app (OIP V2, ``/invocations``,
 ``/metrics``, ``/v1/algo``). With auth on, every request but the health
-checks, ``/metrics`` and the API docs carries ``Authorization: Bearer <token>``.
+checks and the API docs carries ``Authorization: Bearer <token>``.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ __all__ = ["OPEN_PATHS", "create_app"]
 log = logging.getLogger("tusk.api")
 access = logging.getLogger("tusk.access")  # one structured line per API request
 
-OPEN_PATHS = frozenset({"/api/v1/health", "/v2/health/live", "/v2/health/ready", "/metrics", "/openapi.json",
-                        "/docs", "/redoc"})
+OPEN_PATHS = frozenset({"/api/v1/health", "/v2/health/live", "/v2/health/ready", "/openapi.json",
+                        "/docs", "/redoc"})  # /metrics is not: its labels name deployments and model commits
 
 
 def _error(status: int, message: str, kind: str) -> JSONResponse:

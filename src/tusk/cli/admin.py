@@ -8,14 +8,18 @@ from tusk.cli._state import emit, err, human_size, out, state
 from tusk.errors import InvalidArgument
 
 
-def fsck(fast: bool = typer.Option(False, "--fast", help="check chunks exist without hashing them")) -> None:
-    """Verify every reachable tree and chunk; exit 3 if anything is wrong."""
-    report = state.client.fsck(verify_chunks=not fast)
+def fsck(fast: bool = typer.Option(False, "--fast", help="check chunks exist, at their size, without hashing them"),
+         repair: bool = typer.Option(False, "--repair", help="rewrite bad chunks from good copies in the store")
+         ) -> None:
+    """Verify every reachable tree and chunk; exit 3 if anything is (still) wrong."""
+    report = state.client.fsck(verify_chunks=not fast, repair=repair)
     if state.json:
         emit(report.to_dict() | {"ok": report.ok}, [])
     else:
         out.print(f"checked {report.commits} commits, {report.trees} directories, {report.chunks} chunks"
                   f" ({human_size(report.bytes_verified)} hashed)")
+        for path in report.repaired:
+            out.print(f"[green]repaired[/green] {path}")
         for p in report.problems:
             err.print(f"[red]problem[/red] {p.repo}@{p.commit or '-'}:{p.path or '/'}: {p.problem}")
         if report.ok:
@@ -98,7 +102,10 @@ def server(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Op
            auth: bool = typer.Option(None, "--auth/--no-auth",
                                      help="require API tokens (default: off on loopback, on elsewhere)"),
            scheduler: bool = typer.Option(True, "--scheduler/--no-scheduler",
-                                          help="run triggered jobs and cron ticks here")) -> None:
+                                          help="run triggered jobs and cron ticks here"),
+           allow_unsandboxed: bool = typer.Option(False, "--allow-unsandboxed",
+                                                  help="with auth on, run user code without a sandbox anyway "
+                                                       "(or TUSK_ALLOW_UNSANDBOXED=1)")) -> None:
     """Run the REST API (/api/v1, OpenAPI at /docs), the job scheduler and the deployments (OIP V2,
     /invocations, /metrics, /v1/algo) until SIGTERM."""
     from tusk.serving.server import ServeOptions, serve
@@ -118,4 +125,5 @@ def server(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Op
     state.close()  # each worker opens its own services
     serve(settings, ServeOptions(host=host, port=port, workers=workers, deployments=tuple(deployment), poll=poll,
                                  request_logging=not no_request_log, log_level=log_level, log_format=fmt,
-                                 auth=auth, scheduler=scheduler))
+                                 auth=auth, scheduler=scheduler,
+                                 allow_unsandboxed=allow_unsandboxed or settings.allow_unsandboxed))

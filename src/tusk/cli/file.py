@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import typer
 
-from tusk.cli._state import emit, human_size, out, progress_bar, state
+from tusk.cli._state import emit, err, human_size, out, progress_bar, state
 from tusk.errors import InvalidArgument
+from tusk.transfer import local_tree
 from tusk.versioning.records import DiffEntry, FileInfo
 from tusk.versioning.refs import parse_file_ref
 
@@ -24,7 +24,7 @@ _FILE_COLUMNS = ["path", "type", "size", "digest"]
 def _local_size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
-    return sum((Path(d) / f).stat().st_size for d, _, fs in os.walk(path) for f in fs)
+    return sum(size for _, _, size in local_tree(path, [])) if path.is_dir() else 0
 
 
 @app.command("put")
@@ -62,6 +62,8 @@ def put(dest: str = typer.Argument(..., metavar="REPO@BRANCH[:PATH]"),
             else:
                 mod.put_file(target, local, append)
         commit = mod.land()
+    for what in mod.skipped:
+        err.print(f"[yellow]warning:[/yellow] skipped {what}")
     if state.json:
         emit({"commit": commit.id if commit else None, "files": len(mod.ops)}, ["commit", "files"])
     elif commit is not None:

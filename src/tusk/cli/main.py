@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 import typer
+from rich.markup import escape
 
 from tusk.cli import admin, algo, auth, branch, commit, datum, deploy, file, job, model, pipeline, repo
 from tusk.cli._state import err, state
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if isinstance(result, int):  # typer.Exit(code) is returned, not raised, outside standalone mode
             code = result
     except TuskError as exc:
-        err.print(f"[red]error:[/red] {exc.message}", soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(exc.message)}", soft_wrap=True)  # messages quote globs: [ab]
         code = exc.exit_code
     except typer.Exit as exc:
         code = exc.exit_code

@@ -11,14 +11,16 @@ one user commit drives the whole DAG under one global id.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import os
 import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from tusk.errors import Conflict, IntegrityError, NotFound, Timeout
+from tusk.errors import Conflict, IntegrityError, NotFound, Timeout, TuskError
 from tusk.ids import Digest, new_commit_id
 from tusk.pipelines.datums import Datum, Match, datum_hash, enumerate_datums
 from tusk.pipelines.executors import Executor, LocalExecutor
@@ -47,6 +49,8 @@ __all__ = ["JobNotFound", "JobService"]
 Progress = Callable[[str, int, int], None]  # (pipeline, datums done, datums total)
 _ACTIVE = ("created", "running")
 LEASE_SECONDS = 30.0  # a running job's owner renews its lease every third of this
+# the commit sets whose jobs the writes of this context (a request, a CLI call) created: what a writer waits for
+_CAUSED: ContextVar[frozenset[str]] = ContextVar("tusk_caused_commit_sets", default=frozenset())
 
 
 class JobNotFound(NotFound):
@@ -110,13 +114,27 @@ class JobService:
                 if self._upstream_pending(s, p, global_id):
                     continue  # another input of this set is still being computed: its landing triggers us
                 created.append(self._create_job(s, p, global_id).id)
+            if readers:
+                _CAUSED.set(_CAUSED.get() | {global_id})
         return created
 
     def start_job(self, name: str) -> str:
         """A job over the pipeline's current inputs (after create, update or rerun)."""
         with self.ctx.db.write() as s:
             p = self.pipelines.load(s, name)
-            return self._create_job(s, p, new_commit_id()).id
+            job = self._create_job(s, p, new_commit_id())
+        _CAUSED.set(_CAUSED.get() | {job.global_id})
+        return job.id
+
+    def take_caused(self) -> frozenset[str]:
+        """The commit sets whose jobs this context's writes created since the last take (then forgotten).
+
+        A writer waits for these and nothing else: another user's pipeline,
+        stuck or failing, neither delays nor fails a write that did not trigger it.
+        """
+        caused = _CAUSED.get()
+        _CAUSED.set(frozenset())
+        return caused
 
     def _job_exists(self, s: Session, p: StoredPipeline, global_id: str) -> bool:
         return s.scalar(select(JobRow.id).where(JobRow.pipeline_id == p.row.id, JobRow.global_id == global_id)
@@ -153,30 +171,54 @@ class JobService:
         return job
 
     # -- running -------------------------------------------------------------
-    def run_pending(self, progress: Progress | None = None, limit: int | None = None) -> list[JobInfo]:
-        """Run created jobs (and take over jobs whose runner died) until none are left to claim."""
+    def run_pending(self, progress: Progress | None = None, limit: int | None = None,
+                    global_ids: Collection[str] | None = None) -> list[JobInfo]:
+        """Run created jobs (and take over jobs whose runner died) until none are left to claim.
+
+        With ``global_ids``, only jobs of those commit sets (and the older jobs of the same pipelines they
+        queue behind) are claimed.
+        """
         done: list[JobInfo] = []
         while limit is None or len(done) < limit:
-            job_id = self._claim_next()
+            job_id = self._claim_next(global_ids)
             if job_id is None:
                 break
-            with self._lease(job_id), acting_as(self._creator(job_id)):
-                done.append(self._run(job_id, progress))
+            caused = _CAUSED.get()  # downstream jobs share the job's commit set: nothing new to wait for
+            try:
+                with self._lease(job_id), acting_as(self._creator(job_id)):
+                    done.append(self._run_safely(job_id, progress))
+            finally:
+                _CAUSED.set(caused)
         return done
 
-    def drain(self, progress: Progress | None = None, poll: float = 0.1) -> list[JobInfo]:
-        """Run what can be claimed here and wait for the jobs other runners hold, until no job is active.
+    def drain(self, progress: Progress | None = None, poll: float = 0.1,
+              global_ids: Collection[str] | None = None) -> list[JobInfo]:
+        """Run what can be claimed here and wait for the jobs other runners hold, until no job is active
+        (of ``global_ids``, when given: a writer waits for the commit sets its writes caused, nothing else).
 
         Waiting is sound because a job stays active until the jobs its output
         triggers exist (see ``_finish``): "no active job" means the DAG is done.
+        A job that fails is returned, not raised: the write that triggered it stands.
         """
+        if global_ids is not None and not global_ids:
+            return []
         done: list[JobInfo] = []
         while True:
-            done += self.run_pending(progress)
+            done += self.run_pending(progress, global_ids=global_ids)
             with self.ctx.db.read() as s:
-                if s.scalar(select(JobRow.id).where(JobRow.state.in_(_ACTIVE)).limit(1)) is None:
+                q = select(JobRow.id).where(JobRow.state.in_(_ACTIVE))
+                if global_ids is not None:
+                    q = q.where(JobRow.pipeline_id.in_(self._waited_pipelines(s, global_ids)))
+                if s.scalar(q.limit(1)) is None:
                     return done
             time.sleep(poll)
+
+    def _waited_pipelines(self, s: Session, global_ids: Collection[str]) -> list[int]:
+        """Pipelines with an active job in these commit sets: their older jobs run first, so they are waited
+        for too (a pipeline's jobs run one at a time, oldest first)."""
+        return list(s.scalars(select(JobRow.pipeline_id).where(JobRow.state.in_(_ACTIVE),
+                                                               JobRow.global_id.in_(list(global_ids)))
+                              .distinct()))
 
     def _claimable(self, job: JobRow) -> bool:
         if job.state == "created":
@@ -186,12 +228,15 @@ class JobService:
             return True  # its runner stopped renewing: dead, or cut off from the database
         return not _owner_alive(job.owner)  # on this host a dead runner is seen at once, lease or not
 
-    def _claim_next(self) -> str | None:
+    def _claim_next(self, global_ids: Collection[str] | None = None) -> str | None:
         """Claim one job with a compare-and-set on (state, owner, lease): of several schedulers sharing the
         database, exactly one wins each job, and a pipeline's next job waits for its previous one."""
         with self.ctx.db.write() as s:
             busy: set[int] = set()  # a pipeline's jobs run one at a time, oldest first: each builds on the last
-            for job in s.scalars(select(JobRow).where(JobRow.state.in_(_ACTIVE)).order_by(JobRow.created_at)):
+            q = select(JobRow).where(JobRow.state.in_(_ACTIVE)).order_by(JobRow.created_at)
+            if global_ids is not None:
+                q = q.where(JobRow.pipeline_id.in_(self._waited_pipelines(s, global_ids)))
+            for job in s.scalars(q):
                 if job.pipeline_id in busy:
                     continue
                 busy.add(job.pipeline_id)
@@ -235,6 +280,35 @@ class JobService:
         finally:
             stop.set()
             thread.join()
+
+    def _run_safely(self, job_id: str, progress: Progress | None) -> JobInfo:
+        """Run the job; whatever goes wrong in it, it ends ``failure`` with the error, never stays running
+        (a job left running would hold its pipeline, and everyone waiting for it, forever)."""
+        try:
+            return self._run(job_id, progress)
+        except Exception as exc:  # any bug or bad data: the job's failure, not the caller's
+            error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, TuskError) else str(exc)
+            return self._fail(job_id, error)
+
+    def _fail(self, job_id: str, error: str) -> JobInfo:
+        """End a job that raised: with a failed output commit when one can land, else just its row."""
+        with self.ctx.db.read() as s:
+            job = s.get(JobRow, job_id)
+            assert job is not None
+            landed = job.output_commit_id is not None
+            name = s.get(PipelineRow, job.pipeline_id).name  # type: ignore[union-attr]
+            global_id, inputs, version = job.global_id, json.loads(job.input_commits), job.pipeline_version
+        if not landed:
+            with contextlib.suppress(Exception):  # e.g. the output repo is gone: the row still says why
+                with self.ctx.db.read() as s:
+                    p = self.pipelines.load(s, name, version)
+                return self._finish(job_id, p, global_id, inputs, EMPTY_TREE, error, 0, 0, 0)
+        with self.ctx.db.write() as s:
+            s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.owner == self.owner,
+                                           JobRow.state == "running")
+                      .values(state="failure", reason=error, finished_at=now(), lease_expires_at=None)
+                      .execution_options(synchronize_session=False))
+        return self.inspect(job_id)
 
     def _run(self, job_id: str, progress: Progress | None) -> JobInfo:
         with self.ctx.db.read() as s:

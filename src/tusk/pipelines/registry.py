@@ -9,14 +9,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
-from tusk.errors import AlreadyExists, Conflict, NotFound
+from tusk.errors import AlreadyExists, Conflict, NotFound, RepoNotFound
 from tusk.pipelines.code import describe_code
 from tusk.pipelines.records import PipelineInfo
-from tusk.pipelines.spec import CronInput, PfsInput, PipelineSpec, parse_spec
-from tusk.storage.metadata import JobRow, PipelineRow, PipelineVersionRow, RepoRow
+from tusk.pipelines.spec import PipelineSpec, parse_spec
+from tusk.pipelines.validate import check_graph, own_tick_repos
+from tusk.storage.metadata import JobRow, PipelineRow, PipelineVersionRow, RepoRow, RoleBindingRow
 from tusk.versioning.context import Context, _aware, now
 from tusk.versioning.repos import RepoService
 
@@ -73,38 +75,40 @@ class PipelineService:
         return [self.load(s, r.name) for r in rows]
 
     def create(self, spec: PipelineSpec, code_dir: Path, code: dict[str, Any] | None = None) -> PipelineInfo:
-        """Register a pipeline and create its output repo (named after it).
+        """Register a pipeline and create its output repo (named after it) and its cron tick repos.
 
+        Everything is checked first (``check_graph``) and written in one
+        transaction: a refused spec leaves no row, repo or branch behind.
         ``code`` describes the code when it was described elsewhere (a remote
         client uploading its spec directory); by default ``code_dir`` is.
         """
-        cron_repos = [leaf.tick_repo(spec.name) for leaf in spec.input.leaves() if isinstance(leaf, CronInput)]
-        for leaf in spec.input.leaves():
-            if isinstance(leaf, PfsInput):
-                self.repos.inspect(leaf.repo)  # inputs must exist: a clear error now beats a stuck pipeline
-                if leaf.repo == spec.name:
-                    raise Conflict(f"pipeline {spec.name} cannot read its own output repo")
-        for repo in cron_repos:  # cron ticks are commits to a repo of their own
-            with contextlib.suppress(AlreadyExists):
-                self.repos.create(repo, f"cron ticks for pipeline {spec.name}")
-        with self.ctx.db.write() as s:
-            if s.scalar(select(PipelineRow.id).where(PipelineRow.name == spec.name)) is not None:
-                raise AlreadyExists(f"pipeline {spec.name!r} already exists; use `tusk pipeline update`")
-            if s.scalar(select(RepoRow.id).where(RepoRow.name == spec.name)) is not None:
-                raise AlreadyExists(f"repo {spec.name!r} already exists; a pipeline's output repo takes its name")
-            s.add(RepoRow(name=spec.name, description=f"output of pipeline {spec.name}", created_at=now()))
-            row = PipelineRow(name=spec.name, version=1, state="running", created_by=self.ctx.user,
-                              created_at=now())
-            s.add(row)
-            s.flush()
-            s.add(self._version(row, 1, spec, secrets.token_hex(16), code_dir, code))
-            s.flush()
-            return self._info(s, row)
+        code = code or describe_code(code_dir)
+        try:
+            with self.ctx.db.write() as s:
+                ticks = check_graph(s, spec, update=False)
+                self._new_repo(s, spec.name, f"output of pipeline {spec.name}")
+                for repo in ticks:  # cron ticks are commits to a repo of their own
+                    self._new_repo(s, repo, f"cron ticks for pipeline {spec.name}")
+                row = PipelineRow(name=spec.name, version=1, state="running", created_by=self.ctx.user,
+                                  created_at=now())
+                s.add(row)
+                s.flush()
+                s.add(self._version(row, 1, spec, secrets.token_hex(16), code_dir, code))
+                s.flush()
+                return self._info(s, row)
+        except DBIntegrityError:  # a concurrent create took one of the names between the check and the insert
+            raise AlreadyExists(f"pipeline {spec.name!r} or one of its repos was just created by another "
+                                "caller") from None
+
+    def _new_repo(self, s: Session, name: str, description: str) -> None:
+        """A repo row, and no role binding a deleted repo of the same name left behind (it is a new repo)."""
+        s.execute(delete(RoleBindingRow).where(RoleBindingRow.resource == name))
+        s.add(RepoRow(name=name, description=description, created_at=now()))
 
     def update(self, spec: PipelineSpec, code_dir: Path, reprocess: bool = False,
                code: dict[str, Any] | None = None) -> PipelineInfo:
-        """A new spec version. Every datum runs again (a new salt) with ``reprocess``, or when what the datums
-        run changed: the transform, or the code in the code directory.
+        """A new spec version, checked as a create is. Every datum runs again (a new salt) with ``reprocess``,
+        or when what the datums run changed: the transform, or the code in the code directory.
 
         Pachyderm reuses old outputs after a transform change unless asked to
         reprocess; reusing outputs of code that no longer exists is how wrong
@@ -113,6 +117,8 @@ class PipelineService:
         code = code or describe_code(code_dir)
         with self.ctx.db.write() as s:
             current = self.load(s, spec.name)
+            for repo in check_graph(s, spec, update=True):  # a cron input added by this version
+                self._new_repo(s, repo, f"cron ticks for pipeline {spec.name}")
             why = "--reprocess" if reprocess else _code_change(current, spec, code)
             salt = secrets.token_hex(16) if why else current.version.salt
             current.row.version += 1
@@ -158,14 +164,21 @@ class PipelineService:
             return [self._info(s, r) for r in s.scalars(select(PipelineRow).order_by(PipelineRow.name))]
 
     def delete(self, name: str, keep_repo: bool = False) -> None:
+        """Delete a pipeline and, unless ``keep_repo``, its output and cron tick repos (with their role bindings:
+        a later repo of the same name starts with none)."""
         with self.ctx.db.write() as s:
             row = self._row(s, name)
+            mine = {name} | own_tick_repos(s, name)
             for other in self.all(s):
-                if other.name != name and any(leaf.repo == name for leaf in other.spec.pfs_leaves()):
-                    raise Conflict(f"pipeline {other.name} reads {name}'s output; delete {other.name} first")
+                read = sorted({leaf.repo for leaf in other.spec.pfs_leaves()} & mine)
+                if other.name != name and read:
+                    raise Conflict(f"pipeline {other.name} reads {read[0]}, made by pipeline {name}; "
+                                   f"delete {other.name} first")
             s.delete(row)
         if not keep_repo:
-            self.repos.delete(name, force=True)
+            for repo in sorted(mine):
+                with contextlib.suppress(RepoNotFound):
+                    self.repos.delete(repo, force=True)
 
     def _info(self, s: Session, row: PipelineRow) -> PipelineInfo:
         stored = StoredPipeline(row, s.get(PipelineVersionRow, (row.id, row.version)))  # type: ignore[arg-type]

@@ -3,31 +3,36 @@
 Every runtime gets the same request: a datum directory laid out as Pachyderm's
 ``/pfs`` (one directory per input, plus ``out``), the command, stdin, env and
 limits. ``local`` runs a subprocess and rewrites ``/pfs`` to the datum
-directory in argv, stdin and env. ``bwrap`` mounts the datum directory at a
-literal ``/pfs`` in a sandbox with read-only inputs and no network.
+directory in argv, stdin and env (no isolation: for a single user's laptop).
+``bwrap`` mounts the datum directory at a literal ``/pfs`` in the sandbox of
+``tusk.pipelines.sandbox``: read-only inputs, no network, nothing of the host
+but its system directories, an unprivileged uid with no capabilities, limits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
+from tusk.config import Limits
 from tusk.errors import InvalidArgument
+from tusk.pipelines.sandbox import Mount, SandboxCommand, resolve_user
 
 __all__ = ["BwrapRuntime", "ConfiguredRuntime", "DockerRuntime", "LocalRuntime", "RunRequest", "RunResult", "Runtime",
            "choose_runtime", "image_note"]
 
 _PFS = re.compile(r"(?<![\w./-])/pfs(?=/|$|[\s\"';:,)])")
 _LOG_LIMIT = 1 << 20
+_SANDBOX_ENV = ("PATH", "LANG", "LC_ALL")  # of the server's environment, the only variables user code sees
 
 
 @dataclass
@@ -37,9 +42,11 @@ class RunRequest:
     env: Mapping[str, str]
     pfs_dir: Path  # contains <input>/... and out/
     input_names: Sequence[str]
-    working_dir: Path | None
+    working_dir: str | None  # the spec's transform.working_dir: where the code is, as the code sees it
     timeout: float | None
     accept_return_code: Sequence[int] = ()
+    code_dir: Path | None = None  # the pipeline's code on this host
+    user: str | None = None  # the spec's transform.user
 
 
 @dataclass
@@ -61,7 +68,8 @@ class Runtime(Protocol):
 
 
 def _execute(argv: Sequence[str], stdin: str | None, env: Mapping[str, str], cwd: Path | None,
-             timeout: float | None, accept: Sequence[int]) -> RunResult:
+             timeout: float | None, accept: Sequence[int], shown: str | None = None) -> RunResult:
+    """Run ``argv`` in its own session; ``shown`` names the user's program in errors (not the sandbox's)."""
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
@@ -81,7 +89,7 @@ def _execute(argv: Sequence[str], stdin: str | None, env: Mapping[str, str], cwd
     log = out.decode(errors="replace")[-_LOG_LIMIT:]
     rc = proc.returncode
     ok = rc == 0 or rc in accept
-    error = None if ok else f"{argv[0]} exited with code {rc}"
+    error = None if ok else f"{shown or argv[0]} exited with code {rc}"
     return RunResult(ok, rc, log, time.monotonic() - start, error)
 
 
@@ -102,46 +110,77 @@ class LocalRuntime:
         stdin = "\n".join(self._map(line, pfs) for line in req.stdin) + "\n" if req.stdin else None
         env = self.base_env | {k: self._map(v, pfs) for k, v in req.env.items()} | {
             "TUSK_PFS": str(pfs), "PFS": str(pfs)}
-        return _execute(argv, stdin, env, req.working_dir, req.timeout, req.accept_return_code)
+        cwd = Path(req.working_dir) if req.working_dir else req.code_dir
+        return _execute(argv, stdin, env, cwd, req.timeout, req.accept_return_code)
 
 
 class BwrapRuntime:
-    """bubblewrap: literal ``/pfs``, inputs read-only, ``/pfs/out`` writable, no network."""
+    """bubblewrap: literal ``/pfs``, inputs read-only, ``/pfs/out`` writable, no network, nothing else of the host.
+
+    What the sandbox shows and withholds is described in ``tusk.pipelines.sandbox``.
+    """
 
     name = "bwrap"
+    _probed: ClassVar[dict[str, bool]] = {}
 
-    def __init__(self, base_env: Mapping[str, str], bwrap: str = "bwrap") -> None:
-        self.base_env = dict(base_env)
-        self.bwrap = bwrap
+    def __init__(self, base_env: Mapping[str, str], bwrap: str = "bwrap", limits: Limits | None = None) -> None:
+        # only what a program needs from the server's environment: never its tokens, URLs or credentials
+        self.base_env = {k: v for k, v in base_env.items() if k in _SANDBOX_ENV} | {"HOME": "/tmp",
+                                                                                    "TMPDIR": "/tmp"}
+        found = SandboxCommand.find(limits, bwrap)
+        if found is None:
+            raise InvalidArgument("the bwrap runtime needs bubblewrap (and setpriv when Tusk runs as root): "
+                                  "apt-get install bubblewrap util-linux")
+        self.sandbox = found
 
-    @staticmethod
-    def available(bwrap: str = "bwrap") -> bool:
-        path = shutil.which(bwrap)
-        if path is None:
-            return False
-        probe = subprocess.run([path, *_root_binds(), "--unshare-net", "--dev", "/dev", "--dir", "/pfs", "true"],
-                               capture_output=True, check=False)
-        return probe.returncode == 0
+    @classmethod
+    def available(cls, bwrap: str = "bwrap") -> bool:
+        """True when a sandbox can be made here (bubblewrap installed, user namespaces allowed)."""
+        if bwrap not in cls._probed:
+            sandbox = SandboxCommand.find(None, bwrap)
+            ok = False
+            if sandbox is not None:
+                probe = subprocess.run(sandbox.argv(["true"], [], "/tmp"), capture_output=True, check=False,
+                                       env={"PATH": os.defpath})
+                ok = probe.returncode == 0
+            cls._probed[bwrap] = ok
+        return cls._probed[bwrap]
 
     def run(self, req: RunRequest) -> RunResult:
         pfs = req.pfs_dir
-        argv = [self.bwrap, "--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid",
-                *_root_binds(), "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--dir", "/pfs"]
-        for name in req.input_names:
-            if (pfs / name).exists():
-                argv += ["--ro-bind", str(pfs / name), f"/pfs/{name}"]
-        argv += ["--bind", str(pfs / "out"), "/pfs/out"]
+        try:
+            user = resolve_user(req.user)
+        except ValueError as exc:
+            return RunResult(False, None, "", 0.0, str(exc))
+        mounts = [Mount(pfs / name, f"/pfs/{name}") for name in req.input_names if (pfs / name).exists()]
+        mounts.append(Mount(pfs / "out", "/pfs/out", writable=True))
         if (pfs / ".tusk").is_dir():  # manifests of model inputs
-            argv += ["--ro-bind", str(pfs / ".tusk"), "/pfs/.tusk"]
-        for path in sorted(set(_named_tmp_paths(req.cmd, self.base_env.get("PATH"))) | set(_tmp_python_paths())):
-            argv += ["--ro-bind", path, path]
-        if req.working_dir is not None:
-            # the code's directory may live under /tmp, which is a fresh tmpfs in here
-            argv += ["--ro-bind", str(req.working_dir), str(req.working_dir), "--chdir", str(req.working_dir)]
-        argv += ["--", *req.cmd]
+            mounts.append(Mount(pfs / ".tusk", "/pfs/.tusk"))
+        self.sandbox.prepare_writable(pfs / "out")
+        cwd = req.working_dir or "/tmp"  # no code: an empty scratch directory
+        if req.code_dir is not None and req.code_dir.is_dir():
+            cwd = req.working_dir or str(req.code_dir)
+            mounts.append(Mount(req.code_dir, cwd))
         stdin = "\n".join(req.stdin) + "\n" if req.stdin else None
         env = self.base_env | dict(req.env) | {"TUSK_PFS": "/pfs", "PFS": "/pfs"}
-        return _execute(argv, stdin, env, req.working_dir, req.timeout, req.accept_return_code)
+        argv = self.sandbox.argv(req.cmd, mounts, cwd, user, ["--dir", "/pfs"])
+        result = _execute(argv, stdin, env, None, req.timeout, req.accept_return_code, shown=req.cmd[0])
+        limit = self.sandbox.limits.output_bytes
+        if result.ok and limit is not None:
+            size = _tree_size(pfs / "out")
+            if size > limit:
+                result.ok = False
+                result.error = f"the datum wrote {size} bytes to /pfs/out, over the limit of {limit}"
+        return result
+
+
+def _tree_size(root: Path) -> int:
+    total = 0
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
 
 
 class DockerRuntime:
@@ -186,64 +225,14 @@ def image_note(image: str | None) -> str | None:
     return None
 
 
-def _tmp_python_paths() -> list[str]:
-    """Tusk's own import paths under /tmp (a checkout or venv there), so user code can ``import tusk`` inside.
-
-    The sandbox's /tmp is a fresh tmpfs; without these binds, a pipeline that
-    loads its model with ``tusk.models.load_dir`` fails when Tusk itself was
-    installed under /tmp (an editable install in a CI clone, say).
-    """
-    return [p for p in sys.path if p.startswith("/tmp/") and os.path.isdir(p)]
-
-
-def _named_tmp_paths(cmd: Sequence[str], search_path: str | None) -> list[str]:
-    """Host paths under /tmp that the command names, to bind read-only (the sandbox's /tmp is its own).
-
-    The program itself is looked up on PATH; a program in a ``bin/`` directory
-    exposes its whole prefix, so an interpreter in a virtualenv under /tmp
-    finds its libraries.
-    """
-    found: list[str] = []
-    for i, arg in enumerate(cmd):
-        path = arg if os.path.isabs(arg) else (shutil.which(arg, path=search_path) if i == 0 else None)
-        if not path or not path.startswith("/tmp/") or not os.path.exists(path):
-            continue
-        target = path if os.path.isdir(path) else os.path.dirname(path)
-        if os.path.basename(target) == "bin":
-            target = os.path.dirname(target)
-        if target != "/tmp" and target not in found:
-            found.append(target)
-    return found
-
-
-_SKIP_ROOT = {"proc", "dev", "sys", "tmp", "run", "pfs", "lost+found", "mnt", "media"}
-
-
-def _root_binds() -> list[str]:
-    """The host's top-level directories, read-only, on the sandbox's own (writable) root.
-
-    Binding ``/`` itself would leave no place to create ``/pfs``; binding each
-    entry keeps a tmpfs root where ``/pfs`` can be made.
-    """
-    args: list[str] = []
-    for name in sorted(os.listdir("/")):
-        if name in _SKIP_ROOT:
-            continue
-        path = f"/{name}"
-        if os.path.islink(path):
-            args += ["--symlink", os.readlink(path), path]
-        elif os.path.isdir(path):
-            args += ["--ro-bind", path, path]
-    return args
-
-
-def choose_runtime(preference: str, base_env: Mapping[str, str]) -> tuple[Runtime, str | None]:
+def choose_runtime(preference: str, base_env: Mapping[str, str], limits: Limits | None = None
+                   ) -> tuple[Runtime, str | None]:
     """The runtime to use and, when falling back, a message saying why."""
     if preference not in ("auto", "local", "bwrap"):
         raise InvalidArgument(f"unknown runtime {preference!r}: use auto, bwrap or local")
     if preference in ("auto", "bwrap"):
         if BwrapRuntime.available():
-            return BwrapRuntime(base_env), None
+            return BwrapRuntime(base_env, limits=limits), None
         if preference == "bwrap":
             raise InvalidArgument("the bwrap runtime needs bubblewrap: apt-get install bubblewrap")
         return LocalRuntime(base_env), ("bubblewrap is not available, so pipelines run as plain local"
@@ -260,16 +249,17 @@ class ConfiguredRuntime:
     an error at once.
     """
 
-    def __init__(self, preference: str, base_env: Mapping[str, str]) -> None:
+    def __init__(self, preference: str, base_env: Mapping[str, str], limits: Limits | None = None) -> None:
         self.preference = preference
         self.base_env = dict(base_env)
+        self.limits = limits
         self._chosen: tuple[Runtime, str | None] | None = None
         if preference != "auto":
             self._choose()
 
     def _choose(self) -> tuple[Runtime, str | None]:
         if self._chosen is None:
-            self._chosen = choose_runtime(self.preference, self.base_env)
+            self._chosen = choose_runtime(self.preference, self.base_env, self.limits)
         return self._chosen
 
     @property

@@ -82,6 +82,7 @@ class Scheduler:
                 # one scheduler ticks crons at a time, or two replicas would commit the same tick twice
                 if self.cron and hold_lease(self.services, "cron", self.services.jobs.owner, CRON_LEASE_SECONDS):
                     self.services.cron.tick_due()
+                    self.services.jobs.take_caused()  # nobody here waits for the ticks' jobs: forget them
                 while not self._stop.is_set() and (done := self.services.jobs.run_pending(limit=1)):
                     self.jobs_run += len(done)
                     for job in done:

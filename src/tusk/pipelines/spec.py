@@ -40,6 +40,16 @@ IGNORED_FIELDS = {
     "enable_stats", "standby", "chunk_spec", "salt", "determined",
 }
 
+def _input_name(value: str) -> str:
+    """An input's name is a directory (``/pfs/<name>``) and an env var: a plain, short name, never a path."""
+    try:
+        return str(validate_repo_name(value))
+    except InvalidArgument:
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise ValueError(f"invalid input name {shown!r}: use 1-63 letters, digits, '_', '-' or '.', not starting"
+                         " with '-' or '.'") from None
+
+
 def _named(check: Any, value: str) -> str:
     """Run an id validator so that pydantic records the failure with its field path."""
     try:
@@ -100,6 +110,11 @@ class PfsInput(_Spec):
     def _branch(cls, v: str) -> str:
         return _named(validate_branch_name, v)
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        return None if v is None else _input_name(v)
+
     @property
     def input_name(self) -> str:
         return self.name or self.repo
@@ -112,6 +127,11 @@ class CronInput(_Spec):
     start: str | None = None
     overwrite: bool = False
     project: dict[str, Any] | str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _input_name(v)
 
     @field_validator("spec")
     @classmethod
@@ -221,6 +241,13 @@ class PipelineSpec(_Spec):
             raise ValueError(f"input names must be unique; {', '.join(dupes)} repeated (set 'name' on one of them)")
         if "out" in names:
             raise ValueError("'out' is reserved for the output directory; name the input something else")
+        for leaf in self.input.leaves():
+            if isinstance(leaf, CronInput):
+                try:
+                    validate_repo_name(leaf.tick_repo(self.name))
+                except InvalidArgument as exc:
+                    raise ValueError(f"cron input {leaf.name}: its tick repo is an {exc.message.removeprefix('an ')}"
+                                     " (set cron.repo, or shorten the pipeline or cron name)") from None
         return self
 
     @property

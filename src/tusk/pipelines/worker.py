@@ -53,7 +53,7 @@ class DatumWorker:
             local, downloaded = self._materialize(datum, pfs, roots, lazy)
             stats["download_seconds"], stats["download_bytes"] = time.monotonic() - t, downloaded
             env = self._env(job_id, datum, spec)
-            working_dir = Path(spec.transform.working_dir) if spec.transform.working_dir else code_dir
+            working_dir = spec.transform.working_dir
             logs: list[str] = []
             runtime = self.runtime
             if spec.transform.image and DockerRuntime.available():
@@ -73,7 +73,8 @@ class DatumWorker:
                     result = runtime.run(RunRequest(
                         cmd=spec.transform.cmd, stdin=spec.transform.stdin, env=env, pfs_dir=pfs,
                         input_names=[i.name for i in datum.inputs], working_dir=working_dir, timeout=timeout,
-                        accept_return_code=spec.transform.accept_return_code,
+                        accept_return_code=spec.transform.accept_return_code, code_dir=code_dir,
+                        user=spec.transform.user,
                     ))
                 finally:
                     stats["download_bytes"] += sum(f.finish() for f in feeders)
@@ -89,7 +90,8 @@ class DatumWorker:
                     err = runtime.run(RunRequest(
                         cmd=spec.transform.err_cmd, stdin=spec.transform.err_stdin, env=env, pfs_dir=pfs,
                         input_names=[i.name for i in datum.inputs], working_dir=working_dir,
-                        timeout=_remaining(spec.datum_timeout, deadline)))
+                        timeout=_remaining(spec.datum_timeout, deadline), code_dir=code_dir,
+                        user=spec.transform.user))
                     logs.append(err.log)
                     if err.ok:
                         logs.append("[tusk] err_cmd succeeded: datum recovered, its output is skipped\n")
@@ -167,7 +169,20 @@ class DatumWorker:
             regular.append((rel, Path(real)))
 
     def _ingest(self, out: Path, pfs: Path, local: dict[str, Entry]) -> tuple[str, int]:
-        """Store /pfs/out as a tree. A symlink to an input file reuses that file's chunks: no bytes are copied."""
+        """Store /pfs/out as a tree. A symlink to an input file reuses that file's chunks: no bytes are copied.
+
+        What user code leaves in /pfs/out is data, not trusted: a link out of
+        /pfs, a dangling link, a link to a directory that holds the link (a
+        loop), or anything unreadable fails the datum with a message naming the
+        output path; it never escapes the datum or stalls the job.
+        """
+        try:
+            return self._ingest_tree(out, pfs, local)
+        except OSError as exc:
+            raise TuskError(f"cannot read the datum's output: {exc.strerror or exc} "
+                            f"({exc.filename or 'in /pfs/out'})") from None
+
+    def _ingest_tree(self, out: Path, pfs: Path, local: dict[str, Entry]) -> tuple[str, int]:
         tree = MutableTree(self.ctx.trees, EMPTY_TREE)
         regular: list[tuple[str, Path]] = []
         for dirpath, dirnames, filenames in os.walk(out):
@@ -178,17 +193,20 @@ class DatumWorker:
                 if not path.is_symlink():
                     regular.append((rel, path))
                     continue
-                real = _host_target(path, pfs)
-                if not real.startswith(os.path.realpath(pfs) + os.sep):
-                    raise TuskError(f"output {rel} is a symlink to {os.readlink(path)}, outside /pfs: only inputs"
-                                    " and other outputs can be linked")
+                real = _linked(path, pfs, rel)
                 if os.path.isdir(real):  # a link to a directory: its files, by reference where they are inputs
+                    if os.path.realpath(path.parent).startswith(real.rstrip(os.sep) + os.sep) or \
+                            os.path.realpath(path.parent) == real:
+                        raise TuskError(f"output {rel} is a symlink to {os.readlink(path)}, a directory that holds"
+                                        " the link itself: a loop")
                     for sub_dir, _, sub_files in os.walk(real):
                         for sub_name in sorted(sub_files):
                             sub_path = Path(sub_dir) / sub_name
                             sub_rel = f"{rel}/{sub_path.relative_to(real).as_posix()}"
-                            self._put_link_or_file(tree, regular, sub_rel, sub_path, os.path.realpath(sub_path),
-                                                   local)
+                            sub_real = _linked(sub_path, pfs, sub_rel) if sub_path.is_symlink() \
+                                else os.path.realpath(sub_path)
+                            if os.path.isfile(sub_real):
+                                self._put_link_or_file(tree, regular, sub_rel, sub_path, sub_real, local)
                 elif os.path.isfile(real):
                     self._put_link_or_file(tree, regular, rel, path, real, local)
                 else:
@@ -200,6 +218,15 @@ class DatumWorker:
             tree.put(rel, Entry(rel.rsplit("/", 1)[-1], "file", node.size, node.digest, node))
             uploaded += node.size
         return tree.finish()[0], uploaded
+
+
+def _linked(link: Path, pfs: Path, rel: str) -> str:
+    """Where an output symlink points, refused unless inside the datum's /pfs (inputs and other outputs)."""
+    real = _host_target(link, pfs)
+    if not real.startswith(os.path.realpath(pfs) + os.sep):
+        raise TuskError(f"output {rel} is a symlink to {os.readlink(link)}, outside /pfs: only inputs"
+                        " and other outputs can be linked")
+    return real
 
 
 def _host_target(link: Path, pfs: Path) -> str:

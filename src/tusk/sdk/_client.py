@@ -292,5 +292,6 @@ class Client(AuthMethods):
         return mod.land()
 
     # -- maintenance ---------------------------------------------------------
-    def fsck(self, verify_chunks: bool = True) -> FsckReport:
-        return self.services.fsck(verify_chunks)
+    def fsck(self, verify_chunks: bool = True, repair: bool = False) -> FsckReport:
+        """Verify every commit's tree and chunks; ``repair`` rewrites bad chunks from any good stored copy."""
+        return self.services.fsck(verify_chunks, repair)

@@ -48,9 +48,15 @@ class PipelineMethods:
         """Run every queued job now, in DAG order (embedded mode)."""
         return self.services.jobs.run_pending(progress or self.job_progress)
 
+    def _run_caused(self) -> list[JobInfo]:
+        """Run the jobs this client's writes triggered (their whole DAG), not other people's queued work:
+        a write never waits for, or fails because of, a pipeline it did not trigger."""
+        jobs = self.services.jobs
+        return jobs.run_pending(self.job_progress, global_ids=jobs.take_caused())
+
     def _after_write(self) -> None:
         if self.run_jobs:
-            self.run_pending_jobs()
+            self._run_caused()
 
     def create_pipeline(self, source: SpecSource, wait: bool | None = None, *, code: CodeUpload | None = None
                         ) -> list[PipelineInfo]:
@@ -64,7 +70,7 @@ class PipelineMethods:
             self.services.pipelines.create(spec, code_dir, info)
             self.services.jobs.start_job(spec.name)
         if self.run_jobs if wait is None else wait:
-            self.run_pending_jobs()
+            self._run_caused()
         return [_with_notes(self.services.pipelines.inspect(s.name), s) for s in specs]
 
     def update_pipeline(self, source: SpecSource, reprocess: bool = False, wait: bool | None = None, *,
@@ -76,28 +82,28 @@ class PipelineMethods:
             notes[spec.name] = self.services.pipelines.update(spec, code_dir, reprocess, info).notes
             self.services.jobs.start_job(spec.name)
         if self.run_jobs if wait is None else wait:
-            self.run_pending_jobs()
+            self._run_caused()
         return [_with_notes(self.services.pipelines.inspect(s.name), s, notes[s.name]) for s in specs]
 
     def rerun_pipeline(self, name: str, reprocess: bool = False, wait: bool | None = None) -> PipelineInfo:
         self.services.pipelines.rerun(name, reprocess)
         self.services.jobs.start_job(name)
         if self.run_jobs if wait is None else wait:
-            self.run_pending_jobs()
+            self._run_caused()
         return self.services.pipelines.inspect(name)
 
     def run_cron(self, pipeline: str, name: str | None = None, wait: bool | None = None) -> list[Any]:
         """Commit a cron tick now (for every cron input of the pipeline, or the one named)."""
         ticks = self.services.cron.tick(pipeline, name)
         if self.run_jobs if wait is None else wait:
-            self.run_pending_jobs()
+            self._run_caused()
         return ticks
 
     def tick_due_crons(self) -> list[Any]:
         """Commit the cron ticks whose schedule has come round, then run the jobs they trigger."""
         ticks = self.services.cron.tick_due()
         if ticks and self.run_jobs:
-            self.run_pending_jobs()
+            self._run_caused()
         return ticks
 
     def inspect_pipeline(self, name: str) -> PipelineInfo:

@@ -108,6 +108,10 @@ class RemoteModification:
     def ops(self) -> list[dict[str, Any]]:
         return self.batch.ops
 
+    @property
+    def skipped(self) -> list[str]:
+        return self.batch.skipped
+
     def put_bytes(self, path: str, data: bytes, append: bool = False) -> None:
         self.batch.put_bytes(path, data, append)
 
@@ -409,9 +413,9 @@ class RemoteClient(Client):
                           "path": dref.path}, params=self._write_params(description))
         return _load(CommitInfo | None, body["commit"])
 
-    def fsck(self, verify_chunks: bool = True) -> FsckReport:
-        return _load(FsckReport, self._json("POST", "/api/v1/fsck",
-                                            params={"verify_chunks": str(verify_chunks).lower()}))
+    def fsck(self, verify_chunks: bool = True, repair: bool = False) -> FsckReport:
+        return _load(FsckReport, self._json("POST", "/api/v1/fsck", params={
+            "verify_chunks": str(verify_chunks).lower(), "repair": str(repair).lower()}))
 
     # -- pipelines -----------------------------------------------------------------
     def _pipeline_request(self, source: SpecSource, reprocess: bool = False, with_code: bool = True

@@ -15,8 +15,12 @@ a version is never overwritten) and records the version. A call resolves
 ``1.2.0`` exactly, ``1.2`` to the newest 1.2.x, ``1`` to the newest 1.x,
 ``latest`` (or nothing) to the newest of all.
 
-An algorithm calls another through ``ctx.algo("owner/name/1").pipe(x)``, and
-only if its ``permissions.call`` names it: anything else is PermissionDenied.
+A function algorithm runs in a warm process of its own, in the pipelines'
+sandbox (``tusk.serving.algo_process``): the server never imports its code,
+and the code reaches nothing of the store. It calls another algorithm through
+``ctx.algo("owner/name/1").pipe(x)``, which the server decides: only if its
+``permissions.call`` names it (anything else is PermissionDenied), and only
+with the rights of whoever made the outer call (``authorize``).
 Errors are typed: InputError (400) for input the algorithm refuses,
 AlgorithmError (500, with the algorithm's stack trace) when its code raises,
 AlgorithmNotFound (404), PermissionDenied (403).
@@ -26,13 +30,9 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import importlib.util
-import inspect
 import re
-import sys
 import threading
 import time
-import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +45,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import select
 
+from tusk.config import Limits
 from tusk.documents import describe_validation_error, parse_documents
 from tusk.errors import (
     AlgorithmError,
@@ -57,6 +58,7 @@ from tusk.errors import (
 )
 from tusk.models.loaders import LoadedModel
 from tusk.models.registry import ModelService
+from tusk.serving.algo_process import AlgorithmProcess
 from tusk.serving.tensors import rows_from_json
 from tusk.storage.metadata import AlgorithmVersionRow
 from tusk.versioning.commits import CommitService
@@ -65,7 +67,8 @@ from tusk.versioning.files import FileService
 from tusk.versioning.refs import FileRef, parse_file_ref
 from tusk.versioning.repos import RepoService
 
-__all__ = ["AlgoContext", "AlgoResponse", "AlgorithmHandle", "AlgorithmService", "AlgorithmSpec", "AlgorithmVersion"]
+__all__ = ["AlgoResponse", "AlgorithmHandle", "AlgorithmService", "AlgorithmSpec", "AlgorithmVersion", "Authorize",
+           "read_descriptor"]
 
 REPO = "algorithms"
 DESCRIPTOR = "algorithm.yaml"
@@ -147,20 +150,6 @@ def _matches(wanted: str | None, key: tuple[int, int, int]) -> bool:
     return all(int(p) == k for p, k in zip(parts, key, strict=False))
 
 
-class AlgoContext:
-    """What a running algorithm gets as ``ctx``: its own version, its model, and calls to the algorithms it may use."""
-
-    def __init__(self, service: AlgorithmService, version: AlgorithmVersion, model: LoadedModel | None,
-                 depth: int) -> None:
-        self._service = service
-        self.version = version
-        self.model = model
-        self._depth = depth
-
-    def algo(self, ref: str) -> AlgorithmHandle:
-        return AlgorithmHandle(self._service, ref, caller=self.version, depth=self._depth + 1)
-
-
 class AlgorithmHandle:
     """What ``client.algo(ref)`` returns: ``.pipe(x)`` calls the algorithm."""
 
@@ -178,26 +167,35 @@ class AlgorithmHandle:
         return f"<algorithm {self.ref}>"
 
 
+# Checks a right on a resource (``algorithm/<owner>/<name>``, a repo), raising PermissionDenied or a NotFound:
+# (resource, role, user), where user None is whoever made the outer call. None: nothing to check (embedded use,
+# serving without auth).
+Authorize = Callable[[str, str, str | None], None]
+
+
 @dataclass
 class _Loaded:
     version: AlgorithmVersion
-    fn: Callable[..., Any] | None
-    wants_ctx: bool
+    process: AlgorithmProcess | None
     model: LoadedModel | None
     cache: OrderedDict[str, Any] = field(default_factory=OrderedDict)
 
 
 class AlgorithmService:
     def __init__(self, ctx: Context, commits: CommitService, repos: RepoService, files: FileService,
-                 models: ModelService, scratch: Path) -> None:
+                 models: ModelService, scratch: Path, env: dict[str, str] | None = None,
+                 limits: Limits | None = None) -> None:
         self.ctx = ctx
         self.commits = commits
         self.repos = repos
         self.files = files
         self.models = models
         self.scratch = scratch / "algorithms"
+        self.env = dict(env or {})
+        self.limits = limits
         self._loaded: dict[str, _Loaded] = {}
         self._lock = threading.RLock()
+        self.denials = 0  # nested calls refused by permissions.call or by the caller's rights
 
     # -- publishing ------------------------------------------------------------
     def publish(self, directory: Path, name: str, version: str) -> AlgorithmVersion:
@@ -205,7 +203,7 @@ class AlgorithmService:
         if extra is not None:
             raise InvalidArgument(f"give the version with --version, not in the name ({name})")
         major, minor, patch = _version_key(version)
-        spec = self._descriptor(directory)
+        spec = read_descriptor(directory)
         if spec.entrypoint is not None:
             file = spec.entrypoint.split(":", 1)[0]
             target = (directory / file).resolve()
@@ -238,19 +236,6 @@ class AlgorithmService:
         except Exception as exc:  # a concurrent publish of the same version won the unique constraint
             raise AlreadyExists(f"{owner}/{algo}/{version} is already published") from exc
         return self.resolve(f"{owner}/{algo}/{version}")
-
-    @staticmethod
-    def _descriptor(directory: Path) -> AlgorithmSpec:
-        path = directory / DESCRIPTOR
-        if not path.is_file():
-            raise InvalidArgument(f"{directory} has no {DESCRIPTOR} (entrypoint: file.py:function, or model: ref)")
-        docs = parse_documents(path.read_text(), True, f" in {path}")
-        if len(docs) != 1 or not isinstance(docs[0], dict):
-            raise InvalidArgument(f"{path}: expected one mapping")
-        try:
-            return AlgorithmSpec.model_validate(docs[0])
-        except ValidationError as exc:
-            raise InvalidArgument(describe_validation_error(exc, "algorithm descriptor", f" in {path}")) from None
 
     # -- finding ---------------------------------------------------------------
     @staticmethod
@@ -287,7 +272,9 @@ class AlgorithmService:
     def algo(self, ref: str) -> AlgorithmHandle:
         return AlgorithmHandle(self, ref)
 
-    def call(self, ref: str, data: Any, caller: AlgorithmVersion | None = None, depth: int = 0) -> AlgoResponse:
+    def call(self, ref: str, data: Any, caller: AlgorithmVersion | None = None, depth: int = 0,
+             authorize: Authorize | None = None) -> AlgoResponse:
+        """Call ``ref``; ``caller`` is the algorithm making a nested call, ``authorize`` the outer caller's rights."""
         started = time.perf_counter()
         if depth > MAX_DEPTH:
             raise AlgorithmError(f"algorithm calls nest deeper than {MAX_DEPTH} levels (a cycle?) at {ref}")
@@ -296,9 +283,19 @@ class AlgorithmService:
             allowed = caller.spec.permissions.call
             names = (f"{version.owner}/{version.name}", version.full_name)
             if not any(fnmatch.fnmatchcase(n, pattern) for pattern in allowed for n in names):
+                self.denials += 1
                 raise PermissionDenied(
                     f"{caller.full_name} may not call {version.full_name}: add it to permissions.call in its "
                     f"{DESCRIPTOR} (it allows: {', '.join(allowed) or 'nothing'})")
+            if authorize is not None:
+                try:
+                    authorize(f"algorithm/{version.owner}/{version.name}", "reader", None)
+                except TuskError:
+                    self.denials += 1
+                    raise
+        if authorize is not None and version.spec.model is not None:
+            # the algorithm reads its model with its publisher's rights, as they are now
+            authorize(parse_file_ref(version.spec.model, default_branch=None).repo, "reader", version.actor)
         loaded = self._load(version)
         key = self._cache_key(version, data) if version.spec.cache else None
         if key is not None:
@@ -306,7 +303,7 @@ class AlgorithmService:
                 if key in loaded.cache:
                     loaded.cache.move_to_end(key)
                     return AlgoResponse(loaded.cache[key], self._metadata(version, started, cached=True))
-        result = self._run(loaded, data, depth)
+        result = self._run(loaded, data, depth, authorize)
         if key is not None:
             with self._lock:
                 loaded.cache[key] = result
@@ -327,20 +324,17 @@ class AlgorithmService:
             return None  # not hashable as JSON: not cached
         return blake3.blake3(version.full_name.encode() + b"\0" + version.commit.encode() + b"\0" + body).hexdigest()
 
-    def _run(self, loaded: _Loaded, data: Any, depth: int) -> Any:
+    def _run(self, loaded: _Loaded, data: Any, depth: int, authorize: Authorize | None) -> Any:
         version = loaded.version
-        if loaded.fn is None:  # a model algorithm
+        if loaded.process is None:  # a model algorithm
             assert loaded.model is not None
             return _predict(loaded.model, data, version.full_name)
-        ctx = AlgoContext(self, version, loaded.model, depth)
-        try:
-            return loaded.fn(data, ctx) if loaded.wants_ctx else loaded.fn(data)
-        except TuskError:
-            raise  # InputError, PermissionDenied, a nested AlgorithmError: already typed
-        except Exception as exc:
-            err = AlgorithmError(f"{version.full_name} raised {type(exc).__name__}: {exc}")
-            err.stacktrace = traceback.format_exc()  # type: ignore[attr-defined]
-            raise err from exc
+
+        def nested(ref: str, inner: Any) -> tuple[Any, dict[str, Any]]:
+            response = self.call(ref, inner, caller=version, depth=depth + 1, authorize=authorize)
+            return response.result, response.metadata
+
+        return loaded.process.call(data, nested)
 
     def _load(self, version: AlgorithmVersion) -> _Loaded:
         key = f"{version.full_name}@{version.commit}"
@@ -349,38 +343,37 @@ class AlgorithmService:
             if loaded is not None:
                 return loaded
             model = self.models.load(version.spec.model) if version.spec.model else None
-            fn, wants_ctx = None, False
+            process = None
             if version.spec.entrypoint is not None:
-                fn, wants_ctx = self._import(version)
-            loaded = self._loaded[key] = _Loaded(version, fn, wants_ctx, model)
+                directory = self.scratch / version.commit / version.owner / version.name / version.version
+                if not (directory / DESCRIPTOR).exists():
+                    self.files.download(FileRef(REPO, version.commit, 0, version.prefix, True), directory)
+                process = AlgorithmProcess(directory, version.spec.entrypoint, version.full_name, self.env,
+                                           self.limits)
+            loaded = self._loaded[key] = _Loaded(version, process, model)
             return loaded
 
-    def _import(self, version: AlgorithmVersion) -> tuple[Callable[..., Any], bool]:
-        assert version.spec.entrypoint is not None
-        file, func = version.spec.entrypoint.split(":", 1)
-        directory = self.scratch / version.commit / version.owner / version.name / version.version
-        if not (directory / DESCRIPTOR).exists():
-            self.files.download(FileRef(REPO, version.commit, 0, version.prefix, True), directory)
-        module_name = f"tusk_algo_{version.owner}_{version.name}_{version.version}".replace(".", "_").replace("-", "_")
-        spec = importlib.util.spec_from_file_location(module_name, directory / file)
-        if spec is None or spec.loader is None:
-            raise AlgorithmError(f"{version.full_name}: cannot import {file}")
-        module = importlib.util.module_from_spec(spec)
-        sys.path.insert(0, str(directory))
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:
-            err = AlgorithmError(f"{version.full_name}: importing {file} raised {type(exc).__name__}: {exc}")
-            err.stacktrace = traceback.format_exc()  # type: ignore[attr-defined]
-            raise err from exc
-        finally:
-            sys.path.remove(str(directory))
-        fn = getattr(module, func, None)
-        if not callable(fn):
-            raise AlgorithmError(f"{version.full_name}: {file} has no function {func}")
-        params = [p for p in inspect.signature(fn).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        return fn, len(params) >= 2
+    def close(self) -> None:
+        """Stop the algorithms' processes."""
+        with self._lock:
+            for loaded in self._loaded.values():
+                if loaded.process is not None:
+                    loaded.process.close()
+            self._loaded.clear()
+
+
+def read_descriptor(directory: Path) -> AlgorithmSpec:
+    """The directory's ``algorithm.yaml``, validated (errors name the field)."""
+    path = directory / DESCRIPTOR
+    if not path.is_file():
+        raise InvalidArgument(f"{directory} has no {DESCRIPTOR} (entrypoint: file.py:function, or model: ref)")
+    docs = parse_documents(path.read_text(), True, f" in {path}")
+    if len(docs) != 1 or not isinstance(docs[0], dict):
+        raise InvalidArgument(f"{path}: expected one mapping")
+    try:
+        return AlgorithmSpec.model_validate(docs[0])
+    except ValidationError as exc:
+        raise InvalidArgument(describe_validation_error(exc, "algorithm descriptor", f" in {path}")) from None
 
 
 def _predict(model: LoadedModel, data: Any, name: str) -> Any:

@@ -42,7 +42,7 @@ from tusk.errors import InputError, NotReady, TuskError
 from tusk.services import Services
 from tusk.serving.detectors import Detection
 from tusk.serving.live import LiveDeployment, Predictor, ServingState
-from tusk.serving.metrics import CONTENT_TYPE, METRICS, render
+from tusk.serving.metrics import CONTENT_TYPE, METRICS, render, visible
 from tusk.serving.routing import choose, cookie_name
 from tusk.serving.tensors import (
     Rows,
@@ -91,6 +91,29 @@ def _authorize(request: Request, resource: str) -> None:
         caller.require(resource, "reader")
 
 
+def _algorithm_rights(request: Request) -> Callable[[str, str, str | None], None] | None:
+    """What an algorithm call may do: nested calls with the caller's rights, its model with its publisher's."""
+    caller = request.scope.get("tusk_caller")
+    if caller is None:
+        return None
+
+    def check(resource: str, role: str, user: str | None) -> None:
+        if user is None:
+            caller.require(resource, role)
+        elif caller.state.auth:
+            caller.state.roles.check(user, resource, role)
+
+    return check
+
+
+def _may_read(request: Request) -> Callable[[str], bool]:
+    """Whether the caller may read a deployment or algorithm (always, when serving alone with no caller)."""
+    caller = request.scope.get("tusk_caller")
+    if caller is None:
+        return lambda resource: True
+    return lambda resource: bool(caller.can(resource, "reader"))
+
+
 async def _body(request: Request) -> Any:
     raw = await request.body()
     try:
@@ -116,8 +139,12 @@ class Handlers:
     async def ready(self, request: Request) -> Response:
         if self.state.ready:
             return _json({"ready": True})
+        may_read = _may_read(request)  # an open route: only deployments the caller may read are named
+        loading = [d for d in self.state.deployments.values() if not d.ready]
         waiting = {d.name: [f"{p.name}: {p.error or 'loading'}" for p in d.predictors.values() if p.served is None]
-                   for d in self.state.deployments.values() if not d.ready}
+                   for d in loading if may_read(f"deployment/{d.name}")}
+        if len(waiting) < len(loading):
+            waiting["(others)"] = [f"{len(loading) - len(waiting)} deployment(s) you may not read"]
         return _json({"ready": False, "waiting": waiting if self.state.started.is_set() else "starting"}, 400)
 
     async def server_metadata(self, request: Request) -> Response:
@@ -145,7 +172,12 @@ class Handlers:
         return _json({"name": dep.name, "ready": ok}, 200 if ok else 400)
 
     async def metrics(self, request: Request) -> Response:
-        return Response(render(), media_type=CONTENT_TYPE)
+        """Prometheus text; with auth on (a token is needed), only the deployments and algorithms the caller
+        may read."""
+        text = render()
+        if request.scope.get("tusk_caller") is not None:
+            text = await asyncio.to_thread(visible, text, _may_read(request))
+        return Response(text, media_type=CONTENT_TYPE)
 
     # -- inference -------------------------------------------------------------
     def _route(self, dep: LiveDeployment, request: Request, version: str | None) -> tuple[Predictor, bool]:
@@ -323,7 +355,8 @@ class Handlers:
                 data = orjson.loads(data) if data else None
             elif ctype.startswith("text/"):
                 data = data.decode()
-            response = await asyncio.to_thread(self.state.services.algorithms.call, ref, data)
+            response = await asyncio.to_thread(self.state.services.algorithms.call, ref, data, None, 0,
+                                               _algorithm_rights(request))
             result = response.result
             meta = dict(response.metadata, content_type="json")
             if isinstance(result, bytes):

@@ -19,7 +19,7 @@ from tusk.errors import AlreadyExists, Conflict, DeploymentNotFound, InvalidArgu
 from tusk.ids import is_commit_id
 from tusk.models.registry import ModelService
 from tusk.serving.spec import DeploymentSpec, PredictorSpec, parse_deployment_spec
-from tusk.storage.metadata import DeploymentRevisionRow, DeploymentRow
+from tusk.storage.metadata import DeploymentRevisionRow, DeploymentRow, RoleBindingRow
 from tusk.versioning.context import Context, _aware, now
 from tusk.versioning.refs import parse_file_ref
 
@@ -80,7 +80,8 @@ class DeploymentService:
                 raise AlreadyExists(f"deployment {spec.name} already exists; use `tusk deploy update`")
             if not create and row is None:
                 raise DeploymentNotFound(f"no deployment named {spec.name}; create it first")
-            if row is None:
+            if row is None:  # a new deployment: no grant left by an earlier one of this name carries over
+                s.execute(delete(RoleBindingRow).where(RoleBindingRow.resource == f"deployment/{spec.name}"))
                 row = DeploymentRow(name=spec.name, revision=0, spec="", created_at=stamp, updated_at=stamp)
                 s.add(row)
             row.revision += 1
@@ -126,6 +127,8 @@ class DeploymentService:
                 raise DeploymentNotFound(f"no deployment named {name}")
             s.execute(delete(DeploymentRevisionRow).where(DeploymentRevisionRow.name == name))
             s.execute(delete(DeploymentRow).where(DeploymentRow.name == name))
+            # its grants go with it: a later deployment of this name is someone else's, with no inherited readers
+            s.execute(delete(RoleBindingRow).where(RoleBindingRow.resource == f"deployment/{name}"))
 
     def get(self, name: str) -> DeploymentSpec:
         with self.ctx.db.read() as s:

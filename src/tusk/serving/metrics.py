@@ -9,6 +9,8 @@ at a fresh directory before the workers start, and ``/metrics`` sums them.
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Callable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,7 +22,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-__all__ = ["CONTENT_TYPE", "METRICS", "render"]
+__all__ = ["CONTENT_TYPE", "METRICS", "render", "visible"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _MODEL = ["deployment", "predictor", "model_version"]
@@ -66,3 +68,24 @@ def render() -> bytes:
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
     return generate_latest()
+
+
+_OWNER = re.compile(rb'[{,](deployment|algorithm)="((?:[^"\\]|\\.)*)"')
+
+
+def visible(text: bytes, may_read: Callable[[str], bool]) -> bytes:
+    """The exposition text cut to the samples of deployments and algorithms ``may_read`` allows (it is asked
+    ``deployment/<name>`` or ``algorithm/<owner>/<name>``): label values name deployments, predictors and
+    model commits, which a caller with no role on them must not learn. Process metrics stay."""
+    verdicts: dict[str, bool] = {}
+    out = []
+    for line in text.splitlines(keepends=True):
+        owner = _OWNER.search(line) if not line.startswith(b"#") else None
+        if owner is not None:
+            resource = f"{owner.group(1).decode()}/{owner.group(2).decode('utf-8', 'replace')}"
+            if resource not in verdicts:
+                verdicts[resource] = may_read(resource)
+            if not verdicts[resource]:
+                continue
+        out.append(line)
+    return b"".join(out)

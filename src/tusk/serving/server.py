@@ -42,6 +42,7 @@ class ServeOptions:
     log_format: str = "text"  # text | json (structured: one object per line)
     auth: bool = False  # require API tokens (off by default on loopback, on by default elsewhere)
     scheduler: bool = True  # run triggered jobs and cron ticks in this server
+    allow_unsandboxed: bool = False  # with auth on, run user code without a sandbox all the same (an admin's call)
 
 
 def _app(settings: Settings, options: ServeOptions) -> Starlette:
@@ -60,11 +61,26 @@ def app_from_env() -> Starlette:
     return _app(Settings.from_env(), ServeOptions(**raw))
 
 
+def require_sandbox(settings: Settings, options: ServeOptions) -> None:
+    """With auth on, a server runs other users' code: refuse to start without a sandbox, unless allowed."""
+    if not options.auth or options.allow_unsandboxed:
+        return
+    from tusk.errors import InvalidArgument
+    from tusk.pipelines.runtimes import ConfiguredRuntime
+
+    runtime = ConfiguredRuntime(settings.runtime, settings.extra, settings.datum_limits)
+    if runtime.name == "local":
+        raise InvalidArgument("auth is on, so this server runs other users' code, but pipelines would run "
+                              f"without a sandbox ({runtime.note or 'TUSK_RUNTIME=local'}); install bubblewrap, "
+                              "or pass --allow-unsandboxed (TUSK_ALLOW_UNSANDBOXED=1) to accept the risk")
+
+
 def serve(settings: Settings, options: ServeOptions) -> None:
     import uvicorn
 
     from tusk.logs import log_config
 
+    require_sandbox(settings, options)
     common = {"host": options.host, "port": options.port, "log_level": options.log_level,
               "timeout_graceful_shutdown": int(options.graceful_seconds), "access_log": False,
               "log_config": log_config(options.log_format, options.log_level)}

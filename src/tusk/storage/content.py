@@ -5,14 +5,31 @@ in the middle of a large file changes only the chunks around it. A file's digest
 is the hash of its chunk list (``tusk-file:v1``), which is a function of the
 bytes alone: appends re-chunk from the last boundary, so a file built by
 appends has the same chunks (and digest) as the same bytes put at once.
+
+Repair. A put dedups a chunk whose object already exists, so a corrupt object
+would never be rewritten by putting the same bytes again. Hashing the stored
+object on every dedup hit would double the cost of every re-put, so instead:
+
+- a dedup hit checks the stored object's *size* (``ObjectStore.size``: the same
+  stat or HEAD the existence check cost), which catches truncated or padded
+  objects for free;
+- a chunk proven bad by a read (or by ``fsck``) is *flagged*: a small marker
+  object ``suspect/<digest>``, so every process (a CLI put after a failed CLI
+  get, a server) knows it. A put of a flagged chunk rewrites it (loose) without
+  trusting what is stored, then clears the flag;
+- a flagged *packed* chunk cannot be rewritten in place (its pack holds other
+  files), so its bytes are written as the loose chunk, and a read whose packed
+  copy fails verification falls back to that loose copy.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -24,14 +41,16 @@ from typing import BinaryIO, Protocol
 import blake3
 import pyfastcdc
 
-from tusk.errors import ObjectCorrupt, ObjectMissing
+from tusk.errors import ObjectCorrupt, ObjectMissing, TuskError
 from tusk.ids import Digest
 from tusk.storage.objects import ObjectStore
 
-__all__ = ["AVG_CHUNK", "PACK_TARGET", "ChunkIndex", "ChunkRef", "ContentStore", "FileNode", "chunk_key",
-           "pack_key"]
+__all__ = ["AVG_CHUNK", "PACK_TARGET", "SUSPECT_PREFIX", "ChunkIndex", "ChunkRef", "ContentStore", "FileNode",
+           "chunk_key", "pack_key"]
 
 AVG_CHUNK = 512 * 1024
+SUSPECT_PREFIX = "suspect/"
+_SUSPECT_TTL = 5.0  # seconds a process trusts its copy of the flags written by other processes
 _FILE_TAG = b"tusk-file:v1\n"
 _IN_FLIGHT = 16
 PACK_TARGET = 8 << 20  # seal a pack of small files at this size
@@ -106,6 +125,28 @@ class ContentStore:
         self._unindexed: list[tuple[str, str, int, int]] = []  # rows of written packs, indexed by seal()
         self._pack_lock = threading.RLock()
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tusk-put")
+        self._suspect: set[str] = set()  # chunks a read or fsck found bad (see the module docstring)
+        self._suspect_read = -_SUSPECT_TTL
+        self._suspect_lock = threading.Lock()
+
+    # -- chunks known bad -----------------------------------------------------
+    def suspects(self) -> set[str]:
+        """The flagged chunks, re-listed from the store at most every few seconds (usually none)."""
+        with self._suspect_lock:
+            if time.monotonic() - self._suspect_read > _SUSPECT_TTL:
+                self._suspect = {k[len(SUSPECT_PREFIX):] for k in self.objects.list(SUSPECT_PREFIX)}
+                self._suspect_read = time.monotonic()
+            return self._suspect
+
+    def flag(self, digest: str, why: str) -> None:
+        """Remember that the stored copy of a chunk failed verification: the next put of it rewrites it."""
+        self.objects.put(SUSPECT_PREFIX + digest, why.encode())
+        self._suspect.add(digest)
+
+    def unflag(self, digest: str) -> None:
+        """The chunk's stored copy is good again (rewritten from verified bytes)."""
+        self.objects.delete(SUSPECT_PREFIX + digest)
+        self._suspect.discard(digest)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -114,10 +155,13 @@ class ContentStore:
     def _hash_and_store(self, piece: bytes | memoryview) -> ChunkRef:
         """Runs in the pool: BLAKE3 releases the GIL, so hashing overlaps chunking."""
         digest = Digest(blake3.blake3(piece).hexdigest())
-        if digest not in self._known:
+        suspect = digest in self.suspects()
+        if digest not in self._known or suspect:
             key = chunk_key(digest)
-            if not self.objects.exists(key):
+            if suspect or self.objects.size(key) != len(piece):  # missing, truncated, padded, or known bad
                 self.objects.put(key, piece)
+            if suspect:
+                self.unflag(digest)
             self._known.add(digest)
         return ChunkRef(digest, len(piece))
 
@@ -221,6 +265,10 @@ class ContentStore:
         found = self.index.lookup(unknown) if unknown and self.index is not None else {}
         nodes = []
         empty = FileNode(())
+        bad = self.suspects()
+        for flagged in [d for d in sizes if d in bad]:  # packed or not, a good loose copy repairs it
+            self.objects.put(chunk_key(flagged), datas[digests.index(flagged)])
+            self.unflag(flagged)
         with self._pack_lock:  # guards pack state against seal() from another thread
             for digest, (pack, offset) in found.items():
                 self._located[digest] = ChunkRef(Digest(digest), sizes[Digest(digest)], pack, offset)
@@ -277,10 +325,32 @@ class ContentStore:
 
     # -- reading -------------------------------------------------------------
     def has_chunk(self, ref: ChunkRef) -> bool:
-        """Whether the object holding this chunk (its pack, or the loose chunk) exists; no hashing."""
-        return self.objects.exists(pack_key(ref.pack) if ref.pack else chunk_key(ref.digest))
+        """Whether the object holding this chunk exists and is big enough to hold it; no hashing (a loose
+        repair copy of a packed chunk counts)."""
+        if ref.pack is None:
+            return self.objects.size(chunk_key(ref.digest)) == ref.size
+        held = self.objects.size(pack_key(ref.pack))
+        if held is not None and held >= ref.offset + ref.size:
+            return True
+        return self.objects.size(chunk_key(ref.digest)) == ref.size
 
     def read_chunk(self, ref: ChunkRef, name: str, verify: bool = True) -> bytes:
+        """The chunk's bytes, verified. A bad copy is flagged (so a put of the same bytes repairs it); a packed
+        chunk whose pack copy is bad is read from its loose copy when a repair wrote one."""
+        try:
+            return self.read_copy(ref, name, verify)
+        except (ObjectCorrupt, ObjectMissing) as exc:
+            if ref.pack is not None and self.objects.exists(chunk_key(ref.digest)):
+                loose = ChunkRef(ref.digest, ref.size)
+                with contextlib.suppress(ObjectCorrupt, ObjectMissing):
+                    return self.read_copy(loose, name, verify)
+            if isinstance(exc, ObjectCorrupt):
+                with contextlib.suppress(TuskError):  # best effort: a read-only store still reports the error
+                    self.flag(ref.digest, str(exc))
+            raise
+
+    def read_copy(self, ref: ChunkRef, name: str, verify: bool = True) -> bytes:
+        """The bytes of exactly this stored copy, verified: no fallback, no flagging (what ``fsck`` repairs from)."""
         try:
             if ref.pack is not None:
                 data = self.objects.get_range(pack_key(ref.pack), ref.offset, ref.size)
@@ -288,12 +358,13 @@ class ContentStore:
                 data = self.objects.get(chunk_key(ref.digest))
         except ObjectMissing:
             raise ObjectMissing(
-                f"{name}: chunk {ref.digest[:16]}… is missing from the object store; run `tusk fsck`"
+                f"{name}: chunk {ref.digest[:16]}… is missing from the object store; put the same file again "
+                "to restore it, and run `tusk fsck`"
             ) from None
         if len(data) != ref.size or (verify and blake3.blake3(data).hexdigest() != ref.digest):
             raise ObjectCorrupt(
                 f"{name}: chunk {ref.digest[:16]}… is corrupt (its bytes do not match their hash);"
-                " refusing to return wrong data"
+                " refusing to return wrong data. Put the same file again to repair it, or run `tusk fsck --repair`"
             )
         return data
 

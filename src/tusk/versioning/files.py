@@ -16,6 +16,7 @@ from tusk.errors import Conflict, FileNotFound, InvalidArgument
 from tusk.ids import normalize_path
 from tusk.storage.content import FileNode
 from tusk.storage.metadata import CommitRow
+from tusk.transfer import local_tree
 from tusk.versioning.commits import CommitService
 from tusk.versioning.context import Context, now
 from tusk.versioning.records import CommitInfo, DiffEntry, FileInfo
@@ -26,18 +27,6 @@ from tusk.versioning.trees import EMPTY_TREE, Entry, file_entry
 __all__ = ["FileService", "Modification", "write_file_atomically"]
 
 Progress = Callable[[int], None]
-
-
-def _scan(local: str, prefix: str) -> Iterator[tuple[str, str, int]]:
-    """(repo path, local path, size) of every regular file below ``local``, sorted, one stat each."""
-    with os.scandir(local) as it:
-        entries = sorted(it, key=lambda e: e.name)
-    for e in entries:
-        target = f"{prefix}/{e.name}"
-        if e.is_dir(follow_symlinks=True):
-            yield from _scan(e.path, target)
-        elif e.is_file(follow_symlinks=True):
-            yield target, e.path, e.stat(follow_symlinks=True).st_size
 
 
 def write_file_atomically(target: Path, chunks: Iterable[bytes], progress: Progress | None = None) -> int:
@@ -79,6 +68,7 @@ class Modification:
     description: str | None = None
     progress: Progress | None = None
     ops: list[Op] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # what put_tree could not put (transfer.local_tree)
     after_land: Callable[[], None] | None = None
     started_at: datetime = field(default_factory=now)
 
@@ -94,7 +84,7 @@ class Modification:
     def put_tree(self, path: str, source: Path) -> int:
         """Put every file below a local directory under ``path``; return the count."""
         base = normalize_path(path).rstrip("/")
-        targets = list(_scan(str(source), base))
+        targets = [(f"{base}/{rel}", str(local), size) for rel, local, size in local_tree(source, self.skipped)]
         nodes = self.files.ctx.content.write_many(((local, size) for _, local, size in targets), self.progress)
         for (target, _, _), node in zip(targets, nodes, strict=True):
             self._put(target, node, append=False)

@@ -92,6 +92,7 @@ class FsckReport(_Record):
     chunks: int = 0
     bytes_verified: int = 0
     problems: list[FsckProblem] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)  # repo@commit:/path of files a repair made whole again
 
     @property
     def ok(self) -> bool:

@@ -6,7 +6,7 @@ from sqlalchemy.orm import Session
 
 from tusk.errors import AlreadyExists, Conflict
 from tusk.ids import validate_repo_name
-from tusk.storage.metadata import BranchRow, CommitRow, CommitSetRow, RepoRow
+from tusk.storage.metadata import BranchRow, CommitRow, CommitSetRow, RepoRow, RoleBindingRow
 from tusk.versioning.context import Context, _aware, now
 from tusk.versioning.records import RepoInfo
 
@@ -23,6 +23,9 @@ class RepoService:
             with self.ctx.db.write() as s:
                 if s.scalar(select(RepoRow.id).where(RepoRow.name == name)) is not None:
                     raise AlreadyExists(f"repo {name!r} already exists")
+                # a new repo: no grant on an earlier repo of this name carries over (stores from before
+                # deletes removed bindings may still hold some)
+                s.execute(delete(RoleBindingRow).where(RoleBindingRow.resource == name))
                 s.add(RepoRow(name=name, description=description, created_at=now()))
         except DBIntegrityError:
             raise AlreadyExists(f"repo {name!r} already exists") from None
@@ -47,7 +50,8 @@ class RepoService:
         return RepoInfo(repo.name, repo.description, _aware(repo.created_at), [b.name for b in branches], size)
 
     def delete(self, name: str, force: bool = False) -> None:
-        """Delete a repo's metadata; its chunks stay until ``tusk gc``."""
+        """Delete a repo's metadata and its role bindings (whoever next creates the name owns a new repo, with
+        nobody else's grants); its chunks stay until ``tusk gc``."""
         with self.ctx.db.write() as s:
             repo = self.ctx.repo_row(s, name)
             open_commits = s.scalars(
@@ -60,6 +64,7 @@ class RepoService:
             sets = set(s.scalars(select(CommitRow.commit_set_id).where(CommitRow.repo_id == repo.id)))
             s.execute(delete(CommitRow).where(CommitRow.repo_id == repo.id))
             s.execute(delete(BranchRow).where(BranchRow.repo_id == repo.id))
+            s.execute(delete(RoleBindingRow).where(RoleBindingRow.resource == name))
             s.delete(repo)
             s.flush()
             for set_id in sets:

@@ -9,7 +9,6 @@ a commit costs O(depth * directory width), not O(repo).
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from tusk.errors import Conflict, FileNotFound, ObjectCorrupt
 from tusk.ids import Digest
 from tusk.storage.content import ChunkRef, FileNode
 from tusk.storage.objects import ObjectStore
+from tusk.versioning.globs import compile_glob
 
 __all__ = ["EMPTY_TREE", "Entry", "MutableTree", "TreeStore", "compile_glob", "tree_key"]
 
@@ -238,7 +238,7 @@ class TreeStore:
         depth = _fixed_depth(pattern)
         for p, e in self._walk(root, "", dirs=True, max_depth=depth):
             m = rx.match(p)
-            if m:
+            if m is not None:
                 yield p, e, m.groups()
 
     def diff(self, old: str, new: str, prefix: str = "") -> Iterator[tuple[str, Entry | None, Entry | None]]:
@@ -273,44 +273,6 @@ def _fixed_depth(pattern: str) -> int | None:
     if "**" in pattern:
         return None
     return len([p for p in pattern.strip("/").split("/") if p])
-
-
-def compile_glob(pattern: str) -> re.Pattern[str]:
-    """Translate a Pachyderm-style glob to a regex over ``/a/b`` paths.
-
-    ``*`` and ``?`` never cross ``/``; ``**`` matches any depth. Parenthesised
-    groups are kept as capture groups (for ``join_on`` / ``group_by``).
-    """
-    pat = "/" + pattern.strip("/")
-    out = []
-    i = 0
-    while i < len(pat):
-        c = pat[i]
-        if pat.startswith("**", i):
-            out.append(".*")
-            i += 2
-            continue
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "[":
-            j = pat.find("]", i + 1)
-            if j == -1:
-                out.append(re.escape(c))
-            else:
-                body = pat[i + 1 : j]
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append(f"[{body}]")
-                i = j
-        elif c in "()":
-            out.append(c)
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return re.compile("^" + "".join(out) + "$")
-
 
 
 @dataclass

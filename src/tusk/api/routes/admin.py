@@ -20,7 +20,8 @@ def health(request: Request) -> dict[str, Any]:
 
 
 @router.post("/fsck")
-def fsck(caller: CallerDep, verify_chunks: bool = True) -> FsckReport:
-    """Check every commit's tree (and with ``verify_chunks`` every chunk's hash); cluster admins only."""
+def fsck(caller: CallerDep, verify_chunks: bool = True, repair: bool = False) -> FsckReport:
+    """Check every commit's tree (and with ``verify_chunks`` every chunk's hash; without, its size); with
+    ``repair``, rewrite bad chunks from good stored copies. Cluster admins only."""
     caller.require_admin()
-    return caller.ops.fsck(verify_chunks)
+    return caller.ops.fsck(verify_chunks, repair)

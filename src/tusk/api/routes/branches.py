@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from tusk.api._deps import CallerDep, Wait, finish_write
+from tusk.api._deps import MAX_COUNT, MAX_SQL_INT, CallerDep, Wait, finish_write
 from tusk.versioning.records import BranchInfo
 from tusk.versioning.triggers import BranchTrigger
 
@@ -13,8 +13,8 @@ router = APIRouter(prefix="/api/v1/repos/{repo}/branches", tags=["branches"])
 class Trigger(BaseModel):
     branch: str
     all: bool = False
-    size: int | None = None
-    commits: int | None = None
+    size: int | None = Field(default=None, ge=0, le=MAX_SQL_INT)
+    commits: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     cron: str | None = None
 
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from tusk.api._deps import CallerDep, Wait, finish_write
+from tusk.api._deps import CallerDep, Limit, Timeout, Wait, finish_write
+from tusk.errors import CommitNotFound
 from tusk.versioning.records import CommitInfo
 
 router = APIRouter(tags=["commits"])
@@ -20,11 +21,11 @@ class Finish(BaseModel):
 
 
 @router.get("/api/v1/repos/{repo}/commits")
-def list_commits(repo: str, caller: CallerDep, branch: str | None = None, limit: int | None = None
+def list_commits(repo: str, caller: CallerDep, branch: str | None = None, limit: Limit = None
                  ) -> list[CommitInfo]:
     """Newest first; with ``branch``, its history (open commit first, then ancestry)."""
     caller.require_repo(repo, "reader")
-    return caller.ops.list_commits(f"{repo}@{branch}" if branch else repo, limit)
+    return [caller.commit(c) for c in caller.ops.list_commits(f"{repo}@{branch}" if branch else repo, limit)]
 
 
 @router.post("/api/v1/repos/{repo}/commits", status_code=201)
@@ -37,7 +38,7 @@ def start_commit(repo: str, body: NewCommit, caller: CallerDep) -> CommitInfo:
 def inspect_commit(repo: str, ref: str, caller: CallerDep) -> CommitInfo:
     """``ref``: a commit id, a branch, or either with ancestry (``master^2``)."""
     caller.require_repo(repo, "reader")
-    return caller.ops.inspect_commit(f"{repo}@{ref}")
+    return caller.commit(caller.ops.inspect_commit(f"{repo}@{ref}"))
 
 
 @router.post(_COMMIT + "/finish")
@@ -45,13 +46,13 @@ def finish_commit(repo: str, ref: str, body: Finish, caller: CallerDep, wait: Wa
     caller.require_repo(repo, "writer")
     info = caller.ops.finish_commit(f"{repo}@{ref}", body.description)
     finish_write(caller, wait)
-    return info
+    return caller.commit(info)
 
 
 @router.post(_COMMIT + "/wait")
-def wait_commit(repo: str, ref: str, caller: CallerDep, timeout: float | None = None) -> CommitInfo:
+def wait_commit(repo: str, ref: str, caller: CallerDep, timeout: Timeout = None) -> CommitInfo:
     caller.require_repo(repo, "reader")
-    return caller.ops.wait_commit(f"{repo}@{ref}", timeout)
+    return caller.commit(caller.ops.wait_commit(f"{repo}@{ref}", timeout))
 
 
 @router.post(_COMMIT + "/squash", status_code=204)
@@ -68,5 +69,12 @@ def delete_commit(repo: str, ref: str, caller: CallerDep) -> None:
 
 @router.get("/api/v1/commitsets/{global_id}")
 def inspect_commit_set(global_id: str, caller: CallerDep) -> list[CommitInfo]:
-    """Every commit sharing a global id that the caller may read."""
-    return [c for c in caller.ops.inspect_commit_set(global_id) if caller.can(c.repo, "reader")]
+    """Every commit sharing a global id that the caller may read; a set with none is reported as missing, in
+    the words of a missing one."""
+    try:
+        commits = [caller.commit(c) for c in caller.ops.inspect_commit_set(global_id) if caller.can(c.repo, "reader")]
+    except CommitNotFound:
+        commits = []
+    if not commits:
+        raise CommitNotFound(f"no commit or global id {global_id}")
+    return commits

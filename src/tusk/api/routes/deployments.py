@@ -5,7 +5,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from tusk.api._deps import Caller, CallerDep
+from tusk.api._deps import MAX_COUNT, Caller, CallerDep
 from tusk.errors import InvalidArgument
 from tusk.serving.deployments import DeploymentInfo, DeploymentRevision
 from tusk.serving.spec import DeploymentSpec, parse_deployment_spec
@@ -20,7 +20,7 @@ class Weights(BaseModel):
 
 
 class Revision(BaseModel):
-    revision: int | None = None
+    revision: int | None = Field(default=None, ge=0, le=MAX_COUNT)
 
 
 def resource(name: str) -> str:

@@ -8,9 +8,9 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from tusk.api._deps import CallerDep, Wait, finish_write
+from tusk.api._deps import MAX_COUNT, CallerDep, Limit, Wait, finish_write
 from tusk.models.records import BranchMove, ModelInfo
 from tusk.transfer import tar_directory
 from tusk.versioning.refs import parse_file_ref, parse_ref
@@ -25,11 +25,11 @@ class Promotion(BaseModel):
 
 class Rollback(BaseModel):
     ref: str  # repo@branch
-    steps: int = 1
+    steps: int = Field(default=1, le=MAX_COUNT)
 
 
 @router.get("")
-def list_models(caller: CallerDep, repo: str | None = None, limit: int | None = None) -> list[ModelInfo]:
+def list_models(caller: CallerDep, repo: str | None = None, limit: Limit = None) -> list[ModelInfo]:
     if repo is not None:
         caller.require_repo(repo, "reader")
     return [m for m in caller.ops.list_models(repo, limit) if caller.can(m.repo, "reader")]

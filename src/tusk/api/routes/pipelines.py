@@ -13,7 +13,7 @@ from tusk.api._body import with_body
 from tusk.api._deps import Caller, CallerDep, Wait, finish_write
 from tusk.errors import InvalidArgument
 from tusk.pipelines.records import PipelineInfo
-from tusk.pipelines.spec import CronInput, PipelineSpec, parse_spec
+from tusk.pipelines.spec import CronInput, PfsInput, PipelineSpec, parse_spec
 from tusk.sdk._pipelines import CodeUpload
 from tusk.transfer import untar_directory
 
@@ -49,9 +49,12 @@ def _code_root(caller: Caller) -> Path:
     return caller.ops.settings.home / "code"
 
 
-def _code(caller: Caller, ref: CodeRef | None) -> CodeUpload | None:
+def _code(caller: Caller, ref: CodeRef | None) -> CodeUpload:
+    """The uploaded code; a pipeline created without code runs in an empty directory (never the server's own)."""
     if ref is None:
-        return None
+        empty = _code_root(caller) / "none"
+        empty.mkdir(parents=True, exist_ok=True)
+        return empty, {"dir": None, "digest": None, "files": 0, "git": None, "note": "created without code"}
     where = _code_root(caller) / ref.id
     if not where.is_dir():
         raise InvalidArgument(f"no uploaded code {ref.id}; upload the directory first (POST /api/v1/code)")
@@ -59,9 +62,13 @@ def _code(caller: Caller, ref: CodeRef | None) -> CodeUpload | None:
 
 
 def _check_inputs(caller: Caller, spec: PipelineSpec) -> None:
-    """A pipeline reads its inputs with its creator's rights, and writes its output repo as its owner."""
-    for leaf in spec.pfs_leaves():
-        caller.require_repo(leaf.repo, "reader")
+    """A pipeline reads its inputs with its creator's rights, and writes its output repo as its owner.
+
+    Cron tick repos are not inputs to check: the pipeline makes them (an existing repo is refused).
+    """
+    for leaf in spec.input.leaves():
+        if isinstance(leaf, PfsInput):
+            caller.require_repo(leaf.repo, "reader")
 
 
 @router.post("/api/v1/code", status_code=201, openapi_extra={"requestBody": {"required": True, "content": {
@@ -117,6 +124,9 @@ def update_pipelines(body: PipelineRequest, caller: CallerDep, wait: Wait = Fals
     out = []
     for spec in specs:
         out += caller.ops.update_pipeline(spec, body.reprocess, wait=False, code=_code(caller, body.code))
+        for leaf in spec.input.leaves():
+            if isinstance(leaf, CronInput):  # new, or the pipeline's own already: never another's repo
+                caller.own(leaf.tick_repo(spec.name))
     finish_write(caller, wait)
     return out
 

@@ -94,6 +94,12 @@ class LocalObjectStore:
     def exists(self, key: str) -> bool:
         return os.path.exists(self._path(key))
 
+    def size(self, key: str) -> int | None:
+        try:
+            return os.stat(self._path(key)).st_size
+        except FileNotFoundError:
+            return None
+
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(key))

@@ -30,6 +30,11 @@ class ObjectStore(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
+    def size(self, key: str) -> int | None:
+        """The object's size in bytes, or None when absent: as cheap as ``exists`` (a stat, a HEAD), so a
+        dedup check or ``fsck --fast`` can see a truncated or padded object without reading it."""
+        ...
+
     def delete(self, key: str) -> None:
         """Remove the object; deleting an absent key is not an error."""
         ...

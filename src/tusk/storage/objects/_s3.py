@@ -63,12 +63,14 @@ class S3ObjectStore:
             raise StorageUnavailable(f"cannot read object {key} from {self.url}: {exc}") from exc
 
     def exists(self, key: str) -> bool:
+        return self.size(key) is not None
+
+    def size(self, key: str) -> int | None:
         try:
-            self._s3.head_object(Bucket=self.bucket, Key=self._key(key))
-            return True
+            return int(self._s3.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"])
         except self._errors.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
+                return None
             raise StorageUnavailable(f"cannot reach {self.url}: {exc}") from exc
 
     def delete(self, key: str) -> None:
