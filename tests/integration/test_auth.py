@@ -222,6 +222,19 @@ def test_deployments_and_inference_check_roles(cluster: Cluster) -> None:
             mallory.deployment_history("d")
 
 
+def test_a_deployment_never_logs_into_a_repo_its_deployer_cannot_write(cluster: Cluster) -> None:
+    with cluster.client("rita") as rita:  # rita reads data, and owns a model of her own
+        python_model(rita, "ritamodel", _DOUBLER)
+        heads = {b.name: b.head for b in cluster.root.list_branches("data")}
+        with pytest.raises(PermissionDenied, match="rita is not a writer of data"):
+            rita.create_deployment({"name": "sneaky", "predictors": [{"name": "m", "model": "ritamodel@master"}],
+                                    "logging": {"repo": "data"}})
+        assert [d.name for d in cluster.root.list_deployments()] == []
+        assert {b.name: b.head for b in cluster.root.list_branches("data")} == heads
+        rita.create_deployment({"name": "mine", "predictors": [{"name": "m", "model": "ritamodel@master"}]})
+    assert [(b.user, b.role) for b in cluster.root.list_roles("mine-requests")] == [("rita", "owner")]
+
+
 def test_a_writer_is_refused_what_needs_an_owner(cluster: Cluster, tmp_path: Path) -> None:
     with cluster.client("olga") as olga:  # olga (owner of data) makes a pipeline: she owns its output
         olga.create_pipeline({"pipeline": {"name": "olgas"},

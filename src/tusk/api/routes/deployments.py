@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from tusk.api._deps import MAX_COUNT, Caller, CallerDep
-from tusk.errors import InvalidArgument
+from tusk.errors import AlreadyExists, InvalidArgument
 from tusk.serving.deployments import DeploymentInfo, DeploymentRevision
 from tusk.serving.spec import DeploymentSpec, parse_deployment_spec
 from tusk.versioning.refs import parse_file_ref
@@ -28,11 +28,25 @@ def resource(name: str) -> str:
 
 
 def _spec(caller: Caller, doc: dict[str, Any]) -> DeploymentSpec:
-    """The spec, once the caller is seen to read every model repo it serves."""
+    """The spec, once the caller is seen to read every model repo it serves, and to write its request log
+    when that repo exists already (a deployment is no way into someone else's repo)."""
     spec = parse_deployment_spec(doc)
     for p in [*spec.predictors, *([spec.shadow] if spec.shadow else [])]:
         caller.require_repo(parse_file_ref(p.model).repo, "reader")
+    if spec.logging.enabled and spec.log_repo in {r.name for r in caller.ops.list_repos()}:
+        caller.require_repo(spec.log_repo, "writer")
     return spec
+
+
+def _own_log_repo(caller: Caller, spec: DeploymentSpec) -> None:
+    """Make the request log's repo now, owned by the deployer (a repo made later would have no owner)."""
+    if not spec.logging.enabled:
+        return
+    try:
+        caller.ops.create_repo(spec.log_repo, f"requests and responses of deployment {spec.name}")
+    except AlreadyExists:
+        return
+    caller.own(spec.log_repo)
 
 
 @router.get("")
@@ -43,8 +57,10 @@ def list_deployments(caller: CallerDep) -> list[DeploymentInfo]:
 @router.post("", status_code=201)
 def create_deployment(doc: dict[str, Any], caller: CallerDep) -> DeploymentInfo:
     """Create a deployment from a spec; every model ref must resolve. The caller owns it."""
-    info = caller.ops.create_deployment(_spec(caller, doc))
+    spec = _spec(caller, doc)
+    info = caller.ops.create_deployment(spec)
     caller.own(resource(info.name))
+    _own_log_repo(caller, spec)
     return info
 
 
@@ -60,7 +76,9 @@ def update_deployment(name: str, doc: dict[str, Any], caller: CallerDep) -> Depl
     spec = _spec(caller, doc)
     if spec.name != name:
         raise InvalidArgument(f"the spec is for deployment {spec.name!r}, not {name!r}")
-    return caller.ops.update_deployment(spec)
+    info = caller.ops.update_deployment(spec)
+    _own_log_repo(caller, spec)
+    return info
 
 
 @router.delete(_ONE, status_code=204)
