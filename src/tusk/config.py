@@ -110,11 +110,21 @@ class Settings:
     extra: Mapping[str, str] = field(default_factory=dict)
     datum_limits: Limits = field(default_factory=Limits.default)  # per sandboxed run (TUSK_DATUM_*)
     allow_unsandboxed: bool = False  # TUSK_ALLOW_UNSANDBOXED=1: an admin lets a server with auth run user code
+    config_path: Path | None = None  # the contexts file (TUSK_CONFIG, else ~/.config/tusk/config.json)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, cwd: Path | None = None,
+                 use_context: bool = True) -> Settings:
+        """Settings from the environment, over the current context (``tusk context``), over the defaults."""
+        from tusk.contexts import ContextFile, config_path
+
         env = os.environ if env is None else env
         cwd = Path.cwd() if cwd is None else cwd
+        use_context = use_context and env.get("TUSK_CONTEXT") != "none"  # none: this command uses no context
+        context = ContextFile(config_path(env)).current(env.get("TUSK_CONTEXT") or None) if use_context else None
+        if context is not None:
+            env = {**{f"TUSK_{k.upper()}": v for k in ("address", "token", "home")
+                      if (v := getattr(context, k))}, **env}
         home = Path(env["TUSK_HOME"]).expanduser() if env.get("TUSK_HOME") else _default_home(cwd, env)
         database_url = env.get("TUSK_DATABASE_URL") or f"sqlite:///{home / 'tusk.db'}"
         objects_url = env.get("TUSK_OBJECTS_URL") or f"file://{home / 'objects'}"
@@ -136,10 +146,11 @@ class Settings:
             | {"PATH": _pipeline_path(env)},
             datum_limits=_datum_limits(env),
             allow_unsandboxed=env.get("TUSK_ALLOW_UNSANDBOXED", "") in ("1", "true", "yes"),
+            config_path=config_path(env),
         )
 
     @classmethod
     def for_home(cls, home: Path, **overrides: str) -> Settings:
         """Embedded defaults rooted at ``home`` (used by tests and ``tusk demo``)."""
         inherited = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TUSK_RUNTIME")}
-        return cls.from_env(env={**inherited, "TUSK_HOME": str(home), **overrides})
+        return cls.from_env(env={**inherited, "TUSK_HOME": str(home), **overrides}, use_context=False)

@@ -128,6 +128,16 @@ def _lineage_lines(node: dict[str, Any], depth: int = 0) -> list[str]:
     return lines
 
 
+def _require_ml() -> None:
+    """The demo trains and serves scikit-learn models: without the ``ml`` extra it cannot start."""
+    for module in ("sklearn", "pandas", "joblib"):
+        try:
+            __import__(module)
+        except ImportError:
+            raise InvalidArgument(f"tusk demo trains scikit-learn models and needs {module!r}: "
+                                  "pip install 'tusk[ml]'") from None
+
+
 def run_demo(say: Say, data_dir: Path | None = None, home: Path | None = None, example_dir: Path | None = None,
              job_progress: JobProgress | None = None, settings: Settings | None = None) -> Client:
     """Run the census-income story, narrating through ``say``; return the client for inspection.
@@ -135,6 +145,7 @@ def run_demo(say: Say, data_dir: Path | None = None, home: Path | None = None, e
     By default in a new embedded home (SQLite + local objects); ``settings``
     runs it elsewhere (the tests run it on PostgreSQL + S3 too).
     """
+    _require_ml()
     data_dir = data_dir or find_census_data(Path.cwd())
     example = example_dir or find_example(Path.cwd())
     if data_dir is None or not _has_census(data_dir):
@@ -144,8 +155,12 @@ def run_demo(say: Say, data_dir: Path | None = None, home: Path | None = None, e
         raise InvalidArgument("examples/census-income was not found; run from a Tusk checkout or pass --example")
     home = home or Path(tempfile.mkdtemp(prefix="tusk-demo-"))
     prepared = home / "datasets"
-    subprocess.run([sys.executable, "prepare.py", "--data", str(data_dir), "--out", str(prepared)], cwd=example,
-                   check=True, capture_output=True)
+    done = subprocess.run([sys.executable, "prepare.py", "--data", str(data_dir), "--out", str(prepared)],
+                          cwd=example, check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise InvalidArgument(f"preparing the census data failed ({example / 'prepare.py'} exited with code "
+                              f"{done.returncode}): {last}")
     client = Client(settings=settings or Settings.for_home(home), job_progress=job_progress)
     story = _Story(say, client, example, prepared)
     say(f"[bold]Tusk demo[/bold]: the census-income story, in {home}")

@@ -38,8 +38,11 @@ def parse_documents(text: str, yaml_syntax: bool, where: str = "") -> list[Any]:
 
         try:
             return [d for d in yaml.safe_load_all(text) if d is not None]
-        except yaml.YAMLError as exc:
-            raise InvalidArgument(f"invalid YAML{where}: {exc}") from None
+        except yaml.YAMLError as exc:  # one line: the problem and where it is, not the excerpt under it
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise InvalidArgument(f"invalid YAML{where}{at}: {problem}; fix the syntax there") from None
     decoder = json.JSONDecoder()
     docs: list[Any] = []
     pos = 0

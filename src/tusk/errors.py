@@ -8,6 +8,8 @@ maps it to and the exit code the CLI returns::
     ├── UserError                  400  exit 2
     │   ├── InvalidArgument        400
     │   │   ├── InvalidRef         400   bad `repo@ref:/path` syntax or ancestry
+    │   │   ├── AmbiguousId        400   a short id (6+ hex characters) that matches several commits, jobs or
+    │   │   │                            datums: the message lists them
     │   │   ├── InvalidPath        400   `..` escaping the repo, empty names, NUL bytes
     │   │   └── InputError         400   an inference payload or algorithm input the model cannot take
     │   ├── NotFound               404
@@ -17,6 +19,8 @@ maps it to and the exit code the CLI returns::
     │   │   ├── FileNotFound
     │   │   ├── ModelNotFound          no model manifest at that commit
     │   │   ├── DeploymentNotFound
+    │   │   ├── PipelineNotFound
+    │   │   ├── JobNotFound            no such job (or datum of it)
     │   │   └── AlgorithmNotFound      no such owner/name, or no version matching the request
     │   ├── Unauthenticated        401   no token, or an unknown, revoked or expired one (auth on)
     │   ├── PermissionDenied       403   the caller's role does not allow it; an algorithm calling one it did
@@ -29,17 +33,26 @@ maps it to and the exit code the CLI returns::
     │   ├── ObjectCorrupt
     │   └── ModelTampered              a model file does not match its manifest: refused before loading
     ├── AlgorithmError             500           an algorithm's own code raised
-    ├── StorageUnavailable         503  exit 4   object store / database unreachable
+    ├── StorageUnavailable         503  exit 4   object store / database unreachable, or its driver
+    │   │                                        (an extra: boto3, psycopg) not installed
     │   └── NotReady                             a deployment whose models are still loading
-    └── Timeout                    504  exit 5
+    ├── Timeout                    504  exit 5
+    └── JobFailed                       exit 6   a job the call waited for failed (its write still stands);
+                                                 raised by ``Client.raise_for_jobs()``, never by the write
+
+The CLI exits 130 after Ctrl-C, saying what was committed and what was not.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 __all__ = [
     "AlgorithmError",
     "AlgorithmNotFound",
     "AlreadyExists",
+    "AmbiguousId",
     "BranchNotFound",
     "CommitNotFound",
     "Conflict",
@@ -50,6 +63,8 @@ __all__ = [
     "InvalidArgument",
     "InvalidPath",
     "InvalidRef",
+    "JobFailed",
+    "JobNotFound",
     "ModelNotFound",
     "ModelTampered",
     "ModelUnloadable",
@@ -58,6 +73,7 @@ __all__ = [
     "ObjectCorrupt",
     "ObjectMissing",
     "PermissionDenied",
+    "PipelineNotFound",
     "RepoNotFound",
     "StorageUnavailable",
     "Timeout",
@@ -90,6 +106,23 @@ class InvalidArgument(UserError):
 
 class InvalidRef(InvalidArgument):
     pass
+
+
+class AmbiguousId(InvalidArgument):
+    """A prefix of an id that more than one commit, job or datum starts with."""
+
+    SHOWN = 5  # the message lists this many of the ids
+
+    def __init__(self, message: str, candidates: Sequence[str] = (), what: str = "", prefix: str = "") -> None:
+        super().__init__(message)
+        self.candidates, self.what, self.prefix = list(candidates), what, prefix
+
+    @classmethod
+    def among(cls, what: str, prefix: str, candidates: Sequence[str], scope: str = "") -> AmbiguousId:
+        """``what`` (commit, job, ...) ids ``candidates`` all start with ``prefix``."""
+        shown = ", ".join(candidates[: cls.SHOWN]) + (", ..." if len(candidates) > cls.SHOWN else "")
+        return cls(f"{what} id prefix {prefix} is ambiguous{scope}: it matches {shown}; give more characters",
+                   candidates, what, prefix)
 
 
 class InvalidPath(InvalidArgument):
@@ -125,6 +158,14 @@ class ModelNotFound(NotFound):
 
 
 class DeploymentNotFound(NotFound):
+    pass
+
+
+class PipelineNotFound(NotFound):
+    pass
+
+
+class JobNotFound(NotFound):
     pass
 
 
@@ -184,3 +225,14 @@ class NotReady(StorageUnavailable):
 class Timeout(TuskError):
     http_status = 504
     exit_code = 5
+
+
+class JobFailed(TuskError):
+    """Jobs a call waited for ended failed (``failure``, ``unrunnable`` or ``killed``); ``jobs`` holds their
+    ``JobInfo``. The write that triggered them landed: this reports the jobs, it does not undo the write."""
+
+    exit_code = 6
+
+    def __init__(self, message: str, jobs: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.jobs = list(jobs)

@@ -15,14 +15,18 @@ import blake3
 from tusk.errors import InvalidArgument, InvalidPath
 
 __all__ = [
+    "ID_PREFIX_MIN",
+    "SHORT_ID",
     "BranchName",
     "CommitId",
     "Digest",
     "RepoName",
     "digest_bytes",
     "is_commit_id",
+    "is_id_prefix",
     "new_commit_id",
     "normalize_path",
+    "short_id",
     "validate_branch_name",
     "validate_repo_name",
 ]
@@ -34,6 +38,10 @@ Digest = NewType("Digest", str)
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
 _COMMIT_ID = re.compile(r"^[0-9a-f]{32}$")
+_ID_PREFIX = re.compile(r"^[0-9a-f]{6,32}$")
+
+ID_PREFIX_MIN = 6  # a commit, job or datum id may be given by any unique prefix this long or longer
+SHORT_ID = 8  # tables print ids this long: resolution takes 6+, so a printed id is always a valid argument
 
 
 def validate_repo_name(name: str) -> RepoName:
@@ -59,6 +67,16 @@ def new_commit_id() -> CommitId:
 
 def is_commit_id(text: str) -> bool:
     return bool(_COMMIT_ID.match(text))
+
+
+def is_id_prefix(text: str) -> bool:
+    """Could ``text`` be a (short) commit, job or datum id: 6 to 32 lowercase hex characters?"""
+    return bool(_ID_PREFIX.match(text))
+
+
+def short_id(full: str) -> str:
+    """The form tables print: the first ``SHORT_ID`` characters (git shows 7; we take 8)."""
+    return full[:SHORT_ID] if is_commit_id(full) else full
 
 
 def digest_bytes(data: bytes | memoryview) -> Digest:

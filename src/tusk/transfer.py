@@ -23,10 +23,11 @@ from typing import IO, Any, BinaryIO
 
 from tusk.errors import InvalidArgument, InvalidPath
 
-__all__ = ["SKIPPED_DIRS", "SKIPPED_SUFFIXES", "BatchWriter", "Pipe", "local_tree", "read_batch", "tar_directory",
-           "untar_directory"]
+__all__ = ["JOBS_HEADER", "SKIPPED_DIRS", "SKIPPED_SUFFIXES", "BatchWriter", "Pipe", "local_tree", "read_batch",
+           "tar_directory", "untar_directory"]
 
 OPS_MEMBER = "ops.json"
+JOBS_HEADER = "X-Tusk-Jobs"  # on a response to a write that waited for its jobs: their ids, comma-separated
 _PIECE = 1 << 20
 
 

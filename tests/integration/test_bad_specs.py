@@ -159,7 +159,8 @@ def test_a_poison_job_fails_and_holds_up_no_one(world: Backend, tmp_path: Path) 
         assert time.monotonic() - t < 15
         with c.services.ctx.db.write() as s:  # the other runner lets go of it
             s.execute(update(JobRow).where(JobRow.id == stuck).values(state="killed"))
-        run(world, "put", "file", "data@master:/b_2.txt", "-f", str(src))  # triggers poison: its job fails...
+        put = run(world, "put", "file", "data@master:/b_2.txt", "-f", str(src), check=False)  # triggers poison
+        assert put.returncode == 6 and "poison" in put.stderr, put.stderr  # its job failed; the put landed...
         jobs = c.list_jobs("poison")
         assert jobs and all(j.state in ("failure", "killed") for j in jobs)  # ...none stays running
         assert "$9 refers to a capture group" in (jobs[0].reason or "")

@@ -115,7 +115,13 @@ def _make_secret(root: Client, url: str, tokens: dict[str, str], paths: dict[str
         "resource": [SECRET_REPO, f"deployment/{SECRET_DEPLOYMENT}"], "user": ["root"],
         "branch": ["master"], "old": secret_refs, "pattern": ["/*", "/**"], "grep": ["TOPSECRET", "open"],
         "recursive": ["true"], "limit": ["5"],
+        # a code tree is named by its content's hash: whoever asks by digest has the code already
+        "digest": [str((root.inspect_pipeline(SECRET_PIPELINE).code or {}).get("tree") or ""), "0" * 64],
     }
+    # short ids too: a prefix is looked up among what the caller may read, and never answered with a secret id
+    for key in ("job_id", "job", "datum_id", "datum", "global_id"):
+        s.values[key] = [i[:8] for i in s.values[key][:2]] + s.values[key]
+    s.values["ref"] += [f"{c.repo}@{c.id[:8]}" for c in commits[:2]]
     return s
 
 

@@ -16,6 +16,8 @@ from sqlalchemy import select
 
 from tests.conftest import Backend
 from tests.serving_helpers import wait_for
+from tusk import Client
+from tusk.config import Settings
 from tusk.storage.metadata import JobRow
 
 
@@ -100,15 +102,59 @@ def test_two_replicas_share_jobs_and_never_run_a_datum_twice(backend: Backend, t
             assert proc.returncode == 0 and "Application shutdown complete" in log_text, log_text
 
 
-def _server(env: dict[str, str], tmp_path: Path, name: str) -> tuple[subprocess.Popen[bytes], str]:
+def _server(env: dict[str, str], tmp_path: Path, name: str, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - the process holds it; closed on exit
     proc = subprocess.Popen([str(Path(sys.executable).parent / "tusk"), "server", "--port", str(port), "--poll",
-                             "0.2", "--no-auth"], env=env | {"TUSK_HOME": str(tmp_path / name)}, stdout=log,
+                             "0.2", "--no-auth", *extra], env=env | {"TUSK_HOME": str(tmp_path / name)}, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: _healthy(url), timeout=120)
     return proc, url
+
+
+def test_a_job_runs_on_a_replica_that_never_saw_the_code_directory(backend: Backend, tmp_path: Path) -> None:
+    """No shared disk: replica A receives the pipeline and its code (and runs no scheduler), replica B, with
+    another TUSK_HOME, claims the job and runs the code it materializes from the shared object store."""
+    if backend.name != "postgres-s3":
+        pytest.skip("replicas share a server database and object store")
+    code = tmp_path / "client" / "code"
+    (code / "lib").mkdir(parents=True)
+    (code / "lib" / "shout.py").write_text("def shout(text):\n    return text.upper() + '!'\n")
+    (code / "main.py").write_text("import os, pathlib, sys\nsys.path.insert(0, 'lib')\nfrom shout import shout\n"
+                                  "src = pathlib.Path(os.environ['words'])\n"
+                                  "pathlib.Path(os.environ['TUSK_PFS'], 'out', src.name).write_text("
+                                  "shout(src.read_text()))\n")
+    spec = code / "spec.yaml"
+    spec.write_text("pipeline: {name: shout}\ntransform: {cmd: [python3, main.py]}\n"
+                    "input: {pfs: {repo: words, glob: /*}}\ndatum_tries: 1\n")
+    env = backend.subprocess_env() | {"TUSK_RUNTIME": "local"}
+    servers = [_server(env, tmp_path, "replica-a", "--no-scheduler"), _server(env, tmp_path, "replica-b")]
+    try:
+        (_, url_a), (proc_b, _) = servers
+        c = Client(settings=Settings.from_env(env={"TUSK_ADDRESS": url_a, "TUSK_HOME": str(tmp_path / "client"),
+                                                   "TUSK_USER": "tester"}))
+        c.run_jobs = False  # A runs no job itself, not even for a waiting write
+        with c:
+            c.create_repo("words")
+            c.create_pipeline(spec)
+            c.put_file("words@master:/a", b"hello")
+            wait_for(lambda: any(j.state not in ("created", "running") for j in c.list_jobs("shout")
+                                 if j.datums_total), timeout=120)
+            job = next(j for j in c.list_jobs("shout") if j.datums_total)
+            assert job.state == "success", (job.reason, [d.log for d in c.list_datums(job.id)])
+            assert c.get_file("shout@master:/a") == b"HELLO!"
+        with backend.client() as store, store.services.ctx.db.read() as s:
+            owner = s.scalar(select(JobRow.owner).where(JobRow.id == job.id))
+        assert owner is not None and f":{proc_b.pid}/" in owner, owner  # replica B ran it
+        assert not (tmp_path / "replica-b" / "code").exists() and not (tmp_path / "replica-a" / "code").exists()
+        assert list((tmp_path / "replica-b" / "cache" / "code").iterdir())  # B materialized it from the store
+        assert not (tmp_path / "replica-a" / "cache").exists()
+    finally:
+        for proc, _ in servers:
+            os.killpg(proc.pid, signal.SIGTERM)
+        for proc, _ in servers:
+            proc.wait(timeout=60)
 
 
 def test_a_killed_server_s_job_is_resumed_by_the_next_one(backend: Backend, tmp_path: Path) -> None:

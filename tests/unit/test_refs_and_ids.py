@@ -3,7 +3,15 @@ from __future__ import annotations
 import pytest
 
 from tusk.errors import InvalidArgument, InvalidPath, InvalidRef
-from tusk.ids import normalize_path, validate_branch_name, validate_repo_name
+from tusk.ids import (
+    ID_PREFIX_MIN,
+    SHORT_ID,
+    is_id_prefix,
+    normalize_path,
+    short_id,
+    validate_branch_name,
+    validate_repo_name,
+)
 from tusk.versioning.refs import parse_file_ref, parse_ref
 
 
@@ -44,3 +52,16 @@ def test_names() -> None:
             validate_repo_name(bad)
     with pytest.raises(InvalidArgument, match="commit id"):
         validate_branch_name("0123456789abcdef0123456789abcdef")
+
+
+def test_short_ids() -> None:
+    full = "0123456789abcdef0123456789abcdef"
+    assert short_id(full) == full[:SHORT_ID] and is_id_prefix(short_id(full))  # what tables print is taken back
+    assert SHORT_ID >= ID_PREFIX_MIN
+    assert short_id("master") == "master" and short_id("-") == "-"  # only full ids are shortened
+    assert is_id_prefix("abc123") and is_id_prefix(full)
+    for no in ["abc12", "ABC123", "abc12g", full + "0", "master"]:  # too short, not lowercase hex, too long
+        assert not is_id_prefix(no)
+    assert parse_ref("images@3f2a9c^2") == ("images", "3f2a9c", 2)
+    ref = parse_file_ref("images@3f2a9c:/a")
+    assert (ref.ref, ref.path) == ("3f2a9c", "/a")

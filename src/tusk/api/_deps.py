@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
 from tusk.auth import ADMIN, LEVELS, RoleService, TokenService
-from tusk.errors import RepoNotFound
+from tusk.errors import AmbiguousId, CommitNotFound, RepoNotFound, TuskError
 from tusk.sdk import Client
 from tusk.versioning.records import CommitInfo
 
@@ -36,6 +37,7 @@ class Caller:
 
     user: str
     state: ApiState
+    waited: list[str] = field(default_factory=list)  # the jobs a write waited for: sent back in X-Tusk-Jobs
 
     @property
     def ops(self) -> Client:
@@ -73,6 +75,29 @@ class Caller:
         """A commit as the caller may see it: provenance only from repos they read."""
         return info if not self.state.auth else replace(info, provenance=self.readable(info.provenance))
 
+    def unambiguous(self, exc: AmbiguousId, visible: Callable[[str], bool], missing: TuskError) -> str:
+        """The one id, among those a short id matched, that the caller may see. With auth on, what the caller
+        may not read is no candidate: an ambiguity, and the ids its error lists, reveal nothing unreadable."""
+        if not self.state.auth:
+            raise exc
+        seen = [c for c in exc.candidates if visible(c)]
+        if not seen:
+            raise missing
+        if len(seen) > 1:
+            raise AmbiguousId.among(exc.what, exc.prefix, seen)
+        return seen[0]
+
+    def global_id(self, text: str) -> str:
+        """A global id, or a short one in full among the commit sets the caller may see."""
+        services = self.ops.services
+        try:
+            with services.ctx.db.read() as s:
+                return services.commits.set_id(s, text)
+        except AmbiguousId as exc:
+            return self.unambiguous(exc, lambda g: any(self.can(c.repo, "reader") for c in
+                                                       services.commits.inspect_set(g)),
+                                    CommitNotFound(f"no commit or global id {text}"))
+
     def require_admin(self) -> None:
         self.require(ADMIN, "admin")
 
@@ -100,4 +125,6 @@ def finish_write(caller: Caller, wait: bool) -> None:
     jobs = caller.ops.services.jobs
     caused = jobs.take_caused()
     if wait:
-        jobs.drain(global_ids=caused)
+        jobs.drain(global_ids=caused)  # (the scheduler may have run some of them: ask the database which)
+        caller.waited = [j.id for gid in sorted(caused) for j in reversed(jobs.list(global_id=gid))
+                         if caller.can(j.pipeline, "reader")]  # (the jobs the caller may see)

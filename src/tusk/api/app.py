@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator
 
@@ -23,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tusk import __version__
 from tusk.api._deps import ApiState, Caller
+from tusk.api._docs import STATIC_PREFIX, add_docs
 from tusk.api.routes import ROUTERS
 from tusk.auth import LEVELS, RoleService, TokenService
 from tusk.errors import TuskError, Unauthenticated
@@ -30,6 +32,7 @@ from tusk.pipelines.registry import StoredPipeline
 from tusk.pipelines.scheduler import Scheduler
 from tusk.sdk import Client
 from tusk.services import Services
+from tusk.transfer import JOBS_HEADER
 from tusk.versioning.context import acting_as
 
 __all__ = ["OPEN_PATHS", "create_app"]
@@ -62,7 +65,7 @@ class Identify:
         if self.state.auth:
             auth = headers.get("authorization", "")
             token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
-            if scope["path"] in OPEN_PATHS:
+            if scope["path"] in OPEN_PATHS or scope["path"].startswith(STATIC_PREFIX + "/"):
                 user = "anonymous"
             elif not token:
                 await _error(401, "this server requires a token: set TUSK_TOKEN or run `tusk auth login`",
@@ -76,7 +79,7 @@ class Identify:
                     return
         elif headers.get("x-tusk-user"):
             user = headers["x-tusk-user"][:255]
-        scope["tusk_caller"] = Caller(user, self.state)
+        scope["tusk_caller"] = caller = Caller(user, self.state)
         if not scope["path"].startswith("/api/"):
             with acting_as(user):
                 await self.app(scope, receive, send)
@@ -88,6 +91,9 @@ class Identify:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if caller.waited:  # the jobs this write waited for: the client reports how they ended
+                    message.setdefault("headers", []).append(
+                        (JOBS_HEADER.lower().encode(), ",".join(caller.waited).encode()))
             await send(message)
 
         try:
@@ -147,13 +153,14 @@ def create_app(services: Services, *, auth: bool = False, serving: bool = True, 
                 stack.push_async_callback(anyio.to_thread.run_sync, lambda: runner.stop())
             yield
 
-    app = FastAPI(title="Tusk", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="Tusk", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Versioned data, pipelines, models and deployments. Errors are "
                               '`{"error": message, "error_type": class}` with the status of the error class.')
     app.state.api = state
     app.state.scheduler = runner
     for router in ROUTERS:
         app.include_router(router)
+    add_docs(app)
 
     @app.exception_handler(TuskError)
     async def tusk_error(request: Request, exc: TuskError) -> Response:
@@ -171,8 +178,9 @@ def create_app(services: Services, *, auth: bool = False, serving: bool = True, 
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error in %s %s", request.method, request.url.path)
-        return _error(500, f"internal error: {type(exc).__name__}: {exc}", "InternalError")
+        incident = secrets.token_hex(4)  # the message may name server paths: it stays in the server's log
+        log.exception("unexpected error %s in %s %s", incident, request.method, request.url.path)
+        return _error(500, f"internal error {incident}: the server's log has the details", "InternalError")
 
     if serving_app is not None:
         app.mount("/", serving_app)

@@ -6,9 +6,11 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -20,12 +22,19 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tusk.sdk import Client
+from tusk.ids import SHORT_ID, short_id
 
-__all__ = ["emit", "err", "job_progress", "out", "progress_bar", "state"]
+if TYPE_CHECKING:
+    from tusk.sdk import Client
+
+__all__ = ["ID_COLUMNS", "emit", "err", "job_progress", "out", "print_wide", "progress_bar", "state"]
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+# columns that hold commit, job, datum or global ids: printed short (tusk.ids.SHORT_ID characters, which any
+# command takes back as an argument), never wrapped; --json keeps the full ids
+ID_COLUMNS = frozenset({"commit", "parent", "head", "job", "datum", "global id", "global_id", "id", "from", "to"})
 
 PROGRESS_THRESHOLD = 8 << 20  # show bars for transfers of 8 MiB or more
 
@@ -46,7 +55,7 @@ class _JobProgress:
         if self._note is not None:
             note, self._note = self._note(), None
             if note:
-                err.print(f"[yellow]note:[/yellow] {note}")
+                err.print(f"[yellow]note:[/yellow] {escape(note)}")
         if not err.is_terminal:
             return
         if self._bar is None:
@@ -76,8 +85,15 @@ class _State:
     @property
     def client(self) -> Client:
         if self._client is None:
+            from tusk.sdk import Client  # the SDK (SQLAlchemy, services) loads for commands that need it
+
             self._progress = _JobProgress(lambda: self.client.runtime_note)
             self._client = Client(job_progress=self._progress)
+        return self._client
+
+    @property
+    def opened(self) -> Client | None:
+        """The client, if this command opened one (no store is opened just to ask)."""
         return self._client
 
     def close(self) -> None:
@@ -100,12 +116,28 @@ def emit(data: Any, columns: Sequence[str], rows: Callable[[Any], Sequence[Any]]
         sys.stdout.write(json.dumps(dicts if isinstance(data, list) else dicts[0], indent=2, default=str) + "\n")
         return
     table = Table(title=title, header_style="bold")
-    for col in columns:
-        table.add_column(col.upper().replace("_", " "))
+    ids = [col in ID_COLUMNS for col in columns]
+    for col, is_id in zip(columns, ids, strict=True):
+        table.add_column(col.upper().replace("_", " "), no_wrap=is_id, min_width=SHORT_ID if is_id else None)
     for item, d in zip(items, dicts, strict=True):
         values = rows(item) if rows else [d.get(c) for c in columns]
-        table.add_row(*["" if v is None else str(v) for v in values])
-    out.print(table)
+        table.add_row(*["" if v is None else short_id(str(v)) if is_id else str(v)
+                        for v, is_id in zip(values, ids, strict=True)])
+    print_wide(table)
+
+
+def print_wide(renderable: Any) -> None:
+    """Print to stdout; when it is not a terminal (a pipe, a file), at the renderable's full width, so a
+    script reading the output never sees an id or a name cut short to fit 80 columns."""
+    if out.is_terminal:
+        out.print(renderable)
+        return
+    width = out.width
+    out.width = max(width, Measurement.get(out, out.options.update_width(1 << 16), renderable).maximum)
+    try:
+        out.print(renderable)
+    finally:
+        out.width = width
 
 
 def human_size(n: int | None) -> str:
@@ -119,14 +151,24 @@ def human_size(n: int | None) -> str:
     return f"{n} B"
 
 
+class _BinarySpeed(TransferSpeedColumn):
+    """Transfer speed in binary units (MiB/s), as sizes are shown everywhere else."""
+
+    def render(self, task: Any) -> Any:
+        from rich.text import Text
+
+        speed = task.finished_speed or task.speed
+        return Text("?" if speed is None else f"{human_size(int(speed))}/s", style="progress.data.speed")
+
+
 @contextmanager
 def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int], None] | None]:
     """A byte-progress callback with a Rich bar on a terminal for large transfers."""
     if not err.is_terminal or (total is not None and total < PROGRESS_THRESHOLD):
         yield None
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True), _BinarySpeed(),
                TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=True) as bar:
+    with Progress(*columns, console=err, transient=True, speed_estimate_period=5) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from tusk.cli._state import emit, err, human_size, out, state
 from tusk.errors import InvalidArgument
@@ -19,9 +21,10 @@ def fsck(fast: bool = typer.Option(False, "--fast", help="check chunks exist, at
         out.print(f"checked {report.commits} commits, {report.trees} directories, {report.chunks} chunks"
                   f" ({human_size(report.bytes_verified)} hashed)")
         for path in report.repaired:
-            out.print(f"[green]repaired[/green] {path}")
+            out.print(f"[green]repaired[/green] {escape(path)}")
         for p in report.problems:
-            err.print(f"[red]problem[/red] {p.repo}@{p.commit or '-'}:{p.path or '/'}: {p.problem}")
+            where = f"{p.repo}@{p.commit or '-'}:{p.path or '/'}"
+            err.print(f"[red]problem[/red] {escape(where)}: {escape(p.problem)}")
         if report.ok:
             out.print("[green]no problems found[/green]")
     if not report.ok:
@@ -43,20 +46,37 @@ def demo(data: Path | None = typer.Option(None, "--data", help="directory with a
 def logs(pipeline: str | None = typer.Option(None, "--pipeline", "-p"),
          job: str | None = typer.Option(None, "--job", "-j"),
          datum: str | None = typer.Option(None, "--datum", "-d"),
-         grep: str | None = typer.Option(None, "--grep", help="only lines containing this text")) -> None:
+         grep: str | None = typer.Option(None, "--grep", help="only lines containing this text"),
+         follow: bool = typer.Option(False, "--follow", "-f",
+                                     help="keep printing lines as datums finish (until the job ends, with --job;"
+                                          " else until Ctrl-C)"),
+         poll: float = typer.Option(1.0, "--poll", help="seconds between looks, with --follow")) -> None:
     """Print the logs of user code, filtered by pipeline, job and datum."""
-    lines = state.client.logs(pipeline, job, datum, grep)
-    if state.json:
-        emit([{"job": j, "datum": d, "line": line} for j, d, line in lines], [])
-        return
-    for j, d, line in lines:
-        out.print(f"{j[:8]} {d[:8]} {line}", highlight=False, markup=False)
+    import time
+
+    seen: set[tuple[str, str, int]] = set()
+    while True:
+        lines = state.client.logs(pipeline, job, datum, grep)
+        if state.json and not follow:
+            emit([{"job": j, "datum": d, "line": line} for j, d, line in lines], [])
+            return
+        counts: dict[tuple[str, str], int] = {}
+        for j, d, line in lines:
+            n = counts[(j, d)] = counts.get((j, d), 0) + 1
+            if (j, d, n) in seen:
+                continue
+            seen.add((j, d, n))
+            if state.json:
+                out.print(json.dumps({"job": j, "datum": d, "line": line}), highlight=False, markup=False)
+            else:
+                out.print(f"{j[:8]} {d[:8]} {line}", highlight=False, markup=False)
+        if not follow or (job is not None and state.client.inspect_job(job).state not in ("created", "running")):
+            return
+        time.sleep(poll)
 
 
 def lineage(ref: str = typer.Argument(..., metavar="REPO@REF[:/PATH]")) -> None:
     """Show where a commit (or one file of it) came from and what was computed from it."""
-    import json
-
     from rich.tree import Tree
 
     data = state.client.lineage(ref)

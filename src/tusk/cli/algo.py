@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from tusk.cli._state import emit, out, state
 from tusk.errors import InputError
-from tusk.serving.algorithms import AlgorithmVersion
+
+if TYPE_CHECKING:
+    from tusk.serving.algorithms import AlgorithmVersion
 
 app = typer.Typer(help="Algorithms: publish owner/name/X.Y.Z, list, call.", no_args_is_help=True)
 

@@ -4,7 +4,6 @@ import typer
 
 from tusk.cli._state import emit, out, state
 from tusk.errors import InvalidArgument
-from tusk.versioning.triggers import BranchTrigger, parse_size
 
 app = typer.Typer(help="Create, list and delete branches.", no_args_is_help=True)
 
@@ -20,6 +19,8 @@ def create(ref: str = typer.Argument(..., metavar="REPO@BRANCH"),
     """Create a branch (or move it with --head); --trigger-* make it follow another branch (deferred processing)."""
     trigger = None
     if trigger_branch is not None:
+        from tusk.versioning.triggers import BranchTrigger, parse_size  # SQLAlchemy: only when asked
+
         trigger = BranchTrigger(trigger_branch, trigger_commits, parse_size(trigger_size) if trigger_size else None,
                                 trigger_cron, trigger_all)
     elif any(v is not None for v in (trigger_commits, trigger_size, trigger_cron)):

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from tusk.cli._state import emit, human_size, out, state
-from tusk.ids import is_commit_id
-from tusk.versioning.records import CommitInfo
+from tusk.errors import CommitNotFound, RepoNotFound
+from tusk.ids import is_commit_id, is_id_prefix
+
+if TYPE_CHECKING:
+    from tusk.versioning.records import CommitInfo
 
 app = typer.Typer(help="Start, finish, list, inspect, wait for, squash and delete commits.", no_args_is_help=True)
 
@@ -48,10 +53,22 @@ def list_(ref: str = typer.Argument(..., metavar="REPO[@BRANCH]"),
 @app.command("inspect")
 def inspect(ref: str = typer.Argument(..., metavar="REPO@REF|GLOBAL_ID")) -> None:
     """Show a commit, or every commit of a global id."""
-    if "@" not in ref and is_commit_id(ref):
-        emit(state.client.inspect_commit_set(ref), _COLUMNS, _row, title=f"commit set {ref}")
-        return
-    info = state.client.inspect_commit(ref)
+    missing: CommitNotFound | None = None
+    if "@" not in ref and is_id_prefix(ref):
+        try:
+            commits = state.client.inspect_commit_set(ref)
+            emit(commits, _COLUMNS, _row, title=f"commit set {commits[0].global_id}")
+            return
+        except CommitNotFound as exc:
+            if is_commit_id(ref):
+                raise
+            missing = exc  # perhaps a repo whose name looks like an id: then its master head
+    try:
+        info = state.client.inspect_commit(ref)
+    except RepoNotFound:
+        if missing is not None:
+            raise missing from None
+        raise
     if state.json:
         emit(info, _COLUMNS, _row)
         return

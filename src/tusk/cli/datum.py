@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from tusk.cli._state import emit, out, state
 from tusk.errors import InvalidArgument
-from tusk.pipelines.records import DatumInfo
+
+if TYPE_CHECKING:
+    from tusk.pipelines.records import DatumInfo
 
 app = typer.Typer(help="List and inspect datums (or dry-run a spec with -f).", no_args_is_help=True)
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from tusk.cli._state import emit, out, state
 from tusk.errors import InvalidArgument
-from tusk.serving.deployments import DeploymentInfo, DeploymentRevision
+
+if TYPE_CHECKING:
+    from tusk.serving.deployments import DeploymentInfo, DeploymentRevision
 
 app = typer.Typer(help="Deployments: predictors by model ref, traffic split, shadow, rollout and rollback.",
                   no_args_is_help=True)

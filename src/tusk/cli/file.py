@@ -2,14 +2,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 
 from tusk.cli._state import emit, err, human_size, out, progress_bar, state
 from tusk.errors import InvalidArgument
 from tusk.transfer import local_tree
-from tusk.versioning.records import DiffEntry, FileInfo
 from tusk.versioning.refs import parse_file_ref
+
+if TYPE_CHECKING:
+    from tusk.versioning.records import DiffEntry, FileInfo
 
 app = typer.Typer(help="Put, get, list, glob, diff, copy and delete files.", no_args_is_help=True)
 
@@ -43,7 +47,7 @@ def put(dest: str = typer.Argument(..., metavar="REPO@BRANCH[:PATH]"),
     client = state.client
     client.run_jobs = not no_wait
     with progress_bar(f"put {dest}", total) as progress:
-        mod = client.modify(f"{ref.repo}@{ref.ref}", message, progress)
+        mod = client.modify(f"{ref.repo}@{ref.ref_text}", message, progress)  # (ancestry: refused there)
         for src in sources:
             if src == "-":
                 if not ref.has_path:
@@ -63,7 +67,7 @@ def put(dest: str = typer.Argument(..., metavar="REPO@BRANCH[:PATH]"),
                 mod.put_file(target, local, append)
         commit = mod.land()
     for what in mod.skipped:
-        err.print(f"[yellow]warning:[/yellow] skipped {what}")
+        err.print(f"[yellow]warning:[/yellow] skipped {escape(what)}")
     if state.json:
         emit({"commit": commit.id if commit else None, "files": len(mod.ops)}, ["commit", "files"])
     elif commit is not None:
@@ -115,7 +119,9 @@ def inspect(ref: str = typer.Argument(..., metavar="REPO@REF:PATH")) -> None:
 
 @app.command("diff")
 def diff(new: str = typer.Argument(..., metavar="REPO@REF[:PATH]"),
-         old: str | None = typer.Argument(None, metavar="[REPO@REF]")) -> None:
+         old: str | None = typer.Argument(None, metavar="[REPO@REF]"),
+         patch: bool = typer.Option(False, "--patch", "-p", help="show a unified diff of each changed text file"),
+         ) -> None:
     """Files changed between two commits (default: a commit and its parent)."""
 
     def row(d: DiffEntry) -> list[object]:
@@ -123,7 +129,40 @@ def diff(new: str = typer.Argument(..., metavar="REPO@REF[:PATH]"),
                  "modified": f"{human_size(d.old_size)} → {human_size(d.new_size)}"}
         return [d.change, d.path, sizes[d.change]]
 
-    emit(state.client.diff_files(new, old), ["change", "path", "size"], row)
+    entries = state.client.diff_files(new, old)
+    if not patch or state.json:
+        emit(entries, ["change", "path", "size"], row)
+        return
+    nref = parse_file_ref(new)
+    after = state.client.inspect_commit(f"{nref.repo}@{nref.ref_text}")  # both sides fixed before any read
+    before = state.client.inspect_commit(old).id if old else after.parent
+    for d in entries:
+        a = state.client.get_file(f"{nref.repo}@{before}:{d.path}") if d.change != "added" and before else b""
+        b = state.client.get_file(f"{nref.repo}@{after.id}:{d.path}") if d.change != "deleted" else b""
+        for line in unified_patch(d.path, a, b):
+            style = "green" if line.startswith("+") else "red" if line.startswith("-") else None
+            out.print(escape(line), style=style, highlight=False, soft_wrap=True)
+
+
+PATCH_LIMIT = 1 << 20  # larger files are summarized, as binary ones are
+
+
+def unified_patch(path: str, a: bytes, b: bytes) -> list[str]:
+    """A unified diff of one file's two versions, or one line saying they differ (binary or large)."""
+    import difflib
+
+    def text(data: bytes) -> list[str] | None:
+        if len(data) > PATCH_LIMIT or b"\0" in data:
+            return None
+        try:
+            return data.decode().splitlines()
+        except UnicodeDecodeError:
+            return None
+
+    old, new = text(a), text(b)
+    if old is None or new is None:
+        return [f"Binary files a{path} and b{path} differ ({human_size(len(a))} → {human_size(len(b))})"]
+    return list(difflib.unified_diff(old, new, f"a{path}", f"b{path}", lineterm=""))
 
 
 @app.command("delete")

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from tusk.cli._state import emit, out, state
-from tusk.pipelines.records import JobInfo
+
+if TYPE_CHECKING:
+    from tusk.pipelines.records import JobInfo
 
 app = typer.Typer(help="List, inspect, wait for and stop jobs.", no_args_is_help=True)
 

@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 import typer
 from rich.markup import escape
 
-from tusk.cli import admin, algo, auth, branch, commit, datum, deploy, file, job, model, pipeline, repo
-from tusk.cli._state import err, state
+from tusk.cli import admin, algo, auth, branch, commit, context, datum, deploy, file, job, model, pipeline, repo
+from tusk.cli._state import err, out, state
+from tusk.cli.completion import complete_if_asked, completion
 from tusk.errors import TuskError
 
 __all__ = ["app", "main"]
@@ -22,6 +26,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from tusk import __version__
+
+        out.print(f"tusk {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print Tusk's version and exit")) -> None:
+    """Tusk: versioned data, pipelines and models. Add --json to any command for machine-readable output."""
+
+
 app.add_typer(repo.app, name="repo")
 app.add_typer(file.app, name="file")
 app.add_typer(commit.app, name="commit")
@@ -33,15 +53,29 @@ app.add_typer(model.app, name="model")
 app.add_typer(deploy.app, name="deploy")
 app.add_typer(algo.app, name="algo")
 app.add_typer(auth.app, name="auth")
+app.add_typer(context.app, name="context")
 app.command("fsck")(admin.fsck)
 app.command("demo")(admin.demo)
 app.command("logs")(admin.logs)
 app.command("lineage")(admin.lineage)
 app.command("server")(admin.server)
+app.command("completion")(completion)
 
-NOUNS = {"repo", "file", "commit", "branch", "pipeline", "job", "datum", "model", "deploy", "algo", "auth"}
+
+def _plain_help(typer_app: typer.Typer) -> None:
+    """Help as plain text, git- and pachctl-style: Rich's help renderer costs a third of `tusk --help`."""
+    typer_app.rich_markup_mode = None
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _plain_help(group.typer_instance)
+
+
+_plain_help(app)
+
+NOUNS = {"repo", "file", "commit", "branch", "pipeline", "job", "datum", "model", "deploy", "algo", "auth",
+         "context"}
 VERBS = {"create", "list", "inspect", "delete", "put", "get", "glob", "diff", "copy", "start", "finish",
-         "wait", "squash", "update", "stop", "rerun", "publish", "call", "rollout", "rollback", "history"}
+         "wait", "squash", "update", "stop", "rerun", "publish", "call", "rollout", "rollback", "history", "use"}
 
 
 def normalize_argv(argv: Sequence[str]) -> tuple[list[str], bool]:
@@ -53,32 +87,94 @@ def normalize_argv(argv: Sequence[str]) -> tuple[list[str], bool]:
     return args, as_json
 
 
+# the module a missing import names → the extra that installs it
+EXTRAS = {"boto3": "s3", "botocore": "s3", "psycopg": "postgres", "psycopg2": "postgres", "sklearn": "ml",
+          "scipy": "ml", "pandas": "ml", "joblib": "ml", "onnxruntime": "onnx", "mlflow": "mlflow",
+          "dask": "distributed", "distributed": "distributed"}
+
+
+def _error(message: str) -> None:
+    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)  # messages quote globs and extras: [ab]
+
+
+_SIGINT = threading.Event()
+
+
+def _on_sigint(signum: int, frame: object) -> None:
+    """Ctrl-C: end the user programs this process runs (they are in their own sessions, so the terminal's
+    SIGINT does not reach them), then interrupt the main thread, whose job runner releases its job."""
+    _SIGINT.set()
+    runtimes = sys.modules.get("tusk.pipelines.runtimes")
+    if runtimes is not None:
+        runtimes.stop_programs()
+    raise KeyboardInterrupt  # (typer turns it into Exit(130): ``_SIGINT`` tells main it was a Ctrl-C)
+
+
+def _interrupted() -> str:
+    """What a Ctrl-C left behind: nothing, or a commit that landed and jobs that resume later."""
+    client = state.opened
+    if client is not None and client.remote:
+        return ("interrupted: a write the server received in full lands there and its jobs run on the server "
+                "(see `tusk list commit`, `tusk list job`)")
+    if client is None or not client.interrupted:
+        return "interrupted: nothing was committed"
+    commits: list[str] = []
+    for global_id in client.interrupted:
+        with contextlib.suppress(TuskError):
+            commits += [f"{c.repo}@{c.id}" for c in client.inspect_commit_set(global_id) if c.origin == "user"]
+    what = f"the commit {', '.join(commits)} landed" if commits else "the write landed"
+    return f"interrupted: {what}; its jobs were interrupted and resume on the next `tusk job wait` or write"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    complete_if_asked(app)
     args, state.json = normalize_argv(sys.argv[1:] if argv is None else argv)
     code = 0
+    on_main = threading.current_thread() is threading.main_thread()
+    _SIGINT.clear()
+    previous = signal.signal(signal.SIGINT, _on_sigint) if on_main else None
     try:
         result = app(args=args, prog_name="tusk", standalone_mode=False)
         if isinstance(result, int):  # typer.Exit(code) is returned, not raised, outside standalone mode
             code = result
+        if _SIGINT.is_set():
+            raise KeyboardInterrupt
+        client = state.opened
+        if code == 0 and client is not None:
+            client.raise_for_jobs()  # a job the command waited for failed: exit 6 (the write itself stands)
     except TuskError as exc:
-        err.print(f"[red]error:[/red] {escape(exc.message)}", soft_wrap=True)  # messages quote globs: [ab]
+        _error(exc.message)
         code = exc.exit_code
     except typer.Exit as exc:
         code = exc.exit_code
     except KeyboardInterrupt:
-        err.print("interrupted")
+        _error(_interrupted())
         code = 130
     except BrokenPipeError:
         code = 0
-    except typer.Abort:
-        code = 1
-    except Exception as exc:
-        # usage errors from the (vendored) click parser know how to show themselves
-        show = getattr(exc, "show", None)
-        if show is None or not hasattr(exc, "exit_code"):
+    except typer.Abort as exc:  # click turns a Ctrl-C into Abort
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            _error(_interrupted())
+            code = 130
+        else:
+            code = 1
+    except ImportError as exc:  # an optional dependency that is not installed
+        root = (exc.name or "").split(".")[0]
+        if root not in EXTRAS:
             raise
-        show()
+        _error(f"this needs the Python package {root!r}, which is not installed: pip install 'tusk[{EXTRAS[root]}]'")
+        code = 2
+    except Exception as exc:
+        # usage errors from the (vendored) click parser: one line, and where to look
+        message = getattr(exc, "format_message", None)
+        if message is None or not hasattr(exc, "exit_code"):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "tusk"
+        _error(f"{message()} (see `{where} --help`)")
         code = exc.exit_code
     finally:
         state.close()
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     sys.exit(code)

@@ -2,11 +2,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 
-from tusk.cli._state import emit, out, state
-from tusk.models.records import BranchMove, ModelInfo
+from tusk.cli._state import emit, err, out, state
+from tusk.errors import InvalidArgument
+from tusk.ids import short_id
+
+if TYPE_CHECKING:
+    from tusk.models.records import BranchMove, ModelInfo
 
 app = typer.Typer(help="Model manifests, verified loading, promotion and rollback by branch.",
                   no_args_is_help=True)
@@ -16,12 +22,12 @@ _COLUMNS = ["repo", "commit", "branches", "models", "pipeline", "created", "metr
 
 def _row(m: ModelInfo) -> list[object]:
     metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.metrics.items())
-    return [m.repo, m.commit[:12], ",".join(m.aliases), "\n".join(m.models), m.pipeline or "-",
+    return [m.repo, m.commit, ",".join(m.aliases), "\n".join(m.models), m.pipeline or "-",
             m.created_at.strftime("%Y-%m-%d %H:%M:%S"), metrics]
 
 
 def _move_row(m: BranchMove) -> list[object]:
-    return [m.branch, (m.from_commit or "-")[:12], (m.to_commit or "-")[:12], m.reason, m.actor,
+    return [m.branch, m.from_commit or "-", m.to_commit or "-", m.reason, m.actor,
             m.moved_at.strftime("%Y-%m-%d %H:%M:%S")]
 
 
@@ -32,8 +38,8 @@ def _print_move(move: BranchMove, verb: str) -> None:
     if state.json:
         emit(move, _MOVE_COLUMNS)
     else:
-        out.print(f"{move.repo}@{move.branch}: {(move.from_commit or '(none)')[:12]} → {(move.to_commit or '')[:12]}"
-                  f" ({verb} by {move.actor})")
+        out.print(f"{move.repo}@{move.branch}: {short_id(move.from_commit or '(none)')} → "
+                  f"{short_id(move.to_commit or '')} ({verb} by {move.actor})")
 
 
 @app.command("list")
@@ -81,7 +87,7 @@ def inspect(ref: str = typer.Argument(..., metavar="REPO@REF")) -> None:
     for path, metrics in manifest.metrics.items():
         out.print(f"metrics {path}: {json.dumps(metrics)}", highlight=False)
     for w in manifest.warnings:
-        out.print(f"[yellow]warning[/yellow] {w}")
+        out.print(f"[yellow]warning[/yellow] {escape(w)}")
 
 
 @app.command("verify")
@@ -110,10 +116,21 @@ def export(ref: str = typer.Argument(..., metavar="REPO@REF"),
 def predict(ref: str = typer.Argument(..., metavar="REPO@REF[:/PATH]"),
             file: Path = typer.Option(..., "--file", "-f", help="rows to predict: CSV with a header, or JSON")) -> None:
     """Load a model (verified) and print its predictions for the rows of a file."""
-    from tusk.models.inputs import read_rows, to_jsonable
+    from tusk.errors import InputError
+    from tusk.models.inputs import fit_columns, read_rows, to_jsonable
 
+    if not file.is_file():
+        raise InvalidArgument(f"no such file: {file}")
     model = state.client.load_model(ref)
-    result = to_jsonable(model.predict(read_rows(file.read_bytes(), file.name)))
+    rows, unused = fit_columns(read_rows(file.read_bytes(), file.name), model.feature_names, model.n_features)
+    if unused:
+        err.print(f"[yellow]warning:[/yellow] ignored the column(s) the model does not use: "
+                  f"{escape(', '.join(unused))}")
+    try:
+        result = to_jsonable(model.predict(rows))
+    except (ValueError, TypeError, KeyError) as exc:  # the model's library refused the rows
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        raise InputError(f"the model cannot predict on the rows of {file}: {detail}") from None
     if state.json:
         emit({"model": f"{model.manifest.repo}@{model.commit}" if model.manifest else None,
               "path": model.entry.path, "predictions": result}, [])

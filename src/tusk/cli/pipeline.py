@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 
 from tusk.cli._state import emit, err, out, state
 from tusk.errors import InvalidArgument
-from tusk.pipelines.records import PipelineInfo
+
+if TYPE_CHECKING:
+    from tusk.pipelines.records import PipelineInfo
 
 app = typer.Typer(help="Create, update, inspect, stop, start, rerun and delete pipelines.", no_args_is_help=True)
 
@@ -23,7 +27,7 @@ def _report(infos: list[PipelineInfo]) -> None:
         return
     for p in infos:
         for note in p.notes:
-            err.print(f"[yellow]warning:[/yellow] {p.name}: {note}")
+            err.print(f"[yellow]warning:[/yellow] {escape(p.name)}: {escape(note)}")
         out.print(f"pipeline {p.name} v{p.version}: last job {p.last_job_state or 'queued'}")
 
 
@@ -86,6 +90,11 @@ def inspect(name: str, versions: bool = typer.Option(False, "--versions", help="
     out.print(f"[bold]Name[/bold]      {info.name}\n[bold]Version[/bold]   {info.version}\n"
               f"[bold]State[/bold]     {info.state}\n[bold]Last job[/bold]  {info.last_job or '-'}"
               f" ({info.last_job_state or '-'})")
+    code = info.code or {}
+    git = code.get("git") or {}
+    out.print(f"[bold]Code[/bold]      tree {code.get('tree') or '- (runs in ' + str(code.get('dir')) + ')'}"
+              f"{', git ' + str(git.get('commit')) if git else ''}{' (dirty)' if git.get('dirty') else ''}",
+              highlight=False)
     out.print(json.dumps(info.spec, indent=2), markup=False)
 
 

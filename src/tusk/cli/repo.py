@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from tusk.cli._state import emit, human_size, out, state
-from tusk.versioning.records import RepoInfo
+
+if TYPE_CHECKING:
+    from tusk.versioning.records import RepoInfo
 
 app = typer.Typer(help="Create, list, inspect and delete repos.", no_args_is_help=True)
 

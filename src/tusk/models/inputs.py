@@ -7,9 +7,9 @@ import io
 import json
 from typing import Any
 
-from tusk.errors import InvalidArgument
+from tusk.errors import InputError, InvalidArgument
 
-__all__ = ["read_rows", "to_jsonable"]
+__all__ = ["fit_columns", "read_rows", "to_jsonable"]
 
 
 def _numeric(value: str) -> Any:
@@ -62,3 +62,25 @@ def _frame(rows: list[list[Any]], columns: list[str]) -> Any:
 def to_jsonable(result: Any) -> Any:
     tolist = getattr(result, "tolist", None)
     return tolist() if callable(tolist) else result
+
+
+def fit_columns(rows: Any, feature_names: list[str] | None, n_features: int | None) -> tuple[Any, list[str]]:
+    """The rows as the model takes them: its columns in training order; and the columns it does not use.
+
+    A missing column is an error naming it (and the unused ones, often the same column misspelt), before
+    the model's library sees the rows; a wrong count of unnamed columns likewise.
+    """
+    columns = [str(c) for c in getattr(rows, "columns", [])]
+    if feature_names is not None and columns:
+        missing = [c for c in feature_names if c not in columns]
+        extra = [c for c in columns if c not in feature_names]
+        if missing:
+            also = f"; it does not use {', '.join(extra)}" if extra else ""
+            raise InputError(f"the rows lack the model's column(s) {', '.join(missing)}{also} "
+                             f"(it expects {', '.join(feature_names)})")
+        return rows[feature_names], extra
+    width = len(columns) if columns else len(rows[0]) if isinstance(rows, list) and rows else None
+    expected = len(feature_names) if feature_names is not None else n_features
+    if width is not None and expected is not None and width != expected:
+        raise InputError(f"the model expects {expected} column(s) per row, the rows have {width}")
+    return rows, []

@@ -76,17 +76,32 @@ class Loader(Protocol):
     def __call__(self, entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | None) -> LoadedModel: ...
 
 
+# the package a pickled model's classes come from → the extra that installs it
+_EXTRA_OF = {"sklearn": "ml", "scipy": "ml", "numpy": "ml", "pandas": "ml", "joblib": "ml", "onnxruntime": "onnx",
+             "mlflow": "mlflow"}
+
+
+def _missing(e: ImportError, path: str, flavor: str) -> ModelUnloadable:
+    """A model whose library is not installed: name the package and the extra that brings it."""
+    root = (e.name or "").split(".")[0] or "a package"
+    extra = _EXTRA_OF.get(root)
+    fix = f"pip install 'tusk[{extra}]'" if extra else f"pip install {root}"
+    return ModelUnloadable(f"loading the {flavor} model {path} needs {root!r}, which is not installed: {fix}")
+
+
 def _require(module: str, flavor: str, extra: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise ModelUnloadable(f"loading a {flavor} model needs {module!r} ({e}); install it, e.g. "
-                              f"`pip install 'tusk[{extra}]'`") from e
+        raise ModelUnloadable(f"loading a {flavor} model needs {module!r}, which is not installed: "
+                              f"pip install 'tusk[{extra}]'") from e
 
 
 def _pickled(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | None) -> LoadedModel:
     try:
         impl = pickle.loads(files[entry.path])  # bytes verified against the manifest first
+    except ImportError as e:
+        raise _missing(e, entry.path, "pickle") from e
     except Exception as e:
         raise ModelUnloadable(f"{entry.path} is not a loadable pickle: {e}") from e
     return _with_predict(entry, impl, manifest)
@@ -96,6 +111,8 @@ def _joblib(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | 
     joblib = _require("joblib", "joblib", "ml")
     try:
         impl = joblib.load(io.BytesIO(files[entry.path]))
+    except ImportError as e:
+        raise _missing(e, entry.path, "joblib") from e
     except Exception as e:
         raise ModelUnloadable(f"{entry.path} is not a loadable joblib file: {e}") from e
     return _with_predict(entry, impl, manifest)

@@ -5,17 +5,16 @@ from the object store, runs the user code, and writes the output's chunks and
 tree back to the store. Only the outcome (state, output tree digest, log,
 stats) comes back to the job's runner, which records it. With Dask, each
 worker process opens its own services on the shared database and object store
-(``TUSK_DASK_ADDRESS`` names the scheduler), the pipeline's code directory is
-shipped once per job, and a datum whose worker dies is run again on another
-worker by Dask; its first, unfinished run left only unreferenced chunks.
+(``TUSK_DASK_ADDRESS`` names the scheduler) and materializes the pipeline's
+stored code by its digest (nothing is shipped), and a datum whose worker dies is
+run again on another worker by Dask; its first, unfinished run left only
+unreferenced chunks.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import os
-import shutil
 import tempfile
 import threading
 import time
@@ -25,14 +24,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import blake3
-
 from tusk.config import Settings
 from tusk.errors import InvalidArgument
+from tusk.pipelines.codestore import JobCode
 from tusk.pipelines.datums import Datum
 from tusk.pipelines.spec import PipelineSpec
 from tusk.pipelines.worker import DatumOutcome, DatumWorker
-from tusk.transfer import tar_directory, untar_directory
 
 if TYPE_CHECKING:
     from tusk.services import Services
@@ -41,9 +38,12 @@ __all__ = ["DaskExecutor", "Executor", "LocalExecutor", "run_datum"]
 
 
 class Executor(Protocol):
-    def run(self, job_id: str, spec: PipelineSpec, code_dir: Path, roots: dict[str, str], datums: list[Datum],
+    def run(self, job_id: str, spec: PipelineSpec, code: JobCode, roots: dict[str, str], datums: list[Datum],
             deadline: float | None) -> Iterator[tuple[Datum, DatumOutcome]]:
-        """Run the datums; yield each with its outcome as it finishes (in any order)."""
+        """Run the datums; yield each with its outcome as it finishes (in any order).
+
+        ``code.local`` is the code materialized on this host; a remote worker materializes ``code.tree`` itself.
+        """
         ...
 
     def close(self) -> None: ...
@@ -55,10 +55,10 @@ class LocalExecutor:
     def __init__(self, worker: DatumWorker) -> None:
         self.worker = worker
 
-    def run(self, job_id: str, spec: PipelineSpec, code_dir: Path, roots: dict[str, str], datums: list[Datum],
+    def run(self, job_id: str, spec: PipelineSpec, code: JobCode, roots: dict[str, str], datums: list[Datum],
             deadline: float | None) -> Iterator[tuple[Datum, DatumOutcome]]:
         def one(d: Datum) -> tuple[Datum, DatumOutcome]:
-            return d, self.worker.run(job_id, d, spec, code_dir, roots, deadline)
+            return d, self.worker.run(job_id, d, spec, code.local, roots, deadline)
 
         with ThreadPoolExecutor(max_workers=spec.parallelism_spec.constant, thread_name_prefix="tusk-datum") as pool:
             yield from pool.map(one, datums)
@@ -70,7 +70,6 @@ class LocalExecutor:
 # -- the Dask side: what runs in each worker process ----------------------------------------------------------------
 _WORKER_SERVICES: dict[tuple[str, str], Services] = {}
 _WORKER_LOCK = threading.Lock()
-_CODE_CACHE = Path(tempfile.gettempdir()) / "tusk-worker-code"
 
 
 def _worker_services(settings: Settings) -> Services:
@@ -84,45 +83,21 @@ def _worker_services(settings: Settings) -> Services:
         return _WORKER_SERVICES[key]
 
 
-def _code_dir(code: tuple[str, bytes] | None) -> Path:
-    """The job's code directory, unpacked once per worker machine (by content digest)."""
-    if code is None:
-        return Path(tempfile.gettempdir())
-    digest, blob = code
-    target = _CODE_CACHE / digest
-    if not target.is_dir():
-        _CODE_CACHE.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=_CODE_CACHE, prefix=".unpack-"))
-        untar_directory(io.BytesIO(blob), staging)
-        try:
-            staging.rename(target)
-        except OSError:  # another worker process unpacked it first
-            shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
-def run_datum(settings: Settings, job_id: str, datum: Datum, spec: PipelineSpec, code: tuple[str, bytes] | None,
+def run_datum(settings: Settings, job_id: str, datum: Datum, spec: PipelineSpec, code: str | None, label: str,
               roots: dict[str, str], remaining: float | None) -> DatumOutcome:
-    """One datum, in a Dask worker process: read inputs from the shared store, run, write the output back."""
+    """One datum, in a Dask worker process: read inputs and the code (tree ``code``, materialized once per worker
+    process and checked against its digest) from the shared store, run, write the output back."""
     services = _worker_services(settings)
     deadline = None if remaining is None else time.monotonic() + remaining  # monotonic clocks are per machine
-    outcome = services.jobs.worker.run(job_id, datum, spec, _code_dir(code), roots, deadline)
+    # code that is not stored (a directory too large, on the runner's host) runs in a temporary directory
+    code_dir = services.jobs.materialize(code, label) if code is not None else Path(tempfile.gettempdir())
+    outcome = services.jobs.worker.run(job_id, datum, spec, code_dir, roots, deadline)
     services.ctx.content.seal()
     services.ctx.objects.flush()  # the outcome names trees and chunks: they are durable before it is reported
     return outcome
 
 
 # -- the job runner's side ----------------------------------------------------------------------------------------
-def _pack_code(code_dir: Path) -> tuple[str, bytes] | None:
-    if not code_dir.is_dir():
-        return None
-    try:
-        blob = b"".join(tar_directory(code_dir))
-    except InvalidArgument:
-        return None  # too large to ship: workers run in a temporary directory (the spec's working_dir still applies)
-    return blake3.blake3(blob).hexdigest(), blob
-
-
 class DaskExecutor:
     """Datums as Dask tasks on the cluster at ``address`` (``tcp://host:8786``)."""
 
@@ -145,23 +120,21 @@ class DaskExecutor:
                 self._client = Client(self.address, set_as_default=False, timeout=30)  # type: ignore[no-untyped-call]
             return self._client
 
-    def run(self, job_id: str, spec: PipelineSpec, code_dir: Path, roots: dict[str, str], datums: list[Datum],
+    def run(self, job_id: str, spec: PipelineSpec, code: JobCode, roots: dict[str, str], datums: list[Datum],
             deadline: float | None) -> Iterator[tuple[Datum, DatumOutcome]]:
         from distributed import as_completed
 
         if not datums:
             return
         client = self.client
-        packed = _pack_code(code_dir)
-        code = client.scatter(packed, hash=False) if packed is not None else None
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         by_key: dict[str, Datum] = {}
         futures = []
         for d in datums:
             key = f"tusk-datum-{job_id}-{d.id}"
             by_key[key] = d
-            futures.append(client.submit(run_datum, self.settings, job_id, d, spec, code, roots, remaining, key=key,
-                                         pure=False))
+            futures.append(client.submit(run_datum, self.settings, job_id, d, spec, code.tree, code.label, roots,
+                                         remaining, key=key, pure=False))
         try:
             for future in as_completed(futures, loop=client.loop):  # type: ignore[no-untyped-call]
                 d = by_key[future.key]

@@ -28,8 +28,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from tusk.errors import Conflict, IntegrityError, NotFound, Timeout, TuskError
-from tusk.ids import Digest, new_commit_id
+from tusk.errors import Conflict, IntegrityError, InvalidArgument, JobNotFound, NotFound, Timeout, TuskError
+from tusk.ids import Digest, is_commit_id, new_commit_id
+from tusk.pipelines.codestore import JobCode
 from tusk.pipelines.datums import Datum, Match, datum_hash, enumerate_datums
 from tusk.pipelines.executors import Executor, LocalExecutor
 from tusk.pipelines.records import DatumInfo, JobInfo
@@ -39,22 +40,19 @@ from tusk.pipelines.spec import PfsInput
 from tusk.pipelines.worker import DatumOutcome, DatumWorker
 from tusk.storage.metadata import BranchRow, CommitRow, DatumCacheRow, DatumRunRow, JobRow, PipelineRow, RepoRow
 from tusk.versioning.commits import CommitService
-from tusk.versioning.context import Context, _aware, acting_as, now
+from tusk.versioning.context import Context, _aware, acting_as, expand_id, now
 from tusk.versioning.records import CommitInfo
 from tusk.versioning.staging import Op
 from tusk.versioning.trees import EMPTY_TREE, Entry, MutableTree
 
-__all__ = ["JobNotFound", "JobService"]
+__all__ = ["JobService"]
 
 Progress = Callable[[str, int, int], None]  # (pipeline, datums done, datums total)
-_ACTIVE = ("created", "running")
+_ACTIVE = ("created", "interrupted", "running")  # "interrupted": released by a Ctrl-C, claimable at once
 LEASE_SECONDS = 30.0  # a running job's owner renews its lease every third of this
 # the commit sets whose jobs the writes of this context (a request, a CLI call) created: what a writer waits for
 _CAUSED: ContextVar[frozenset[str]] = ContextVar("tusk_caused_commit_sets", default=frozenset())
 
-
-class JobNotFound(NotFound):
-    pass
 
 
 def _owner() -> str:
@@ -80,11 +78,12 @@ def _owner_alive(owner: str | None) -> bool:
 
 class JobService:
     def __init__(self, ctx: Context, commits: CommitService, pipelines: PipelineService, runtime: Runtime,
-                 scratch: Path, lease_seconds: float = LEASE_SECONDS) -> None:
+                 scratch: Path, lease_seconds: float = LEASE_SECONDS, code_cache: Path | None = None) -> None:
         self.ctx = ctx
         self.commits = commits
         self.pipelines = pipelines
         self.worker = DatumWorker(ctx, runtime, scratch)
+        self.code_cache = code_cache or scratch.parent / "cache" / "code"  # materialized code trees, by digest
         self.executor: Executor = LocalExecutor(self.worker)  # or a DaskExecutor (Services.open, by settings)
         self.lease_seconds = lease_seconds
         self.owner = _owner()
@@ -187,6 +186,9 @@ class JobService:
             try:
                 with self._lease(job_id), acting_as(self._creator(job_id)):
                     done.append(self._run_safely(job_id, progress))
+            except KeyboardInterrupt:
+                self._release(job_id)
+                raise
             finally:
                 _CAUSED.set(caused)
         return done
@@ -220,8 +222,18 @@ class JobService:
                                                                JobRow.global_id.in_(list(global_ids)))
                               .distinct()))
 
+    def _release(self, job_id: str) -> None:
+        """Give back a job this runner holds (Ctrl-C): ``interrupted``, no owner, so the next ``tusk job wait``
+        or write takes it over at once and resumes it (datums recorded before are not redone)."""
+        with self.ctx.db.write() as s:
+            s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.owner == self.owner,
+                                           JobRow.state == "running")
+                      .values(state="interrupted", owner=None, lease_expires_at=None,
+                              reason="interrupted (Ctrl-C); the next `tusk job wait` or write resumes it")
+                      .execution_options(synchronize_session=False))
+
     def _claimable(self, job: JobRow) -> bool:
-        if job.state == "created":
+        if job.state in ("created", "interrupted"):
             return True
         expires = _aware(job.lease_expires_at) if job.lease_expires_at is not None else None
         if expires is not None and expires < now():
@@ -378,8 +390,8 @@ class JobService:
 
         failures: list[tuple[Datum, DatumOutcome]] = []
         order = {d.id: i for i, d in enumerate(todo)}
-        code_dir = Path(p.version.code_dir)
-        for d, outcome in self.executor.run(job_id, spec, code_dir, roots, todo, deadline):
+        code = self.job_code(p) if todo else JobCode(None, Path(p.version.code_dir), "")
+        for d, outcome in self.executor.run(job_id, spec, code, roots, todo, deadline):
             self._record(job_id, p, d, hashes[d.id], outcome)  # at once: a resumed job does not redo it
             counter["done"] += 1
             if outcome.state == "success" and outcome.output_tree:
@@ -404,6 +416,30 @@ class JobService:
             except Conflict as exc:
                 error = str(exc)
         return self._finish(job_id, p, global_id, inputs, root, error, processed, skipped, len(failures))
+
+    def job_code(self, p: StoredPipeline) -> JobCode:
+        """The version's stored code, materialized and verified on this host (``IntegrityError`` on a mismatch:
+        the job fails before any datum runs).
+
+        A version made before code was stored runs its directory's current
+        content, as it did then, but stored and materialized like any other, so
+        it runs on other replicas and Dask workers too; a directory that cannot
+        be stored (too large, or not on this host) runs in place.
+        """
+        label = f"pipeline {p.name} version {p.version.version}"
+        tree = p.version.code_tree
+        if tree is None:
+            legacy = Path(p.version.code_dir)
+            try:
+                tree = self.pipelines.code.store(legacy).digest if legacy.is_dir() else None
+            except InvalidArgument:
+                tree = None
+            if tree is None:
+                return JobCode(None, legacy, label)
+        return JobCode(Digest(tree), self.materialize(tree, label), label)
+
+    def materialize(self, tree: str, label: str) -> Path:
+        return self.pipelines.code.materialize(tree, self.code_cache, label)
 
     def _merge_base(self, s: Session, p: StoredPipeline) -> tuple[str, dict[str, str]] | None:
         """The output branch head and the datum outputs that made it, when a job of this pipeline wrote it."""
@@ -539,7 +575,7 @@ class JobService:
         name = s.get(PipelineRow, job.pipeline_id).name  # type: ignore[union-attr]
         return JobInfo(
             id=job.id, pipeline=name, pipeline_version=job.pipeline_version, global_id=job.global_id,
-            state=job.state, reason=job.reason if job.state not in _ACTIVE else None,
+            state=job.state, reason=job.reason if job.state not in ("created", "running") else None,
             input_commits=json.loads(job.input_commits), output_commit=job.output_commit_id,
             datums_total=job.datums_total, datums_processed=job.datums_processed, datums_skipped=job.datums_skipped,
             datums_failed=job.datums_failed, created_at=_aware(job.created_at),
@@ -547,12 +583,31 @@ class JobService:
             finished_at=_aware(job.finished_at) if job.finished_at else None,
         )
 
+    @staticmethod
+    def job_row(s: Session, job_id: str) -> JobRow:
+        """The job with that id, or the one whose id starts with it (6+ hex characters)."""
+        full = job_id if is_commit_id(job_id) else expand_id(s, JobRow.id, job_id, "job")
+        job = s.get(JobRow, full) if full is not None else None
+        if job is None:
+            raise JobNotFound(f"job {job_id} not found")
+        return job
+
+    @staticmethod
+    def datum_id(s: Session, datum_id: str, job_id: str) -> str:
+        """The datum id of the job that is ``datum_id`` or the one that starts with it (6+ hex characters)."""
+        if is_commit_id(datum_id):
+            return datum_id
+        return expand_id(s, DatumRunRow.datum_id, datum_id, "datum", DatumRunRow.job_id == job_id,
+                         scope=f" in job {job_id}") or datum_id
+
+    def expand_datum_id(self, datum_id: str, job_id: str) -> str:
+        """``datum_id`` in full, when it is a unique prefix of one of the job's datums."""
+        with self.ctx.db.read() as s:
+            return self.datum_id(s, datum_id, self.job_row(s, job_id).id)
+
     def inspect(self, job_id: str) -> JobInfo:
         with self.ctx.db.read() as s:
-            job = s.get(JobRow, job_id)
-            if job is None:
-                raise JobNotFound(f"job {job_id} not found")
-            return self._info(s, job)
+            return self._info(s, self.job_row(s, job_id))
 
     def list(self, pipeline: str | None = None, global_id: str | None = None) -> list[JobInfo]:
         with self.ctx.db.read() as s:
@@ -560,12 +615,13 @@ class JobService:
             if pipeline is not None:
                 q = q.where(JobRow.pipeline_id == self.pipelines._row(s, pipeline).id)
             if global_id is not None:
-                q = q.where(JobRow.global_id == global_id)
+                q = q.where(JobRow.global_id == self.commits.set_id(s, global_id))
             return [self._info(s, j) for j in s.scalars(q)]
 
     def wait(self, job_id: str, timeout: float | None = None) -> JobInfo:
         """Run pending work in-process (embedded mode) until the job is done."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        job_id = self.inspect(job_id).id
         while True:
             info = self.inspect(job_id)
             if info.state not in _ACTIVE:
@@ -577,22 +633,21 @@ class JobService:
 
     def stop(self, job_id: str) -> JobInfo:
         with self.ctx.db.write() as s:
-            job = s.get(JobRow, job_id)
-            if job is None:
-                raise JobNotFound(f"job {job_id} not found")
+            job = self.job_row(s, job_id)
             if job.state in _ACTIVE:
                 job.state, job.reason, job.finished_at = "killed", f"stopped by {self.ctx.user}", now()
             return self._info(s, job)
 
     def datums(self, job_id: str) -> builtins.list[DatumInfo]:
-        self.inspect(job_id)
         with self.ctx.db.read() as s:
+            job_id = self.job_row(s, job_id).id
             rows = s.scalars(select(DatumRunRow).where(DatumRunRow.job_id == job_id).order_by(DatumRunRow.datum_id))
             return [_datum_info(r) for r in rows]
 
     def datum(self, job_id: str, datum_id: str) -> DatumInfo:
         with self.ctx.db.read() as s:
-            row = s.get(DatumRunRow, (job_id, datum_id))
+            job_id = self.job_row(s, job_id).id
+            row = s.get(DatumRunRow, (job_id, self.datum_id(s, datum_id, job_id)))
             if row is None:
                 raise NotFound(f"datum {datum_id} not found in job {job_id}")
             return _datum_info(row)

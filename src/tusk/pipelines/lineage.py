@@ -9,7 +9,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tusk.errors import FileNotFound
-from tusk.storage.metadata import CommitProvenanceRow, CommitRow, DatumRunRow, JobRow, PipelineRow, RepoRow
+from tusk.storage.metadata import (
+    CommitProvenanceRow,
+    CommitRow,
+    DatumRunRow,
+    JobRow,
+    PipelineRow,
+    PipelineVersionRow,
+    RepoRow,
+)
 from tusk.versioning.commits import CommitService
 from tusk.versioning.context import Context
 
@@ -29,7 +37,17 @@ def _node(s: Session, row: CommitRow) -> dict[str, Any]:
             node["job"] = job.id
             node["pipeline"] = pipeline.name if pipeline else "?"
             node["pipeline_version"] = job.pipeline_version
+            version = s.get(PipelineVersionRow, (job.pipeline_id, job.pipeline_version))
+            if version is not None:
+                node["code"] = _code(version)
     return node
+
+
+def _code(version: PipelineVersionRow) -> dict[str, Any]:
+    """The code the job ran: its stored tree, the source directory's digest and the git commit."""
+    info = json.loads(version.code_info) if version.code_info else {}
+    return {"tree": version.code_tree, "digest": info.get("digest"), "git_commit": (info.get("git") or {}).get(
+        "commit")}
 
 
 def _upstream(s: Session, row: CommitRow, depth: int) -> dict[str, Any]:

@@ -24,6 +24,7 @@ class PipelineInfo(_Record):
     last_job: str | None = None
     last_job_state: str | None = None
     notes: list[str] = field(default_factory=list)  # warnings for the user (e.g. an image that is ignored here)
+    code: dict[str, Any] | None = None  # the version's code: tree (stored digest), digest, files, git, dir
 
 
 @dataclass(frozen=True)

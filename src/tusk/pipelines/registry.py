@@ -7,14 +7,15 @@ import json
 import secrets
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
-from tusk.errors import AlreadyExists, Conflict, NotFound, RepoNotFound
+from tusk.errors import AlreadyExists, Conflict, InvalidArgument, PipelineNotFound, RepoNotFound
+from tusk.ids import Digest
 from tusk.pipelines.code import describe_code
+from tusk.pipelines.codestore import CodeStore, PipelineCode
 from tusk.pipelines.records import PipelineInfo
 from tusk.pipelines.spec import PipelineSpec, parse_spec
 from tusk.pipelines.validate import check_graph, own_tick_repos
@@ -22,11 +23,8 @@ from tusk.storage.metadata import JobRow, PipelineRow, PipelineVersionRow, RepoR
 from tusk.versioning.context import Context, _aware, now
 from tusk.versioning.repos import RepoService
 
-__all__ = ["PipelineNotFound", "PipelineService", "StoredPipeline"]
+__all__ = ["PipelineService", "StoredPipeline"]
 
-
-class PipelineNotFound(NotFound):
-    pass
 
 
 class StoredPipeline:
@@ -42,20 +40,45 @@ class StoredPipeline:
         return self.row.name
 
 
-def _code_change(current: StoredPipeline, spec: PipelineSpec, code: dict[str, Any]) -> str | None:
+def _code_change(current: StoredPipeline, spec: PipelineSpec, code: PipelineCode) -> str | None:
     """Why the datums of ``spec`` would compute something else than those of the current version, if they would."""
     if current.spec.transform != spec.transform:
         return "the transform changed"
-    before = json.loads(current.version.code_info) if current.version.code_info else {}
-    if before.get("digest") and code.get("digest") and before["digest"] != code["digest"]:
-        return f"the code in {code.get('dir')} changed"
-    return None
+    if current.version.code_tree and code.tree:
+        changed = current.version.code_tree != code.tree
+    else:  # a version made before code was stored: compare the descriptions' digests
+        before = json.loads(current.version.code_info) if current.version.code_info else {}
+        changed = bool(before.get("digest") and code.info.get("digest") and before["digest"] != code.info["digest"])
+    return f"the code in {code.info.get('dir') or code.directory or '(none)'} changed" if changed else None
 
 
 class PipelineService:
     def __init__(self, ctx: Context, repos: RepoService) -> None:
         self.ctx = ctx
         self.repos = repos
+        self.code = CodeStore(ctx)
+
+    def store_code(self, directory: Path, implicit: bool = False) -> PipelineCode:
+        """Store a code directory (nothing is written when its tree is stored already) and describe it.
+
+        ``implicit``: the directory was not named (an embedded dict spec's
+        cwd); one too large to store is then run in place on this host, with a
+        note, as before code was stored. A named directory that large is refused.
+        """
+        info = describe_code(directory)
+        try:
+            tree = self.code.store(directory)
+        except InvalidArgument as exc:
+            if not implicit:
+                raise
+            return PipelineCode(None, info | {"tree": None, "note": f"not stored, runs in place on this host: {exc}"},
+                                str(directory))
+        return PipelineCode(tree.digest, info | {"tree": tree.digest}, str(directory))
+
+    def stored_code(self, version: PipelineVersionRow) -> PipelineCode:
+        """The code a version records (what ``rerun`` runs again)."""
+        info = json.loads(version.code_info) if version.code_info else {}
+        return PipelineCode(Digest(version.code_tree) if version.code_tree else None, info, version.code_dir)
 
     def _row(self, s: Session, name: str) -> PipelineRow:
         row = s.scalar(select(PipelineRow).where(PipelineRow.name == name))
@@ -74,15 +97,13 @@ class PipelineService:
         rows = s.scalars(select(PipelineRow).order_by(PipelineRow.id)).all()
         return [self.load(s, r.name) for r in rows]
 
-    def create(self, spec: PipelineSpec, code_dir: Path, code: dict[str, Any] | None = None) -> PipelineInfo:
+    def create(self, spec: PipelineSpec, code: PipelineCode) -> PipelineInfo:
         """Register a pipeline and create its output repo (named after it) and its cron tick repos.
 
         Everything is checked first (``check_graph``) and written in one
         transaction: a refused spec leaves no row, repo or branch behind.
-        ``code`` describes the code when it was described elsewhere (a remote
-        client uploading its spec directory); by default ``code_dir`` is.
+        ``code`` is stored already (``store_code``, or a remote client's upload).
         """
-        code = code or describe_code(code_dir)
         try:
             with self.ctx.db.write() as s:
                 ticks = check_graph(s, spec, update=False)
@@ -93,7 +114,7 @@ class PipelineService:
                                   created_at=now())
                 s.add(row)
                 s.flush()
-                s.add(self._version(row, 1, spec, secrets.token_hex(16), code_dir, code))
+                s.add(self._version(row, 1, spec, secrets.token_hex(16), code))
                 s.flush()
                 return self._info(s, row)
         except DBIntegrityError:  # a concurrent create took one of the names between the check and the insert
@@ -105,16 +126,14 @@ class PipelineService:
         s.execute(delete(RoleBindingRow).where(RoleBindingRow.resource == name))
         s.add(RepoRow(name=name, description=description, created_at=now()))
 
-    def update(self, spec: PipelineSpec, code_dir: Path, reprocess: bool = False,
-               code: dict[str, Any] | None = None) -> PipelineInfo:
+    def update(self, spec: PipelineSpec, code: PipelineCode, reprocess: bool = False) -> PipelineInfo:
         """A new spec version, checked as a create is. Every datum runs again (a new salt) with ``reprocess``,
-        or when what the datums run changed: the transform, or the code in the code directory.
+        or when what the datums run changed: the transform, or the stored code.
 
         Pachyderm reuses old outputs after a transform change unless asked to
         reprocess; reusing outputs of code that no longer exists is how wrong
         models ship, so Tusk does not, and says so in the returned notes.
         """
-        code = code or describe_code(code_dir)
         with self.ctx.db.write() as s:
             current = self.load(s, spec.name)
             for repo in check_graph(s, spec, update=True):  # a cron input added by this version
@@ -122,7 +141,7 @@ class PipelineService:
             why = "--reprocess" if reprocess else _code_change(current, spec, code)
             salt = secrets.token_hex(16) if why else current.version.salt
             current.row.version += 1
-            s.add(self._version(current.row, current.row.version, spec, salt, code_dir, code))
+            s.add(self._version(current.row, current.row.version, spec, salt, code))
             s.flush()
             info = self._info(s, current.row)
         if why and why != "--reprocess":
@@ -132,12 +151,13 @@ class PipelineService:
     def rerun(self, name: str, reprocess: bool = False) -> PipelineInfo:
         with self.ctx.db.read() as s:
             current = self.load(s, name)
-        return self.update(current.spec, Path(current.version.code_dir), reprocess)
+        return self.update(current.spec, self.stored_code(current.version), reprocess)  # the same code, not
+        # what its directory holds now
 
-    def _version(self, row: PipelineRow, version: int, spec: PipelineSpec, salt: str, code_dir: Path,
-                 code: dict[str, Any] | None = None) -> PipelineVersionRow:
+    def _version(self, row: PipelineRow, version: int, spec: PipelineSpec, salt: str, code: PipelineCode
+                 ) -> PipelineVersionRow:
         return PipelineVersionRow(pipeline_id=row.id, version=version, spec_json=spec.canonical_json(), salt=salt,
-                                  code_dir=str(code_dir), code_info=json.dumps(code or describe_code(code_dir)),
+                                  code_dir=code.directory, code_info=json.dumps(code.info), code_tree=code.tree,
                                   created_by=self.ctx.user, created_at=now())
 
     def set_state(self, name: str, state: str) -> PipelineInfo:
@@ -190,4 +210,5 @@ class PipelineService:
             input_repos=repos, created_by=row.created_by, created_at=_aware(row.created_at),
             spec=json.loads(stored.version.spec_json), last_job=last.id if last else None,
             last_job_state=last.state if last else None,
+            code=json.loads(stored.version.code_info) if stored.version.code_info else None,
         )

@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,10 +29,24 @@ from tusk.errors import InvalidArgument
 from tusk.pipelines.sandbox import Mount, SandboxCommand, resolve_user
 
 __all__ = ["BwrapRuntime", "ConfiguredRuntime", "DockerRuntime", "LocalRuntime", "RunRequest", "RunResult", "Runtime",
-           "choose_runtime", "image_note"]
+           "choose_runtime", "image_note", "stop_programs"]
 
 _PFS = re.compile(r"(?<![\w./-])/pfs(?=/|$|[\s\"';:,)])")
 _LOG_LIMIT = 1 << 20
+# user programs running now (each the leader of its own session), so a Ctrl-C can end them: they do not get
+# the terminal's SIGINT themselves, and the job runner releases its job only once they are gone
+_RUNNING: set[subprocess.Popen[bytes]] = set()
+_RUNNING_LOCK = threading.Lock()
+_STOPPING = threading.Event()
+
+
+def stop_programs() -> None:
+    """End every user program this process runs, and start no new one (the CLI's Ctrl-C: the process exits)."""
+    _STOPPING.set()
+    with _RUNNING_LOCK:
+        for proc in _RUNNING:
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
 _SANDBOX_ENV = ("PATH", "LANG", "LC_ALL")  # of the server's environment, the only variables user code sees
 
 
@@ -71,13 +86,17 @@ def _execute(argv: Sequence[str], stdin: str | None, env: Mapping[str, str], cwd
              timeout: float | None, accept: Sequence[int], shown: str | None = None) -> RunResult:
     """Run ``argv`` in its own session; ``shown`` names the user's program in errors (not the sandbox's)."""
     start = time.monotonic()
-    try:
-        proc = subprocess.Popen(
-            list(argv), stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(env), cwd=cwd, start_new_session=True,
-        )
-    except OSError as exc:
-        return RunResult(False, None, "", time.monotonic() - start, f"cannot start {argv[0]!r}: {exc.strerror}")
+    with _RUNNING_LOCK:
+        if _STOPPING.is_set():
+            return RunResult(False, None, "", 0.0, "interrupted")
+        try:
+            proc = subprocess.Popen(
+                list(argv), stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(env), cwd=cwd, start_new_session=True,
+            )
+        except OSError as exc:
+            return RunResult(False, None, "", time.monotonic() - start, f"cannot start {argv[0]!r}: {exc.strerror}")
+        _RUNNING.add(proc)
     try:
         out, _ = proc.communicate(stdin.encode() if stdin is not None else None, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -86,6 +105,9 @@ def _execute(argv: Sequence[str], stdin: str | None, env: Mapping[str, str], cwd
         log = out.decode(errors="replace")[-_LOG_LIMIT:]
         return RunResult(False, None, log, time.monotonic() - start, f"datum timed out after {timeout:g}s",
                          timed_out=True)
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(proc)
     log = out.decode(errors="replace")[-_LOG_LIMIT:]
     rc = proc.returncode
     ok = rc == 0 or rc in accept

@@ -10,17 +10,19 @@ import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from tusk.config import Settings
 from tusk.errors import InvalidArgument, InvalidRef
 from tusk.sdk._auth import AuthMethods
 from tusk.sdk._pipelines import JobProgress
 from tusk.services import Services
-from tusk.versioning.files import Modification
-from tusk.versioning.records import BranchInfo, CommitInfo, DiffEntry, FileInfo, FsckReport, RepoInfo
 from tusk.versioning.refs import FileRef, parse_file_ref, parse_ref
-from tusk.versioning.triggers import BranchTrigger
+
+if TYPE_CHECKING:
+    from tusk.versioning.files import Modification
+    from tusk.versioning.records import BranchInfo, CommitInfo, DiffEntry, FileInfo, FsckReport, RepoInfo
+    from tusk.versioning.triggers import BranchTrigger
 
 __all__ = ["Client", "FileWriter"]
 
@@ -79,7 +81,9 @@ class Client(AuthMethods):
     """Everything the ``tusk`` CLI can do, as methods.
 
     In embedded mode, jobs triggered by a write run before the write returns
-    (``run_jobs=False`` leaves them queued for ``run_pending_jobs()``).
+    (``run_jobs=False`` leaves them queued for ``run_pending_jobs()``). A job that
+    fails does not fail the write (it landed): ``last_jobs`` holds the jobs the
+    write waited for, and ``raise_for_jobs()`` raises ``JobFailed`` if one failed.
 
     >>> c = Client()
     >>> c.create_repo("images")
@@ -108,6 +112,8 @@ class Client(AuthMethods):
         self._owns_services = services is None
         self.run_jobs = run_jobs
         self.job_progress = job_progress
+        self.last_jobs = []
+        self.interrupted = []
 
     @property
     def remote(self) -> bool:

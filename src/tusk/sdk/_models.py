@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tusk.errors import InvalidRef
-from tusk.models.loaders import LoadedModel
-from tusk.models.manifest import Manifest
-from tusk.models.records import BranchMove, ModelInfo
 from tusk.sdk._pipelines import PipelineMethods
 from tusk.versioning.refs import parse_ref
+
+if TYPE_CHECKING:
+    from tusk.models.loaders import LoadedModel
+    from tusk.models.manifest import Manifest
+    from tusk.models.records import BranchMove, ModelInfo
 
 __all__ = ["ModelMethods"]
 

@@ -5,23 +5,30 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
-from tusk.errors import BranchNotFound, CommitNotFound, InvalidArgument
-from tusk.pipelines.datums import Datum, Match, enumerate_datums
-from tusk.pipelines.records import DatumInfo, JobInfo, PipelineInfo
-from tusk.pipelines.runtimes import image_note
-from tusk.pipelines.spec import PfsInput, PipelineSpec, load_spec, parse_spec
-from tusk.services import Services
+from tusk.errors import BranchNotFound, CommitNotFound, InvalidArgument, JobFailed
+from tusk.ids import is_id_prefix
 
-__all__ = ["CodeUpload", "PipelineMethods", "SpecSource"]
+if TYPE_CHECKING:  # the pipeline spec (pydantic) and the datum engine load when a pipeline command needs them
+    from tusk.pipelines.codestore import PipelineCode
+    from tusk.pipelines.datums import Datum, Match
+    from tusk.pipelines.records import DatumInfo, JobInfo, PipelineInfo
+    from tusk.pipelines.spec import PfsInput, PipelineSpec
+    from tusk.services import Services
+
+__all__ = ["FAILED_STATES", "CodeUpload", "PipelineMethods", "SpecSource", "describe_failures"]
 
 JobProgress = Callable[[str, int, int], None]
-SpecSource = PipelineSpec | dict[str, Any] | str | Path
-CodeUpload = tuple[Path, dict[str, Any]]  # (where the uploaded code now is, describe_code of the original)
+SpecSource = Union["PipelineSpec", dict[str, Any], str, Path]
+CodeUpload = Union["PipelineCode"]  # code a remote client uploaded: stored already (the API server's use)
+FAILED_STATES = frozenset({"failure", "unrunnable", "killed"})  # how a job that did not succeed ends
+LOG_TAIL = 10  # lines of a failed datum's log that a job failure shows
 
 
 def _specs(source: SpecSource) -> tuple[list[PipelineSpec], Path]:
+    from tusk.pipelines.spec import PipelineSpec, load_spec, parse_spec
+
     if isinstance(source, PipelineSpec):
         return [source], Path.cwd()
     if isinstance(source, dict):
@@ -33,16 +40,54 @@ def _specs(source: SpecSource) -> tuple[list[PipelineSpec], Path]:
 
 
 def _with_notes(info: PipelineInfo, spec: PipelineSpec, extra: list[str] | None = None) -> PipelineInfo:
+    from tusk.pipelines.runtimes import image_note
+
     notes = [n for n in (image_note(spec.transform.image),) if n] + (extra or [])
     if spec.ignored:
         notes.append("ignored Kubernetes-only fields: " + ", ".join(sorted(spec.ignored)))
     return replace(info, notes=notes)
 
 
+def describe_failures(failed: list[JobInfo], datums: Callable[[str], list[DatumInfo]]) -> str:
+    """What went wrong in each failed job: pipeline, job, the first failed datum and the tail of its log
+    (the user program's own error), and where to read the rest."""
+    lines = [f"{len(failed)} job(s) this command waited for did not succeed (the write itself landed):"]
+    verbs = {"failure": "failed", "unrunnable": "is unrunnable", "killed": "was killed"}
+    for job in failed:
+        lines.append(f"pipeline {job.pipeline}: job {job.id} {verbs.get(job.state, job.state)}: "
+                     f"{job.reason or 'no reason recorded'}")
+        if job.state != "failure" or not job.datums_failed:
+            continue
+        bad = [d for d in datums(job.id) if d.state == "failed"]
+        if not bad:
+            continue
+        first = next((d for d in bad if d.id in (job.reason or "")), bad[0])
+        named = first.id in (job.reason or "")
+        which = f"datum {first.id}" if named else \
+            f"datum {first.id} ({', '.join(str(i.get('path')) for i in first.inputs)}: {first.error})"
+        tail = [line for line in first.log.splitlines() if line.strip()][-LOG_TAIL:]
+        lines.append(f"  the last lines of the log of {which}:" if tail else f"  {which} logged nothing")
+        lines += [f"    {line}" for line in tail]
+        lines.append(f"  the whole log: tusk logs --job {job.id} --datum {first.id}")
+    return "\n".join(lines)
+
+
 class PipelineMethods:
     services: Services
     run_jobs: bool
     job_progress: JobProgress | None
+    last_jobs: list[JobInfo]  # the jobs the latest call that waited for jobs waited for
+    interrupted: list[str]  # the commit sets whose jobs a Ctrl-C interrupted (they resume on the next run)
+
+    def raise_for_jobs(self) -> None:
+        """Raise ``JobFailed`` (with ``.jobs``) if a job the latest waiting call waited for did not succeed.
+
+        Writes return normally when their jobs fail, since the write landed; call this (as the CLI does, for
+        its exit code) to turn a failed job into an exception, like ``httpx.Response.raise_for_status``.
+        """
+        failed = [j for j in self.last_jobs if j.state in FAILED_STATES]
+        if failed:
+            raise JobFailed(describe_failures(failed, self.list_datums), failed)
 
     def run_pending_jobs(self, progress: JobProgress | None = None) -> list[JobInfo]:
         """Run every queued job now, in DAG order (embedded mode)."""
@@ -52,7 +97,14 @@ class PipelineMethods:
         """Run the jobs this client's writes triggered (their whole DAG), not other people's queued work:
         a write never waits for, or fails because of, a pipeline it did not trigger."""
         jobs = self.services.jobs
-        return jobs.run_pending(self.job_progress, global_ids=jobs.take_caused())
+        caused = jobs.take_caused()
+        self.last_jobs = []
+        try:
+            self.last_jobs = jobs.run_pending(self.job_progress, global_ids=caused)
+        except KeyboardInterrupt:  # the job runner released its claim: the next run takes the job at once
+            self.interrupted = sorted(caused)
+            raise
+        return self.last_jobs
 
     def _after_write(self) -> None:
         if self.run_jobs:
@@ -62,12 +114,12 @@ class PipelineMethods:
                         ) -> list[PipelineInfo]:
         """Create pipelines from a spec (dict, PipelineSpec, or a JSON/YAML file) and run them on current inputs.
 
-        ``code`` (the API server's use): the code directory a remote client uploaded, and its description.
+        ``code`` (the API server's use): code a remote client uploaded, stored already, and its description.
         """
         specs, code_dir = _specs(source)
-        code_dir, info = code if code is not None else (code_dir, None)
+        code = code or self.services.pipelines.store_code(code_dir, implicit=not isinstance(source, str | Path))
         for spec in specs:
-            self.services.pipelines.create(spec, code_dir, info)
+            self.services.pipelines.create(spec, code)
             self.services.jobs.start_job(spec.name)
         if self.run_jobs if wait is None else wait:
             self._run_caused()
@@ -76,10 +128,10 @@ class PipelineMethods:
     def update_pipeline(self, source: SpecSource, reprocess: bool = False, wait: bool | None = None, *,
                         code: CodeUpload | None = None) -> list[PipelineInfo]:
         specs, code_dir = _specs(source)
-        code_dir, info = code if code is not None else (code_dir, None)
+        code = code or self.services.pipelines.store_code(code_dir, implicit=not isinstance(source, str | Path))
         notes = {}
         for spec in specs:
-            notes[spec.name] = self.services.pipelines.update(spec, code_dir, reprocess, info).notes
+            notes[spec.name] = self.services.pipelines.update(spec, code, reprocess).notes
             self.services.jobs.start_job(spec.name)
         if self.run_jobs if wait is None else wait:
             self._run_caused()
@@ -131,7 +183,15 @@ class PipelineMethods:
         return self.services.jobs.inspect(job_id)
 
     def wait_job(self, job_id: str, timeout: float | None = None) -> JobInfo:
-        return self.services.jobs.wait(job_id, timeout)
+        """Wait for a job to end (running queued work here) and return it, failed or not."""
+        self.last_jobs = []
+        try:
+            info = self.services.jobs.wait(job_id, timeout)
+        except KeyboardInterrupt:
+            self.interrupted = [self.services.jobs.inspect(job_id).global_id]
+            raise
+        self.last_jobs = [info]
+        return info
 
     def stop_job(self, job_id: str) -> JobInfo:
         return self.services.jobs.stop(job_id)
@@ -146,6 +206,8 @@ class PipelineMethods:
         """The datums a spec would produce on the current inputs; nothing is created."""
         specs, _ = _specs(source)
         ctx, commits = self.services.ctx, self.services.commits
+
+        from tusk.pipelines.datums import Match, enumerate_datums
 
         def globber(leaf: PfsInput) -> tuple[str, list[Match]]:
             with ctx.db.read() as s:
@@ -176,13 +238,15 @@ class PipelineMethods:
              grep: str | None = None) -> list[tuple[str, str, str]]:
         """(job, datum, line) for every matching log line."""
         jobs = [self.inspect_job(job)] if job else self.list_jobs(pipeline)
+        if datum and job:  # the datum of that job (a short id is looked up among the job's datums only)
+            datum = self.services.jobs.expand_datum_id(datum, jobs[0].id)
         out = []
         for j in jobs:
             if pipeline and j.pipeline != pipeline:
                 continue
             for d in self.list_datums(j.id):
-                if datum and d.id != datum:
-                    continue
+                if datum and not (d.id == datum or (is_id_prefix(datum) and d.id.startswith(datum))):
+                    continue  # (without a job, a short datum id filters: every datum that starts with it)
                 for line in d.log.splitlines():
                     if grep is None or grep in line:
                         out.append((j.id, d.id, line))

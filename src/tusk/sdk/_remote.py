@@ -31,6 +31,7 @@ from tusk.models.local import load_dir
 from tusk.models.manifest import Manifest
 from tusk.models.records import BranchMove, ModelInfo
 from tusk.pipelines.code import describe_code
+from tusk.pipelines.codestore import hash_code
 from tusk.pipelines.datums import Datum, DatumInput
 from tusk.pipelines.records import DatumInfo, JobInfo, PipelineInfo
 from tusk.pipelines.spec import PipelineSpec, parse_spec
@@ -40,7 +41,7 @@ from tusk.services import Services
 from tusk.serving.algorithms import AlgoResponse, AlgorithmHandle, AlgorithmVersion
 from tusk.serving.deployments import DeploymentInfo, DeploymentRevision
 from tusk.serving.spec import DeploymentSpec, load_deployment_specs
-from tusk.transfer import BatchWriter, Pipe, tar_directory, untar_directory
+from tusk.transfer import JOBS_HEADER, BatchWriter, Pipe, tar_directory, untar_directory
 from tusk.versioning.files import write_file_atomically
 from tusk.versioning.records import BranchInfo, CommitInfo, DiffEntry, FileInfo, FsckReport, RepoInfo
 from tusk.versioning.refs import FileRef, parse_file_ref, parse_ref
@@ -177,6 +178,8 @@ class RemoteClient(Client):
         self.settings = settings
         self.run_jobs = run_jobs
         self.job_progress = job_progress
+        self.last_jobs = []
+        self.interrupted = []
         headers = {"X-Tusk-User": settings.user}
         if settings.token:
             headers["Authorization"] = f"Bearer {settings.token}"
@@ -211,6 +214,9 @@ class RemoteClient(Client):
             if stream:
                 response.read()
             _raise(response)
+        if (kw.get("params") or {}).get("wait") == "true":  # a write that waited for its jobs: which they were
+            waited = response.headers.get(JOBS_HEADER, "")
+            self.last_jobs = [self.inspect_job(j) for j in waited.split(",") if j]
         return response
 
     def _json(self, method: str, url: str, **kw: Any) -> Any:
@@ -434,10 +440,21 @@ class RemoteClient(Client):
                 parse_spec(doc, f" in {path}")
         request: dict[str, Any] = {"specs": docs, "reprocess": reprocess}
         if code_dir is not None and with_code:
-            uploaded = self._json("POST", "/api/v1/code", content=tar_directory(code_dir),
-                                  headers={"Content-Type": "application/x-tar"})
-            request["code"] = {"id": uploaded["id"], "info": describe_code(code_dir)}
+            request["code"] = {"digest": self._store_code(code_dir), "info": describe_code(code_dir)}
         return request
+
+    def _store_code(self, code_dir: Path) -> str:
+        """The digest of the code directory's tree, stored on the server: hashed here, uploaded only when the
+        server does not hold that tree already."""
+        digest = hash_code(code_dir).digest
+        try:
+            self._json("GET", f"/api/v1/code/{digest}")
+            return digest
+        except errors.NotFound:
+            pass
+        uploaded = self._json("POST", "/api/v1/code", content=tar_directory(code_dir),
+                              headers={"Content-Type": "application/x-tar"})
+        return str(uploaded["digest"])
 
     def run_pending_jobs(self, progress: JobProgress | None = None) -> list[JobInfo]:
         return _load(list[JobInfo], self._json("POST", "/api/v1/jobs/run-pending"))
@@ -491,7 +508,10 @@ class RemoteClient(Client):
 
     def wait_job(self, job_id: str, timeout: float | None = None) -> JobInfo:
         params = {"timeout": timeout} if timeout is not None else {}
-        return _load(JobInfo, self._json("POST", f"/api/v1/jobs/{_q(job_id)}/wait", params=params))
+        self.last_jobs = []
+        info = _load(JobInfo, self._json("POST", f"/api/v1/jobs/{_q(job_id)}/wait", params=params))
+        self.last_jobs = [info]
+        return info
 
     def stop_job(self, job_id: str) -> JobInfo:
         return _load(JobInfo, self._json("POST", f"/api/v1/jobs/{_q(job_id)}/stop"))

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tusk.errors import InvalidArgument
 from tusk.sdk._models import ModelMethods
-from tusk.serving.algorithms import AlgorithmHandle, AlgorithmVersion
-from tusk.serving.deployments import DeploymentInfo, DeploymentRevision
-from tusk.serving.spec import DeploymentSpec, load_deployment_specs, parse_deployment_spec
+
+if TYPE_CHECKING:  # serving (numpy, the deployment spec) loads when a serving command needs it
+    from tusk.serving.algorithms import AlgorithmHandle, AlgorithmVersion
+    from tusk.serving.deployments import DeploymentInfo, DeploymentRevision
+    from tusk.serving.spec import DeploymentSpec
 
 __all__ = ["ServingMethods"]
 
 
 def _spec(spec: DeploymentSpec | dict[str, Any] | str | Path) -> DeploymentSpec:
+    from tusk.serving.spec import DeploymentSpec, load_deployment_specs, parse_deployment_spec
+
     if isinstance(spec, DeploymentSpec):
         return spec
     if isinstance(spec, dict):

@@ -17,8 +17,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
-from tusk.errors import CommitNotFound, Conflict, InvalidRef, Timeout
-from tusk.ids import is_commit_id, new_commit_id, validate_branch_name
+from tusk.errors import BranchNotFound, CommitNotFound, Conflict, InvalidRef, Timeout
+from tusk.ids import ID_PREFIX_MIN, is_commit_id, is_id_prefix, new_commit_id, validate_branch_name
 from tusk.storage.metadata import (
     BranchMoveRow,
     BranchRow,
@@ -28,7 +28,7 @@ from tusk.storage.metadata import (
     RepoRow,
     StagedOpRow,
 )
-from tusk.versioning.context import Context, now
+from tusk.versioning.context import Context, expand_id, now
 from tusk.versioning.records import CommitInfo
 from tusk.versioning.staging import Op, apply_ops, decode_op_payload, encode_op_payload
 from tusk.versioning.trees import EMPTY_TREE, MutableTree
@@ -57,15 +57,32 @@ class CommitService:
             listener(commit, moved)
 
     # -- resolution ----------------------------------------------------------
+    @staticmethod
+    def commit_id(s: Session, repo: RepoRow, text: str) -> str | None:
+        """The commit of ``repo`` whose id is ``text`` or starts with it (6+ hex characters), if any.
+
+        Not a branch lookup: callers try a branch of that name first.
+        """
+        if is_commit_id(text):
+            return text
+        return expand_id(s, CommitRow.id, text, "commit", CommitRow.repo_id == repo.id,
+                         scope=f" in repo {repo.name!r}")
+
     def resolve_row(self, s: Session, repo: RepoRow, ref: str, ancestry: int = 0) -> CommitRow:
-        """The commit a ref names: a branch head (or its open commit) or a commit id."""
+        """The commit a ref names: a branch of that name if there is one, else the commit with that id, else
+        the one commit whose id starts with it (6+ hex characters; several are ``AmbiguousId``)."""
         branch = s.scalar(select(BranchRow).where(BranchRow.repo_id == repo.id, BranchRow.name == ref))
         if branch is not None:
             if branch.head_id is None:
                 raise CommitNotFound(f"branch {repo.name}@{ref} has no commits yet")
             row = self.ctx.commit_row(s, branch.head_id, repo)
-        elif is_commit_id(ref):
-            row = self.ctx.commit_row(s, ref, repo)
+        elif (commit_id := self.commit_id(s, repo, ref)) is not None:
+            row = self.ctx.commit_row(s, commit_id, repo)
+        elif is_id_prefix(ref):
+            raise CommitNotFound(f"no branch or commit {ref!r} in repo {repo.name!r}")
+        elif is_id_prefix(ref.ljust(ID_PREFIX_MIN, "0")):  # hex, but too short to be taken as a commit id
+            raise BranchNotFound(f"branch {ref!r} not found in repo {repo.name!r} (a commit id prefix needs at"
+                                 f" least {ID_PREFIX_MIN} characters)")
         else:
             self.ctx.branch_row(s, repo, ref)  # raises BranchNotFound
             raise AssertionError
@@ -277,9 +294,15 @@ class CommitService:
                 raise CommitNotFound(f"commit {commit_id} not found")
             return self.ctx.commit_info(s, row)
 
+    @staticmethod
+    def set_id(s: Session, text: str) -> str:
+        """The global id (commit set) that is ``text`` or the one that starts with it (6+ hex characters)."""
+        return expand_id(s, CommitSetRow.id, text, "global") or text
+
     def inspect_set(self, global_id: str) -> list[CommitInfo]:
-        """Every commit that shares a global id (the commit set)."""
+        """Every commit that shares a global id (the commit set); a unique prefix of the id will do."""
         with self.ctx.db.read() as s:
+            global_id = self.set_id(s, global_id)
             rows = s.scalars(
                 select(CommitRow).where(CommitRow.commit_set_id == global_id).order_by(CommitRow.started_at)
             ).all()
@@ -359,9 +382,13 @@ class CommitService:
             self._drop(s, row)
 
     def _history_commit(self, s: Session, repo: RepoRow, ref: str, allow_open: bool = False) -> CommitRow:
-        if not is_commit_id(ref):
-            raise InvalidRef(f"{ref!r} is not a commit id; history edits take an exact commit id")
-        row = self.ctx.commit_row(s, ref, repo)
+        commit_id = self.commit_id(s, repo, ref)
+        if commit_id is None:
+            if is_id_prefix(ref):
+                raise CommitNotFound(f"commit {ref} not found in repo {repo.name!r}")
+            raise InvalidRef(f"{ref!r} is not a commit id; history edits take a commit id (or its first"
+                             f" {ID_PREFIX_MIN}+ characters), not a branch")
+        row = self.ctx.commit_row(s, commit_id, repo)
         if row.state == "open" and not allow_open:
             raise Conflict(f"commit {row.id} is open; finish or delete it first")
         return row

@@ -8,17 +8,18 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from tusk.errors import BranchNotFound, CommitNotFound, RepoNotFound
+from tusk.errors import AmbiguousId, BranchNotFound, CommitNotFound, RepoNotFound
+from tusk.ids import is_id_prefix
 from tusk.storage.content import ContentStore
 from tusk.storage.metadata import BranchRow, CommitProvenanceRow, CommitRow, Database, RepoRow
 from tusk.storage.objects import ObjectStore
 from tusk.versioning.records import CommitInfo
 from tusk.versioning.trees import TreeStore
 
-__all__ = ["Context", "acting_as", "now"]
+__all__ = ["Context", "acting_as", "expand_id", "now"]
 
 _ACTING: ContextVar[str | None] = ContextVar("tusk_acting_user", default=None)
 
@@ -35,6 +36,29 @@ def acting_as(user: str) -> Iterator[None]:
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+_CANDIDATES = 50  # an ambiguous prefix carries this many of the ids it matches (for the API to filter)
+
+
+def expand_id(s: Session, column: InstrumentedAttribute[str], text: str, what: str,
+              *where: ColumnElement[bool], scope: str = "") -> str | None:
+    """The one id in ``column`` that starts with ``text`` (6 to 32 hex characters), or None.
+
+    Every kind of id (commit, commit set, job, datum) is looked up by prefix here
+    and only here. Ids are lowercase hex, so the ids that start with ``abc123``
+    are exactly those in ``['abc123', 'abc123fff…']``: a range an index on the
+    id column answers (on any collation, unlike ``LIKE``), not a scan.
+    More than one match is ``AmbiguousId``, naming them.
+    """
+    if not is_id_prefix(text):
+        return None
+    found = list(s.scalars(select(column).distinct()
+                           .where(column >= text, column <= text.ljust(32, "f"), *where)
+                           .order_by(column).limit(_CANDIDATES)))
+    if len(found) > 1:
+        raise AmbiguousId.among(what, text, found, scope)
+    return found[0] if found else None
 
 
 @dataclass

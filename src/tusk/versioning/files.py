@@ -12,10 +12,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
+from sqlalchemy import select
+
 from tusk.errors import Conflict, FileNotFound, InvalidArgument
 from tusk.ids import normalize_path
 from tusk.storage.content import FileNode
-from tusk.storage.metadata import CommitRow
+from tusk.storage.metadata import BranchRow, CommitRow
 from tusk.transfer import local_tree
 from tusk.versioning.commits import CommitService
 from tusk.versioning.context import Context, now
@@ -149,7 +151,9 @@ class FileService:
         with self.ctx.db.read() as s:
             repo_row = self.ctx.repo_row(s, repo)
             open_id: str | None = None
-            row = s.get(CommitRow, target)
+            branch = s.scalar(select(BranchRow.id).where(BranchRow.repo_id == repo_row.id, BranchRow.name == target))
+            commit_id = self.commits.commit_id(s, repo_row, target) if branch is None else None
+            row = s.get(CommitRow, commit_id) if commit_id is not None else None
             if row is not None and row.repo_id == repo_row.id:
                 if row.state != "open":
                     raise Conflict(

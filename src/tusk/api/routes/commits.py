@@ -72,7 +72,8 @@ def inspect_commit_set(global_id: str, caller: CallerDep) -> list[CommitInfo]:
     """Every commit sharing a global id that the caller may read; a set with none is reported as missing, in
     the words of a missing one."""
     try:
-        commits = [caller.commit(c) for c in caller.ops.inspect_commit_set(global_id) if caller.can(c.repo, "reader")]
+        commits = [caller.commit(c) for c in caller.ops.inspect_commit_set(caller.global_id(global_id))
+                   if caller.can(c.repo, "reader")]
     except CommitNotFound:
         commits = []
     if not commits:

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from tusk.api._deps import Caller, CallerDep, Timeout
-from tusk.pipelines.jobs import JobNotFound
+from tusk.errors import AmbiguousId, JobNotFound
 from tusk.pipelines.records import DatumInfo, JobInfo
 from tusk.versioning.refs import parse_file_ref
 
@@ -23,8 +23,14 @@ class LogLine(BaseModel):
 
 def _job(caller: Caller, job_id: str, role: str = "reader") -> JobInfo:
     """The job, as the caller may see it. A job of a pipeline the caller may not read is missing, in the
-    words of a missing job: naming its pipeline would leak the pipeline's name."""
-    info = caller.ops.inspect_job(job_id)
+    words of a missing job: naming its pipeline would leak the pipeline's name. A short id is looked up among
+    the jobs the caller may see."""
+    try:
+        info = caller.ops.inspect_job(job_id)
+    except AmbiguousId as exc:
+        info = caller.ops.inspect_job(caller.unambiguous(
+            exc, lambda j: caller.can(caller.ops.inspect_job(j).pipeline, "reader"),
+            JobNotFound(f"job {job_id} not found")))
     if not caller.can(info.pipeline, "reader"):
         raise JobNotFound(f"job {job_id} not found")
     caller.require_repo(info.pipeline, role)
@@ -47,6 +53,8 @@ def _prune(caller: Caller, node: dict[str, Any], key: str) -> dict[str, Any]:
 
 @router.get("/api/v1/jobs")
 def list_jobs(caller: CallerDep, pipeline: str | None = None, global_id: str | None = None) -> list[JobInfo]:
+    if global_id is not None:
+        global_id = caller.global_id(global_id)
     return [_visible_job(caller, j) for j in caller.ops.list_jobs(pipeline, global_id)
             if caller.can(j.pipeline, "reader")]
 
@@ -58,25 +66,25 @@ def inspect_job(job_id: str, caller: CallerDep) -> JobInfo:
 
 @router.post(_JOB + "/wait")
 def wait_job(job_id: str, caller: CallerDep, timeout: Timeout = None) -> JobInfo:
-    _job(caller, job_id)
+    job_id = _job(caller, job_id).id
     return _visible_job(caller, caller.ops.wait_job(job_id, timeout))
 
 
 @router.post(_JOB + "/stop")
 def stop_job(job_id: str, caller: CallerDep) -> JobInfo:
-    _job(caller, job_id, "writer")
+    job_id = _job(caller, job_id, "writer").id
     return _visible_job(caller, caller.ops.stop_job(job_id))
 
 
 @router.get(_JOB + "/datums")
 def list_datums(job_id: str, caller: CallerDep) -> list[DatumInfo]:
-    _job(caller, job_id)
+    job_id = _job(caller, job_id).id
     return [_visible_datum(caller, d) for d in caller.ops.list_datums(job_id)]
 
 
 @router.get(_JOB + "/datums/{datum_id}")
 def inspect_datum(job_id: str, datum_id: str, caller: CallerDep) -> DatumInfo:
-    _job(caller, job_id)
+    job_id = _job(caller, job_id).id
     return _visible_datum(caller, caller.ops.inspect_datum(job_id, datum_id))
 
 
@@ -85,7 +93,7 @@ def logs(caller: CallerDep, pipeline: str | None = None, job: str | None = None,
          grep: str | None = None) -> list[LogLine]:
     """Datum log lines, filtered; only jobs of pipelines the caller may read."""
     if job is not None:
-        _job(caller, job)
+        job = _job(caller, job).id
     elif pipeline is not None:
         caller.require_repo(pipeline, "reader")
     readable = {j.id for j in caller.ops.list_jobs(pipeline) if caller.can(j.pipeline, "reader")}

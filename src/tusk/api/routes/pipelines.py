@@ -1,8 +1,8 @@
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
-import uuid
 from pathlib import Path
 from typing import IO, Any
 
@@ -11,18 +11,23 @@ from pydantic import BaseModel, Field
 
 from tusk.api._body import with_body
 from tusk.api._deps import Caller, CallerDep, Wait, finish_write
-from tusk.errors import InvalidArgument
+from tusk.errors import InvalidArgument, NotFound
+from tusk.ids import Digest
+from tusk.pipelines.codestore import PipelineCode
 from tusk.pipelines.records import PipelineInfo
 from tusk.pipelines.spec import CronInput, PfsInput, PipelineSpec, parse_spec
-from tusk.sdk._pipelines import CodeUpload
 from tusk.transfer import untar_directory
+from tusk.versioning.trees import EMPTY_TREE
 
 router = APIRouter(tags=["pipelines"])
 _ONE = "/api/v1/pipelines/{name}"
 
 
+_DIGEST = r"^[0-9a-f]{64}$"
+
+
 class CodeRef(BaseModel):
-    id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    digest: str = Field(pattern=_DIGEST)  # the code's tree, stored already (POST /api/v1/code)
     info: dict[str, Any] = Field(default_factory=dict)  # describe_code of the client's directory
 
 
@@ -32,9 +37,9 @@ class PipelineRequest(BaseModel):
     reprocess: bool = False
 
 
-class Uploaded(BaseModel):
-    id: str
-    files: int
+class StoredCode(BaseModel):
+    digest: str
+    files: int | None = None  # how many files an upload held
 
 
 class Reprocess(BaseModel):
@@ -45,20 +50,14 @@ class CronRequest(BaseModel):
     input: str | None = None
 
 
-def _code_root(caller: Caller) -> Path:
-    return caller.ops.settings.home / "code"
-
-
-def _code(caller: Caller, ref: CodeRef | None) -> CodeUpload:
-    """The uploaded code; a pipeline created without code runs in an empty directory (never the server's own)."""
+def _code(caller: Caller, ref: CodeRef | None) -> PipelineCode:
+    """The stored code; a pipeline created without code runs in an empty directory (never the server's own)."""
     if ref is None:
-        empty = _code_root(caller) / "none"
-        empty.mkdir(parents=True, exist_ok=True)
-        return empty, {"dir": None, "digest": None, "files": 0, "git": None, "note": "created without code"}
-    where = _code_root(caller) / ref.id
-    if not where.is_dir():
-        raise InvalidArgument(f"no uploaded code {ref.id}; upload the directory first (POST /api/v1/code)")
-    return where, ref.info | {"uploaded_to": str(where)}
+        return PipelineCode(EMPTY_TREE, {"dir": None, "digest": None, "files": 0, "git": None, "tree": EMPTY_TREE,
+                                         "note": "created without code"})
+    if not caller.ops.services.pipelines.code.has(ref.digest):
+        raise InvalidArgument(f"no stored code {ref.digest[:16]}…; upload the directory first (POST /api/v1/code)")
+    return PipelineCode(Digest(ref.digest), ref.info | {"tree": ref.digest}, str(ref.info.get("dir") or ""))
 
 
 def _check_inputs(caller: Caller, spec: PipelineSpec) -> None:
@@ -71,23 +70,31 @@ def _check_inputs(caller: Caller, spec: PipelineSpec) -> None:
             caller.require_repo(leaf.repo, "reader")
 
 
+@router.get("/api/v1/code/{digest}")
+def stored_code(digest: str, caller: CallerDep) -> StoredCode:
+    """Whether the code tree ``digest`` is stored (404 if not): a client that hashed its directory uploads only
+    code the server does not have."""
+    if re.fullmatch(_DIGEST, digest) is None or not caller.ops.services.pipelines.code.has(digest):
+        raise NotFound(f"no stored code {digest[:16]}…; upload the directory (POST /api/v1/code)")
+    return StoredCode(digest=digest)
+
+
 @router.post("/api/v1/code", status_code=201, openapi_extra={"requestBody": {"required": True, "content": {
     "application/x-tar": {"schema": {"type": "string", "format": "binary"}}}}})
-async def upload_code(request: Request, caller: CallerDep) -> Uploaded:
-    """Upload a pipeline's code directory (a tar); pipelines created with its id run in it."""
-    root = _code_root(caller)
+async def upload_code(request: Request, caller: CallerDep) -> StoredCode:
+    """Upload a pipeline's code directory (a tar): it is stored as a tree in the object store, and pipelines
+    created with its digest run it, on any replica."""
+    root = caller.ops.settings.home / "tmp"
     root.mkdir(parents=True, exist_ok=True)
-    code_id = uuid.uuid4().hex
 
-    def work(body: IO[bytes]) -> Uploaded:
+    def work(body: IO[bytes]) -> StoredCode:
         staging = Path(tempfile.mkdtemp(prefix=".upload-", dir=root))
         try:
             count = untar_directory(body, staging)
-            staging.rename(root / code_id)
-        except BaseException:
+            tree = caller.ops.services.pipelines.code.store(staging)
+        finally:
             shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return Uploaded(id=code_id, files=count)
+        return StoredCode(digest=tree.digest, files=count)
 
     return await with_body(request, work)
 

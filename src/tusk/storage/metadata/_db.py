@@ -16,7 +16,7 @@ __all__ = ["SCHEMA_REVISION", "Database"]
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest Alembic revision. Checked by a test against the migrations directory, so
 # start-up can compare it with the database in one query, without importing Alembic.
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 _PG_MIGRATION_LOCK = 0x7475736B  # "tusk"
 
 
@@ -60,7 +60,13 @@ class Database:
             self._read_engine = _sqlite_engine(url, immediate=False)
             self._write_engine = _sqlite_engine(url, immediate=True)
         else:
-            self._read_engine = self._write_engine = create_engine(url, pool_pre_ping=True)
+            try:
+                self._read_engine = self._write_engine = create_engine(url, pool_pre_ping=True)
+            except ImportError as exc:  # the URL names a driver that is not installed
+                extra = "postgres" if url.startswith("postgres") else None
+                fix = f"pip install 'tusk[{extra}]'" if extra else f"install the Python package {exc.name!r}"
+                raise StorageUnavailable(f"TUSK_DATABASE_URL {url.split('://', 1)[0]}://... needs the "
+                                         f"{exc.name or 'database driver'} package: {fix}") from None
         self._reader = sessionmaker(self._read_engine, expire_on_commit=False)
         self._writer = sessionmaker(self._write_engine, expire_on_commit=False)
 

@@ -163,8 +163,10 @@ class PipelineVersionRow(Base):
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     spec_json: Mapped[str] = mapped_column(Text)
     salt: Mapped[str] = mapped_column(String(64))
-    code_dir: Mapped[str] = mapped_column(Text)  # where relative paths in the transform resolve
+    code_dir: Mapped[str] = mapped_column(Text)  # where the code came from; jobs run there only without code_tree
     code_info: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON: git commit/ref/remote, code digest
+    # the stored code (a tree digest, docs/decisions/0009); NULL for versions made before code was stored
+    code_tree: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_by: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -178,7 +180,8 @@ class JobRow(Base):
     global_id: Mapped[str] = mapped_column(String(32))
     input_commits: Mapped[str] = mapped_column(Text)  # JSON: [{repo, branch, commit}]
     output_commit_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    state: Mapped[str] = mapped_column(String(16))  # created | running | success | failure | killed | unrunnable
+    state: Mapped[str] = mapped_column(String(16))  # created | running | interrupted | success | failure | killed
+    #                                                 | unrunnable
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     owner: Mapped[str | None] = mapped_column(String(255), nullable=True)  # host:pid running it
     # the owner renews this while it runs the job; past it, another scheduler may take the job over

@@ -1,0 +1,3 @@
+from tusk.cli.main import main
+
+main()

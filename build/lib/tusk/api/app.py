@@ -1,0 +1,190 @@
+"""``create_app(services)``: the REST API, with the serving app and the scheduler, as one ASGI app.
+
+``/api/v1/...`` is the management API (FastAPI; OpenAPI at ``/openapi.json``).
+Everything else falls through to the serving app (OIP V2, ``/invocations``,
+``/metrics``, ``/v1/algo``). With auth on, every request but the health
+checks and the API docs carries ``Authorization: Bearer <token>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import anyio
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tusk import __version__
+from tusk.api._deps import ApiState, Caller
+from tusk.api.routes import ROUTERS
+from tusk.auth import LEVELS, RoleService, TokenService
+from tusk.errors import TuskError, Unauthenticated
+from tusk.pipelines.registry import StoredPipeline
+from tusk.pipelines.scheduler import Scheduler
+from tusk.sdk import Client
+from tusk.transfer import JOBS_HEADER
+from tusk.services import Services
+from tusk.versioning.context import acting_as
+
+__all__ = ["OPEN_PATHS", "create_app"]
+
+log = logging.getLogger("tusk.api")
+access = logging.getLogger("tusk.access")  # one structured line per API request
+
+OPEN_PATHS = frozenset({"/api/v1/health", "/v2/health/live", "/v2/health/ready", "/openapi.json",
+                        "/docs", "/redoc"})  # /metrics is not: its labels name deployments and model commits
+
+
+def _error(status: int, message: str, kind: str) -> JSONResponse:
+    return JSONResponse({"error": message, "error_type": kind}, status)
+
+
+class Identify:
+    """Who is calling: the token's user with auth on; otherwise the ``X-Tusk-User`` header (an unverified name,
+    like a git author) or the server's user. The caller acts as that user for the whole request."""
+
+    def __init__(self, app: ASGIApp, state: ApiState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        user = self.state.ops.services.ctx.default_user
+        if self.state.auth:
+            auth = headers.get("authorization", "")
+            token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+            if scope["path"] in OPEN_PATHS:
+                user = "anonymous"
+            elif not token:
+                await _error(401, "this server requires a token: set TUSK_TOKEN or run `tusk auth login`",
+                             "Unauthenticated")(scope, receive, send)
+                return
+            else:
+                try:
+                    user = await anyio.to_thread.run_sync(self.state.tokens.authenticate, token)
+                except Unauthenticated as exc:
+                    await _error(401, str(exc), "Unauthenticated")(scope, receive, send)
+                    return
+        elif headers.get("x-tusk-user"):
+            user = headers["x-tusk-user"][:255]
+        scope["tusk_caller"] = caller = Caller(user, self.state)
+        if not scope["path"].startswith("/api/"):
+            with acting_as(user):
+                await self.app(scope, receive, send)
+            return
+        status = 500
+        started = time.perf_counter()
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if caller.waited:  # the jobs this write waited for: the client reports how they ended
+                    message.setdefault("headers", []).append(
+                        (JOBS_HEADER.lower().encode(), ",".join(caller.waited).encode()))
+            await send(message)
+
+        try:
+            with acting_as(user):
+                await self.app(scope, receive, sending)
+        finally:
+            access.info("%s %s %d", scope["method"], scope["path"], status, extra={
+                "method": scope["method"], "path": scope["path"], "status": status, "user": user,
+                "ms": round((time.perf_counter() - started) * 1000, 1)})
+
+
+def creator_may_run(roles: RoleService, p: StoredPipeline) -> str | None:
+    """Why the pipeline's creator may not run it now (None when they may): reader of every input, writer of
+    the output repo."""
+    who = p.row.created_by
+    for leaf in p.spec.pfs_leaves():
+        if roles.level(who, leaf.repo) < LEVELS["reader"]:
+            return f"pipeline {p.name} runs with the rights of its creator {who}, who is not a reader of {leaf.repo}"
+    if roles.level(who, p.name) < LEVELS["writer"]:
+        return f"pipeline {p.name} runs with the rights of its creator {who}, who is not a writer of {p.name}"
+    return None
+
+
+def _describe(exc: RequestValidationError) -> str:
+    parts = []
+    for e in exc.errors():
+        where = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
+        parts.append(f"{where}: {e.get('msg', 'invalid')}")
+    return "invalid request: " + "; ".join(parts)
+
+
+def create_app(services: Services, *, auth: bool = False, serving: bool = True, scheduler: bool = True,
+               deployments: list[str] | None = None, poll: float = 1.0, request_logging: bool = True,
+               close_services: bool = False) -> FastAPI:
+    """The server's app. ``scheduler`` runs triggered jobs and cron ticks in the background (leases make
+    several replicas safe); ``serving`` mounts the deployments' inference endpoints."""
+    state = ApiState(ops=Client(services=services, run_jobs=False), auth=auth, tokens=TokenService(services.ctx),
+                     roles=RoleService(services.ctx))
+    serving_app = None
+    if serving:
+        from tusk.serving.app import create_app as create_serving_app
+
+        serving_app = create_serving_app(services, deployments, poll, request_logging)
+    runner = Scheduler(services, poll=poll) if scheduler else None
+    if auth:
+        services.jobs.authorize = lambda p: creator_may_run(state.roles, p)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:  # exits in reverse: the services close last
+            if close_services:
+                stack.callback(services.close)
+            if serving_app is not None:
+                await stack.enter_async_context(serving_app.router.lifespan_context(serving_app))
+            if runner is not None:
+                runner.start()
+                stack.push_async_callback(anyio.to_thread.run_sync, lambda: runner.stop())
+            yield
+
+    app = FastAPI(title="Tusk", version=__version__, lifespan=lifespan,
+                  description="Versioned data, pipelines, models and deployments. Errors are "
+                              '`{"error": message, "error_type": class}` with the status of the error class.')
+    app.state.api = state
+    app.state.scheduler = runner
+    for router in ROUTERS:
+        app.include_router(router)
+
+    @app.exception_handler(TuskError)
+    async def tusk_error(request: Request, exc: TuskError) -> Response:
+        if exc.http_status >= 500:
+            log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return _error(exc.http_status, str(exc), type(exc).__name__)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        return _error(400, _describe(exc), "InvalidArgument")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return _error(exc.status_code, str(exc.detail), "NotFound" if exc.status_code == 404 else "HTTPError")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error in %s %s", request.method, request.url.path)
+        return _error(500, f"internal error: {type(exc).__name__}: {exc}", "InternalError")
+
+    if serving_app is not None:
+        app.mount("/", serving_app)
+    app.add_middleware(Identify, state=state)
+    return app
+
+
+def route_table(app: FastAPI) -> list[dict[str, str]]:
+    """(method, path) of every API operation in the OpenAPI document: what the auth tests walk."""
+    return [{"method": method.upper(), "path": path} for path, ops in sorted(app.openapi()["paths"].items())
+            for method in sorted(ops)]

@@ -1,0 +1,20 @@
+"""One router per resource; ``ROUTERS`` is the order they are mounted (and documented) in."""
+
+from tusk.api.routes import (
+    admin,
+    algorithms,
+    auth,
+    branches,
+    commits,
+    deployments,
+    files,
+    jobs,
+    models,
+    pipelines,
+    repos,
+)
+
+ROUTERS = [admin.router, auth.router, repos.router, branches.router, commits.router, files.router,
+           pipelines.router, jobs.router, models.router, deployments.router, algorithms.router]
+
+__all__ = ["ROUTERS"]

@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import IO, Annotated, BinaryIO, cast
+
+from fastapi import APIRouter, Body, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from tusk.api._body import with_body
+from tusk.api._deps import CallerDep, Wait, finish_write
+from tusk.errors import InvalidArgument
+from tusk.sdk._client import _ref
+from tusk.transfer import read_batch
+from tusk.versioning.records import CommitInfo, DiffEntry, FileInfo
+
+router = APIRouter(prefix="/api/v1/repos/{repo}/commits/{ref}", tags=["files"])
+
+_SMALL_BATCH = 2048
+_OCTETS = {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
+
+
+class Landed(BaseModel):
+    """The commit a write made, or null when it was staged in an open commit."""
+
+    commit: CommitInfo | None
+    files: int = 0
+
+
+class CopyRequest(BaseModel):
+    src: str  # repo@ref:/path
+    path: str
+
+
+def _file(repo: str, ref: str, path: str) -> str:
+    return f"{repo}@{ref}:/{path.lstrip('/')}"
+
+
+@router.get("/files/{path:path}", responses={200: _OCTETS}, response_class=StreamingResponse)
+def get_file(repo: str, ref: str, path: str, caller: CallerDep) -> StreamingResponse:
+    """The file's bytes, streamed (verified chunk by chunk as they are read)."""
+    caller.require_repo(repo, "reader")
+    target = _file(repo, ref, path)
+    info = caller.ops.inspect_file(target)
+    if info.kind != "file":
+        raise InvalidArgument(f"{target} is a directory; list it, or get its files one by one")
+    chunks = caller.ops.iter_file(target)
+    first = next(chunks, b"")  # a bad first chunk is still a clean error response, not a cut-off stream
+
+    def body() -> Iterator[bytes]:
+        yield first
+        yield from chunks
+
+    return StreamingResponse(body(), media_type="application/octet-stream",
+                             headers={"Content-Length": str(info.size_bytes), "X-Tusk-Digest": info.digest})
+
+
+@router.get("/stat/{path:path}")
+def inspect_file(repo: str, ref: str, path: str, caller: CallerDep) -> FileInfo:
+    caller.require_repo(repo, "reader")
+    return caller.ops.inspect_file(_file(repo, ref, path))
+
+
+@router.get("/tree/{path:path}")
+def list_files(repo: str, ref: str, path: str, caller: CallerDep, recursive: bool = False) -> list[FileInfo]:
+    """A directory's entries, or with ``recursive`` every file below it."""
+    caller.require_repo(repo, "reader")
+    target = _file(repo, ref, path)
+    return list(caller.ops.walk_files(target)) if recursive else caller.ops.list_files(target)
+
+
+@router.get("/glob")
+def glob_files(repo: str, ref: str, caller: CallerDep, pattern: str = "/") -> list[FileInfo]:
+    caller.require_repo(repo, "reader")
+    return caller.ops.glob_files(f"{repo}@{ref}:{pattern}")
+
+
+@router.get("/diff")
+def diff_files(repo: str, ref: str, caller: CallerDep, path: str = "/", old: str | None = None
+               ) -> list[DiffEntry]:
+    """Changes from ``old`` (``repo@ref[:/path]``; default: the parent commit) to this commit, under ``path``."""
+    caller.require_repo(repo, "reader")
+    if old is not None:
+        caller.require_repo(_ref(old).repo, "reader")
+    return caller.ops.diff_files(_file(repo, ref, path), old)
+
+
+@router.put("/files/{path:path}", openapi_extra={"requestBody": {"required": True, **_OCTETS}})
+async def put_file(repo: str, ref: str, path: str, request: Request, caller: CallerDep, append: bool = False,
+                   description: str | None = None, wait: Wait = False) -> Landed:
+    """Write the body to the file as one commit (or stage it in the branch's open commit), streamed."""
+    caller.require_repo(repo, "writer")
+    target = _file(repo, ref, path)
+
+    def work(body: IO[bytes]) -> Landed:
+        landed = Landed(commit=caller.ops.put_file(target, cast(BinaryIO, body), append=append,
+                                                   description=description), files=1)
+        finish_write(caller, wait)
+        return landed
+
+    return await with_body(request, work)
+
+
+@router.post("/batch", openapi_extra={"requestBody": {"required": True, "content": {
+    "application/x-tar": {"schema": {"type": "string", "format": "binary"}}}}})
+async def apply_batch(repo: str, ref: str, request: Request, caller: CallerDep,
+                      description: str | None = None, wait: Wait = False) -> Landed:
+    """Apply a tar batch (``ops.json``, then one member per put) as one commit; see ``tusk.transfer``."""
+    caller.require_repo(repo, "writer")
+
+    def work(body: IO[bytes]) -> Landed:
+        mod = caller.ops.modify(f"{repo}@{ref}", description)
+        small: list[tuple[str, bytes]] = []  # packed together, as a local `put file -r` would
+        limit = caller.ops.services.ctx.content.small_file_limit
+        for op, data, size in read_batch(body):
+            if op["op"] == "put" and data is not None and size <= limit:
+                small.append((op["path"], data.read()))
+                if len(small) >= _SMALL_BATCH:
+                    mod.put_small(small)
+                    small = []
+                continue
+            mod.put_small(small)
+            small = []
+            if op["op"] == "delete":
+                mod.delete(op["path"])
+            elif op["op"] == "copy":
+                src = _ref(str(op.get("src", "")))
+                caller.require_repo(src.repo, "reader")
+                mod.copy(src, op["path"])
+            else:
+                assert data is not None
+                mod.put_stream(op["path"], cast(BinaryIO, data), op["op"] == "append")
+        mod.put_small(small)
+        landed = Landed(commit=mod.land(), files=len(mod.ops))
+        finish_write(caller, wait)
+        return landed
+
+    return await with_body(request, work)
+
+
+@router.delete("/files/{path:path}")
+def delete_file(repo: str, ref: str, path: str, caller: CallerDep, description: str | None = None,
+                wait: Wait = False) -> Landed:
+    caller.require_repo(repo, "writer")
+    landed = Landed(commit=caller.ops.delete_file(_file(repo, ref, path), description), files=1)
+    finish_write(caller, wait)
+    return landed
+
+
+@router.post("/copy")
+def copy_file(repo: str, ref: str, body: Annotated[CopyRequest, Body()], caller: CallerDep,
+              description: str | None = None, wait: Wait = False) -> Landed:
+    """Copy a file or directory by reference (no bytes are duplicated) to ``path`` in this branch."""
+    caller.require_repo(repo, "writer")
+    caller.require_repo(_ref(body.src).repo, "reader")
+    landed = Landed(commit=caller.ops.copy_file(body.src, _file(repo, ref, body.path), description), files=1)
+    finish_write(caller, wait)
+    return landed
+

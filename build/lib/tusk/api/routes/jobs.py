@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from tusk.api._deps import Caller, CallerDep, Timeout
+from tusk.pipelines.jobs import JobNotFound
+from tusk.pipelines.records import DatumInfo, JobInfo
+from tusk.versioning.refs import parse_file_ref
+
+router = APIRouter(tags=["jobs"])
+_JOB = "/api/v1/jobs/{job_id}"
+
+
+class LogLine(BaseModel):
+    job: str
+    datum: str
+    line: str
+
+
+def _job(caller: Caller, job_id: str, role: str = "reader") -> JobInfo:
+    """The job, as the caller may see it. A job of a pipeline the caller may not read is missing, in the
+    words of a missing job: naming its pipeline would leak the pipeline's name."""
+    info = caller.ops.inspect_job(job_id)
+    if not caller.can(info.pipeline, "reader"):
+        raise JobNotFound(f"job {job_id} not found")
+    caller.require_repo(info.pipeline, role)
+    return _visible_job(caller, info)
+
+
+def _visible_job(caller: Caller, info: JobInfo) -> JobInfo:
+    return replace(info, input_commits=caller.readable(info.input_commits)) if caller.state.auth else info
+
+
+def _visible_datum(caller: Caller, info: DatumInfo) -> DatumInfo:
+    return replace(info, inputs=caller.readable(info.inputs)) if caller.state.auth else info
+
+
+def _prune(caller: Caller, node: dict[str, Any], key: str) -> dict[str, Any]:
+    """Drop the lineage nodes (and all below them) in repos the caller may not read."""
+    node[key] = [_prune(caller, n, key) for n in node.get(key, []) if caller.can(str(n.get("repo", "")), "reader")]
+    return node
+
+
+@router.get("/api/v1/jobs")
+def list_jobs(caller: CallerDep, pipeline: str | None = None, global_id: str | None = None) -> list[JobInfo]:
+    return [_visible_job(caller, j) for j in caller.ops.list_jobs(pipeline, global_id)
+            if caller.can(j.pipeline, "reader")]
+
+
+@router.get(_JOB)
+def inspect_job(job_id: str, caller: CallerDep) -> JobInfo:
+    return _job(caller, job_id)
+
+
+@router.post(_JOB + "/wait")
+def wait_job(job_id: str, caller: CallerDep, timeout: Timeout = None) -> JobInfo:
+    _job(caller, job_id)
+    return _visible_job(caller, caller.ops.wait_job(job_id, timeout))
+
+
+@router.post(_JOB + "/stop")
+def stop_job(job_id: str, caller: CallerDep) -> JobInfo:
+    _job(caller, job_id, "writer")
+    return _visible_job(caller, caller.ops.stop_job(job_id))
+
+
+@router.get(_JOB + "/datums")
+def list_datums(job_id: str, caller: CallerDep) -> list[DatumInfo]:
+    _job(caller, job_id)
+    return [_visible_datum(caller, d) for d in caller.ops.list_datums(job_id)]
+
+
+@router.get(_JOB + "/datums/{datum_id}")
+def inspect_datum(job_id: str, datum_id: str, caller: CallerDep) -> DatumInfo:
+    _job(caller, job_id)
+    return _visible_datum(caller, caller.ops.inspect_datum(job_id, datum_id))
+
+
+@router.get("/api/v1/logs")
+def logs(caller: CallerDep, pipeline: str | None = None, job: str | None = None, datum: str | None = None,
+         grep: str | None = None) -> list[LogLine]:
+    """Datum log lines, filtered; only jobs of pipelines the caller may read."""
+    if job is not None:
+        _job(caller, job)
+    elif pipeline is not None:
+        caller.require_repo(pipeline, "reader")
+    readable = {j.id for j in caller.ops.list_jobs(pipeline) if caller.can(j.pipeline, "reader")}
+    return [LogLine(job=j, datum=d, line=line) for j, d, line in caller.ops.logs(pipeline, job, datum, grep)
+            if j in readable]
+
+
+@router.post("/api/v1/jobs/run-pending")
+def run_pending_jobs(caller: CallerDep) -> list[JobInfo]:
+    """Run every queued job now and wait for those other schedulers hold."""
+    caller.require_admin()
+    return caller.ops.services.jobs.drain()
+
+
+@router.get("/api/v1/lineage")
+def lineage(ref: str, caller: CallerDep) -> dict[str, Any]:
+    """Upstream provenance and downstream results of ``repo@ref[:/path]``."""
+    caller.require_repo(parse_file_ref(ref).repo, "reader")
+    found = caller.ops.lineage(ref)
+    if caller.state.auth:
+        _prune(caller, found["upstream"], "inputs")
+        _prune(caller, found["downstream"], "outputs")
+        if found.get("datum"):
+            found["datum"]["inputs"] = caller.readable(found["datum"].get("inputs", []))
+    return found

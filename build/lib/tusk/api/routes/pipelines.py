@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import IO, Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from tusk.api._body import with_body
+from tusk.api._deps import Caller, CallerDep, Wait, finish_write
+from tusk.errors import InvalidArgument
+from tusk.pipelines.records import PipelineInfo
+from tusk.pipelines.spec import CronInput, PfsInput, PipelineSpec, parse_spec
+from tusk.sdk._pipelines import CodeUpload
+from tusk.transfer import untar_directory
+
+router = APIRouter(tags=["pipelines"])
+_ONE = "/api/v1/pipelines/{name}"
+
+
+class CodeRef(BaseModel):
+    id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    info: dict[str, Any] = Field(default_factory=dict)  # describe_code of the client's directory
+
+
+class PipelineRequest(BaseModel):
+    specs: list[dict[str, Any]] = Field(min_length=1)
+    code: CodeRef | None = None
+    reprocess: bool = False
+
+
+class Uploaded(BaseModel):
+    id: str
+    files: int
+
+
+class Reprocess(BaseModel):
+    reprocess: bool = False
+
+
+class CronRequest(BaseModel):
+    input: str | None = None
+
+
+def _code_root(caller: Caller) -> Path:
+    return caller.ops.settings.home / "code"
+
+
+def _code(caller: Caller, ref: CodeRef | None) -> CodeUpload:
+    """The uploaded code; a pipeline created without code runs in an empty directory (never the server's own)."""
+    if ref is None:
+        empty = _code_root(caller) / "none"
+        empty.mkdir(parents=True, exist_ok=True)
+        return empty, {"dir": None, "digest": None, "files": 0, "git": None, "note": "created without code"}
+    where = _code_root(caller) / ref.id
+    if not where.is_dir():
+        raise InvalidArgument(f"no uploaded code {ref.id}; upload the directory first (POST /api/v1/code)")
+    return where, ref.info | {"uploaded_to": str(where)}
+
+
+def _check_inputs(caller: Caller, spec: PipelineSpec) -> None:
+    """A pipeline reads its inputs with its creator's rights, and writes its output repo as its owner.
+
+    Cron tick repos are not inputs to check: the pipeline makes them (an existing repo is refused).
+    """
+    for leaf in spec.input.leaves():
+        if isinstance(leaf, PfsInput):
+            caller.require_repo(leaf.repo, "reader")
+
+
+@router.post("/api/v1/code", status_code=201, openapi_extra={"requestBody": {"required": True, "content": {
+    "application/x-tar": {"schema": {"type": "string", "format": "binary"}}}}})
+async def upload_code(request: Request, caller: CallerDep) -> Uploaded:
+    """Upload a pipeline's code directory (a tar); pipelines created with its id run in it."""
+    root = _code_root(caller)
+    root.mkdir(parents=True, exist_ok=True)
+    code_id = uuid.uuid4().hex
+
+    def work(body: IO[bytes]) -> Uploaded:
+        staging = Path(tempfile.mkdtemp(prefix=".upload-", dir=root))
+        try:
+            count = untar_directory(body, staging)
+            staging.rename(root / code_id)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return Uploaded(id=code_id, files=count)
+
+    return await with_body(request, work)
+
+
+@router.get("/api/v1/pipelines")
+def list_pipelines(caller: CallerDep) -> list[PipelineInfo]:
+    return [p for p in caller.ops.list_pipelines() if caller.can(p.name, "reader")]
+
+
+@router.post("/api/v1/pipelines", status_code=201)
+def create_pipelines(body: PipelineRequest, caller: CallerDep, wait: Wait = False) -> list[PipelineInfo]:
+    """Create pipelines (their output repos are named after them, owned by the caller) and run them."""
+    specs = [parse_spec(doc, f" (spec {i + 1} of the request)") for i, doc in enumerate(body.specs)]
+    for spec in specs:
+        _check_inputs(caller, spec)
+    out = []
+    for spec in specs:
+        out += caller.ops.create_pipeline(spec, wait=False, code=_code(caller, body.code))
+        caller.own(spec.name)
+        for leaf in spec.input.leaves():
+            if isinstance(leaf, CronInput):  # its ticks repo was made for it
+                caller.own(leaf.tick_repo(spec.name))
+    finish_write(caller, wait)
+    return out
+
+
+@router.put("/api/v1/pipelines")
+def update_pipelines(body: PipelineRequest, caller: CallerDep, wait: Wait = False) -> list[PipelineInfo]:
+    """A new version of each pipeline; ``reprocess`` runs every datum again."""
+    specs = [parse_spec(doc, f" (spec {i + 1} of the request)") for i, doc in enumerate(body.specs)]
+    for spec in specs:
+        caller.require_repo(spec.name, "owner")
+        _check_inputs(caller, spec)
+    out = []
+    for spec in specs:
+        out += caller.ops.update_pipeline(spec, body.reprocess, wait=False, code=_code(caller, body.code))
+        for leaf in spec.input.leaves():
+            if isinstance(leaf, CronInput):  # new, or the pipeline's own already: never another's repo
+                caller.own(leaf.tick_repo(spec.name))
+    finish_write(caller, wait)
+    return out
+
+
+@router.post("/api/v1/pipelines/dry-run")
+def dry_run_datums(body: PipelineRequest, caller: CallerDep) -> list[dict[str, Any]]:
+    """The datums the specs would produce on the current inputs; nothing is created."""
+    out = []
+    for i, doc in enumerate(body.specs):
+        spec = parse_spec(doc, f" (spec {i + 1} of the request)")
+        _check_inputs(caller, spec)
+        out += [{"id": d.id, "inputs": [vars(x) for x in d.inputs]} for d in caller.ops.dry_run_datums(spec)]
+    return out
+
+
+@router.get(_ONE)
+def inspect_pipeline(name: str, caller: CallerDep) -> PipelineInfo:
+    caller.require_repo(name, "reader")
+    return caller.ops.inspect_pipeline(name)
+
+
+@router.get(_ONE + "/versions")
+def pipeline_versions(name: str, caller: CallerDep) -> list[dict[str, Any]]:
+    caller.require_repo(name, "reader")
+    return caller.ops.pipeline_versions(name)
+
+
+@router.delete(_ONE, status_code=204)
+def delete_pipeline(name: str, caller: CallerDep, keep_repo: bool = False) -> None:
+    caller.require_repo(name, "owner")
+    caller.ops.delete_pipeline(name, keep_repo)
+
+
+@router.post(_ONE + "/stop")
+def stop_pipeline(name: str, caller: CallerDep) -> PipelineInfo:
+    caller.require_repo(name, "owner")
+    return caller.ops.stop_pipeline(name)
+
+
+@router.post(_ONE + "/start")
+def start_pipeline(name: str, caller: CallerDep) -> PipelineInfo:
+    caller.require_repo(name, "owner")
+    return caller.ops.start_pipeline(name)
+
+
+@router.post(_ONE + "/rerun")
+def rerun_pipeline(name: str, body: Reprocess, caller: CallerDep, wait: Wait = False) -> PipelineInfo:
+    caller.require_repo(name, "owner")
+    info = caller.ops.rerun_pipeline(name, body.reprocess, wait=False)
+    finish_write(caller, wait)
+    return info
+
+
+@router.post(_ONE + "/cron")
+def run_cron(name: str, body: CronRequest, caller: CallerDep, wait: Wait = False) -> list[dict[str, Any]]:
+    """Commit a cron tick now, for every cron input of the pipeline or the one named."""
+    caller.require_repo(name, "owner")
+    ticks = caller.ops.run_cron(name, body.input, wait=False)
+    finish_write(caller, wait)
+    return [t.to_dict() for t in ticks]
+
+
+@router.post("/api/v1/crons/tick")
+def tick_due_crons(caller: CallerDep, wait: Wait = False) -> list[dict[str, Any]]:
+    """Commit the cron ticks whose schedule has come round (the scheduler does this on its own)."""
+    caller.require_admin()
+    ticks = caller.ops.services.cron.tick_due()
+    finish_write(caller, wait)
+    return [t.to_dict() for t in ticks]

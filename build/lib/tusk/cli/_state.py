@@ -1,0 +1,158 @@
+"""Per-invocation CLI state: output mode and the lazily opened client."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.measure import Measurement
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from tusk.ids import SHORT_ID, short_id
+
+if TYPE_CHECKING:
+    from tusk.sdk import Client
+
+__all__ = ["ID_COLUMNS", "emit", "err", "job_progress", "out", "print_wide", "progress_bar", "state"]
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+# columns that hold commit, job, datum or global ids: printed short (tusk.ids.SHORT_ID characters, which any
+# command takes back as an argument), never wrapped; --json keeps the full ids
+ID_COLUMNS = frozenset({"commit", "parent", "head", "job", "datum", "global id", "global_id", "id", "from", "to"})
+
+PROGRESS_THRESHOLD = 8 << 20  # show bars for transfers of 8 MiB or more
+
+
+class _JobProgress:
+    """A bar per pipeline while triggered jobs run inline (on a terminal).
+
+    The first job also prints the runtime note (e.g. running unsandboxed), so
+    the note appears when pipelines run, and other commands pay nothing for it.
+    """
+
+    def __init__(self, note: Callable[[], str | None]) -> None:
+        self._bar: Progress | None = None
+        self._tasks: dict[str, TaskID] = {}
+        self._note: Callable[[], str | None] | None = note
+
+    def __call__(self, pipeline: str, done: int, total: int) -> None:
+        if self._note is not None:
+            note, self._note = self._note(), None
+            if note:
+                err.print(f"[yellow]note:[/yellow] {note}")
+        if not err.is_terminal:
+            return
+        if self._bar is None:
+            self._bar = Progress(TextColumn("job {task.description}"), BarColumn(),
+                                 TextColumn("{task.completed}/{task.total} datums"), console=err, transient=True)
+            self._bar.start()
+        if pipeline not in self._tasks:
+            self._tasks[pipeline] = self._bar.add_task(pipeline, total=total)
+        self._bar.update(self._tasks[pipeline], completed=done, total=total)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def job_progress(note: Callable[[], str | None]) -> _JobProgress:
+    """Bars for jobs that run inline, for callers that make their own client (``tusk demo``)."""
+    return _JobProgress(note)
+
+
+class _State:
+    json: bool = False
+    _client: Client | None = None
+    _progress: _JobProgress | None = None
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            from tusk.sdk import Client  # the SDK (SQLAlchemy, services) loads for commands that need it
+
+            self._progress = _JobProgress(lambda: self.client.runtime_note)
+            self._client = Client(job_progress=self._progress)
+        return self._client
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+state = _State()
+
+
+def emit(data: Any, columns: Sequence[str], rows: Callable[[Any], Sequence[Any]] | None = None,
+         title: str | None = None) -> None:
+    """Print records as a Rich table, or as JSON with ``--json``."""
+    items = data if isinstance(data, list) else [data]
+    dicts = [d.to_dict() if hasattr(d, "to_dict") else d for d in items]
+    if state.json:
+        sys.stdout.write(json.dumps(dicts if isinstance(data, list) else dicts[0], indent=2, default=str) + "\n")
+        return
+    table = Table(title=title, header_style="bold")
+    ids = [col in ID_COLUMNS for col in columns]
+    for col, is_id in zip(columns, ids, strict=True):
+        table.add_column(col.upper().replace("_", " "), no_wrap=is_id, min_width=SHORT_ID if is_id else None)
+    for item, d in zip(items, dicts, strict=True):
+        values = rows(item) if rows else [d.get(c) for c in columns]
+        table.add_row(*["" if v is None else short_id(str(v)) if is_id else str(v)
+                        for v, is_id in zip(values, ids, strict=True)])
+    print_wide(table)
+
+
+def print_wide(renderable: Any) -> None:
+    """Print to stdout; when it is not a terminal (a pipe, a file), at the renderable's full width, so a
+    script reading the output never sees an id or a name cut short to fit 80 columns."""
+    if out.is_terminal:
+        out.print(renderable)
+        return
+    width = out.width
+    out.width = max(width, Measurement.get(out, out.options.update_width(1 << 16), renderable).maximum)
+    try:
+        out.print(renderable)
+    finally:
+        out.width = width
+
+
+def human_size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int], None] | None]:
+    """A byte-progress callback with a Rich bar on a terminal for large transfers."""
+    if not err.is_terminal or (total is not None and total < PROGRESS_THRESHOLD):
+        yield None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)

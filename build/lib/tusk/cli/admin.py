@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tusk.cli._state import emit, err, human_size, out, state
+from tusk.errors import InvalidArgument
+
+
+def fsck(fast: bool = typer.Option(False, "--fast", help="check chunks exist, at their size, without hashing them"),
+         repair: bool = typer.Option(False, "--repair", help="rewrite bad chunks from good copies in the store")
+         ) -> None:
+    """Verify every reachable tree and chunk; exit 3 if anything is (still) wrong."""
+    report = state.client.fsck(verify_chunks=not fast, repair=repair)
+    if state.json:
+        emit(report.to_dict() | {"ok": report.ok}, [])
+    else:
+        out.print(f"checked {report.commits} commits, {report.trees} directories, {report.chunks} chunks"
+                  f" ({human_size(report.bytes_verified)} hashed)")
+        for path in report.repaired:
+            out.print(f"[green]repaired[/green] {path}")
+        for p in report.problems:
+            err.print(f"[red]problem[/red] {p.repo}@{p.commit or '-'}:{p.path or '/'}: {p.problem}")
+        if report.ok:
+            out.print("[green]no problems found[/green]")
+    if not report.ok:
+        raise typer.Exit(3)
+
+
+def demo(data: Path | None = typer.Option(None, "--data", help="directory with adult.data and adult.test"),
+         home: Path | None = typer.Option(None, "--home", help="Tusk home for the demo (default: a new temp dir)"),
+         example: Path | None = typer.Option(None, "--example", help="the examples/census-income directory"),
+         ) -> None:
+    """The census-income story end to end: data, training, promotion, rollback, shadow, lineage."""
+    from tusk.cli._state import job_progress
+    from tusk.demo import run_demo
+
+    client = run_demo(out.print, data, home, example, job_progress(lambda: None))
+    client.close()
+
+
+def logs(pipeline: str | None = typer.Option(None, "--pipeline", "-p"),
+         job: str | None = typer.Option(None, "--job", "-j"),
+         datum: str | None = typer.Option(None, "--datum", "-d"),
+         grep: str | None = typer.Option(None, "--grep", help="only lines containing this text")) -> None:
+    """Print the logs of user code, filtered by pipeline, job and datum."""
+    lines = state.client.logs(pipeline, job, datum, grep)
+    if state.json:
+        emit([{"job": j, "datum": d, "line": line} for j, d, line in lines], [])
+        return
+    for j, d, line in lines:
+        out.print(f"{j[:8]} {d[:8]} {line}", highlight=False, markup=False)
+
+
+def lineage(ref: str = typer.Argument(..., metavar="REPO@REF[:/PATH]")) -> None:
+    """Show where a commit (or one file of it) came from and what was computed from it."""
+    import json
+
+    from rich.tree import Tree
+
+    data = state.client.lineage(ref)
+    if state.json:
+        out.print(json.dumps(data, indent=2), markup=False, highlight=False)
+        return
+
+    def label(n: dict[str, object]) -> str:
+        how = f" ← {n['pipeline']} v{n['pipeline_version']} job {str(n['job'])[:8]}" if n.get("job") else \
+            f" ({n.get('origin', '?')})"
+        return f"[bold]{n['repo']}[/bold]@{n['commit']}{how} [dim]{n.get('state', '')}[/dim]"
+
+    def grow(tree: Tree, node: dict[str, object], key: str) -> None:
+        children = node.get(key)
+        assert isinstance(children, list)
+        for child in children:
+            grow(tree.add(label(child)), child, key)
+
+    if data.get("datum"):
+        d = data["datum"]
+        out.print(f"{d['path']} was written by datum {d['id'][:12]} of job {d['job'][:12]} ({d['state']}) from:",
+                  highlight=False)
+        for i in d["inputs"]:
+            out.print(f"  {i.get('name')}: {i.get('repo')}@{i.get('commit')}:{i.get('path')}", highlight=False)
+    elif "datum" in data:
+        out.print("(no datum wrote this file: it was committed by hand)")
+    up = Tree(f"upstream of {label(data['upstream'])}")
+    grow(up, data["upstream"], "inputs")
+    down = Tree(f"downstream of {label(data['downstream'])}")
+    grow(down, data["downstream"], "outputs")
+    out.print(up)
+    out.print(down)
+
+
+def server(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8080, "--port", "-p"),
+           workers: int = typer.Option(1, "--workers", "-w", help="server processes sharing the port"),
+           deployment: list[str] = typer.Option([], "--deployment", "-d", help="serve only these (repeatable)"),
+           poll: float = typer.Option(1.0, "--poll", help="seconds between checks for branch moves and rollouts"),
+           no_request_log: bool = typer.Option(False, "--no-request-log", help="do not commit request logs"),
+           log_level: str = typer.Option("info", "--log-level"),
+           log_format: str = typer.Option(None, "--log-format",
+                                          help="text or json (one object per line; default when not a terminal)"),
+           auth: bool = typer.Option(None, "--auth/--no-auth",
+                                     help="require API tokens (default: off on loopback, on elsewhere)"),
+           scheduler: bool = typer.Option(True, "--scheduler/--no-scheduler",
+                                          help="run triggered jobs and cron ticks here"),
+           allow_unsandboxed: bool = typer.Option(False, "--allow-unsandboxed",
+                                                  help="with auth on, run user code without a sandbox anyway "
+                                                       "(or TUSK_ALLOW_UNSANDBOXED=1)")) -> None:
+    """Run the REST API (/api/v1, OpenAPI at /docs), the job scheduler and the deployments (OIP V2,
+    /invocations, /metrics, /v1/algo) until SIGTERM."""
+    from tusk.serving.server import ServeOptions, serve
+
+    settings = state.client.settings
+    if state.client.remote:
+        raise InvalidArgument(f"TUSK_ADDRESS={settings.address} is set: `tusk server` serves a store; unset it")
+    loopback = host in ("127.0.0.1", "localhost", "::1")
+    if auth is None:
+        auth = not loopback
+    if auth and not state.client.list_roles("*"):
+        raise InvalidArgument("auth is on but has no admin yet: run `tusk auth activate --admin NAME` first "
+                              "(or pass --no-auth to serve without tokens)")
+    if log_format not in (None, "text", "json"):
+        raise InvalidArgument(f"--log-format {log_format}: use text or json")
+    fmt = log_format or ("text" if err.is_terminal else "json")
+    state.close()  # each worker opens its own services
+    serve(settings, ServeOptions(host=host, port=port, workers=workers, deployments=tuple(deployment), poll=poll,
+                                 request_logging=not no_request_log, log_level=log_level, log_format=fmt,
+                                 auth=auth, scheduler=scheduler,
+                                 allow_unsandboxed=allow_unsandboxed or settings.allow_unsandboxed))

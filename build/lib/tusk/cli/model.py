@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from tusk.cli._state import emit, out, state
+from tusk.ids import short_id
+
+if TYPE_CHECKING:
+    from tusk.models.records import BranchMove, ModelInfo
+
+app = typer.Typer(help="Model manifests, verified loading, promotion and rollback by branch.",
+                  no_args_is_help=True)
+
+_COLUMNS = ["repo", "commit", "branches", "models", "pipeline", "created", "metrics"]
+
+
+def _row(m: ModelInfo) -> list[object]:
+    metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.metrics.items())
+    return [m.repo, m.commit, ",".join(m.aliases), "\n".join(m.models), m.pipeline or "-",
+            m.created_at.strftime("%Y-%m-%d %H:%M:%S"), metrics]
+
+
+def _move_row(m: BranchMove) -> list[object]:
+    return [m.branch, m.from_commit or "-", m.to_commit or "-", m.reason, m.actor,
+            m.moved_at.strftime("%Y-%m-%d %H:%M:%S")]
+
+
+_MOVE_COLUMNS = ["branch", "from", "to", "reason", "actor", "moved"]
+
+
+def _print_move(move: BranchMove, verb: str) -> None:
+    if state.json:
+        emit(move, _MOVE_COLUMNS)
+    else:
+        out.print(f"{move.repo}@{move.branch}: {short_id(move.from_commit or '(none)')} → "
+                  f"{short_id(move.to_commit or '')} ({verb} by {move.actor})")
+
+
+@app.command("list")
+def list_(repo: str | None = typer.Argument(None, help="only this repo"),
+          limit: int | None = typer.Option(None, "--limit", "-n")) -> None:
+    """List model commits (those with a manifest), newest first, with the branches that point at them."""
+    emit(state.client.list_models(repo, limit), _COLUMNS, _row)
+
+
+@app.command("inspect")
+def inspect(ref: str = typer.Argument(..., metavar="REPO@REF")) -> None:
+    """Show a model commit's manifest: file hashes, training provenance, metrics, creation time."""
+    manifest = state.client.model_manifest(ref)
+    doc = manifest.to_dict() | {"digest": manifest.digest}
+    if state.json:
+        emit(doc, [])
+        return
+    out.print(f"[bold]{manifest.repo}@{manifest.commit}[/bold]  manifest {manifest.digest[:16]}")
+    out.print(f"created {manifest.created_at} by {manifest.author} ({manifest.origin}), global id "
+              f"{manifest.global_id}")
+    for m in manifest.models:
+        out.print(f"model {m.path} ({m.flavor}{', ' + m.entry_point if m.entry_point else ''})")
+    for f in manifest.files:
+        out.print(f"  {f.role:8} {f.path}  {f.size} B  blake3 {f.blake3[:16]}…  sha256 {f.sha256[:16]}…",
+                  highlight=False)
+    training = manifest.training
+    if training:
+        out.print(f"trained by pipeline {training.get('pipeline')} v{training.get('pipeline_version')}, job "
+                  f"{training.get('job')}")
+        code = training.get("code") or {}
+        git = code.get("git") or {}
+        if git:
+            out.print(f"  code: git {git.get('repo')} {git.get('ref') or ''} {git.get('commit')}"
+                      f"{' (dirty)' if git.get('dirty') else ''}", highlight=False)
+        if code.get("digest"):
+            out.print(f"  code digest {code['digest'][:16]}… ({code.get('files')} files in {code.get('dir')})",
+                      highlight=False)
+        for i in training.get("inputs", []):
+            out.print(f"  input {i.get('name')}: {i.get('repo')}@{i.get('commit')}")
+        for src in training.get("sources", []):
+            out.print(f"  source data {src['repo']}@{src['commit']}")
+    for path, origin in manifest.upstream.items():
+        out.print(f"  {path} is {origin['repo']}@{origin['commit']}:{origin['path']} (see its manifest)",
+                  highlight=False)
+    for path, metrics in manifest.metrics.items():
+        out.print(f"metrics {path}: {json.dumps(metrics)}", highlight=False)
+    for w in manifest.warnings:
+        out.print(f"[yellow]warning[/yellow] {w}")
+
+
+@app.command("verify")
+def verify(ref: str = typer.Argument(..., metavar="REPO@REF")) -> None:
+    """Re-read every file of a model commit and check it against the manifest (exit 3 if one differs)."""
+    manifest = state.client.verify_model(ref)
+    if state.json:
+        emit({"repo": manifest.repo, "commit": manifest.commit, "ok": True, "files": len(manifest.files)}, [])
+    else:
+        out.print(f"[green]ok[/green] {manifest.repo}@{manifest.commit}: {len(manifest.files)} files match the "
+                  "manifest")
+
+
+@app.command("export")
+def export(ref: str = typer.Argument(..., metavar="REPO@REF"),
+           dest: Path = typer.Argument(..., help="directory to write the files and tusk-manifest.json to")) -> None:
+    """Write a model's verified files and its manifest to a directory (tusk.models.load_dir reads it back)."""
+    manifest = state.client.export_model(ref, dest)
+    if state.json:
+        emit({"repo": manifest.repo, "commit": manifest.commit, "dest": str(dest)}, [])
+    else:
+        out.print(f"exported {manifest.repo}@{manifest.commit} ({len(manifest.files)} files) to {dest}")
+
+
+@app.command("predict")
+def predict(ref: str = typer.Argument(..., metavar="REPO@REF[:/PATH]"),
+            file: Path = typer.Option(..., "--file", "-f", help="rows to predict: CSV with a header, or JSON")) -> None:
+    """Load a model (verified) and print its predictions for the rows of a file."""
+    from tusk.models.inputs import read_rows, to_jsonable
+
+    model = state.client.load_model(ref)
+    result = to_jsonable(model.predict(read_rows(file.read_bytes(), file.name)))
+    if state.json:
+        emit({"model": f"{model.manifest.repo}@{model.commit}" if model.manifest else None,
+              "path": model.entry.path, "predictions": result}, [])
+    else:
+        for value in result:
+            out.print(value, highlight=False)
+
+
+@app.command("promote")
+def promote(ref: str = typer.Argument(..., metavar="REPO@COMMIT"),
+            to: str = typer.Option(..., "--to", help="branch to point at it, e.g. staging or production")) -> None:
+    """Point a branch of the model repo at a model commit; pipelines reading that branch re-run."""
+    _print_move(state.client.promote_model(ref, to), "promoted")
+
+
+@app.command("rollback")
+def rollback(repo: str = typer.Argument(..., metavar="REPO"),
+             to: str = typer.Option(..., "--to", help="the branch to roll back, e.g. production"),
+             steps: int = typer.Option(1, "--steps", help="undo this many promotions")) -> None:
+    """Move a branch back to the model it had before its last promotion (a branch move: seconds, no new commit)."""
+    _print_move(state.client.rollback_model(f"{repo}@{to}", steps), "rolled back")
+
+
+@app.command("history")
+def history(ref: str = typer.Argument(..., metavar="REPO@BRANCH")) -> None:
+    """Every move of a branch, newest first: commits, promotions, rollbacks, with who and when."""
+    emit(state.client.model_history(ref), _MOVE_COLUMNS, _move_row)

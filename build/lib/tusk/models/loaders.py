@@ -1,0 +1,201 @@
+"""Turn verified model bytes into an object with ``predict``: scikit-learn, joblib, ONNX, MLflow pyfunc, Python class.
+
+Every loader receives bytes that have already been checked against the
+manifest, so nothing is deserialized before its hashes match. Loaders import
+their library only when used; a missing library is a clear ``ModelUnloadable``.
+Flavors with no loader here (torch, keras, ...) are still hashed, verified and
+promoted; loading them says so.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import itertools
+import pickle
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from tusk.errors import ModelUnloadable
+from tusk.models.manifest import Manifest, ModelEntry
+
+__all__ = ["LOADERS", "LoadedModel", "load_model"]
+
+
+class LoadedModel:
+    """A model ready to predict, with the manifest it was verified against."""
+
+    def __init__(self, flavor: str, impl: Any, entry: ModelEntry, manifest: Manifest | None,
+                 predict: Callable[[Any], Any], keep: object = None) -> None:
+        self.flavor = flavor
+        self.impl = impl  # the library's own object (an sklearn estimator, an onnxruntime session, ...)
+        self.entry = entry
+        self.manifest = manifest
+        self._predict = predict
+        self._keep = keep  # e.g. the directory an MLflow model was unpacked into; lives as long as the model
+
+    @property
+    def commit(self) -> str | None:
+        return self.manifest.commit if self.manifest else None
+
+    def predict(self, x: Any) -> Any:
+        return self._predict(x)
+
+    def predict_proba(self, x: Any) -> Any:
+        fn = getattr(self.impl, "predict_proba", None)
+        if fn is None:
+            raise ModelUnloadable(f"the {self.flavor} model {self.entry.path} has no predict_proba")
+        return fn(x)
+
+    @property
+    def feature_names(self) -> list[str] | None:
+        """The column names the model was fitted on (scikit-learn's ``feature_names_in_``), when it has them."""
+        names = getattr(self.impl, "feature_names_in_", None)
+        return [str(n) for n in names] if names is not None else None
+
+    @property
+    def n_features(self) -> int | None:
+        """How many input columns the model expects, when the model says."""
+        n = getattr(self.impl, "n_features_in_", None)
+        if isinstance(n, int):
+            return n
+        if self.flavor == "onnx":
+            shape = self.impl.get_inputs()[0].shape
+            return shape[-1] if len(shape) == 2 and isinstance(shape[-1], int) else None
+        return None
+
+    def __repr__(self) -> str:
+        where = f"{self.manifest.repo}@{self.manifest.commit[:12]}" if self.manifest else "unverified"
+        return f"<LoadedModel {self.flavor} {self.entry.path} {where}>"
+
+
+class Loader(Protocol):
+    def __call__(self, entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | None) -> LoadedModel: ...
+
+
+def _require(module: str, flavor: str, extra: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise ModelUnloadable(f"loading a {flavor} model needs {module!r} ({e}); install it, e.g. "
+                              f"`pip install 'tusk[{extra}]'`") from e
+
+
+def _pickled(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | None) -> LoadedModel:
+    try:
+        impl = pickle.loads(files[entry.path])  # bytes verified against the manifest first
+    except Exception as e:
+        raise ModelUnloadable(f"{entry.path} is not a loadable pickle: {e}") from e
+    return _with_predict(entry, impl, manifest)
+
+
+def _joblib(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | None) -> LoadedModel:
+    joblib = _require("joblib", "joblib", "ml")
+    try:
+        impl = joblib.load(io.BytesIO(files[entry.path]))
+    except Exception as e:
+        raise ModelUnloadable(f"{entry.path} is not a loadable joblib file: {e}") from e
+    return _with_predict(entry, impl, manifest)
+
+
+def _with_predict(entry: ModelEntry, impl: Any, manifest: Manifest | None, keep: object = None) -> LoadedModel:
+    predict = getattr(impl, "predict", None)
+    if not callable(predict):
+        raise ModelUnloadable(f"{entry.path} holds a {type(impl).__name__}, which has no predict method")
+    return LoadedModel(entry.flavor, impl, entry, manifest, predict, keep)
+
+
+_ONNX_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64",
+               "tensor(int32)": "int32", "tensor(string)": "object", "tensor(bool)": "bool"}
+
+
+def _onnx(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | None) -> LoadedModel:
+    ort = _require("onnxruntime", "onnx", "onnx")
+    np = _require("numpy", "onnx", "onnx")
+    try:
+        session = ort.InferenceSession(files[entry.path], providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise ModelUnloadable(f"{entry.path} is not a loadable ONNX model: {e}") from e
+    first = session.get_inputs()[0]
+    dtype = _ONNX_TYPES.get(first.type, "float32")
+
+    def predict(x: Any) -> Any:
+        return session.run(None, {first.name: np.asarray(x, dtype=dtype)})[0]
+
+    return LoadedModel("onnx", session, entry, manifest, predict)
+
+
+def _unpack(entry: ModelEntry, files: Mapping[str, bytes]) -> tempfile.TemporaryDirectory[str]:
+    """Write a directory model's verified files into a private temporary directory."""
+    tmp = tempfile.TemporaryDirectory(prefix="tusk-model-")
+    base = entry.path.rstrip("/")
+    for path in entry.files:
+        rel = path[len(base):].lstrip("/") if base else path.lstrip("/")
+        dest = Path(tmp.name) / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(files[path])
+    return tmp
+
+
+def _mlflow(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | None) -> LoadedModel:
+    pyfunc = _require("mlflow.pyfunc", "mlflow", "mlflow")
+    tmp = _unpack(entry, files)
+    try:
+        impl = pyfunc.load_model(tmp.name)
+    except Exception as e:
+        tmp.cleanup()
+        raise ModelUnloadable(f"{entry.path} is not a loadable MLflow model: {e}") from e
+    return LoadedModel("mlflow", impl, entry, manifest, impl.predict, keep=tmp)
+
+
+_module_ids = itertools.count()
+
+
+def _python(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | None) -> LoadedModel:
+    """``class: module.py:Name`` from tusk-model.yaml: ``Name()``, then ``load(model_dir)`` if it has one."""
+    if not entry.entry_point:
+        raise ModelUnloadable(f"{entry.path}: the descriptor names no class (`class: module.py:ClassName`)")
+    module_file, class_name = entry.entry_point.split(":", 1)
+    tmp = _unpack(entry, files)
+    if not (Path(tmp.name) / module_file).resolve().is_relative_to(Path(tmp.name).resolve()):
+        raise ModelUnloadable(f"{entry.path}: {module_file} is outside the model's directory")
+    name = f"tusk_model_{next(_module_ids)}"
+    spec = importlib.util.spec_from_file_location(name, Path(tmp.name) / module_file)
+    if spec is None or spec.loader is None:
+        raise ModelUnloadable(f"{entry.path}: cannot import {module_file}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+        cls = getattr(module, class_name)
+        impl = cls()
+        if callable(getattr(impl, "load", None)):
+            impl.load(tmp.name)
+    except Exception as e:
+        raise ModelUnloadable(f"{entry.path}: {entry.entry_point} failed to load: {type(e).__name__}: {e}") from e
+    finally:
+        sys.modules.pop(name, None)
+    return _with_predict(entry, impl, manifest, keep=tmp)
+
+
+LOADERS: dict[str, Loader] = {
+    "sklearn": _pickled,
+    "pickle": _pickled,
+    "joblib": _joblib,
+    "onnx": _onnx,
+    "mlflow": _mlflow,
+    "python": _python,
+}
+
+
+def load_model(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | None) -> LoadedModel:
+    loader = LOADERS.get(entry.flavor)
+    if loader is None:
+        raise ModelUnloadable(
+            f"{entry.path} is a {entry.flavor} model; Tusk versions, verifies and promotes it but has no loader "
+            f"for it (loaders: {', '.join(sorted(LOADERS))}). Load its files with your framework: "
+            "`tusk model export` writes them with their manifest")
+    return loader(entry, files, manifest)

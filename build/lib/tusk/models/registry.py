@@ -1,0 +1,215 @@
+"""The model registry view: manifests of model commits, promotion and rollback by branch, verified loading.
+
+There is no separate registry store and no fixed lifecycle: a model is a commit
+in a repo, its manifest is written when the commit lands, and its stages are
+branches (``staging``, ``production``, or any name). Promotion and rollback
+are branch moves, recorded with who, when and why, and they trigger the
+pipelines that read the branch, as any branch move does.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tusk.errors import Conflict, InvalidArgument, ModelNotFound, ModelTampered
+from tusk.ids import validate_branch_name
+from tusk.models.build import build_manifest
+from tusk.models.loaders import LoadedModel, load_model
+from tusk.models.local import MANIFEST_FILE
+from tusk.models.manifest import Manifest, verify_file
+from tusk.models.records import BranchMove, ModelInfo
+from tusk.storage.metadata import BranchMoveRow, BranchRow, CommitRow, ModelManifestRow
+from tusk.versioning.branches import BranchService
+from tusk.versioning.commits import CommitService
+from tusk.versioning.context import Context, _aware, now
+from tusk.versioning.records import CommitInfo
+from tusk.versioning.refs import parse_file_ref
+
+__all__ = ["ModelService", "metrics_summary"]
+
+
+def metrics_summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The numeric top-level metrics, prefixed by their directory when a commit has several metrics files."""
+    out: dict[str, Any] = {}
+    for path, doc in sorted(metrics.items()):
+        if not isinstance(doc, dict):
+            continue
+        prefix = "" if len(metrics) == 1 else path.rsplit("/", 1)[0].strip("/").replace("/", ".")
+        for key, value in doc.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                out[f"{prefix}.{key}" if prefix else key] = value
+    return out
+
+
+class ModelService:
+    def __init__(self, ctx: Context, commits: CommitService, branches: BranchService) -> None:
+        self.ctx = ctx
+        self.commits = commits
+        self.branches = branches
+
+    # -- manifests -------------------------------------------------------------
+    def on_commit(self, commit: CommitInfo, moved: bool = False) -> None:
+        """Write the manifest of a commit that holds model files, as it lands (a branch move changes no file)."""
+        if moved or commit.state != "finished":
+            return
+        self._ensure(commit.id, full=False)
+
+    def _stored(self, s: Session, commit_id: str) -> Manifest | None:
+        row = s.get(ModelManifestRow, commit_id)
+        return Manifest.loads(row.body) if row is not None else None
+
+    def _ensure(self, commit_id: str, full: bool) -> Manifest | None:
+        """The commit's manifest, built and stored if missing. Hashing happens outside any write transaction
+        (a large model takes seconds); only the insert takes the write lock."""
+        with self.ctx.db.read() as s:
+            row = self.ctx.commit_row(s, commit_id)
+            existing = self._stored(s, row.id)
+            if existing is not None or row.state != "finished":
+                return existing
+            parent = self._stored(s, row.parent_id) if row.parent_id else None
+            manifest = build_manifest(self.ctx, s, row, parent, full=full)
+            repo_id = row.repo_id
+        if manifest is None:
+            return None
+        with self.ctx.db.write() as s:
+            s.execute(self.ctx.db.insert(ModelManifestRow).values(  # two processes may build it at once
+                commit_id=commit_id, repo_id=repo_id, digest=manifest.digest, body=manifest.canonical().decode(),
+                created_at=now()).on_conflict_do_nothing(index_elements=["commit_id"]))
+            return self._stored(s, commit_id)
+
+    def _resolve(self, s: Session, ref: str) -> tuple[CommitRow, str | None]:
+        """``repo@ref[:/path]`` → the commit row and the model path, if one was named."""
+        fref = parse_file_ref(ref)
+        row = self.commits.resolve_row(s, self.ctx.repo_row(s, fref.repo), fref.ref, fref.ancestry)
+        return row, fref.path if fref.has_path else None
+
+    def manifest(self, ref: str) -> Manifest:
+        """The manifest of ``repo@ref``; built now if the commit predates manifests."""
+        return self._resolved(ref)[0]
+
+    def _resolved(self, ref: str) -> tuple[Manifest, str, str | None]:
+        """(manifest, tree, model path): the ref is resolved once, so a branch moving meanwhile cannot mix commits."""
+        with self.ctx.db.read() as s:
+            row, path = self._resolve(s, ref)
+            commit_id, tree = row.id, row.tree_digest or ""
+            manifest = self._stored(s, commit_id)
+        if manifest is not None:
+            return manifest, tree, path
+        manifest = self._ensure(commit_id, full=True)
+        if manifest is None:
+            raise ModelNotFound(
+                f"commit {commit_id} of {ref.split('@', 1)[0]} holds no model file (*.pkl, *.joblib, *.onnx, an "
+                "MLflow MLmodel directory, or a tusk-model.yaml); nothing to load or promote")
+        return manifest, tree, path
+
+    def list(self, repo: str | None = None, limit: int | None = None) -> builtins.list[ModelInfo]:
+        """Model commits, newest first, with the branches that point at them."""
+        with self.ctx.db.read() as s:
+            q = select(ModelManifestRow).order_by(ModelManifestRow.created_at.desc())
+            if repo is not None:
+                q = q.where(ModelManifestRow.repo_id == self.ctx.repo_row(s, repo).id)
+            rows = list(s.scalars(q.limit(limit) if limit else q))
+            heads: dict[str, list[str]] = {}
+            for b in s.scalars(select(BranchRow).where(BranchRow.head_id.in_([r.commit_id for r in rows]))):
+                heads.setdefault(b.head_id or "", []).append(b.name)
+            return [self._info(Manifest.loads(r.body), r.digest, sorted(heads.get(r.commit_id, []))) for r in rows]
+
+    @staticmethod
+    def _info(m: Manifest, digest: str, aliases: builtins.list[str]) -> ModelInfo:
+        return ModelInfo(
+            repo=m.repo, commit=m.commit, branch=m.branch, aliases=aliases,
+            models=[f"{e.path} ({e.flavor})" for e in m.models], created_at=datetime.fromisoformat(m.created_at),
+            pipeline=(m.training or {}).get("pipeline"), global_id=m.global_id, manifest_digest=digest,
+            metrics=metrics_summary(dict(m.metrics)),
+        )
+
+    # -- verification and loading ---------------------------------------------
+    def read_verified(self, ref: str, only_model: bool = False, sha256: bool = False
+                      ) -> tuple[Manifest, str | None, dict[str, bytes]]:
+        """The manifest, the named model path and the files (all, or the named model's), checked against it."""
+        manifest, tree, path = self._resolved(ref)
+        wanted = set(manifest.model(path).files) if only_model else None
+        files: dict[str, bytes] = {}
+        for expected in manifest.files:
+            if wanted is not None and expected.path not in wanted:
+                continue
+            entry = self.ctx.trees.lookup(tree, expected.path)
+            if entry is None or entry.file is None:
+                raise ModelTampered(f"model file {expected.path} is listed in the manifest of {manifest.repo}@"
+                                    f"{manifest.commit} but is not in the commit: refusing to load it")
+            chunks = self.ctx.content.iter_bytes(entry.file, expected.path, verify=False)  # hashed whole below
+            files[expected.path] = verify_file(expected, chunks, sha256)
+        return manifest, path, files
+
+    def verify(self, ref: str) -> Manifest:
+        """Re-read every file of the manifest and check size, BLAKE3 and sha256; ModelTampered on a mismatch."""
+        manifest, _, _ = self.read_verified(ref, sha256=True)
+        return manifest
+
+    def load(self, ref: str) -> LoadedModel:
+        """Load ``repo@ref[:/path]``: files verified against the manifest before any byte is deserialized."""
+        manifest, path, files = self.read_verified(ref, only_model=True)
+        return load_model(manifest.model(path), files, manifest)
+
+    def export(self, ref: str, dest: Path) -> Manifest:
+        """Write the model files and their manifest (tusk-manifest.json) under ``dest``."""
+        manifest, _, files = self.read_verified(ref)
+        dest.mkdir(parents=True, exist_ok=True)
+        for path, data in files.items():
+            target = dest / path.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        (dest / MANIFEST_FILE).write_text(json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n")
+        return manifest
+
+    # -- promotion -----------------------------------------------------------
+    def promote(self, ref: str, to: str) -> BranchMove:
+        """Point branch ``to`` of the model's repo at the model commit ``ref`` (created if needed)."""
+        validate_branch_name(to)
+        manifest = self.manifest(ref)
+        self.branches.create(manifest.repo, to, head=manifest.commit, reason="promote")
+        return self.history(manifest.repo, to)[0]
+
+    def rollback(self, repo: str, branch: str, steps: int = 1) -> BranchMove:
+        """Move ``branch`` back to what it pointed at before its last ``steps`` promotions.
+
+        Moves are replayed as a stack: every move pushes its target, every
+        rollback pops. So promote A, promote B, rollback → A; rollback again
+        → what was there before A. A rollback never lands a new commit.
+        """
+        if steps < 1:
+            raise InvalidArgument("--steps must be at least 1")
+        stack: list[str | None] = []
+        for move in reversed(self.history(repo, branch)):
+            if move.reason == "rollback":  # it went back to an earlier entry: drop what was above it
+                while stack and stack[-1] != move.to_commit:
+                    stack.pop()
+                if not stack:
+                    stack.append(move.to_commit)
+            else:
+                stack.append(move.to_commit)
+        if len(stack) <= steps:
+            raise Conflict(f"{repo}@{branch} has no earlier model to roll back to "
+                           f"({len(stack)} promotion(s) on record); promote one with `tusk model promote`")
+        target = stack[-1 - steps]
+        if target is None:
+            raise Conflict(f"{repo}@{branch} pointed at no commit before; nothing to roll back to")
+        self.branches.create(repo, branch, head=target, reason="rollback")
+        return self.history(repo, branch)[0]
+
+    def history(self, repo: str, branch: str) -> builtins.list[BranchMove]:
+        """Every move of the branch, newest first: commits, promotions, rollbacks, triggers."""
+        with self.ctx.db.read() as s:
+            repo_row = self.ctx.repo_row(s, repo)
+            rows = s.scalars(select(BranchMoveRow).where(BranchMoveRow.repo_id == repo_row.id,
+                                                         BranchMoveRow.branch == branch)
+                             .order_by(BranchMoveRow.id.desc()))
+            return [BranchMove(repo, branch, r.from_commit, r.to_commit, r.actor, r.reason, _aware(r.moved_at))
+                    for r in rows]

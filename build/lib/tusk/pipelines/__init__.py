@@ -1,0 +1,1 @@
+"""Pipelines: Pachyderm-compatible specs, datums, jobs, runtimes and executors."""

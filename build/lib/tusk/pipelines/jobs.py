@@ -1,0 +1,677 @@
+"""Jobs: a pipeline run over its input commits, one per commit set.
+
+A commit that lands on a branch some pipeline reads creates a job for that
+pipeline under the commit's global id. Running a job enumerates its datums,
+skips those whose hash was processed before (reusing their output), runs the
+rest, merges all datum outputs into the output commit and lands it with
+provenance; that output commit in turn triggers the pipelines downstream, so
+one user commit drives the whole DAG under one global id.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from tusk.errors import Conflict, IntegrityError, InvalidArgument, NotFound, Timeout, TuskError
+from tusk.ids import Digest, is_commit_id, new_commit_id
+from tusk.pipelines.codestore import JobCode
+from tusk.pipelines.datums import Datum, Match, datum_hash, enumerate_datums
+from tusk.pipelines.executors import Executor, LocalExecutor
+from tusk.pipelines.records import DatumInfo, JobInfo
+from tusk.pipelines.registry import PipelineService, StoredPipeline
+from tusk.pipelines.runtimes import Runtime
+from tusk.pipelines.spec import PfsInput
+from tusk.pipelines.worker import DatumOutcome, DatumWorker
+from tusk.storage.metadata import BranchRow, CommitRow, DatumCacheRow, DatumRunRow, JobRow, PipelineRow, RepoRow
+from tusk.versioning.commits import CommitService
+from tusk.versioning.context import Context, _aware, acting_as, expand_id, now
+from tusk.versioning.records import CommitInfo
+from tusk.versioning.staging import Op
+from tusk.versioning.trees import EMPTY_TREE, Entry, MutableTree
+
+__all__ = ["JobNotFound", "JobService"]
+
+Progress = Callable[[str, int, int], None]  # (pipeline, datums done, datums total)
+_ACTIVE = ("created", "interrupted", "running")  # "interrupted": released by a Ctrl-C, claimable at once
+LEASE_SECONDS = 30.0  # a running job's owner renews its lease every third of this
+# the commit sets whose jobs the writes of this context (a request, a CLI call) created: what a writer waits for
+_CAUSED: ContextVar[frozenset[str]] = ContextVar("tusk_caused_commit_sets", default=frozenset())
+
+
+class JobNotFound(NotFound):
+    pass
+
+
+def _owner() -> str:
+    """``host:pid/nonce``: the nonce tells apart two schedulers in one process (tests, embedded servers)."""
+    return f"{socket.gethostname()}:{os.getpid()}/{secrets.token_hex(4)}"
+
+
+def _owner_alive(owner: str | None) -> bool:
+    if not owner:
+        return False
+    host, _, rest = owner.rpartition(":")
+    pid = rest.split("/", 1)[0]
+    if host != socket.gethostname():
+        return True  # cannot tell for another host: assume it is working
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class JobService:
+    def __init__(self, ctx: Context, commits: CommitService, pipelines: PipelineService, runtime: Runtime,
+                 scratch: Path, lease_seconds: float = LEASE_SECONDS, code_cache: Path | None = None) -> None:
+        self.ctx = ctx
+        self.commits = commits
+        self.pipelines = pipelines
+        self.worker = DatumWorker(ctx, runtime, scratch)
+        self.code_cache = code_cache or scratch.parent / "cache" / "code"  # materialized code trees, by digest
+        self.executor: Executor = LocalExecutor(self.worker)  # or a DaskExecutor (Services.open, by settings)
+        self.lease_seconds = lease_seconds
+        self.owner = _owner()
+        # set by a server with auth on: why the pipeline's creator may not run it now (None: they may)
+        self.authorize: Callable[[StoredPipeline], str | None] | None = None
+
+    # -- triggering ----------------------------------------------------------
+    def on_commit(self, commit: CommitInfo, moved: bool = False) -> list[str]:
+        """Create jobs for the pipelines that read the branch this commit landed on.
+
+        A branch moved back to a commit whose set was already processed (a
+        rollback, a re-promotion) starts a new global id: the pipelines that
+        read the branch must run again over the commit it now points at.
+        """
+        if commit.state != "finished":
+            return []
+        created = []
+        with self.ctx.db.write() as s:
+            readers = [p for p in self.pipelines.all(s) if p.row.state == "running" and any(
+                leaf.repo == commit.repo and leaf.branch == commit.branch for leaf in p.spec.pfs_leaves())]
+            global_id = commit.global_id
+            if moved and any(self._job_exists(s, p, global_id) for p in readers):
+                global_id = new_commit_id()
+            for p in readers:
+                if self._job_exists(s, p, global_id):
+                    continue
+                if self._upstream_pending(s, p, global_id):
+                    continue  # another input of this set is still being computed: its landing triggers us
+                created.append(self._create_job(s, p, global_id).id)
+            if readers:
+                _CAUSED.set(_CAUSED.get() | {global_id})
+        return created
+
+    def start_job(self, name: str) -> str:
+        """A job over the pipeline's current inputs (after create, update or rerun)."""
+        with self.ctx.db.write() as s:
+            p = self.pipelines.load(s, name)
+            job = self._create_job(s, p, new_commit_id())
+        _CAUSED.set(_CAUSED.get() | {job.global_id})
+        return job.id
+
+    def take_caused(self) -> frozenset[str]:
+        """The commit sets whose jobs this context's writes created since the last take (then forgotten).
+
+        A writer waits for these and nothing else: another user's pipeline,
+        stuck or failing, neither delays nor fails a write that did not trigger it.
+        """
+        caused = _CAUSED.get()
+        _CAUSED.set(frozenset())
+        return caused
+
+    def _job_exists(self, s: Session, p: StoredPipeline, global_id: str) -> bool:
+        return s.scalar(select(JobRow.id).where(JobRow.pipeline_id == p.row.id, JobRow.global_id == global_id)
+                        .limit(1)) is not None
+
+    def _upstream_pending(self, s: Session, p: StoredPipeline, global_id: str) -> bool:
+        for leaf in p.spec.pfs_leaves():
+            upstream = s.scalar(select(PipelineRow.id).where(PipelineRow.name == leaf.repo))
+            if upstream is not None and s.scalar(
+                select(JobRow.id).where(JobRow.pipeline_id == upstream, JobRow.global_id == global_id,
+                                        JobRow.state.in_(_ACTIVE), JobRow.output_commit_id.is_(None))
+                .limit(1)) is not None:
+                return True  # (a job whose output has landed is only announcing it: that is not pending)
+        return False
+
+    def _create_job(self, s: Session, p: StoredPipeline, global_id: str) -> JobRow:
+        inputs = []
+        for leaf in p.spec.pfs_leaves():
+            repo = s.scalar(select(RepoRow).where(RepoRow.name == leaf.repo))
+            commit_id = leaf.commit
+            if commit_id is None and repo is not None:
+                in_set = s.scalar(select(CommitRow.id).where(
+                    CommitRow.repo_id == repo.id, CommitRow.branch == leaf.branch,
+                    CommitRow.commit_set_id == global_id, CommitRow.state == "finished").limit(1))
+                head = s.scalar(select(BranchRow.head_id).where(BranchRow.repo_id == repo.id,
+                                                                BranchRow.name == leaf.branch))
+                commit_id = in_set or head
+            inputs.append({"name": leaf.input_name, "repo": leaf.repo, "branch": leaf.branch,
+                           "commit": commit_id or ""})
+        job = JobRow(id=new_commit_id(), pipeline_id=p.row.id, pipeline_version=p.row.version, global_id=global_id,
+                     input_commits=json.dumps(inputs), state="created", created_at=now())
+        s.add(job)
+        s.flush()
+        return job
+
+    # -- running -------------------------------------------------------------
+    def run_pending(self, progress: Progress | None = None, limit: int | None = None,
+                    global_ids: Collection[str] | None = None) -> list[JobInfo]:
+        """Run created jobs (and take over jobs whose runner died) until none are left to claim.
+
+        With ``global_ids``, only jobs of those commit sets (and the older jobs of the same pipelines they
+        queue behind) are claimed.
+        """
+        done: list[JobInfo] = []
+        while limit is None or len(done) < limit:
+            job_id = self._claim_next(global_ids)
+            if job_id is None:
+                break
+            caused = _CAUSED.get()  # downstream jobs share the job's commit set: nothing new to wait for
+            try:
+                with self._lease(job_id), acting_as(self._creator(job_id)):
+                    done.append(self._run_safely(job_id, progress))
+            except KeyboardInterrupt:
+                self._release(job_id)
+                raise
+            finally:
+                _CAUSED.set(caused)
+        return done
+
+    def drain(self, progress: Progress | None = None, poll: float = 0.1,
+              global_ids: Collection[str] | None = None) -> list[JobInfo]:
+        """Run what can be claimed here and wait for the jobs other runners hold, until no job is active
+        (of ``global_ids``, when given: a writer waits for the commit sets its writes caused, nothing else).
+
+        Waiting is sound because a job stays active until the jobs its output
+        triggers exist (see ``_finish``): "no active job" means the DAG is done.
+        A job that fails is returned, not raised: the write that triggered it stands.
+        """
+        if global_ids is not None and not global_ids:
+            return []
+        done: list[JobInfo] = []
+        while True:
+            done += self.run_pending(progress, global_ids=global_ids)
+            with self.ctx.db.read() as s:
+                q = select(JobRow.id).where(JobRow.state.in_(_ACTIVE))
+                if global_ids is not None:
+                    q = q.where(JobRow.pipeline_id.in_(self._waited_pipelines(s, global_ids)))
+                if s.scalar(q.limit(1)) is None:
+                    return done
+            time.sleep(poll)
+
+    def _waited_pipelines(self, s: Session, global_ids: Collection[str]) -> list[int]:
+        """Pipelines with an active job in these commit sets: their older jobs run first, so they are waited
+        for too (a pipeline's jobs run one at a time, oldest first)."""
+        return list(s.scalars(select(JobRow.pipeline_id).where(JobRow.state.in_(_ACTIVE),
+                                                               JobRow.global_id.in_(list(global_ids)))
+                              .distinct()))
+
+    def _release(self, job_id: str) -> None:
+        """Give back a job this runner holds (Ctrl-C): ``interrupted``, no owner, so the next ``tusk job wait``
+        or write takes it over at once and resumes it (datums recorded before are not redone)."""
+        with self.ctx.db.write() as s:
+            s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.owner == self.owner,
+                                           JobRow.state == "running")
+                      .values(state="interrupted", owner=None, lease_expires_at=None,
+                              reason="interrupted (Ctrl-C); the next `tusk job wait` or write resumes it")
+                      .execution_options(synchronize_session=False))
+
+    def _claimable(self, job: JobRow) -> bool:
+        if job.state in ("created", "interrupted"):
+            return True
+        expires = _aware(job.lease_expires_at) if job.lease_expires_at is not None else None
+        if expires is not None and expires < now():
+            return True  # its runner stopped renewing: dead, or cut off from the database
+        return not _owner_alive(job.owner)  # on this host a dead runner is seen at once, lease or not
+
+    def _claim_next(self, global_ids: Collection[str] | None = None) -> str | None:
+        """Claim one job with a compare-and-set on (state, owner, lease): of several schedulers sharing the
+        database, exactly one wins each job, and a pipeline's next job waits for its previous one."""
+        with self.ctx.db.write() as s:
+            busy: set[int] = set()  # a pipeline's jobs run one at a time, oldest first: each builds on the last
+            q = select(JobRow).where(JobRow.state.in_(_ACTIVE)).order_by(JobRow.created_at)
+            if global_ids is not None:
+                q = q.where(JobRow.pipeline_id.in_(self._waited_pipelines(s, global_ids)))
+            for job in s.scalars(q):
+                if job.pipeline_id in busy:
+                    continue
+                busy.add(job.pipeline_id)
+                if not self._claimable(job):
+                    continue
+                same_owner = JobRow.owner.is_(None) if job.owner is None else JobRow.owner == job.owner
+                same_lease = JobRow.lease_expires_at.is_(None) if job.lease_expires_at is None \
+                    else JobRow.lease_expires_at == job.lease_expires_at
+                claimed = s.execute(update(JobRow).where(JobRow.id == job.id, JobRow.state == job.state, same_owner,
+                                                         same_lease)
+                                    .values(state="running", owner=self.owner, started_at=job.started_at or now(),
+                                            lease_expires_at=now() + timedelta(seconds=self.lease_seconds))
+                                    .execution_options(synchronize_session=False))
+                if claimed.rowcount == 1:  # type: ignore[attr-defined]
+                    return job.id
+        return None
+
+    def _creator(self, job_id: str) -> str:
+        with self.ctx.db.read() as s:
+            job = s.get(JobRow, job_id)
+            row = s.get(PipelineRow, job.pipeline_id) if job is not None else None
+            return row.created_by if row is not None else self.ctx.user
+
+    @contextmanager
+    def _lease(self, job_id: str) -> Iterator[None]:
+        """Renew the job's lease while it runs here."""
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(self.lease_seconds / 3):
+                with self.ctx.db.write() as s:
+                    s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.owner == self.owner,
+                                                   JobRow.state == "running")
+                              .values(lease_expires_at=now() + timedelta(seconds=self.lease_seconds))
+                              .execution_options(synchronize_session=False))
+
+        thread = threading.Thread(target=renew, name=f"tusk-lease-{job_id[:8]}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def _run_safely(self, job_id: str, progress: Progress | None) -> JobInfo:
+        """Run the job; whatever goes wrong in it, it ends ``failure`` with the error, never stays running
+        (a job left running would hold its pipeline, and everyone waiting for it, forever)."""
+        try:
+            return self._run(job_id, progress)
+        except Exception as exc:  # any bug or bad data: the job's failure, not the caller's
+            error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, TuskError) else str(exc)
+            return self._fail(job_id, error)
+
+    def _fail(self, job_id: str, error: str) -> JobInfo:
+        """End a job that raised: with a failed output commit when one can land, else just its row."""
+        with self.ctx.db.read() as s:
+            job = s.get(JobRow, job_id)
+            assert job is not None
+            landed = job.output_commit_id is not None
+            name = s.get(PipelineRow, job.pipeline_id).name  # type: ignore[union-attr]
+            global_id, inputs, version = job.global_id, json.loads(job.input_commits), job.pipeline_version
+        if not landed:
+            with contextlib.suppress(Exception):  # e.g. the output repo is gone: the row still says why
+                with self.ctx.db.read() as s:
+                    p = self.pipelines.load(s, name, version)
+                return self._finish(job_id, p, global_id, inputs, EMPTY_TREE, error, 0, 0, 0)
+        with self.ctx.db.write() as s:
+            s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.owner == self.owner,
+                                           JobRow.state == "running")
+                      .values(state="failure", reason=error, finished_at=now(), lease_expires_at=None)
+                      .execution_options(synchronize_session=False))
+        return self.inspect(job_id)
+
+    def _run(self, job_id: str, progress: Progress | None) -> JobInfo:
+        with self.ctx.db.read() as s:
+            job = s.get(JobRow, job_id)
+            assert job is not None
+            landed = job.output_commit_id
+        if landed is not None:  # its runner died after landing the output, before marking the job done
+            return self._complete(job_id, self.commits.inspect_id(landed))
+        with self.ctx.db.read() as s:
+            job = s.get(JobRow, job_id)
+            assert job is not None
+            pipeline_name = s.get(PipelineRow, job.pipeline_id).name  # type: ignore[union-attr]
+            p = self.pipelines.load(s, pipeline_name, job.pipeline_version)
+            inputs = json.loads(job.input_commits)
+            roots = {}
+            for i in inputs:
+                row = s.get(CommitRow, i["commit"]) if i["commit"] else None
+                roots[i["name"]] = row.tree_digest if row is not None and row.tree_digest else EMPTY_TREE
+            done_before = {r.datum_id: r for r in s.scalars(select(DatumRunRow).where(DatumRunRow.job_id == job_id))}
+            global_id = job.global_id
+        spec = p.spec
+        refused = self.authorize(p) if self.authorize is not None else None
+        if refused is not None:  # a pipeline runs with its creator's rights, as they are now
+            return self._finish(job_id, p, global_id, inputs, EMPTY_TREE, refused, 0, 0, 0)
+        deadline = None if spec.job_timeout is None else time.monotonic() + spec.job_timeout
+
+        def globber(leaf: PfsInput) -> tuple[str, list[Match]]:
+            commit = next(i["commit"] for i in inputs if i["name"] == leaf.input_name)
+            root = roots[leaf.input_name]
+            if root == EMPTY_TREE:  # no commit on the input branch yet, or an empty one: nothing to process
+                return commit, []
+            return commit, [Match(path, e, g) for path, e, g in self.ctx.trees.glob_groups(root, leaf.glob)]
+
+        datums = enumerate_datums(spec.input.effective(spec.name), globber)
+        hashes = {d.id: datum_hash(d, p.version.salt) for d in datums}
+        with self.ctx.db.write() as s:
+            s.execute(update(JobRow).where(JobRow.id == job_id).values(datums_total=len(datums)))
+            cached: dict[str, str] = {}
+            if spec.reprocess_spec == "until_success":
+                wanted = sorted(set(hashes.values()))
+                for i in range(0, len(wanted), 500):
+                    rows = s.execute(select(DatumCacheRow.hash, DatumCacheRow.output_tree).where(
+                        DatumCacheRow.pipeline_id == p.row.id, DatumCacheRow.hash.in_(wanted[i : i + 500])))
+                    cached.update({h: t for h, t in rows})
+            base = self._merge_base(s, p)
+        outputs: dict[str, str] = {}
+        todo: list[Datum] = []
+        skipped = resumed = 0
+        reused: list[tuple[Datum, str, DatumOutcome]] = []
+        for d in datums:
+            prior = done_before.get(d.id)
+            if prior is not None and prior.state in ("success", "skipped") and prior.output_tree and \
+                    prior.hash == hashes[d.id] and self._intact(prior.output_tree):
+                outputs[d.id] = prior.output_tree  # finished before a crash: not redone
+                skipped += prior.state == "skipped"
+                resumed += prior.state == "success"
+            elif hashes[d.id] in cached:
+                outputs[d.id] = cached[hashes[d.id]]
+                skipped += 1
+                reused.append((d, hashes[d.id], DatumOutcome("skipped", cached[hashes[d.id]], 0, "")))
+            else:
+                todo.append(d)
+        self._record_many(job_id, p, reused)
+        counter = {"done": len(datums) - len(todo)}
+        if progress:
+            progress(p.name, counter["done"], len(datums))
+
+        failures: list[tuple[Datum, DatumOutcome]] = []
+        order = {d.id: i for i, d in enumerate(todo)}
+        code = self.job_code(p) if todo else JobCode(None, Path(p.version.code_dir), "")
+        for d, outcome in self.executor.run(job_id, spec, code, roots, todo, deadline):
+            self._record(job_id, p, d, hashes[d.id], outcome)  # at once: a resumed job does not redo it
+            counter["done"] += 1
+            if outcome.state == "success" and outcome.output_tree:
+                outputs[d.id] = outcome.output_tree
+            elif outcome.state == "failed":
+                failures.append((d, outcome))
+            if progress:
+                progress(p.name, counter["done"], len(datums))
+        failures.sort(key=lambda f: order[f[0].id])
+        processed = resumed + len(todo) - len(failures)
+        error = None
+        if failures:
+            d, outcome = failures[0]
+            paths = ", ".join(f"{i.name}:{i.path}" for i in d.inputs)
+            error = f"{len(failures)} datum(s) failed; first: datum {d.id} ({paths}): {outcome.error}"
+        elif deadline is not None and time.monotonic() > deadline:
+            error = f"job timed out after {spec.job_timeout:g}s"
+        root: str = EMPTY_TREE
+        if error is None:
+            try:
+                root = self._merge(datums, outputs, base)
+            except Conflict as exc:
+                error = str(exc)
+        return self._finish(job_id, p, global_id, inputs, root, error, processed, skipped, len(failures))
+
+    def job_code(self, p: StoredPipeline) -> JobCode:
+        """The version's stored code, materialized and verified on this host (``IntegrityError`` on a mismatch:
+        the job fails before any datum runs).
+
+        A version made before code was stored runs its directory's current
+        content, as it did then, but stored and materialized like any other, so
+        it runs on other replicas and Dask workers too; a directory that cannot
+        be stored (too large, or not on this host) runs in place.
+        """
+        label = f"pipeline {p.name} version {p.version.version}"
+        tree = p.version.code_tree
+        if tree is None:
+            legacy = Path(p.version.code_dir)
+            try:
+                tree = self.pipelines.code.store(legacy).digest if legacy.is_dir() else None
+            except InvalidArgument:
+                tree = None
+            if tree is None:
+                return JobCode(None, legacy, label)
+        return JobCode(Digest(tree), self.materialize(tree, label), label)
+
+    def materialize(self, tree: str, label: str) -> Path:
+        return self.pipelines.code.materialize(tree, self.code_cache, label)
+
+    def _merge_base(self, s: Session, p: StoredPipeline) -> tuple[str, dict[str, str]] | None:
+        """The output branch head and the datum outputs that made it, when a job of this pipeline wrote it."""
+        repo = s.scalar(select(RepoRow).where(RepoRow.name == p.name))
+        head_id = s.scalar(select(BranchRow.head_id).where(BranchRow.repo_id == repo.id,
+                                                           BranchRow.name == p.spec.output_branch)) if repo else None
+        head = s.get(CommitRow, head_id) if head_id else None
+        if head is None or head.job_id is None or head.tree_digest is None:
+            return None
+        rows = s.execute(select(DatumRunRow.datum_id, DatumRunRow.output_tree).where(
+            DatumRunRow.job_id == head.job_id, DatumRunRow.state.in_(("success", "skipped"))))
+        return head.tree_digest, {d: t for d, t in rows if t}
+
+    def _merge(self, datums: list[Datum], outputs: dict[str, str], base: tuple[str, dict[str, str]] | None) -> str:
+        """One tree from every datum's output; two datums writing one path is an error naming both.
+
+        With a base (the previous output and its datums' outputs), only datums
+        whose output changed are applied, so a job's cost follows its change.
+        """
+        current = {d.id: outputs[d.id] for d in datums if outputs.get(d.id) not in (None, EMPTY_TREE)}
+        if base is None:
+            tree, before = MutableTree(self.ctx.trees, EMPTY_TREE), {}
+        else:
+            tree, before = MutableTree(self.ctx.trees, base[0]), base[1]
+        owner: dict[str, str] = {}
+        changed = [d for d in current if before.get(d) != current[d]]
+        for datum_id, out in before.items():  # take away what removed or changed datums wrote
+            if current.get(datum_id) != out:
+                for path, _ in self.ctx.trees.walk(out):
+                    tree.delete(path)
+        for datum_id in changed:
+            for path, entry in self.ctx.trees.walk(current[datum_id]):
+                if path in owner or (base is not None and tree.get(path) is not None):
+                    other = owner.get(path) or self._owner_of(path, current, before, changed)
+                    raise Conflict(f"datums {other} and {datum_id} both wrote {path}; each output path must come"
+                                   " from one datum")
+                owner[path] = datum_id
+                tree.put(path, entry)
+        return tree.finish()[0]
+
+    def _owner_of(self, path: str, current: dict[str, str], before: dict[str, str], changed: list[str]) -> str:
+        for datum_id, out in current.items():
+            if datum_id not in changed and self.ctx.trees.lookup(out, path) is not None:
+                return datum_id
+        return "(an earlier datum)"
+
+    def _record(self, job_id: str, p: StoredPipeline, d: Datum, h: str, o: DatumOutcome) -> None:
+        """Record a datum's outcome as soon as it is known, so a resumed job does not redo it.
+
+        Outputs are loose objects already in the store (a killed process does
+        not lose them); the durability barrier is the flush before the output
+        commit lands, and a resumed job re-checks reused outputs (``_intact``).
+        """
+        with self.ctx.db.write() as s:
+            self._write_record(s, job_id, p, d, h, o)
+
+    def _record_many(self, job_id: str, p: StoredPipeline, items: list[tuple[Datum, str, DatumOutcome]]) -> None:
+        """Reused (skipped) datums, in one bulk insert: a job over 20k unchanged datums stays cheap."""
+        if not items:
+            return
+        stamp = now()
+        rows = [_run_row(job_id, d, h, o, stamp) for d, h, o in items]
+        with self.ctx.db.write() as s:
+            s.connection().execute(
+                self.ctx.db.insert(DatumRunRow).on_conflict_do_nothing(index_elements=["job_id", "datum_id"]), rows)
+
+    def _intact(self, tree: str) -> bool:
+        """Whether every directory and chunk of a datum output is still in the store."""
+        try:
+            for _, entry in self.ctx.trees.walk(tree):
+                for ref in entry.file.chunks if entry.file else ():
+                    if not self.ctx.content.has_chunk(ref):
+                        return False
+        except IntegrityError:
+            return False
+        return True
+
+    def _write_record(self, s: Session, job_id: str, p: StoredPipeline, d: Datum, h: str, o: DatumOutcome) -> None:
+        """Upsert the datum's run row and, for a success, its cache entry: two statements, no reads."""
+        row = _run_row(job_id, d, h, o)
+        runs = self.ctx.db.insert(DatumRunRow)
+        s.execute(runs.values(row).on_conflict_do_update(
+            index_elements=["job_id", "datum_id"],
+            set_={k: v for k, v in row.items() if k not in ("job_id", "datum_id")}))
+        if o.state == "success" and o.output_tree and p.spec.reprocess_spec == "until_success":
+            cache = self.ctx.db.insert(DatumCacheRow)
+            s.execute(cache.values(pipeline_id=p.row.id, hash=h, output_tree=o.output_tree, job_id=job_id)
+                      .on_conflict_do_nothing(index_elements=["pipeline_id", "hash"]))
+
+    def _finish(self, job_id: str, p: StoredPipeline, global_id: str, inputs: list[dict[str, str]], root: str,
+                error: str | None, processed: int, skipped: int, failed: int) -> JobInfo:
+        with self.ctx.db.read() as s:
+            job = s.get(JobRow, job_id)
+            held = job is not None and job.state == "running" and job.owner == self.owner
+        if not held:  # stopped while running ("killed"), or another runner took it over: land nothing
+            return self.inspect(job_id)
+        ops = [Op("root", "/", Entry("", "dir", 0, Digest(root)))]
+        provenance = [(i["repo"], i["branch"], i["commit"]) for i in inputs if i["commit"]]
+        commit = self.commits.land(p.name, p.spec.output_branch, ops, origin="auto", global_id=global_id,
+                                   provenance=provenance, error=error, job_id=job_id, notify=False,
+                                   description=f"{p.name} v{p.row.version} job {job_id}")
+        with self.ctx.db.write() as s:
+            s.execute(update(JobRow).where(JobRow.id == job_id).values(
+                state="failure" if error else "running", reason=error, output_commit_id=commit.id,
+                datums_processed=processed, datums_skipped=skipped, datums_failed=failed,
+                finished_at=now() if error else None))
+            if error:
+                self._mark_downstream_unrunnable(s, p.name, global_id, job_id)
+        if error:
+            return self.inspect(job_id)
+        return self._complete(job_id, commit)
+
+    def _complete(self, job_id: str, commit: CommitInfo) -> JobInfo:
+        """Trigger what reads the output, then mark the job done: it stays active until its downstream jobs
+        exist, so anyone waiting for "no active job" never sees a gap between two jobs of one DAG."""
+        self.commits.notify(commit)
+        with self.ctx.db.write() as s:
+            s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.state == "running").values(
+                state="success", finished_at=now(), lease_expires_at=None))
+        return self.inspect(job_id)
+
+    def _mark_downstream_unrunnable(self, s: Session, repo: str, global_id: str, failed_job: str) -> None:
+        for other in self.pipelines.all(s):
+            if any(leaf.repo == repo for leaf in other.spec.pfs_leaves()) and \
+                    not self._job_exists(s, other, global_id):
+                job = self._create_job(s, other, global_id)
+                job.state, job.reason, job.finished_at = "unrunnable", f"upstream job {failed_job} failed", now()
+                s.flush()
+                self._mark_downstream_unrunnable(s, other.name, global_id, failed_job)
+
+    # -- queries -------------------------------------------------------------
+    def _info(self, s: Session, job: JobRow) -> JobInfo:
+        name = s.get(PipelineRow, job.pipeline_id).name  # type: ignore[union-attr]
+        return JobInfo(
+            id=job.id, pipeline=name, pipeline_version=job.pipeline_version, global_id=job.global_id,
+            state=job.state, reason=job.reason if job.state not in ("created", "running") else None,
+            input_commits=json.loads(job.input_commits), output_commit=job.output_commit_id,
+            datums_total=job.datums_total, datums_processed=job.datums_processed, datums_skipped=job.datums_skipped,
+            datums_failed=job.datums_failed, created_at=_aware(job.created_at),
+            started_at=_aware(job.started_at) if job.started_at else None,
+            finished_at=_aware(job.finished_at) if job.finished_at else None,
+        )
+
+    @staticmethod
+    def job_row(s: Session, job_id: str) -> JobRow:
+        """The job with that id, or the one whose id starts with it (6+ hex characters)."""
+        full = job_id if is_commit_id(job_id) else expand_id(s, JobRow.id, job_id, "job")
+        job = s.get(JobRow, full) if full is not None else None
+        if job is None:
+            raise JobNotFound(f"job {job_id} not found")
+        return job
+
+    @staticmethod
+    def datum_id(s: Session, datum_id: str, job_id: str) -> str:
+        """The datum id of the job that is ``datum_id`` or the one that starts with it (6+ hex characters)."""
+        if is_commit_id(datum_id):
+            return datum_id
+        return expand_id(s, DatumRunRow.datum_id, datum_id, "datum", DatumRunRow.job_id == job_id,
+                         scope=f" in job {job_id}") or datum_id
+
+    def expand_datum_id(self, datum_id: str, job_id: str) -> str:
+        """``datum_id`` in full, when it is a unique prefix of one of the job's datums."""
+        with self.ctx.db.read() as s:
+            return self.datum_id(s, datum_id, self.job_row(s, job_id).id)
+
+    def inspect(self, job_id: str) -> JobInfo:
+        with self.ctx.db.read() as s:
+            return self._info(s, self.job_row(s, job_id))
+
+    def list(self, pipeline: str | None = None, global_id: str | None = None) -> list[JobInfo]:
+        with self.ctx.db.read() as s:
+            q = select(JobRow).order_by(JobRow.created_at.desc())
+            if pipeline is not None:
+                q = q.where(JobRow.pipeline_id == self.pipelines._row(s, pipeline).id)
+            if global_id is not None:
+                q = q.where(JobRow.global_id == self.commits.set_id(s, global_id))
+            return [self._info(s, j) for j in s.scalars(q)]
+
+    def wait(self, job_id: str, timeout: float | None = None) -> JobInfo:
+        """Run pending work in-process (embedded mode) until the job is done."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        job_id = self.inspect(job_id).id
+        while True:
+            info = self.inspect(job_id)
+            if info.state not in _ACTIVE:
+                return info
+            if not self.run_pending(limit=1):
+                if deadline is not None and time.monotonic() > deadline:
+                    raise Timeout(f"job {job_id} is still {info.state} after {timeout}s")
+                time.sleep(0.2)
+
+    def stop(self, job_id: str) -> JobInfo:
+        with self.ctx.db.write() as s:
+            job = self.job_row(s, job_id)
+            if job.state in _ACTIVE:
+                job.state, job.reason, job.finished_at = "killed", f"stopped by {self.ctx.user}", now()
+            return self._info(s, job)
+
+    def datums(self, job_id: str) -> builtins.list[DatumInfo]:
+        with self.ctx.db.read() as s:
+            job_id = self.job_row(s, job_id).id
+            rows = s.scalars(select(DatumRunRow).where(DatumRunRow.job_id == job_id).order_by(DatumRunRow.datum_id))
+            return [_datum_info(r) for r in rows]
+
+    def datum(self, job_id: str, datum_id: str) -> DatumInfo:
+        with self.ctx.db.read() as s:
+            job_id = self.job_row(s, job_id).id
+            row = s.get(DatumRunRow, (job_id, self.datum_id(s, datum_id, job_id)))
+            if row is None:
+                raise NotFound(f"datum {datum_id} not found in job {job_id}")
+            return _datum_info(row)
+
+
+def _run_row(job_id: str, d: Datum, h: str, o: DatumOutcome, stamp: Any = None) -> dict[str, Any]:
+    return {
+        "job_id": job_id, "datum_id": d.id, "hash": h, "state": o.state, "output_tree": o.output_tree,
+        "inputs": json.dumps([{"name": i.name, "repo": i.repo, "path": i.path, "commit": i.commit}
+                              for i in d.inputs]),
+        "tries": o.tries, "log": o.log, "error": o.error, "finished_at": stamp or now(),
+        "download_seconds": o.stats.get("download_seconds", 0.0),
+        "process_seconds": o.stats.get("process_seconds", 0.0),
+        "upload_seconds": o.stats.get("upload_seconds", 0.0),
+        "download_bytes": int(o.stats.get("download_bytes", 0)),
+        "upload_bytes": int(o.stats.get("upload_bytes", 0)),
+    }
+
+
+def _datum_info(r: DatumRunRow) -> DatumInfo:
+    return DatumInfo(job=r.job_id, id=r.datum_id, hash=r.hash, state=r.state, inputs=json.loads(r.inputs),
+                     tries=r.tries, download_seconds=r.download_seconds, process_seconds=r.process_seconds,
+                     upload_seconds=r.upload_seconds, download_bytes=r.download_bytes, upload_bytes=r.upload_bytes,
+                     error=r.error, log=r.log)

@@ -1,0 +1,93 @@
+"""Lineage: where a commit came from (upstream) and what was computed from it (downstream)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tusk.errors import FileNotFound
+from tusk.storage.metadata import CommitProvenanceRow, CommitRow, DatumRunRow, JobRow, PipelineRow, RepoRow
+from tusk.versioning.commits import CommitService
+from tusk.versioning.context import Context
+
+__all__ = ["lineage"]
+
+_MAX_DEPTH = 64
+
+
+def _node(s: Session, row: CommitRow) -> dict[str, Any]:
+    repo = s.get(RepoRow, row.repo_id)
+    node: dict[str, Any] = {"repo": repo.name if repo else "?", "branch": row.branch, "commit": row.id,
+                            "origin": row.origin, "global_id": row.commit_set_id, "state": row.state}
+    if row.job_id:
+        job = s.get(JobRow, row.job_id)
+        if job is not None:
+            pipeline = s.get(PipelineRow, job.pipeline_id)
+            node["job"] = job.id
+            node["pipeline"] = pipeline.name if pipeline else "?"
+            node["pipeline_version"] = job.pipeline_version
+    return node
+
+
+def _upstream(s: Session, row: CommitRow, depth: int) -> dict[str, Any]:
+    node = _node(s, row)
+    node["inputs"] = []
+    if depth >= _MAX_DEPTH:
+        return node
+    for p in s.scalars(select(CommitProvenanceRow).where(CommitProvenanceRow.commit_id == row.id)):
+        src = s.get(CommitRow, p.source_commit_id)
+        if src is None:
+            node["inputs"].append({"repo": p.source_repo, "branch": p.source_branch, "commit": p.source_commit_id,
+                                   "state": "deleted", "inputs": []})
+        else:
+            node["inputs"].append(_upstream(s, src, depth + 1))
+    return node
+
+
+def _downstream(s: Session, row: CommitRow, depth: int) -> dict[str, Any]:
+    node = _node(s, row)
+    node["outputs"] = []
+    if depth >= _MAX_DEPTH:
+        return node
+    for child_id in s.scalars(select(CommitProvenanceRow.commit_id)
+                              .where(CommitProvenanceRow.source_commit_id == row.id)):
+        child = s.get(CommitRow, child_id)
+        if child is not None:
+            node["outputs"].append(_downstream(s, child, depth + 1))
+    return node
+
+
+def _datum_of(ctx: Context, s: Session, row: CommitRow, path: str) -> dict[str, Any] | None:
+    """The datum of the commit's job whose output holds ``path`` as it is in the commit, with its input files."""
+    entry = ctx.trees.lookup(row.tree_digest or "", path)
+    if entry is None:
+        raise FileNotFound(f"{path} is not in commit {row.id}")
+    if row.job_id is None:
+        return None
+    runs = s.scalars(select(DatumRunRow).where(DatumRunRow.job_id == row.job_id,
+                                               DatumRunRow.output_tree.is_not(None)))
+    for run in runs:
+        produced = ctx.trees.lookup(run.output_tree or "", path)
+        if produced is not None and produced.digest == entry.digest:
+            return {"id": run.datum_id, "job": run.job_id, "state": run.state, "path": path,
+                    "inputs": json.loads(run.inputs)}
+    return None
+
+
+def lineage(ctx: Context, commits: CommitService, repo: str, ref: str, ancestry: int = 0,
+            path: str | None = None) -> dict[str, Any]:
+    """{"commit": ..., "upstream": tree of inputs, "downstream": tree of results}.
+
+    With ``path`` (a file of an output commit), also "datum": the datum that
+    wrote it and the exact input files (repo, commit, path) it read.
+    """
+    with ctx.db.read() as s:
+        row = commits.resolve_row(s, ctx.repo_row(s, repo), ref, ancestry)
+        result: dict[str, Any] = {"commit": _node(s, row), "upstream": _upstream(s, row, 0),
+                                  "downstream": _downstream(s, row, 0)}
+        if path is not None:
+            result["datum"] = _datum_of(ctx, s, row, path)
+        return result

@@ -1,0 +1,275 @@
+"""Runtimes: how user code runs for one datum.
+
+Every runtime gets the same request: a datum directory laid out as Pachyderm's
+``/pfs`` (one directory per input, plus ``out``), the command, stdin, env and
+limits. ``local`` runs a subprocess and rewrites ``/pfs`` to the datum
+directory in argv, stdin and env (no isolation: for a single user's laptop).
+``bwrap`` mounts the datum directory at a literal ``/pfs`` in the sandbox of
+``tusk.pipelines.sandbox``: read-only inputs, no network, nothing of the host
+but its system directories, an unprivileged uid with no capabilities, limits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+from tusk.config import Limits
+from tusk.errors import InvalidArgument
+from tusk.pipelines.sandbox import Mount, SandboxCommand, resolve_user
+
+__all__ = ["BwrapRuntime", "ConfiguredRuntime", "DockerRuntime", "LocalRuntime", "RunRequest", "RunResult", "Runtime",
+           "choose_runtime", "image_note"]
+
+_PFS = re.compile(r"(?<![\w./-])/pfs(?=/|$|[\s\"';:,)])")
+_LOG_LIMIT = 1 << 20
+_SANDBOX_ENV = ("PATH", "LANG", "LC_ALL")  # of the server's environment, the only variables user code sees
+
+
+@dataclass
+class RunRequest:
+    cmd: Sequence[str]
+    stdin: Sequence[str]
+    env: Mapping[str, str]
+    pfs_dir: Path  # contains <input>/... and out/
+    input_names: Sequence[str]
+    working_dir: str | None  # the spec's transform.working_dir: where the code is, as the code sees it
+    timeout: float | None
+    accept_return_code: Sequence[int] = ()
+    code_dir: Path | None = None  # the pipeline's code on this host
+    user: str | None = None  # the spec's transform.user
+
+
+@dataclass
+class RunResult:
+    ok: bool
+    returncode: int | None
+    log: str
+    seconds: float
+    error: str | None = None
+    timed_out: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Runtime(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def run(self, req: RunRequest) -> RunResult: ...
+
+
+def _execute(argv: Sequence[str], stdin: str | None, env: Mapping[str, str], cwd: Path | None,
+             timeout: float | None, accept: Sequence[int], shown: str | None = None) -> RunResult:
+    """Run ``argv`` in its own session; ``shown`` names the user's program in errors (not the sandbox's)."""
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            list(argv), stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(env), cwd=cwd, start_new_session=True,
+        )
+    except OSError as exc:
+        return RunResult(False, None, "", time.monotonic() - start, f"cannot start {argv[0]!r}: {exc.strerror}")
+    try:
+        out, _ = proc.communicate(stdin.encode() if stdin is not None else None, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        log = out.decode(errors="replace")[-_LOG_LIMIT:]
+        return RunResult(False, None, log, time.monotonic() - start, f"datum timed out after {timeout:g}s",
+                         timed_out=True)
+    log = out.decode(errors="replace")[-_LOG_LIMIT:]
+    rc = proc.returncode
+    ok = rc == 0 or rc in accept
+    error = None if ok else f"{shown or argv[0]} exited with code {rc}"
+    return RunResult(ok, rc, log, time.monotonic() - start, error)
+
+
+class LocalRuntime:
+    """A plain subprocess; ``/pfs`` is rewritten to the datum's directory."""
+
+    name = "local"
+
+    def __init__(self, base_env: Mapping[str, str]) -> None:
+        self.base_env = dict(base_env)
+
+    def _map(self, text: str, pfs: Path) -> str:
+        return _PFS.sub(str(pfs).replace("\\", "\\\\"), text)
+
+    def run(self, req: RunRequest) -> RunResult:
+        pfs = req.pfs_dir
+        argv = [self._map(a, pfs) for a in req.cmd]
+        stdin = "\n".join(self._map(line, pfs) for line in req.stdin) + "\n" if req.stdin else None
+        env = self.base_env | {k: self._map(v, pfs) for k, v in req.env.items()} | {
+            "TUSK_PFS": str(pfs), "PFS": str(pfs)}
+        cwd = Path(req.working_dir) if req.working_dir else req.code_dir
+        return _execute(argv, stdin, env, cwd, req.timeout, req.accept_return_code)
+
+
+class BwrapRuntime:
+    """bubblewrap: literal ``/pfs``, inputs read-only, ``/pfs/out`` writable, no network, nothing else of the host.
+
+    What the sandbox shows and withholds is described in ``tusk.pipelines.sandbox``.
+    """
+
+    name = "bwrap"
+    _probed: ClassVar[dict[str, bool]] = {}
+
+    def __init__(self, base_env: Mapping[str, str], bwrap: str = "bwrap", limits: Limits | None = None) -> None:
+        # only what a program needs from the server's environment: never its tokens, URLs or credentials
+        self.base_env = {k: v for k, v in base_env.items() if k in _SANDBOX_ENV} | {"HOME": "/tmp",
+                                                                                    "TMPDIR": "/tmp"}
+        found = SandboxCommand.find(limits, bwrap)
+        if found is None:
+            raise InvalidArgument("the bwrap runtime needs bubblewrap (and setpriv when Tusk runs as root): "
+                                  "apt-get install bubblewrap util-linux")
+        self.sandbox = found
+
+    @classmethod
+    def available(cls, bwrap: str = "bwrap") -> bool:
+        """True when a sandbox can be made here (bubblewrap installed, user namespaces allowed)."""
+        if bwrap not in cls._probed:
+            sandbox = SandboxCommand.find(None, bwrap)
+            ok = False
+            if sandbox is not None:
+                probe = subprocess.run(sandbox.argv(["true"], [], "/tmp"), capture_output=True, check=False,
+                                       env={"PATH": os.defpath})
+                ok = probe.returncode == 0
+            cls._probed[bwrap] = ok
+        return cls._probed[bwrap]
+
+    def run(self, req: RunRequest) -> RunResult:
+        pfs = req.pfs_dir
+        try:
+            user = resolve_user(req.user)
+        except ValueError as exc:
+            return RunResult(False, None, "", 0.0, str(exc))
+        mounts = [Mount(pfs / name, f"/pfs/{name}") for name in req.input_names if (pfs / name).exists()]
+        mounts.append(Mount(pfs / "out", "/pfs/out", writable=True))
+        if (pfs / ".tusk").is_dir():  # manifests of model inputs
+            mounts.append(Mount(pfs / ".tusk", "/pfs/.tusk"))
+        self.sandbox.prepare_writable(pfs / "out")
+        cwd = req.working_dir or "/tmp"  # no code: an empty scratch directory
+        if req.code_dir is not None and req.code_dir.is_dir():
+            cwd = req.working_dir or str(req.code_dir)
+            mounts.append(Mount(req.code_dir, cwd))
+        stdin = "\n".join(req.stdin) + "\n" if req.stdin else None
+        env = self.base_env | dict(req.env) | {"TUSK_PFS": "/pfs", "PFS": "/pfs"}
+        argv = self.sandbox.argv(req.cmd, mounts, cwd, user, ["--dir", "/pfs"])
+        result = _execute(argv, stdin, env, None, req.timeout, req.accept_return_code, shown=req.cmd[0])
+        limit = self.sandbox.limits.output_bytes
+        if result.ok and limit is not None:
+            size = _tree_size(pfs / "out")
+            if size > limit:
+                result.ok = False
+                result.error = f"the datum wrote {size} bytes to /pfs/out, over the limit of {limit}"
+        return result
+
+
+def _tree_size(root: Path) -> int:
+    total = 0
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
+
+
+class DockerRuntime:
+    """The spec's ``image``, where a container engine answers; /pfs bind-mounted, inputs read-only, no network."""
+
+    name = "docker"
+    _available: bool | None = None
+
+    def __init__(self, base_env: Mapping[str, str], image: str, docker: str = "docker") -> None:
+        self.base_env = dict(base_env)
+        self.image = image
+        self.docker = docker
+
+    @classmethod
+    def available(cls, docker: str = "docker") -> bool:
+        """True only when an engine answers (a docker client without an engine is not enough)."""
+        if cls._available is None:
+            path = shutil.which(docker)
+            cls._available = bool(path) and subprocess.run(
+                [str(path), "info"], capture_output=True, check=False, timeout=20).returncode == 0
+        return cls._available
+
+    def run(self, req: RunRequest) -> RunResult:
+        pfs = req.pfs_dir
+        argv = [self.docker, "run", "--rm", "-i", "--network", "none"]
+        for name in req.input_names:
+            if (pfs / name).exists():
+                argv += ["-v", f"{pfs / name}:/pfs/{name}:ro"]
+        argv += ["-v", f"{pfs / 'out'}:/pfs/out"]
+        for key, value in req.env.items():
+            argv += ["-e", f"{key}={value}"]
+        argv += [self.image, *req.cmd]
+        stdin = "\n".join(req.stdin) + "\n" if req.stdin else None
+        return _execute(argv, stdin, self.base_env, None, req.timeout, req.accept_return_code)
+
+
+def image_note(image: str | None) -> str | None:
+    """The warning for a spec whose image cannot be used here, or None."""
+    if image and not DockerRuntime.available():
+        return (f"image {image!r} is recorded but ignored: no container engine answers here, so the command"
+                " runs on this machine (install its dependencies locally)")
+    return None
+
+
+def choose_runtime(preference: str, base_env: Mapping[str, str], limits: Limits | None = None
+                   ) -> tuple[Runtime, str | None]:
+    """The runtime to use and, when falling back, a message saying why."""
+    if preference not in ("auto", "local", "bwrap"):
+        raise InvalidArgument(f"unknown runtime {preference!r}: use auto, bwrap or local")
+    if preference in ("auto", "bwrap"):
+        if BwrapRuntime.available():
+            return BwrapRuntime(base_env, limits=limits), None
+        if preference == "bwrap":
+            raise InvalidArgument("the bwrap runtime needs bubblewrap: apt-get install bubblewrap")
+        return LocalRuntime(base_env), ("bubblewrap is not available, so pipelines run as plain local"
+                                        " processes (no sandbox); apt-get install bubblewrap to sandbox them")
+    return LocalRuntime(base_env), None
+
+
+class ConfiguredRuntime:
+    """The configured runtime, resolved when first needed.
+
+    ``auto`` probes for bubblewrap (a subprocess) only when a datum runs or
+    someone asks which runtime it is, so commands that run no datum do not pay
+    for the probe. An unknown setting, or ``bwrap`` without bubblewrap, is still
+    an error at once.
+    """
+
+    def __init__(self, preference: str, base_env: Mapping[str, str], limits: Limits | None = None) -> None:
+        self.preference = preference
+        self.base_env = dict(base_env)
+        self.limits = limits
+        self._chosen: tuple[Runtime, str | None] | None = None
+        if preference != "auto":
+            self._choose()
+
+    def _choose(self) -> tuple[Runtime, str | None]:
+        if self._chosen is None:
+            self._chosen = choose_runtime(self.preference, self.base_env, self.limits)
+        return self._chosen
+
+    @property
+    def name(self) -> str:
+        return self._choose()[0].name
+
+    @property
+    def note(self) -> str | None:
+        """Why the runtime is not the one asked for (the sandbox fallback), or None."""
+        return self._choose()[1]
+
+    def run(self, req: RunRequest) -> RunResult:
+        return self._choose()[0].run(req)

@@ -1,0 +1,290 @@
+"""The pipeline spec: Pachyderm v2 field names, in snake_case or camelCase.
+
+A Pachyderm user should be able to take a pipeline JSON, drop ``image`` and
+run it. Fields that only configure Kubernetes (resources, pod patches,
+autoscaling, ...) are accepted and ignored with a warning; anything else that
+is unknown is an error naming the field's path, so typos do not pass silently.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from tusk.documents import describe_validation_error, load_documents
+from tusk.errors import InvalidArgument
+from tusk.ids import validate_branch_name, validate_repo_name
+from tusk.schedules import cron_interval, parse_duration
+
+__all__ = [
+    "CronInput",
+    "Input",
+    "ParallelismSpec",
+    "PfsInput",
+    "PipelineSpec",
+    "Transform",
+    "load_spec",
+    "parse_spec",
+]
+
+# Kubernetes-only fields of Pachyderm's spec: accepted, recorded, ignored (with a warning).
+IGNORED_FIELDS = {
+    "resource_requests", "resource_limits", "sidecar_resource_limits", "sidecar_resource_requests",
+    "autoscaling", "scheduling_spec", "pod_spec", "pod_patch", "tolerations", "node_selector", "metadata",
+    "service", "spout", "egress", "s3_out", "datum_set_spec", "tf_job", "cache_size", "max_queue_size",
+    "enable_stats", "standby", "chunk_spec", "salt", "determined",
+}
+
+def _input_name(value: str) -> str:
+    """An input's name is a directory (``/pfs/<name>``) and an env var: a plain, short name, never a path."""
+    try:
+        return str(validate_repo_name(value))
+    except InvalidArgument:
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise ValueError(f"invalid input name {shown!r}: use 1-63 letters, digits, '_', '-' or '.', not starting"
+                         " with '-' or '.'") from None
+
+
+def _named(check: Any, value: str) -> str:
+    """Run an id validator so that pydantic records the failure with its field path."""
+    try:
+        return str(check(value))
+    except InvalidArgument as exc:
+        raise ValueError(str(exc)) from None
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class Transform(_Spec):
+    cmd: list[str] = Field(min_length=1)
+    stdin: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    image: str | None = None
+    working_dir: str | None = None
+    accept_return_code: list[int] = Field(default_factory=list)
+    err_cmd: list[str] = Field(default_factory=list)
+    err_stdin: list[str] = Field(default_factory=list)
+    user: str | None = None
+    secrets: list[dict[str, Any]] = Field(default_factory=list)
+    debug: bool = False
+
+
+class Trigger(_Spec):
+    branch: str | None = None
+    all: bool = False
+    cron_spec: str | None = None
+    size: str | None = None
+    commits: int | None = None
+
+
+class PfsInput(_Spec):
+    repo: str
+    name: str | None = None
+    branch: str = "master"
+    glob: str
+    commit: str | None = None
+    lazy: bool = False
+    empty_files: bool = False
+    join_on: str | None = None
+    outer_join: bool = False
+    group_by: str | None = None
+    trigger: Trigger | None = None
+    repo_type: str | None = None
+    project: dict[str, Any] | str | None = None
+    s3: bool = False
+
+    @field_validator("repo")
+    @classmethod
+    def _repo(cls, v: str) -> str:
+        return _named(validate_repo_name, v)
+
+    @field_validator("branch")
+    @classmethod
+    def _branch(cls, v: str) -> str:
+        return _named(validate_branch_name, v)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        return None if v is None else _input_name(v)
+
+    @property
+    def input_name(self) -> str:
+        return self.name or self.repo
+
+
+class CronInput(_Spec):
+    name: str
+    spec: str
+    repo: str | None = None
+    start: str | None = None
+    overwrite: bool = False
+    project: dict[str, Any] | str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _input_name(v)
+
+    @field_validator("spec")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        cron_interval(v)  # raises ValueError with the reason
+        return v
+
+    def tick_repo(self, pipeline: str) -> str:
+        return self.repo or f"{pipeline}_{self.name}"
+
+
+class Input(_Spec):
+    """Exactly one of the input kinds; ``atom`` (Pachyderm 1.x) is read as ``pfs``."""
+
+    pfs: PfsInput | None = None
+    cross: list[Input] | None = None
+    union: list[Input] | None = None
+    join: list[Input] | None = None
+    group: list[Input] | None = None
+    cron: CronInput | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _atom(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "atom" in data:
+            data = dict(data)
+            if "pfs" in data:
+                raise ValueError("give either 'pfs' or its 1.x alias 'atom', not both")
+            data["pfs"] = data.pop("atom")
+        return data
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Input:
+        given = [k for k in ("pfs", "cross", "union", "join", "group", "cron") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "an input needs exactly one of pfs, cross, union, join, group, cron"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        for combinator in ("cross", "union", "join", "group"):
+            children = getattr(self, combinator)
+            if children is not None and not children:
+                raise ValueError(f"'{combinator}' needs at least one input")
+        return self
+
+    def effective(self, pipeline: str) -> Input:
+        """This input with each cron input read as a pfs input over its tick repo (glob ``/*``)."""
+        if self.cron is not None:
+            return Input(pfs=PfsInput(repo=self.cron.tick_repo(pipeline), name=self.cron.name, glob="/*"))
+        if self.pfs is not None:
+            return self
+        kind = next(k for k in ("cross", "union", "join", "group") if getattr(self, k) is not None)
+        return self.model_copy(update={kind: [c.effective(pipeline) for c in getattr(self, kind)]})
+
+    def leaves(self) -> list[PfsInput | CronInput]:
+        if self.pfs is not None:
+            return [self.pfs]
+        if self.cron is not None:
+            return [self.cron]
+        children = self.cross or self.union or self.join or self.group or []
+        return [leaf for child in children for leaf in child.leaves()]
+
+
+class ParallelismSpec(_Spec):
+    constant: int = Field(default=1, ge=1)
+
+
+class PipelineName(_Spec):
+    name: str
+    project: dict[str, Any] | str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _named(validate_repo_name, v)
+
+
+class PipelineSpec(_Spec):
+    pipeline: PipelineName
+    description: str = ""
+    transform: Transform
+    input: Input
+    parallelism_spec: ParallelismSpec = Field(default_factory=ParallelismSpec)
+    datum_tries: int = Field(default=3, ge=1)
+    datum_timeout: float | None = None
+    job_timeout: float | None = None
+    reprocess_spec: Literal["until_success", "every_job"] = "until_success"
+    output_branch: str = "master"
+    autoscaling: bool = False
+    ignored: dict[str, Any] = Field(default_factory=dict, exclude=True)
+
+    @field_validator("datum_timeout", "job_timeout", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float | None:
+        return parse_duration(v)
+
+    @field_validator("output_branch")
+    @classmethod
+    def _branch(cls, v: str) -> str:
+        return _named(validate_branch_name, v)
+
+    @model_validator(mode="after")
+    def _unique_input_names(self) -> PipelineSpec:
+        names = [leaf.input_name if isinstance(leaf, PfsInput) else leaf.name for leaf in self.input.leaves()]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"input names must be unique; {', '.join(dupes)} repeated (set 'name' on one of them)")
+        if "out" in names:
+            raise ValueError("'out' is reserved for the output directory; name the input something else")
+        for leaf in self.input.leaves():
+            if isinstance(leaf, CronInput):
+                try:
+                    validate_repo_name(leaf.tick_repo(self.name))
+                except InvalidArgument as exc:
+                    raise ValueError(f"cron input {leaf.name}: its tick repo is an {exc.message.removeprefix('an ')}"
+                                     " (set cron.repo, or shorten the pipeline or cron name)") from None
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.pipeline.name
+
+    def pfs_leaves(self) -> list[PfsInput]:
+        """Every input the engine reads, cron inputs included (as their tick repos)."""
+        return [leaf for leaf in self.input.effective(self.name).leaves() if isinstance(leaf, PfsInput)]
+
+    def canonical_json(self) -> str:
+        """A stable serialization (snake_case, sorted keys) used for spec versions."""
+        return json.dumps(self.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":"))
+
+
+def _split_ignored(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    kept: dict[str, Any] = {}
+    ignored: dict[str, Any] = {}
+    for key, value in data.items():
+        snake = re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+        (ignored if snake in IGNORED_FIELDS else kept)[key] = value
+    return kept, ignored
+
+
+def parse_spec(data: Any, source: str = "") -> PipelineSpec:
+    """Validate a decoded spec; errors name every bad field path."""
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"invalid pipeline spec{source}: expected an object at the top level")
+    kept, ignored = _split_ignored(data)
+    try:
+        spec = PipelineSpec.model_validate(kept)
+    except ValidationError as exc:
+        raise InvalidArgument(describe_validation_error(
+            exc, "pipeline spec", source, "check the spelling against Pachyderm's pipeline spec")) from None
+    return spec.model_copy(update={"ignored": ignored})
+
+
+def load_spec(path: Path) -> list[PipelineSpec]:
+    """Read one or more specs from a JSON or YAML file (YAML may hold several documents)."""
+    return [parse_spec(d, f" in {path}") for d in load_documents(path, "pipeline spec")]

@@ -1,0 +1,278 @@
+"""Running one datum: lay out /pfs, run the code (with retries), ingest /pfs/out."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tusk.errors import TuskError
+from tusk.pipelines.datums import Datum
+from tusk.pipelines.runtimes import DockerRuntime, RunRequest, Runtime, image_note
+from tusk.pipelines.spec import PipelineSpec
+from tusk.storage.metadata import ModelManifestRow
+from tusk.versioning.context import Context
+from tusk.versioning.trees import EMPTY_TREE, Entry, MutableTree
+
+__all__ = ["DatumOutcome", "DatumWorker"]
+
+
+@dataclass
+class DatumOutcome:
+    state: str  # success | failed | recovered
+    output_tree: str | None
+    tries: int
+    log: str
+    error: str | None = None
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+class DatumWorker:
+    def __init__(self, ctx: Context, runtime: Runtime, scratch: Path) -> None:
+        self.ctx = ctx
+        self.runtime = runtime
+        self.scratch = scratch
+        # commit id → its model manifest, for the current job (a manifest built on demand later is seen next job)
+        self._manifests: dict[str, str | None] = {}
+        self._manifests_job: str | None = None
+
+    def run(self, job_id: str, datum: Datum, spec: PipelineSpec, code_dir: Path, roots: dict[str, str],
+            deadline: float | None) -> DatumOutcome:
+        if job_id != self._manifests_job:
+            self._manifests, self._manifests_job = {}, job_id
+        workdir = self.scratch / job_id / datum.id
+        shutil.rmtree(workdir, ignore_errors=True)
+        pfs = workdir / "pfs"
+        stats: dict[str, float] = {}
+        try:
+            t = time.monotonic()
+            lazy: list[tuple[Path, Entry, str]] = []
+            local, downloaded = self._materialize(datum, pfs, roots, lazy)
+            stats["download_seconds"], stats["download_bytes"] = time.monotonic() - t, downloaded
+            env = self._env(job_id, datum, spec)
+            working_dir = spec.transform.working_dir
+            logs: list[str] = []
+            runtime = self.runtime
+            if spec.transform.image and DockerRuntime.available():
+                runtime = DockerRuntime(getattr(self.runtime, "base_env", {}), spec.transform.image)
+            elif note := image_note(spec.transform.image):
+                logs.append(f"[tusk] {note}\n")
+            result = None
+            tries = 0
+            for tries in range(1, spec.datum_tries + 1):
+                shutil.rmtree(pfs / "out", ignore_errors=True)
+                (pfs / "out").mkdir(parents=True)
+                timeout = _remaining(spec.datum_timeout, deadline)
+                if timeout is not None and timeout <= 0:
+                    return DatumOutcome("failed", None, tries, "".join(logs), "job timed out", stats)
+                feeders = [_LazyFeeder(self.ctx, fifo, entry, name) for fifo, entry, name in lazy]  # fresh per try
+                try:
+                    result = runtime.run(RunRequest(
+                        cmd=spec.transform.cmd, stdin=spec.transform.stdin, env=env, pfs_dir=pfs,
+                        input_names=[i.name for i in datum.inputs], working_dir=working_dir, timeout=timeout,
+                        accept_return_code=spec.transform.accept_return_code, code_dir=code_dir,
+                        user=spec.transform.user,
+                    ))
+                finally:
+                    stats["download_bytes"] += sum(f.finish() for f in feeders)
+                stats["process_seconds"] = stats.get("process_seconds", 0.0) + result.seconds
+                logs.append(result.log)
+                if not result.ok:
+                    logs.append(f"[tusk] try {tries}/{spec.datum_tries} failed: {result.error}\n")
+                if result.ok:
+                    break
+            assert result is not None
+            if not result.ok:
+                if spec.transform.err_cmd:
+                    err = runtime.run(RunRequest(
+                        cmd=spec.transform.err_cmd, stdin=spec.transform.err_stdin, env=env, pfs_dir=pfs,
+                        input_names=[i.name for i in datum.inputs], working_dir=working_dir,
+                        timeout=_remaining(spec.datum_timeout, deadline), code_dir=code_dir,
+                        user=spec.transform.user))
+                    logs.append(err.log)
+                    if err.ok:
+                        logs.append("[tusk] err_cmd succeeded: datum recovered, its output is skipped\n")
+                        return DatumOutcome("recovered", None, tries, "".join(logs), result.error, stats)
+                return DatumOutcome("failed", None, tries, "".join(logs), result.error, stats)
+            t = time.monotonic()
+            tree, uploaded = self._ingest(pfs / "out", pfs, local)
+            stats["upload_seconds"], stats["upload_bytes"] = time.monotonic() - t, uploaded
+            shutil.rmtree(workdir, ignore_errors=True)
+            return DatumOutcome("success", tree, tries, "".join(logs), None, stats)
+        except TuskError as exc:
+            return DatumOutcome("failed", None, 0, "", str(exc), stats)
+
+    def _env(self, job_id: str, datum: Datum, spec: PipelineSpec) -> dict[str, str]:
+        env = dict(spec.transform.env) | {
+            "PACH_JOB_ID": job_id, "PACH_DATUM_ID": datum.id, "TUSK_JOB_ID": job_id, "TUSK_DATUM_ID": datum.id,
+            "PACH_OUTPUT_COMMIT_ID": job_id,
+        }
+        for i in datum.inputs:
+            path = f"/pfs/{i.name}{i.path if i.path != '/' else ''}"
+            env[i.name] = path
+            env[f"{i.name}_COMMIT"] = i.commit
+            env[f"TUSK_INPUT_{i.name}"] = path
+        return env
+
+    def _materialize(self, datum: Datum, pfs: Path, roots: dict[str, str], lazy: list[tuple[Path, Entry, str]]
+                     ) -> tuple[dict[str, Entry], int]:
+        """Write each datum input under pfs/<name>/<path>; return local path → entry (for symlinked outputs).
+
+        ``lazy`` inputs become named pipes fed on open, as in Pachyderm: bytes
+        a datum never reads are never fetched (such files read once, in order).
+        """
+        local: dict[str, Entry] = {}
+        total = 0
+        for inp in datum.inputs:
+            base = pfs / inp.name
+            base.mkdir(parents=True, exist_ok=True)
+            root = roots[inp.name]
+            for path, entry in self.ctx.trees.walk(root, inp.path):
+                target = base / path.lstrip("/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                local[os.path.realpath(target)] = entry
+                if inp.empty_files or entry.file is None:
+                    target.touch()
+                    continue
+                if inp.lazy:
+                    lazy.append((target, entry, f"{inp.repo}@{inp.commit}:{path}"))
+                    continue
+                with open(target, "wb") as fh:
+                    for data in self.ctx.content.iter_bytes(entry.file, f"{inp.repo}@{inp.commit}:{path}"):
+                        fh.write(data)
+                        total += len(data)
+            self._write_manifest(pfs, inp.name, inp.commit)
+        return local, total
+
+    def _write_manifest(self, pfs: Path, name: str, commit: str) -> None:
+        """An input that holds a model gets its manifest at /pfs/.tusk/manifests/<name>.json (for load_dir)."""
+        if commit not in self._manifests:
+            with self.ctx.db.read() as s:
+                row = s.get(ModelManifestRow, commit)
+                self._manifests[commit] = row.body if row is not None else None
+        body = self._manifests[commit]
+        if body is not None:
+            target = pfs / ".tusk" / "manifests" / f"{name}.json"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(body)
+
+    @staticmethod
+    def _put_link_or_file(tree: MutableTree, regular: list[tuple[str, Path]], rel: str, path: Path, real: str,
+                          local: dict[str, Entry]) -> None:
+        src = local.get(real)
+        if src is not None:
+            tree.put(rel, Entry(rel.rsplit("/", 1)[-1], src.kind, src.size, src.digest, src.file))
+        else:
+            regular.append((rel, Path(real)))
+
+    def _ingest(self, out: Path, pfs: Path, local: dict[str, Entry]) -> tuple[str, int]:
+        """Store /pfs/out as a tree. A symlink to an input file reuses that file's chunks: no bytes are copied.
+
+        What user code leaves in /pfs/out is data, not trusted: a link out of
+        /pfs, a dangling link, a link to a directory that holds the link (a
+        loop), or anything unreadable fails the datum with a message naming the
+        output path; it never escapes the datum or stalls the job.
+        """
+        try:
+            return self._ingest_tree(out, pfs, local)
+        except OSError as exc:
+            raise TuskError(f"cannot read the datum's output: {exc.strerror or exc} "
+                            f"({exc.filename or 'in /pfs/out'})") from None
+
+    def _ingest_tree(self, out: Path, pfs: Path, local: dict[str, Entry]) -> tuple[str, int]:
+        tree = MutableTree(self.ctx.trees, EMPTY_TREE)
+        regular: list[tuple[str, Path]] = []
+        for dirpath, dirnames, filenames in os.walk(out):
+            dirnames.sort()
+            for name in sorted(filenames) + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
+                path = Path(dirpath) / name
+                rel = "/" + path.relative_to(out).as_posix()
+                if not path.is_symlink():
+                    regular.append((rel, path))
+                    continue
+                real = _linked(path, pfs, rel)
+                if os.path.isdir(real):  # a link to a directory: its files, by reference where they are inputs
+                    if os.path.realpath(path.parent).startswith(real.rstrip(os.sep) + os.sep) or \
+                            os.path.realpath(path.parent) == real:
+                        raise TuskError(f"output {rel} is a symlink to {os.readlink(path)}, a directory that holds"
+                                        " the link itself: a loop")
+                    for sub_dir, _, sub_files in os.walk(real):
+                        for sub_name in sorted(sub_files):
+                            sub_path = Path(sub_dir) / sub_name
+                            sub_rel = f"{rel}/{sub_path.relative_to(real).as_posix()}"
+                            sub_real = _linked(sub_path, pfs, sub_rel) if sub_path.is_symlink() \
+                                else os.path.realpath(sub_path)
+                            if os.path.isfile(sub_real):
+                                self._put_link_or_file(tree, regular, sub_rel, sub_path, sub_real, local)
+                elif os.path.isfile(real):
+                    self._put_link_or_file(tree, regular, rel, path, real, local)
+                else:
+                    raise TuskError(f"output {rel} is a symlink to {os.readlink(path)}, which does not exist")
+        # loose objects, not a pack: they are in the store the moment the datum is recorded
+        nodes = [self.ctx.content.write_file(p) for _, p in regular]
+        uploaded = 0
+        for (rel, _), node in zip(regular, nodes, strict=True):
+            tree.put(rel, Entry(rel.rsplit("/", 1)[-1], "file", node.size, node.digest, node))
+            uploaded += node.size
+        return tree.finish()[0], uploaded
+
+
+def _linked(link: Path, pfs: Path, rel: str) -> str:
+    """Where an output symlink points, refused unless inside the datum's /pfs (inputs and other outputs)."""
+    real = _host_target(link, pfs)
+    if not real.startswith(os.path.realpath(pfs) + os.sep):
+        raise TuskError(f"output {rel} is a symlink to {os.readlink(link)}, outside /pfs: only inputs"
+                        " and other outputs can be linked")
+    return real
+
+
+def _host_target(link: Path, pfs: Path) -> str:
+    """Where a symlink made by user code points on this host: ``/pfs/...`` inside a sandbox is the datum's pfs."""
+    target = os.readlink(link)
+    if target == "/pfs" or target.startswith("/pfs/"):
+        target = str(pfs) + target[len("/pfs"):]
+    elif not os.path.isabs(target):
+        target = os.path.join(os.path.dirname(link), target)
+    return os.path.realpath(target)
+
+
+class _LazyFeeder:
+    """Streams one file into its named pipe when the user code opens it."""
+
+    def __init__(self, ctx: Context, fifo: Path, entry: Entry, name: str) -> None:
+        self.fifo, self.sent = fifo, 0
+        fifo.unlink(missing_ok=True)
+        os.mkfifo(fifo)
+        self._thread = threading.Thread(target=self._feed, args=(ctx, entry, name), daemon=True)
+        self._thread.start()
+
+    def _feed(self, ctx: Context, entry: Entry, name: str) -> None:
+        assert entry.file is not None
+        try:
+            with open(self.fifo, "wb") as pipe:  # blocks until a reader opens the pipe
+                for data in ctx.content.iter_bytes(entry.file, name):
+                    pipe.write(data)
+                    self.sent += len(data)
+        except (BrokenPipeError, OSError):
+            pass  # the reader stopped early; that is its right
+
+    def finish(self) -> int:
+        """Release a writer still waiting for a reader that never came; return bytes sent (idempotent)."""
+        if self._thread.is_alive():
+            try:
+                fd = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK)
+                os.close(fd)
+            except OSError:
+                pass
+            self._thread.join(timeout=5)
+        return self.sent
+
+
+def _remaining(datum_timeout: float | None, deadline: float | None) -> float | None:
+    left = None if deadline is None else deadline - time.monotonic()
+    if datum_timeout is None:
+        return left
+    return datum_timeout if left is None else min(datum_timeout, left)

@@ -1,0 +1,153 @@
+"""Services: the one core that the CLI, the SDK and the HTTP API share.
+
+The data core (repos, branches, commits, files, triggers) is built when the
+services open; pipelines, jobs, models, deployments and algorithms are built
+the first time something asks for them, so that a command such as
+``tusk repo list`` loads neither pydantic's pipeline spec nor numpy.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+from tusk.config import Settings
+from tusk.storage.content import ContentStore
+from tusk.storage.metadata import Database, DbChunkIndex
+from tusk.storage.objects import ObjectStore, open_object_store
+from tusk.versioning.branches import BranchService
+from tusk.versioning.commits import CommitService
+from tusk.versioning.context import Context
+from tusk.versioning.files import FileService
+from tusk.versioning.fsck import fsck
+from tusk.versioning.records import CommitInfo, FsckReport
+from tusk.versioning.repos import RepoService
+from tusk.versioning.trees import TreeStore
+from tusk.versioning.triggers import TriggerService
+
+if TYPE_CHECKING:
+    from tusk.models.registry import ModelService
+    from tusk.pipelines.cron import CronService
+    from tusk.pipelines.jobs import JobService
+    from tusk.pipelines.registry import PipelineService
+    from tusk.pipelines.runtimes import ConfiguredRuntime
+    from tusk.serving.algorithms import AlgorithmService
+    from tusk.serving.deployments import DeploymentService
+
+__all__ = ["Services"]
+
+T = TypeVar("T")
+
+
+class _built(Generic[T]):
+    """A service built on first use, once, under the services' lock (threads of a server race for it)."""
+
+    def __init__(self, build: Callable[[Services], T]) -> None:
+        self.build = build
+        self.name = build.__name__
+
+    @overload
+    def __get__(self, obj: None, owner: Any) -> _built[T]: ...
+    @overload
+    def __get__(self, obj: Services, owner: Any) -> T: ...
+    def __get__(self, obj: Services | None, owner: Any) -> T | _built[T]:
+        if obj is None:
+            return self
+        with obj._lock:
+            if self.name not in obj.__dict__:
+                obj.__dict__[self.name] = self.build(obj)
+            value: T = obj.__dict__[self.name]
+            return value
+
+
+class Services:
+    def __init__(self, settings: Settings, ctx: Context) -> None:
+        self._lock = threading.RLock()
+        self.settings = settings
+        self.ctx = ctx
+        self.commits = CommitService(ctx)
+        self.repos = RepoService(ctx)
+        self.branches = BranchService(ctx, self.commits)
+        self.triggers = TriggerService(ctx, self.branches)
+        self.files = FileService(ctx, self.commits)
+        self.commits.listeners.append(self._on_commit)
+
+    def _on_commit(self, commit: CommitInfo, moved: bool) -> None:
+        self.models.on_commit(commit, moved)  # first: a model commit has its manifest before jobs read it
+        self.triggers.on_commit(commit, moved)
+        self.jobs.on_commit(commit, moved)
+
+    @classmethod
+    def open(cls, settings: Settings, objects: ObjectStore | None = None) -> Services:
+        db = Database(settings.database_url)
+        db.migrate()
+        if objects is None:
+            objects = open_object_store(settings.objects_url, settings.s3_endpoint_url)
+        ctx = Context(db=db, objects=objects, content=ContentStore(objects, DbChunkIndex(db)), trees=TreeStore(objects),
+                      default_user=settings.user)
+        return cls(settings, ctx)
+
+    @_built
+    def runtime(self) -> ConfiguredRuntime:
+        from tusk.pipelines.runtimes import ConfiguredRuntime
+
+        return ConfiguredRuntime(self.settings.runtime, self.settings.extra, self.settings.datum_limits)
+
+    @property
+    def runtime_note(self) -> str | None:
+        """Why pipelines do not run sandboxed here, if they do not (probes on first use)."""
+        return self.runtime.note
+
+    @_built
+    def pipelines(self) -> PipelineService:
+        from tusk.pipelines.registry import PipelineService
+
+        return PipelineService(self.ctx, self.repos)
+
+    @_built
+    def jobs(self) -> JobService:
+        from tusk.pipelines.jobs import JobService
+
+        jobs = JobService(self.ctx, self.commits, self.pipelines, self.runtime, self.settings.home / "scratch")
+        if self.settings.dask_address:
+            from tusk.pipelines.executors import DaskExecutor
+
+            jobs.executor = DaskExecutor(self.settings)
+        return jobs
+
+    @_built
+    def cron(self) -> CronService:
+        from tusk.pipelines.cron import CronService
+
+        return CronService(self.ctx, self.commits, self.files, self.pipelines)
+
+    @_built
+    def models(self) -> ModelService:
+        from tusk.models.registry import ModelService
+
+        return ModelService(self.ctx, self.commits, self.branches)
+
+    @_built
+    def deployments(self) -> DeploymentService:
+        from tusk.serving.deployments import DeploymentService
+
+        return DeploymentService(self.ctx, self.models)
+
+    @_built
+    def algorithms(self) -> AlgorithmService:
+        from tusk.serving.algorithms import AlgorithmService
+
+        return AlgorithmService(self.ctx, self.commits, self.repos, self.files, self.models,
+                                self.settings.home / "scratch", dict(self.settings.extra), self.settings.datum_limits)
+
+    def fsck(self, verify_chunks: bool = True, repair: bool = False) -> FsckReport:
+        return fsck(self.ctx, verify_chunks, repair)
+
+    def close(self) -> None:
+        if "algorithms" in self.__dict__:  # only what was built needs closing
+            self.algorithms.close()
+        if "jobs" in self.__dict__:
+            self.jobs.executor.close()
+        self.ctx.content.close()
+        self.ctx.db.dispose()

@@ -1,0 +1,557 @@
+"""The serving HTTP app: Open Inference Protocol V2, MLflow-style ``/invocations``, ``/metrics``, algorithms.
+
+Endpoints (OIP V2 REST, as specified)::
+
+    GET  /v2/health/live            GET  /v2/health/ready           GET  /v2
+    GET  /v2/models/{m}[/versions/{v}]            GET  .../ready
+    POST /v2/models/{m}[/versions/{v}]/infer
+
+A model name ``m`` is a deployment; a version ``v`` is a predictor's name or
+the model commit it serves (8+ characters), which bypasses the traffic split.
+Also: ``POST /invocations`` (MLflow: dataframe_split, dataframe_records,
+instances, inputs, or CSV), ``GET /metrics`` (Prometheus) and
+``POST /v1/algo/{owner}/{name}[/{version}]``.
+
+Every inference response names what answered it, in headers
+(``X-Tusk-Model-Commit``, ``X-Tusk-Model-Repo``, ``X-Tusk-Predictor``,
+``X-Tusk-Global-Id``, ``X-Tusk-Deployment-Revision``) and in the OIP
+``model_version``. Errors are ``{"error": message}`` with a 4xx status for
+anything the client can fix; a malformed payload is never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import numpy as np
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+import tusk
+from tusk.errors import InputError, NotReady, TuskError
+from tusk.services import Services
+from tusk.serving.detectors import Detection
+from tusk.serving.live import LiveDeployment, Predictor, ServingState
+from tusk.serving.metrics import CONTENT_TYPE, METRICS, render, visible
+from tusk.serving.routing import choose, cookie_name
+from tusk.serving.tensors import (
+    Rows,
+    columns_from_records,
+    datatype_of,
+    decode_inputs,
+    encode_output,
+    rows_from_json,
+)
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("tusk.serving")
+
+_OUTPUTS = ("predict", "predict_proba")
+_SHADOW_BACKLOG = 256  # queued shadow copies beyond this are dropped (and counted), never waited for
+
+
+def _default(value: Any) -> Any:
+    tolist = getattr(value, "tolist", None)  # numpy arrays of objects (string labels), numpy scalars
+    if callable(tolist):
+        return tolist()
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body, default=_default, option=orjson.OPT_SERIALIZE_NUMPY), status, headers,
+                    media_type="application/json")
+
+
+def _error(exc: BaseException) -> Response:
+    if isinstance(exc, TuskError):
+        status = exc.http_status
+        body: dict[str, Any] = {"error": exc.message}
+    else:
+        log.exception("unexpected error while serving")
+        status, body = 500, {"error": f"internal error: {type(exc).__name__}: {exc}"}
+    return _json(body, status)
+
+
+def _authorize(request: Request, resource: str) -> None:
+    """With auth on (the API server puts the caller in the scope), the caller must be a reader of the
+    deployment or algorithm; serving alone (no caller) is open, as before."""
+    caller = request.scope.get("tusk_caller")
+    if caller is not None:
+        caller.require(resource, "reader")
+
+
+def _algorithm_rights(request: Request) -> Callable[[str, str, str | None], None] | None:
+    """What an algorithm call may do: nested calls with the caller's rights, its model with its publisher's."""
+    caller = request.scope.get("tusk_caller")
+    if caller is None:
+        return None
+
+    def check(resource: str, role: str, user: str | None) -> None:
+        if user is None:
+            caller.require(resource, role)
+        elif caller.state.auth:
+            caller.state.roles.check(user, resource, role)
+
+    return check
+
+
+def _may_read(request: Request) -> Callable[[str], bool]:
+    """Whether the caller may read a deployment or algorithm (always, when serving alone with no caller)."""
+    caller = request.scope.get("tusk_caller")
+    if caller is None:
+        return lambda resource: True
+    return lambda resource: bool(caller.can(resource, "reader"))
+
+
+async def _body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"the request body is not valid JSON: {exc}") from None
+
+
+class Handlers:
+    def __init__(self, state: ServingState) -> None:
+        self.state = state
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- health and metadata -------------------------------------------------
+    async def live(self, request: Request) -> Response:
+        return _json({"live": True})
+
+    async def ready(self, request: Request) -> Response:
+        if self.state.ready:
+            return _json({"ready": True})
+        may_read = _may_read(request)  # an open route: only deployments the caller may read are named
+        loading = [d for d in self.state.deployments.values() if not d.ready]
+        waiting = {d.name: [f"{p.name}: {p.error or 'loading'}" for p in d.predictors.values() if p.served is None]
+                   for d in loading if may_read(f"deployment/{d.name}")}
+        if len(waiting) < len(loading):
+            waiting["(others)"] = [f"{len(loading) - len(waiting)} deployment(s) you may not read"]
+        return _json({"ready": False, "waiting": waiting if self.state.started.is_set() else "starting"}, 400)
+
+    async def server_metadata(self, request: Request) -> Response:
+        return _json({"name": "tusk", "version": tusk.__version__,
+                      "extensions": ["tusk_invocations", "tusk_algorithms", "tusk_metrics"]})
+
+    async def model_metadata(self, request: Request) -> Response:
+        try:
+            _authorize(request, f"deployment/{request.path_params['model']}")
+            dep = self.state.get(request.path_params["model"])
+            version = request.path_params.get("version")
+            predictors = [dep.by_version(version)] if version else list(dep.predictors.values())
+            return _json(_metadata(dep, predictors))
+        except Exception as exc:
+            return _error(exc)
+
+    async def model_ready(self, request: Request) -> Response:
+        try:
+            _authorize(request, f"deployment/{request.path_params['model']}")
+            dep = self.state.get(request.path_params["model"])
+            version = request.path_params.get("version")
+            ok = dep.by_version(version).served is not None if version else dep.ready
+        except Exception as exc:
+            return _error(exc)
+        return _json({"name": dep.name, "ready": ok}, 200 if ok else 400)
+
+    async def metrics(self, request: Request) -> Response:
+        """Prometheus text; with auth on (a token is needed), only the deployments and algorithms the caller
+        may read."""
+        text = render()
+        if request.scope.get("tusk_caller") is not None:
+            text = await asyncio.to_thread(visible, text, _may_read(request))
+        return Response(text, media_type=CONTENT_TYPE)
+
+    # -- inference -------------------------------------------------------------
+    def _route(self, dep: LiveDeployment, request: Request, version: str | None) -> tuple[Predictor, bool]:
+        """The predictor for this request, and whether to (re)set the sticky cookie."""
+        if version:
+            return dep.by_version(version), False
+        pinned = request.cookies.get(cookie_name(dep.name)) if dep.spec.sticky else None
+        key = request.headers.get("x-tusk-route-key") if dep.spec.sticky else None
+        name = choose(dep.weights, draw=random.random(), key=key, pinned=pinned)
+        return dep.predictors[name], dep.spec.sticky and pinned != name and not key
+
+    async def infer(self, request: Request) -> Response:
+        started = time.perf_counter()
+        dep: LiveDeployment | None = None
+        predictor: Predictor | None = None
+        try:
+            _authorize(request, f"deployment/{request.path_params['model']}")
+            dep = self.state.get(request.path_params["model"])
+            body = await _body(request)
+            if not isinstance(body, dict):
+                raise InputError("the request body must be a JSON object with inputs")
+            rows = decode_inputs(body.get("inputs"))
+            want = _wanted(body.get("outputs"))
+            params = body.get("parameters") or {}
+            if not isinstance(params, dict):
+                raise InputError("parameters must be an object")
+            predictor, set_cookie = self._route(dep, request, request.path_params.get("version"))
+            result, served, ignored = await self._predict(dep, predictor, rows, want)
+            detection = await self._detect(dep, served, rows, inline=bool(params.get("detect")))
+            request_id = body.get("id")
+            response: dict[str, Any] = {
+                "model_name": dep.name, "model_version": served.commit,
+                "outputs": [encode_output(name, result.outputs[name]) for name in want],
+                "parameters": {"predictor": predictor.name, "model_repo": served.repo,
+                               "global_id": served.global_id},
+            }
+            if request_id is not None:
+                response["id"] = request_id
+            if ignored:
+                response["parameters"]["ignored_inputs"] = ignored
+            if detection is not None:
+                response["parameters"].update(_detection(detection))
+            return self._answer(response, dep, predictor, served, set_cookie, rows, want, result.outputs, "v2",
+                                started, body)
+        except Exception as exc:
+            return self._failed(dep, predictor, exc, "v2")
+
+    async def invocations(self, request: Request) -> Response:
+        """MLflow scoring protocol: ``{"predictions": [...]}``."""
+        started = time.perf_counter()
+        dep: LiveDeployment | None = None
+        predictor: Predictor | None = None
+        try:
+            dep = self._invocation_target(request)
+            _authorize(request, f"deployment/{dep.spec.name}")
+            rows = await _invocation_rows(request)
+            predictor, set_cookie = self._route(dep, request, None)
+            want = ("predict",)
+            result, served, _ = await self._predict(dep, predictor, rows, want)
+            await self._detect(dep, served, rows, inline=False)
+            return self._answer({"predictions": result.outputs["predict"]}, dep, predictor, served, set_cookie, rows,
+                                want, result.outputs, "invocations", started, None)
+        except Exception as exc:
+            return self._failed(dep, predictor, exc, "invocations")
+
+    def _invocation_target(self, request: Request) -> LiveDeployment:
+        name = request.path_params.get("model") or request.headers.get("x-tusk-deployment")
+        if name:
+            return self.state.get(name)
+        if len(self.state.deployments) == 1:
+            return next(iter(self.state.deployments.values()))
+        raise InputError("several deployments are served here: name one with the X-Tusk-Deployment header or "
+                         "POST /deployments/{name}/invocations")
+
+    async def _predict(self, dep: LiveDeployment, predictor: Predictor, rows: Rows,
+                       want: tuple[str, ...]) -> tuple[Any, Any, list[str]]:
+        """(batch output, the Served model that answered, input columns the model does not use)."""
+        served = predictor.current()
+        ignored = rows.check(served.feature_names, served.n_features)
+        result = await predictor.batcher.submit(rows, frozenset(want))
+        return result, result.served_by, ignored
+
+    async def _detect(self, dep: LiveDeployment, served: Any, rows: Rows, inline: bool) -> Detection | None:
+        detectors = dep.detectors
+        if detectors is None:
+            if inline and dep.detector_error:
+                raise NotReady(dep.detector_error)
+            return None
+        def observe() -> Detection:  # on the detector thread, DataFrame included: nothing here blocks the loop
+            detection, report = detectors.observe(rows.frame(served.feature_names or detectors.features))
+            if detection.outlier is not None:
+                served.metric("scored").inc(len(detection.outlier))
+                served.metric("outliers").inc(sum(detection.outlier))
+            if report is not None:
+                METRICS.drift_tests.labels(dep.name).inc()
+                METRICS.drift.labels(dep.name).set(1 if report.drift else 0)
+                for feature, p in report.p_values.items():
+                    METRICS.drift_p.labels(dep.name, feature).set(p)
+            return detection
+
+        future = asyncio.get_running_loop().run_in_executor(self.state.detector_pool, observe)
+        if inline:
+            return await future
+        future.add_done_callback(_log_failure)
+        return None
+
+    def _answer(self, doc: dict[str, Any], dep: LiveDeployment, predictor: Predictor, served: Any, set_cookie: bool,
+                rows: Rows, want: tuple[str, ...], outputs: dict[str, Any], protocol: str, started: float,
+                body: Any) -> Response:
+        """The response with provenance headers (and the sticky cookie); then metrics, log and shadow copy."""
+        out = _json(doc, headers=_headers(dep, predictor, served))
+        if set_cookie:
+            out.set_cookie(cookie_name(dep.name), predictor.name, httponly=True, samesite="lax")
+        self._after(dep, predictor, served, rows, want, outputs, protocol, started, body)
+        return out
+
+    def _after(self, dep: LiveDeployment, predictor: Predictor, served: Any, rows: Rows, want: tuple[str, ...],
+               outputs: dict[str, Any], protocol: str, started: float, body: Any) -> None:
+        """Metrics, the request log and the shadow copy: all after the answer is ready, none awaited."""
+        elapsed = time.perf_counter() - started
+        served.metric("requests", protocol, "200").inc()
+        served.metric("latency").observe(elapsed)
+        served.metric("rows").inc(rows.n)
+        if dep.log is not None:
+            record = _log_record(dep, predictor, served, protocol, elapsed, rows, outputs, want)
+            record["id"] = body.get("id") if isinstance(body, dict) else None
+            dep.log.record(record)
+        shadow = dep.shadow
+        if shadow is not None:
+            if shadow.batcher.pending >= _SHADOW_BACKLOG or shadow.served is None:
+                METRICS.shadow.labels(dep.name, shadow.name, "", "dropped").inc()
+            else:
+                self._spawn(self._shadow(dep, shadow, rows, want, protocol))
+
+    async def _shadow(self, dep: LiveDeployment, shadow: Predictor, rows: Rows, want: tuple[str, ...],
+                      protocol: str) -> None:
+        started = time.perf_counter()
+        try:
+            result, served, _ = await self._predict(dep, shadow, rows, want)
+        except Exception as exc:
+            version = shadow.served.commit if shadow.served else ""
+            METRICS.shadow.labels(dep.name, shadow.name, version, "error").inc()
+            if dep.log is not None:
+                dep.log.record({"ts": time.time(), "deployment": dep.name, "revision": dep.revision,
+                                "predictor": shadow.name, "shadow": True, "protocol": protocol,
+                                "error": str(exc), "inputs": rows})
+            return
+        served.metric("shadow", "ok").inc()
+        if dep.log is not None:
+            dep.log.record(_log_record(dep, shadow, served, protocol, time.perf_counter() - started, rows,
+                                       result.outputs, want))
+
+    @staticmethod
+    def _failed(dep: LiveDeployment | None, predictor: Predictor | None, exc: BaseException,
+                protocol: str) -> Response:
+        """Count the failure against what was chosen so far, and answer ``{"error": ...}``."""
+        response = _error(exc)
+        name = dep.name if dep else ""
+        pname = predictor.name if predictor else ""
+        version = predictor.served.commit if predictor and predictor.served else ""
+        METRICS.errors.labels(name, pname, version, type(exc).__name__).inc()
+        METRICS.requests.labels(name, pname, version, protocol, str(response.status_code)).inc()
+        return response
+
+    # -- algorithms ------------------------------------------------------------
+    async def algo(self, request: Request) -> Response:
+        p = request.path_params
+        ref = f"{p['owner']}/{p['name']}" + (f"/{p['version']}" if p.get("version") else "")
+        outcome = "ok"
+        try:
+            _authorize(request, f"algorithm/{p['owner']}/{p['name']}")
+            data: Any = await request.body()
+            ctype = request.headers.get("content-type", "application/json").split(";")[0].strip()
+            if ctype == "application/json":
+                data = orjson.loads(data) if data else None
+            elif ctype.startswith("text/"):
+                data = data.decode()
+            response = await asyncio.to_thread(self.state.services.algorithms.call, ref, data, None, 0,
+                                               _algorithm_rights(request))
+            result = response.result
+            meta = dict(response.metadata, content_type="json")
+            if isinstance(result, bytes):
+                result, meta["content_type"] = base64.b64encode(result).decode(), "binary"
+            elif isinstance(result, str):
+                meta["content_type"] = "text"
+            return _json({"result": result, "metadata": meta})
+        except orjson.JSONDecodeError as exc:
+            outcome = "InputError"
+            return _json({"error": {"message": f"the request body is not valid JSON: {exc}",
+                                    "error_type": "InputError"}}, 400)
+        except Exception as exc:
+            outcome = type(exc).__name__
+            status = exc.http_status if isinstance(exc, TuskError) else 500
+            err: dict[str, Any] = {"message": str(exc), "error_type": type(exc).__name__}
+            if getattr(exc, "stacktrace", None):
+                err["stacktrace"] = exc.stacktrace  # type: ignore[attr-defined]
+            return _json({"error": err}, status)
+        finally:
+            METRICS.algo_calls.labels(f"{p['owner']}/{p['name']}", p.get("version") or "latest", outcome).inc()
+
+
+def _log_record(dep: LiveDeployment, predictor: Predictor, served: Any, protocol: str, elapsed: float, rows: Rows,
+                outputs: dict[str, Any], want: tuple[str, ...]) -> dict[str, Any]:
+    """What the request log keeps of one answer (main or shadow): who answered, with which model, and the data."""
+    return {"ts": time.time(), "deployment": dep.name, "revision": dep.revision, "predictor": predictor.name,
+            "model_repo": served.repo, "model_commit": served.commit, "model_branch": predictor.follows or "",
+            "global_id": served.global_id, "protocol": protocol, "shadow": predictor is dep.shadow,
+            "latency_ms": round(elapsed * 1000, 3), "inputs": rows, "outputs": {k: outputs[k] for k in want}}
+
+
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("detector failed: %s", future.exception())
+
+
+def _wanted(outputs: Any) -> tuple[str, ...]:
+    if outputs is None:
+        return ("predict",)
+    if not isinstance(outputs, list) or not outputs:
+        raise InputError("outputs must be a non-empty list of {\"name\": ...}")
+    names = []
+    for i, o in enumerate(outputs):
+        name = o.get("name") if isinstance(o, dict) else None
+        if name not in _OUTPUTS:
+            raise InputError(f"outputs[{i}]: unknown output {name!r}; this model has {', '.join(_OUTPUTS)}")
+        names.append(name)
+    return tuple(names)
+
+
+def _headers(dep: LiveDeployment, predictor: Predictor, served: Any) -> dict[str, str]:
+    return {"x-tusk-deployment-revision": str(dep.revision), "x-tusk-predictor": predictor.name,
+            "x-tusk-model-repo": served.repo, "x-tusk-model-commit": served.commit,
+            "x-tusk-global-id": served.global_id}
+
+
+def _detection(d: Detection) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if d.outlier is not None:
+        out["outlier"] = d.outlier
+        out["outlier_score"] = d.outlier_score
+    if d.drift is not None:
+        out["drift"] = {"detected": d.drift.drift, "p_values": d.drift.p_values, "threshold": d.drift.threshold,
+                        "window": d.drift.window}
+    return out
+
+
+def _metadata(dep: LiveDeployment, predictors: list[Predictor]) -> dict[str, Any]:
+    served = next((p.served for p in predictors if p.served is not None), None)
+    inputs: list[dict[str, Any]] = []
+    outputs: list[dict[str, Any]] = []
+    if served is not None:
+        inputs = _input_tensors(served)
+        impl = served.model.impl
+        classes = getattr(impl, "classes_", None)  # a classifier's labels; a regressor predicts floats
+        label_type = datatype_of(np.asarray(classes)) if classes is not None else "FP64"
+        outputs.append({"name": "predict", "datatype": label_type, "shape": [-1]})
+        if hasattr(impl, "predict_proba"):
+            outputs.append({"name": "predict_proba", "datatype": "FP64",
+                            "shape": [-1, len(classes) if classes is not None else -1]})
+    return {
+        "name": dep.name,
+        "versions": [p.served.commit for p in predictors if p.served is not None],
+        "platform": f"tusk-{served.model.flavor}" if served else "tusk",
+        "inputs": inputs,
+        "outputs": outputs,
+        "parameters": {"revision": dep.revision,
+                       "predictors": [{"name": p.name, "model": p.spec.model, "weight": p.spec.weight,
+                                       "commit": p.served.commit if p.served else None, "error": p.error}
+                                      for p in predictors],
+                       "shadow": dep.shadow.spec.model if dep.shadow else None},
+    }
+
+
+def _input_tensors(served: Any) -> list[dict[str, Any]]:
+    """Input tensors: one per named feature (typed from the model's column transformer when it has one)."""
+    if served.feature_names is None:
+        return [{"name": "input-0", "datatype": "FP64", "shape": [-1, served.n_features or -1]}]
+    types = _feature_types(served.model.impl)
+    return [{"name": f, "datatype": types.get(f, "FP64"), "shape": [-1]} for f in served.feature_names]
+
+
+def _feature_types(impl: Any) -> dict[str, str]:
+    """BYTES for columns an sklearn ColumnTransformer one-hot/ordinal-encodes with string categories."""
+    steps = [impl, *getattr(impl, "named_steps", {}).values()]
+    out: dict[str, str] = {}
+    for step in steps:
+        for _, transformer, columns in getattr(step, "transformers_", []):
+            inner = getattr(transformer, "steps", [(None, transformer)])[-1][1]
+            categories = getattr(inner, "categories_", None)
+            if categories is None or not isinstance(columns, list):
+                continue
+            for column, cats in zip(columns, categories, strict=False):
+                if getattr(cats, "dtype", None) is not None and cats.dtype.kind in "OUS":
+                    out[str(column)] = "BYTES"
+    return out
+
+
+async def _invocation_rows(request: Request) -> Rows:
+    ctype = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    if ctype == "text/csv":
+        from tusk.models.inputs import read_rows
+
+        frame = read_rows(await request.body(), "request.csv")
+        if isinstance(frame, list):
+            return rows_from_json(frame, "CSV")
+        return columns_from_records(list(frame.columns), frame.to_numpy().tolist())
+    body = await _body(request)
+    if not isinstance(body, dict) or (len(body) != 1 and not ({"dataframe_split", "params"} >= set(body)
+                                                            or {"dataframe_records", "params"} >= set(body)
+                                                            or {"instances", "params"} >= set(body)
+                                                            or {"inputs", "params"} >= set(body))):
+        raise InputError("the body must have exactly one of dataframe_split, dataframe_records, instances, inputs")
+    if "dataframe_split" in body:
+        split = body["dataframe_split"]
+        if not isinstance(split, dict) or not isinstance(split.get("columns"), list) \
+                or not isinstance(split.get("data"), list):
+            raise InputError("dataframe_split needs columns (a list of names) and data (a list of rows)")
+        return columns_from_records(split["columns"], split["data"])
+    for key in ("dataframe_records", "instances", "inputs"):
+        if key in body:
+            return rows_from_json(body[key], key)
+    raise InputError("the body must have one of dataframe_split, dataframe_records, instances, inputs")
+
+
+def create_app(services: Services, deployments: list[str] | None = None, poll: float = 1.0,
+               request_logging: bool = True, close_services: bool = False) -> Starlette:
+    """The serving app. Startup loads every deployment's models (verified) before the first request; later
+    deployments and branch moves are loaded by a watcher thread, and ``/v2/health/ready`` says whether every
+    predictor has a model."""
+    state = ServingState(services, deployments, poll, request_logging)
+    h = Handlers(state)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await asyncio.to_thread(state.start, asyncio.get_running_loop())
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(state.stop)
+            for dep in state.deployments.values():
+                for p in dep.all_predictors():
+                    await p.batcher.close()
+            if close_services:
+                services.close()
+
+    routes: list[Route] = []
+
+    def add(path: str, endpoint: Callable[[Request], Awaitable[Response]], methods: list[str]) -> None:
+        routes.append(Route(path, endpoint, methods=methods))
+
+    add("/v2/health/live", h.live, ["GET"])
+    add("/v2/health/ready", h.ready, ["GET"])
+    add("/v2", h.server_metadata, ["GET"])
+    add("/v2/models/{model}", h.model_metadata, ["GET"])
+    add("/v2/models/{model}/versions/{version}", h.model_metadata, ["GET"])
+    add("/v2/models/{model}/ready", h.model_ready, ["GET"])
+    add("/v2/models/{model}/versions/{version}/ready", h.model_ready, ["GET"])
+    add("/v2/models/{model}/infer", h.infer, ["POST"])
+    add("/v2/models/{model}/versions/{version}/infer", h.infer, ["POST"])
+    add("/invocations", h.invocations, ["POST"])
+    add("/deployments/{model}/invocations", h.invocations, ["POST"])
+    add("/metrics", h.metrics, ["GET"])
+    add("/v1/algo/{owner}/{name}", h.algo, ["POST"])
+    add("/v1/algo/{owner}/{name}/{version}", h.algo, ["POST"])
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.serving = state
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return _json({"error": f"no such endpoint: {request.method} {request.url.path}"}, 404)
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return _json({"error": f"{request.method} is not allowed on {request.url.path}"}, 405)
+
+    app.add_exception_handler(404, not_found)
+    app.add_exception_handler(405, not_allowed)
+    return app
+

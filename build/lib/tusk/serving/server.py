@@ -1,0 +1,126 @@
+"""``tusk server``: the REST API, the scheduler and the deployments, under uvicorn, in one or several processes.
+
+Workers share the listening socket; each loads the models itself (verified
+against their manifests) and follows branch moves on its own, so one slow load
+never stalls the others. SIGTERM or Ctrl-C is a graceful shutdown: stop
+accepting, finish in-flight requests, commit the request logs, exit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.applications import Starlette
+
+from tusk.config import Settings
+
+__all__ = ["ServeOptions", "app_from_env", "serve", "serve_in_thread"]
+
+_OPTIONS_ENV = "TUSK_SERVE_OPTIONS"  # internal: how the parent hands its options to spawned workers
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    deployments: tuple[str, ...] = ()  # empty: every deployment
+    poll: float = 1.0  # seconds between checks for moved branches and new deployment revisions
+    request_logging: bool = True
+    log_level: str = "info"
+    graceful_seconds: float = 30.0
+    log_format: str = "text"  # text | json (structured: one object per line)
+    auth: bool = False  # require API tokens (off by default on loopback, on by default elsewhere)
+    scheduler: bool = True  # run triggered jobs and cron ticks in this server
+    allow_unsandboxed: bool = False  # with auth on, run user code without a sandbox all the same (an admin's call)
+
+
+def _app(settings: Settings, options: ServeOptions) -> Starlette:
+    from tusk.api import create_app
+    from tusk.services import Services
+
+    return create_app(Services.open(settings), auth=options.auth, scheduler=options.scheduler,
+                      deployments=list(options.deployments) or None, poll=options.poll,
+                      request_logging=options.request_logging, close_services=True)
+
+
+def app_from_env() -> Starlette:
+    """The app of one spawned worker (uvicorn calls this in each)."""
+    raw = json.loads(os.environ[_OPTIONS_ENV])
+    raw["deployments"] = tuple(raw["deployments"])
+    return _app(Settings.from_env(), ServeOptions(**raw))
+
+
+def require_sandbox(settings: Settings, options: ServeOptions) -> None:
+    """With auth on, a server runs other users' code: refuse to start without a sandbox, unless allowed."""
+    if not options.auth or options.allow_unsandboxed:
+        return
+    from tusk.errors import InvalidArgument
+    from tusk.pipelines.runtimes import ConfiguredRuntime
+
+    runtime = ConfiguredRuntime(settings.runtime, settings.extra, settings.datum_limits)
+    if runtime.name == "local":
+        raise InvalidArgument("auth is on, so this server runs other users' code, but pipelines would run "
+                              f"without a sandbox ({runtime.note or 'TUSK_RUNTIME=local'}); install bubblewrap, "
+                              "or pass --allow-unsandboxed (TUSK_ALLOW_UNSANDBOXED=1) to accept the risk")
+
+
+def serve(settings: Settings, options: ServeOptions) -> None:
+    import uvicorn
+
+    from tusk.logs import log_config
+
+    require_sandbox(settings, options)
+    common = {"host": options.host, "port": options.port, "log_level": options.log_level,
+              "timeout_graceful_shutdown": int(options.graceful_seconds), "access_log": False,
+              "log_config": log_config(options.log_format, options.log_level)}
+    if options.workers <= 1:
+        # uvicorn re-raises SIGTERM/SIGINT once it has shut down gracefully; with this handler in place the
+        # re-raised signal ends the process with status 0, as a clean stop should (and as --workers N does)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        uvicorn.run(_app(settings, options), **common)  # type: ignore[arg-type]
+        return
+    # Spawned workers rebuild Settings from the environment, and sum their metrics through a shared directory.
+    os.environ.update({"TUSK_HOME": str(settings.home), "TUSK_DATABASE_URL": settings.database_url,
+                       "TUSK_OBJECTS_URL": settings.objects_url, "TUSK_USER": settings.user})
+    if settings.s3_endpoint_url:
+        os.environ["TUSK_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+    metrics_dir = Path(tempfile.mkdtemp(prefix="tusk-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    opts = dict(options.__dict__, deployments=list(options.deployments))
+    os.environ[_OPTIONS_ENV] = json.dumps(opts)
+    uvicorn.run("tusk.serving.server:app_from_env", factory=True, workers=options.workers,
+                **common)  # type: ignore[arg-type]
+
+
+@contextmanager
+def serve_in_thread(app: Starlette, host: str = "127.0.0.1", port: int = 0, timeout: float = 120.0
+                    ) -> Iterator[str]:
+    """Run an app under uvicorn in a background thread (port 0: any free one); yields its base URL once it
+    accepts requests, and shuts it down gracefully on exit. For notebooks, the demo and tests."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name="tusk-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the server did not start")
+        time.sleep(0.02)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{host}:{bound}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)

@@ -1,0 +1,448 @@
+"""File content as content-defined chunks keyed by BLAKE3.
+
+A file is a list of chunks. Chunk boundaries come from FastCDC, so an insertion
+in the middle of a large file changes only the chunks around it. A file's digest
+is the hash of its chunk list (``tusk-file:v1``), which is a function of the
+bytes alone: appends re-chunk from the last boundary, so a file built by
+appends has the same chunks (and digest) as the same bytes put at once.
+
+Repair. A put dedups a chunk whose object already exists, so a corrupt object
+would never be rewritten by putting the same bytes again. Hashing the stored
+object on every dedup hit would double the cost of every re-put, so instead:
+
+- a dedup hit checks the stored object's *size* (``ObjectStore.size``: the same
+  stat or HEAD the existence check cost), which catches truncated or padded
+  objects for free;
+- a chunk proven bad by a read (or by ``fsck``) is *flagged*: a small marker
+  object ``suspect/<digest>``, so every process (a CLI put after a failed CLI
+  get, a server) knows it. A put of a flagged chunk rewrites it (loose) without
+  trusting what is stored, then clears the flag;
+- a flagged *packed* chunk cannot be rewritten in place (its pack holds other
+  files), so its bytes are written as the loose chunk, and a read whose packed
+  copy fails verification falls back to that loose copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import struct
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+import blake3
+import pyfastcdc
+
+from tusk.errors import ObjectCorrupt, ObjectMissing, TuskError
+from tusk.ids import Digest
+from tusk.storage.objects import ObjectStore
+
+__all__ = ["AVG_CHUNK", "PACK_TARGET", "SUSPECT_PREFIX", "ChunkIndex", "ChunkRef", "ContentStore", "FileNode",
+           "chunk_key", "pack_key"]
+
+AVG_CHUNK = 512 * 1024
+SUSPECT_PREFIX = "suspect/"
+_SUSPECT_TTL = 5.0  # seconds a process trusts its copy of the flags written by other processes
+_FILE_TAG = b"tusk-file:v1\n"
+_IN_FLIGHT = 16
+PACK_TARGET = 8 << 20  # seal a pack of small files at this size
+_SMALL_BATCH = 512
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRef:
+    """A chunk: its hash and size, and where it lives when packed.
+
+    Location does not take part in equality: the same bytes are the same
+    chunk wherever they are stored.
+    """
+
+    digest: Digest
+    size: int
+    pack: str | None = field(default=None, compare=False)
+    offset: int = field(default=0, compare=False)
+
+
+class ChunkIndex(Protocol):
+    """Where packed chunks live, shared by every writer (the metadata database)."""
+
+    def lookup(self, digests: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """digest → (pack id, offset) for the digests that are packed somewhere."""
+        ...
+
+    def record(self, entries: Sequence[tuple[str, str, int, int]]) -> None:
+        """Remember (digest, pack id, offset, size) rows; existing digests are kept."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FileNode:
+    chunks: tuple[ChunkRef, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(c.size for c in self.chunks)
+
+    @property
+    def digest(self) -> Digest:
+        h = blake3.blake3(_FILE_TAG)
+        for c in self.chunks:
+            h.update(bytes.fromhex(c.digest))
+            h.update(struct.pack(">Q", c.size))
+        return Digest(h.hexdigest())
+
+
+def chunk_key(digest: str) -> str:
+    return f"chunks/{digest[:2]}/{digest}"
+
+
+def pack_key(pack: str) -> str:
+    return f"packs/{pack[:2]}/{pack}"
+
+
+class ContentStore:
+    """Writes streams as chunks and reads them back with verification."""
+
+    def __init__(self, objects: ObjectStore, index: ChunkIndex | None = None) -> None:
+        self.objects = objects
+        self.index = index
+        self._cdc = pyfastcdc.FastCDC(avg_size=AVG_CHUNK)
+        self._known: set[str] = set()  # loose chunks known to exist
+        self._located: dict[str, ChunkRef] = {}  # packed chunks known to exist
+        self._pack_id: str | None = None
+        self._pack = bytearray()
+        self._pack_rows: list[tuple[str, str, int, int]] = []
+        self._unindexed: list[tuple[str, str, int, int]] = []  # rows of written packs, indexed by seal()
+        self._pack_lock = threading.RLock()
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tusk-put")
+        self._suspect: set[str] = set()  # chunks a read or fsck found bad (see the module docstring)
+        self._suspect_read = -_SUSPECT_TTL
+        self._suspect_lock = threading.Lock()
+
+    # -- chunks known bad -----------------------------------------------------
+    def suspects(self) -> set[str]:
+        """The flagged chunks, re-listed from the store at most every few seconds (usually none)."""
+        with self._suspect_lock:
+            if time.monotonic() - self._suspect_read > _SUSPECT_TTL:
+                self._suspect = {k[len(SUSPECT_PREFIX):] for k in self.objects.list(SUSPECT_PREFIX)}
+                self._suspect_read = time.monotonic()
+            return self._suspect
+
+    def flag(self, digest: str, why: str) -> None:
+        """Remember that the stored copy of a chunk failed verification: the next put of it rewrites it."""
+        self.objects.put(SUSPECT_PREFIX + digest, why.encode())
+        self._suspect.add(digest)
+
+    def unflag(self, digest: str) -> None:
+        """The chunk's stored copy is good again (rewritten from verified bytes)."""
+        self.objects.delete(SUSPECT_PREFIX + digest)
+        self._suspect.discard(digest)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # -- writing -------------------------------------------------------------
+    def _hash_and_store(self, piece: bytes | memoryview) -> ChunkRef:
+        """Runs in the pool: BLAKE3 releases the GIL, so hashing overlaps chunking."""
+        digest = Digest(blake3.blake3(piece).hexdigest())
+        suspect = digest in self.suspects()
+        if digest not in self._known or suspect:
+            key = chunk_key(digest)
+            if suspect or self.objects.size(key) != len(piece):  # missing, truncated, padded, or known bad
+                self.objects.put(key, piece)
+            if suspect:
+                self.unflag(digest)
+            self._known.add(digest)
+        return ChunkRef(digest, len(piece))
+
+    def _write_chunks(self, pieces: Iterable[bytes | memoryview], progress: Progress | None) -> FileNode:
+        refs: list[ChunkRef] = []
+        pending: deque[Future[ChunkRef]] = deque()
+
+        def collect(fut: Future[ChunkRef]) -> None:
+            ref = fut.result()
+            refs.append(ref)
+            if progress is not None:
+                progress(ref.size)
+
+        try:
+            for piece in pieces:
+                pending.append(self._pool.submit(self._hash_and_store, piece))
+                while len(pending) > _IN_FLIGHT:
+                    collect(pending.popleft())
+            while pending:
+                collect(pending.popleft())
+        finally:
+            for fut in pending:
+                fut.cancel()
+        return FileNode(tuple(refs))
+
+    def write_stream(self, stream: BinaryIO, progress: Progress | None = None) -> FileNode:
+        # views from cut_stream are reused for the next chunk, so each is copied
+        return self._write_chunks((bytes(c.data) for c in self._cdc.cut_stream(stream)), progress)
+
+    def write_bytes(self, data: bytes, progress: Progress | None = None) -> FileNode:
+        return self._write_chunks((c.data for c in self._cdc.cut_buf(data)), progress)
+
+    def write_file(self, path: Path, progress: Progress | None = None) -> FileNode:
+        if os.path.getsize(path) == 0:
+            return FileNode(())
+        # views into the file's mmap stay valid while referenced: no copy
+        return self._write_chunks((c.data for c in self._cdc.cut_file(str(path))), progress)
+
+    def write_many(self, files: Iterable[tuple[str, int]], progress: Progress | None = None) -> list[FileNode]:
+        """Write many files, given as (path, size), in order.
+
+        Files no larger than FastCDC's minimum chunk are always exactly one
+        chunk; they skip the chunker and are appended to packs of about
+        ``PACK_TARGET`` bytes, so ingesting many small files creates a few
+        objects instead of one per file. The pack is sealed (durable, indexed)
+        before this returns.
+
+        One call at a time per ContentStore: a failing call abandons the open
+        pack, which another concurrent call could be filling. (Pipeline workers
+        write loose objects and never call this concurrently.)
+        """
+        nodes: list[FileNode] = []
+        small: list[str] = []
+        try:
+            for path, size in files:
+                if size <= self._cdc.min_size:
+                    small.append(path)
+                    if len(small) >= _SMALL_BATCH:
+                        nodes.extend(self._write_small_batch(small, progress))
+                        small = []
+                    continue
+                nodes.extend(self._write_small_batch(small, progress))
+                small = []
+                nodes.append(self.write_file(Path(path), progress))
+            nodes.extend(self._write_small_batch(small, progress))
+            self.seal()
+        except BaseException:
+            with self._pack_lock:
+                self._abandon_pack()
+            raise
+        return nodes
+
+    def seal(self) -> None:
+        """Write the open pack, make every written pack durable, then index them (no-op when nothing is pending)."""
+        with self._pack_lock:
+            self._write_pack()
+            if self._unindexed:
+                self.objects.flush()  # the index must never point at bytes a crash could lose
+                if self.index is not None:
+                    self.index.record(self._unindexed)
+                self._unindexed = []
+
+    def _write_small_batch(self, paths: list[str], progress: Progress | None) -> list[FileNode]:
+        if not paths:
+            return []
+        # a few slices per thread: enough parallel reads for a cold disk, little overhead for a warm one
+        step = max(1, len(paths) // 4)
+        slices = [paths[i : i + step] for i in range(0, len(paths), step)]
+        return self.write_small([d for part in self._pool.map(_read_all, slices) for d in part], progress)
+
+    @property
+    def small_file_limit(self) -> int:
+        """Files up to this size are one chunk each and go into packs (``write_small``)."""
+        return int(self._cdc.min_size)
+
+    def write_small(self, datas: list[bytes], progress: Progress | None = None) -> list[FileNode]:
+        """Files no larger than ``small_file_limit``, appended to packs; ``seal()`` before a commit uses them."""
+        digests = [Digest(blake3.blake3(d).hexdigest()) for d in datas]
+        sizes = {d: len(data) for d, data in zip(digests, datas, strict=True)}
+        unknown = [d for d in sizes if d not in self._located]
+        found = self.index.lookup(unknown) if unknown and self.index is not None else {}
+        nodes = []
+        empty = FileNode(())
+        bad = self.suspects()
+        for flagged in [d for d in sizes if d in bad]:  # packed or not, a good loose copy repairs it
+            self.objects.put(chunk_key(flagged), datas[digests.index(flagged)])
+            self.unflag(flagged)
+        with self._pack_lock:  # guards pack state against seal() from another thread
+            for digest, (pack, offset) in found.items():
+                self._located[digest] = ChunkRef(Digest(digest), sizes[Digest(digest)], pack, offset)
+            for data, digest in zip(datas, digests, strict=True):
+                if not data:
+                    nodes.append(empty)
+                else:
+                    ref = self._located.get(digest) or self._pack_add(digest, data)
+                    nodes.append(FileNode((ref,)))
+        if progress is not None:
+            for data in datas:
+                progress(len(data))
+        return nodes
+
+    def _pack_add(self, digest: Digest, data: bytes) -> ChunkRef:
+        if self._pack_id is None:
+            self._pack_id = uuid.uuid4().hex
+        ref = ChunkRef(digest, len(data), self._pack_id, len(self._pack))
+        self._pack += data
+        self._located[digest] = ref
+        self._pack_rows.append((digest, self._pack_id, ref.offset, ref.size))
+        if len(self._pack) >= PACK_TARGET:
+            self._write_pack()
+        return ref
+
+    def _write_pack(self) -> None:
+        """Store the open pack; it is flushed and indexed by ``seal`` (caller holds the pack lock)."""
+        if self._pack_id is None:
+            return
+        self.objects.put(pack_key(self._pack_id), bytes(self._pack))
+        self._unindexed.extend(self._pack_rows)
+        self._pack_id, self._pack, self._pack_rows = None, bytearray(), []
+
+    def _abandon_pack(self) -> None:
+        """Forget packed chunks that were not sealed (a failed write): they must not be reused."""
+        for digest, *_ in [*self._pack_rows, *self._unindexed]:
+            self._located.pop(digest, None)
+        self._pack_id, self._pack, self._pack_rows, self._unindexed = None, bytearray(), [], []
+
+    def append(self, old: FileNode, added: FileNode, name: str) -> FileNode:
+        """Content of ``old`` followed by ``added``, chunked canonically.
+
+        Only the last chunk of ``old`` and the added bytes are read again.
+        """
+        if not old.chunks:
+            return self.rechunk(added, name)
+        tail = FileNode(old.chunks[-1:] + added.chunks)
+        return FileNode(old.chunks[:-1] + self.rechunk(tail, name).chunks)
+
+    def rechunk(self, node: FileNode, name: str) -> FileNode:
+        if len(node.chunks) <= 1 and (not node.chunks or node.chunks[0].size < self._cdc.min_size):
+            return node
+        return self.write_stream(_ChunkReader(self, node, name))  # type: ignore[arg-type]
+
+    # -- reading -------------------------------------------------------------
+    def has_chunk(self, ref: ChunkRef) -> bool:
+        """Whether the object holding this chunk exists and is big enough to hold it; no hashing (a loose
+        repair copy of a packed chunk counts)."""
+        if ref.pack is None:
+            return self.objects.size(chunk_key(ref.digest)) == ref.size
+        held = self.objects.size(pack_key(ref.pack))
+        if held is not None and held >= ref.offset + ref.size:
+            return True
+        return self.objects.size(chunk_key(ref.digest)) == ref.size
+
+    def read_chunk(self, ref: ChunkRef, name: str, verify: bool = True) -> bytes:
+        """The chunk's bytes, verified. A bad copy is flagged (so a put of the same bytes repairs it); a packed
+        chunk whose pack copy is bad is read from its loose copy when a repair wrote one."""
+        try:
+            return self.read_copy(ref, name, verify)
+        except (ObjectCorrupt, ObjectMissing) as exc:
+            if ref.pack is not None and self.objects.exists(chunk_key(ref.digest)):
+                loose = ChunkRef(ref.digest, ref.size)
+                with contextlib.suppress(ObjectCorrupt, ObjectMissing):
+                    return self.read_copy(loose, name, verify)
+            if isinstance(exc, ObjectCorrupt):
+                with contextlib.suppress(TuskError):  # best effort: a read-only store still reports the error
+                    self.flag(ref.digest, str(exc))
+            raise
+
+    def read_copy(self, ref: ChunkRef, name: str, verify: bool = True) -> bytes:
+        """The bytes of exactly this stored copy, verified: no fallback, no flagging (what ``fsck`` repairs from)."""
+        try:
+            if ref.pack is not None:
+                data = self.objects.get_range(pack_key(ref.pack), ref.offset, ref.size)
+            else:
+                data = self.objects.get(chunk_key(ref.digest))
+        except ObjectMissing:
+            raise ObjectMissing(
+                f"{name}: chunk {ref.digest[:16]}… is missing from the object store; put the same file again "
+                "to restore it, and run `tusk fsck`"
+            ) from None
+        if len(data) != ref.size or (verify and blake3.blake3(data).hexdigest() != ref.digest):
+            raise ObjectCorrupt(
+                f"{name}: chunk {ref.digest[:16]}… is corrupt (its bytes do not match their hash);"
+                " refusing to return wrong data. Put the same file again to repair it, or run `tusk fsck --repair`"
+            )
+        return data
+
+    def iter_bytes(self, node: FileNode, name: str, offset: int = 0, verify: bool = True) -> Iterator[bytes]:
+        """Yield the file's bytes from ``offset``; each chunk is verified first.
+
+        ``verify=False`` is for callers that hash the whole file against a
+        digest of their own (model manifests): the bytes are checked once, not twice.
+        """
+        window: deque[Future[bytes]] = deque()
+        refs = iter(node.chunks)
+        skip = offset
+        for ref in refs:
+            if skip >= ref.size:
+                skip -= ref.size
+                continue
+            window.append(self._pool.submit(self.read_chunk, ref, name, verify))
+            break
+        for ref in refs:
+            window.append(self._pool.submit(self.read_chunk, ref, name, verify))
+            if len(window) > _IN_FLIGHT:
+                data = window.popleft().result()
+                yield data[skip:] if skip else data
+                skip = 0
+        while window:
+            data = window.popleft().result()
+            yield data[skip:] if skip else data
+            skip = 0
+
+    def open(self, node: FileNode, name: str) -> _ChunkReader:
+        return _ChunkReader(self, node, name)
+
+
+def _read_all(paths: list[str]) -> list[bytes]:
+    out = []
+    for path in paths:
+        with open(path, "rb") as fh:
+            out.append(fh.read())
+    return out
+
+
+class _ChunkReader(io.RawIOBase):
+    """A read-only, seekable file object over a file's chunks."""
+
+    def __init__(self, content: ContentStore, node: FileNode, name: str) -> None:
+        super().__init__()
+        self._content = content
+        self._node = node
+        self.name = name
+        self._pos = 0
+        self._it: Iterator[bytes] | None = None
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._node.size}[whence]
+        self._pos = max(0, base + offset)
+        self._it, self._buf = None, b""
+        return self._pos
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._it is None:
+            self._it = self._content.iter_bytes(self._node, self.name, self._pos)
+        while not self._buf:
+            try:
+                self._buf = next(self._it)
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        self._pos += n
+        return n

@@ -1,0 +1,1 @@
+"""Repos, branches, commits, file trees, diff, provenance, global ids, fsck."""

@@ -1,0 +1,403 @@
+"""Commits: open → change → finish, atomically, with compare-and-set on the head.
+
+A finish builds the new tree from the branch head and the commit's ops, makes
+the objects durable, then in one transaction moves the head *only if it is
+still the commit's parent*. If another writer got there first, the ops are
+replayed on the new head and the finish retries, so concurrent writers to one
+branch are serialized and none of their commits is lost.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
+from sqlalchemy.orm import Session
+
+from tusk.errors import BranchNotFound, CommitNotFound, Conflict, InvalidRef, Timeout
+from tusk.ids import ID_PREFIX_MIN, is_commit_id, is_id_prefix, new_commit_id, validate_branch_name
+from tusk.storage.metadata import (
+    BranchMoveRow,
+    BranchRow,
+    CommitProvenanceRow,
+    CommitRow,
+    CommitSetRow,
+    RepoRow,
+    StagedOpRow,
+)
+from tusk.versioning.context import Context, expand_id, now
+from tusk.versioning.records import CommitInfo
+from tusk.versioning.staging import Op, apply_ops, decode_op_payload, encode_op_payload
+from tusk.versioning.trees import EMPTY_TREE, MutableTree
+
+__all__ = ["CommitService"]
+
+_MAX_RETRIES = 1000
+
+
+class _HeadMoved(Exception):
+    pass
+
+
+class CommitService:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.listeners: list[Callable[[CommitInfo, bool], object]] = []
+
+    def notify(self, commit: CommitInfo, moved: bool = False) -> None:
+        """Tell listeners (manifests, triggers, the pipeline engine) that a commit became a branch head.
+
+        ``moved`` is True when an existing commit became the head by a branch
+        move (promote, rollback, deferred processing) rather than by landing.
+        """
+        for listener in self.listeners:
+            listener(commit, moved)
+
+    # -- resolution ----------------------------------------------------------
+    @staticmethod
+    def commit_id(s: Session, repo: RepoRow, text: str) -> str | None:
+        """The commit of ``repo`` whose id is ``text`` or starts with it (6+ hex characters), if any.
+
+        Not a branch lookup: callers try a branch of that name first.
+        """
+        if is_commit_id(text):
+            return text
+        return expand_id(s, CommitRow.id, text, "commit", CommitRow.repo_id == repo.id,
+                         scope=f" in repo {repo.name!r}")
+
+    def resolve_row(self, s: Session, repo: RepoRow, ref: str, ancestry: int = 0) -> CommitRow:
+        """The commit a ref names: a branch of that name if there is one, else the commit with that id, else
+        the one commit whose id starts with it (6+ hex characters; several are ``AmbiguousId``)."""
+        branch = s.scalar(select(BranchRow).where(BranchRow.repo_id == repo.id, BranchRow.name == ref))
+        if branch is not None:
+            if branch.head_id is None:
+                raise CommitNotFound(f"branch {repo.name}@{ref} has no commits yet")
+            row = self.ctx.commit_row(s, branch.head_id, repo)
+        elif (commit_id := self.commit_id(s, repo, ref)) is not None:
+            row = self.ctx.commit_row(s, commit_id, repo)
+        elif is_id_prefix(ref):
+            raise CommitNotFound(f"no branch or commit {ref!r} in repo {repo.name!r}")
+        elif is_id_prefix(ref.ljust(ID_PREFIX_MIN, "0")):  # hex, but too short to be taken as a commit id
+            raise BranchNotFound(f"branch {ref!r} not found in repo {repo.name!r} (a commit id prefix needs at"
+                                 f" least {ID_PREFIX_MIN} characters)")
+        else:
+            self.ctx.branch_row(s, repo, ref)  # raises BranchNotFound
+            raise AssertionError
+        for step in range(ancestry):
+            if row.parent_id is None:
+                raise CommitNotFound(
+                    f"{repo.name}@{ref}^{ancestry}: history has only {step + 1} commit(s) on this line"
+                )
+            row = self.ctx.commit_row(s, row.parent_id, repo)
+        return row
+
+    def open_commit_on(self, s: Session, repo: RepoRow, branch: str) -> CommitRow | None:
+        return s.scalar(
+            select(CommitRow)
+            .where(CommitRow.repo_id == repo.id, CommitRow.branch == branch, CommitRow.state == "open")
+            .order_by(CommitRow.started_at.desc())
+            .limit(1)
+        )
+
+    def staged_ops(self, s: Session, commit_id: str) -> list[Op]:
+        rows = s.scalars(select(StagedOpRow).where(StagedOpRow.commit_id == commit_id).order_by(StagedOpRow.id))
+        return [Op(r.op, r.path, decode_op_payload(r.payload)) for r in rows]  # type: ignore[arg-type]
+
+    def tree_of(self, s: Session, row: CommitRow) -> str:
+        """The root tree of a commit; for an open commit, head + its staged ops."""
+        if row.state != "open":
+            if row.tree_digest is None:
+                raise CommitNotFound(f"commit {row.id} has no content ({row.state})")
+            return row.tree_digest
+        base = self._head_tree(s, row.repo_id, row.branch)
+        ops = self.staged_ops(s, row.id)
+        if not ops:
+            return base
+        tree = MutableTree(self.ctx.trees, base)
+        apply_ops(tree, self.ctx.content, ops)
+        return tree.finish()[0]
+
+    def _head_tree(self, s: Session, repo_id: int, branch: str) -> str:
+        head = s.scalar(select(BranchRow.head_id).where(BranchRow.repo_id == repo_id, BranchRow.name == branch))
+        if head is None:
+            return EMPTY_TREE
+        row = s.get(CommitRow, head)
+        return row.tree_digest if row is not None and row.tree_digest else EMPTY_TREE
+
+    # -- lifecycle -----------------------------------------------------------
+    def start(self, repo: str, branch: str, description: str = "", origin: str = "user",
+              global_id: str | None = None) -> CommitInfo:
+        validate_branch_name(branch)
+        self.ensure_branch(repo, branch)
+        with self.ctx.db.write() as s:
+            repo_row = self.ctx.repo_row(s, repo)
+            branch_row = self.ctx.branch_row(s, repo_row, branch)
+            row = self._new_commit_row(s, repo_row, branch, branch_row.head_id, description, origin, global_id)
+            row.state = "open"
+            s.add(row)
+            s.flush()
+            return self.ctx.commit_info(s, row, repo)
+
+    def _ensure_branch(self, s: Session, repo: RepoRow, branch: str) -> BranchRow:
+        row = s.scalar(select(BranchRow).where(BranchRow.repo_id == repo.id, BranchRow.name == branch))
+        if row is None:
+            row = BranchRow(repo_id=repo.id, name=branch, head_id=None, created_at=now())
+            s.add(row)
+            s.flush()
+        return row
+
+    def ensure_branch(self, repo: str, branch: str) -> None:
+        """Create an empty branch if missing; losing a creation race to another writer is fine."""
+        try:
+            with self.ctx.db.write() as s:
+                self._ensure_branch(s, self.ctx.repo_row(s, repo), branch)
+        except DBIntegrityError:
+            pass
+
+    def _new_commit_row(self, s: Session, repo: RepoRow, branch: str, parent: str | None, description: str,
+                        origin: str, global_id: str | None) -> CommitRow:
+        commit_id = new_commit_id()
+        set_id = global_id or commit_id
+        if s.get(CommitSetRow, set_id) is None:
+            s.add(CommitSetRow(id=set_id, created_at=now()))
+            s.flush()  # no relationship() orders the inserts, so the set goes first explicitly
+        return CommitRow(
+            id=commit_id, repo_id=repo.id, branch=branch, parent_id=parent, origin=origin,
+            description=description, state="finished", tree_digest=None, size_bytes=0,
+            commit_set_id=set_id, author=self.ctx.user, started_at=now(), finished_at=None,
+        )
+
+    def stage(self, commit_id: str, ops: Sequence[Op]) -> None:
+        """Record ops in an open commit, after checking they apply cleanly."""
+        with self.ctx.db.read() as s:
+            row = self.ctx.commit_row(s, commit_id)
+            self._require_open(row)
+            base = self._head_tree(s, row.repo_id, row.branch)
+            tree = MutableTree(self.ctx.trees, base)
+            apply_ops(tree, self.ctx.content, [*self.staged_ops(s, commit_id), *ops])
+        with self.ctx.db.write() as s:
+            self._require_open(self.ctx.commit_row(s, commit_id))
+            for op in ops:
+                s.add(StagedOpRow(commit_id=commit_id, op=op.kind, path=op.path,
+                                  payload=encode_op_payload(op.entry)))
+
+    @staticmethod
+    def _require_open(row: CommitRow) -> None:
+        if row.state != "open":
+            raise Conflict(f"commit {row.id} is {row.state}, not open; start a new commit to make changes")
+
+    def finish(self, commit_id: str, description: str | None = None, error: str | None = None) -> CommitInfo:
+        with self.ctx.db.read() as s:
+            row = self.ctx.commit_row(s, commit_id)
+            self._require_open(row)
+            repo_name = s.get(RepoRow, row.repo_id).name  # type: ignore[union-attr]
+            ops = self.staged_ops(s, commit_id)
+        return self.land(repo_name, row.branch, ops, commit_id=commit_id, description=description, error=error)
+
+    def land(self, repo: str, branch: str, ops: Sequence[Op], *, commit_id: str | None = None,
+             description: str | None = None, origin: str = "user", global_id: str | None = None,
+             provenance: Sequence[tuple[str, str, str]] = (), error: str | None = None,
+             job_id: str | None = None, notify: bool = True, started_at: datetime | None = None) -> CommitInfo:
+        """Apply ops on the branch head and move the head, atomically.
+
+        With ``commit_id`` the open commit of that id is finished; otherwise a
+        new commit is created only at the moment it becomes visible, so a
+        writer killed before that leaves nothing behind but unreferenced chunks.
+        A commit finished with ``error`` is recorded as failed and does not move
+        the head.
+        """
+        validate_branch_name(branch)
+        self.ensure_branch(repo, branch)
+        for _attempt in range(_MAX_RETRIES):
+            with self.ctx.db.read() as s:
+                repo_row = self.ctx.repo_row(s, repo)
+                head = s.scalar(
+                    select(BranchRow.head_id).where(BranchRow.repo_id == repo_row.id, BranchRow.name == branch)
+                )
+                base: str = EMPTY_TREE
+                if head is not None:
+                    base = self.ctx.commit_row(s, head).tree_digest or EMPTY_TREE
+            tree = MutableTree(self.ctx.trees, base)
+            apply_ops(tree, self.ctx.content, list(ops))
+            root, size = tree.finish()
+            self.ctx.objects.flush()
+            try:
+                info = self._publish(repo, branch, head, root, size, commit_id, description, origin, global_id,
+                                     provenance, error, job_id, started_at)
+            except _HeadMoved:
+                continue  # someone else moved the head: replay our ops on the new one
+            if notify and error is None:
+                self.notify(info)
+            return info
+        raise Conflict(f"could not commit to {repo}@{branch}: the head kept moving ({_MAX_RETRIES} attempts)")
+
+    def _publish(self, repo: str, branch: str, head: str | None, root: str, size: int, commit_id: str | None,
+                 description: str | None, origin: str, global_id: str | None,
+                 provenance: Sequence[tuple[str, str, str]], error: str | None, job_id: str | None,
+                 started_at: datetime | None = None) -> CommitInfo:
+        """One transaction: compare-and-set the head and make the commit visible."""
+        with self.ctx.db.write() as s:
+            repo_row = self.ctx.repo_row(s, repo)
+            branch_row = self.ctx.branch_row(s, repo_row, branch)
+            if commit_id is not None:
+                row = self.ctx.commit_row(s, commit_id)
+                self._require_open(row)
+            else:
+                row = self._new_commit_row(s, repo_row, branch, head, "", origin, global_id)
+                row.started_at = started_at or row.started_at  # when the writer began, not when it published
+            if error is None:
+                # compare-and-set: move the head only if it is still our parent
+                same_head = BranchRow.head_id == head if head is not None else BranchRow.head_id.is_(None)
+                moved: int = s.execute(  # type: ignore[attr-defined]
+                    update(BranchRow)
+                    .where(BranchRow.id == branch_row.id, same_head)
+                    .values(head_id=row.id)
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                if moved != 1:
+                    raise _HeadMoved  # rolls this transaction back
+                s.add(BranchMoveRow(repo_id=repo_row.id, branch=branch, from_commit=head, to_commit=row.id,
+                                    actor=self.ctx.user, reason="commit", moved_at=now()))
+            if commit_id is not None:
+                s.execute(delete(StagedOpRow).where(StagedOpRow.commit_id == commit_id))
+            else:
+                s.add(row)
+            row.parent_id = head
+            row.tree_digest = root
+            row.size_bytes = size
+            row.finished_at = now()
+            row.state = "failed" if error is not None else "finished"
+            row.error = error
+            row.job_id = job_id
+            if description is not None:
+                row.description = description
+            s.flush()  # the commit row must exist before rows that reference it
+            for src_repo, src_branch, src_commit in provenance:
+                s.add(CommitProvenanceRow(commit_id=row.id, source_repo=src_repo, source_branch=src_branch,
+                                          source_commit_id=src_commit))
+            s.flush()
+            return self.ctx.commit_info(s, row, repo)
+
+    # -- queries -------------------------------------------------------------
+    def inspect(self, repo: str, ref: str, ancestry: int = 0) -> CommitInfo:
+        with self.ctx.db.read() as s:
+            repo_row = self.ctx.repo_row(s, repo)
+            return self.ctx.commit_info(s, self.resolve_row(s, repo_row, ref, ancestry), repo)
+
+    def inspect_id(self, commit_id: str) -> CommitInfo:
+        with self.ctx.db.read() as s:
+            row = s.get(CommitRow, commit_id)
+            if row is None:
+                raise CommitNotFound(f"commit {commit_id} not found")
+            return self.ctx.commit_info(s, row)
+
+    @staticmethod
+    def set_id(s: Session, text: str) -> str:
+        """The global id (commit set) that is ``text`` or the one that starts with it (6+ hex characters)."""
+        return expand_id(s, CommitSetRow.id, text, "global") or text
+
+    def inspect_set(self, global_id: str) -> list[CommitInfo]:
+        """Every commit that shares a global id (the commit set); a unique prefix of the id will do."""
+        with self.ctx.db.read() as s:
+            global_id = self.set_id(s, global_id)
+            rows = s.scalars(
+                select(CommitRow).where(CommitRow.commit_set_id == global_id).order_by(CommitRow.started_at)
+            ).all()
+            if not rows:
+                raise CommitNotFound(f"no commit or global id {global_id}")
+            return [self.ctx.commit_info(s, r) for r in rows]
+
+    def list(self, repo: str, branch: str | None = None, limit: int | None = None) -> list[CommitInfo]:
+        """Newest first; with a branch, its history (open commit first, then ancestry)."""
+        with self.ctx.db.read() as s:
+            repo_row = self.ctx.repo_row(s, repo)
+            if branch is None:
+                q = select(CommitRow).where(CommitRow.repo_id == repo_row.id).order_by(
+                    CommitRow.started_at.desc())
+                rows = list(s.scalars(q.limit(limit) if limit else q))
+                return [self.ctx.commit_info(s, r, repo) for r in rows]
+            branch_row = self.ctx.branch_row(s, repo_row, branch)
+            out = []
+            open_row = self.open_commit_on(s, repo_row, branch)
+            if open_row is not None:
+                out.append(open_row)
+            cur = branch_row.head_id
+            while cur is not None and (limit is None or len(out) < limit):
+                row = s.get(CommitRow, cur)
+                if row is None:
+                    break
+                out.append(row)
+                cur = row.parent_id
+            return [self.ctx.commit_info(s, r, repo) for r in out[:limit]]
+
+    def wait(self, repo: str, ref: str, timeout: float | None = None, poll: float = 0.2) -> CommitInfo:
+        """Block until the commit is no longer open."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.ctx.db.read() as s:
+            commit_id = self.resolve_row(s, self.ctx.repo_row(s, repo), ref).id
+        while True:
+            with self.ctx.db.read() as s:
+                row = self.ctx.commit_row(s, commit_id)
+                if row.state != "open":
+                    return self.ctx.commit_info(s, row, repo)
+            if deadline is not None and time.monotonic() > deadline:
+                raise Timeout(f"commit {commit_id} is still open after {timeout}s")
+            time.sleep(poll)
+
+    # -- history edits -------------------------------------------------------
+    def squash(self, repo: str, commit_id: str) -> None:
+        """Remove a commit from history; its children inherit its changes and parent."""
+        with self.ctx.db.write() as s:
+            repo_row = self.ctx.repo_row(s, repo)
+            row = self._history_commit(s, repo_row, commit_id)
+            heads = s.scalars(select(BranchRow.name).where(BranchRow.head_id == row.id)).all()
+            if heads:
+                raise Conflict(
+                    f"commit {row.id} is the head of {', '.join(heads)}; use `tusk commit delete` to drop the"
+                    " head's changes, or squash an older commit"
+                )
+            s.execute(update(CommitRow).where(CommitRow.parent_id == row.id).values(parent_id=row.parent_id))
+            self._drop(s, row)
+
+    def delete(self, repo: str, commit_id: str) -> None:
+        """Delete an open commit, or a head commit and its changes (heads move to its parent)."""
+        with self.ctx.db.write() as s:
+            repo_row = self.ctx.repo_row(s, repo)
+            row = self._history_commit(s, repo_row, commit_id, allow_open=True)
+            if row.state != "open":
+                child = s.scalar(select(CommitRow.id).where(CommitRow.parent_id == row.id).limit(1))
+                if child is not None:
+                    raise Conflict(
+                        f"commit {row.id} has a child ({child}); only a branch head can be deleted —"
+                        " use `tusk commit squash` to remove a commit from the middle of history"
+                    )
+                for b in s.scalars(select(BranchRow).where(BranchRow.head_id == row.id)):
+                    s.add(BranchMoveRow(repo_id=repo_row.id, branch=b.name, from_commit=row.id,
+                                        to_commit=row.parent_id, actor=self.ctx.user, reason="delete",
+                                        moved_at=now()))
+                    b.head_id = row.parent_id
+            self._drop(s, row)
+
+    def _history_commit(self, s: Session, repo: RepoRow, ref: str, allow_open: bool = False) -> CommitRow:
+        commit_id = self.commit_id(s, repo, ref)
+        if commit_id is None:
+            if is_id_prefix(ref):
+                raise CommitNotFound(f"commit {ref} not found in repo {repo.name!r}")
+            raise InvalidRef(f"{ref!r} is not a commit id; history edits take a commit id (or its first"
+                             f" {ID_PREFIX_MIN}+ characters), not a branch")
+        row = self.ctx.commit_row(s, commit_id, repo)
+        if row.state == "open" and not allow_open:
+            raise Conflict(f"commit {row.id} is open; finish or delete it first")
+        return row
+
+    def _drop(self, s: Session, row: CommitRow) -> None:
+        set_id = row.commit_set_id
+        s.execute(delete(StagedOpRow).where(StagedOpRow.commit_id == row.id))
+        s.execute(delete(CommitProvenanceRow).where(CommitProvenanceRow.commit_id == row.id))
+        s.delete(row)
+        s.flush()
+        if s.scalar(select(CommitRow.id).where(CommitRow.commit_set_id == set_id).limit(1)) is None:
+            s.execute(delete(CommitSetRow).where(CommitSetRow.id == set_id))

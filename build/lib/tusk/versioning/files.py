@@ -1,0 +1,251 @@
+"""File operations on commits and branches: put, get, list, glob, diff, delete, copy."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import io
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy import select
+
+from tusk.errors import Conflict, FileNotFound, InvalidArgument
+from tusk.ids import normalize_path
+from tusk.storage.content import FileNode
+from tusk.storage.metadata import BranchRow, CommitRow
+from tusk.transfer import local_tree
+from tusk.versioning.commits import CommitService
+from tusk.versioning.context import Context, now
+from tusk.versioning.records import CommitInfo, DiffEntry, FileInfo
+from tusk.versioning.refs import FileRef
+from tusk.versioning.staging import Op
+from tusk.versioning.trees import EMPTY_TREE, Entry, file_entry
+
+__all__ = ["FileService", "Modification", "write_file_atomically"]
+
+Progress = Callable[[int], None]
+
+
+def write_file_atomically(target: Path, chunks: Iterable[bytes], progress: Progress | None = None) -> int:
+    """Write ``chunks`` to a temporary name beside ``target``, then rename: an interrupted or failed (corrupt)
+    download never leaves a truncated file in place. Returns the bytes written."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tusk-partial")
+    total = 0
+    try:
+        with open(tmp, "wb") as fh:
+            for data in chunks:
+                fh.write(data)
+                total += len(data)
+                if progress is not None:
+                    progress(len(data))
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return total
+
+
+def _info(path: str, e: Entry) -> FileInfo:
+    return FileInfo(path, e.kind, e.size, e.digest, len(e.file.chunks) if e.file else 0)
+
+
+@dataclass
+class Modification:
+    """A batch of file changes to one branch (or open commit), applied atomically.
+
+    Bytes are chunked and stored as you go; nothing becomes visible until the
+    batch lands. Used as a context manager: an exception discards the batch.
+    """
+
+    files: FileService
+    repo: str
+    target: str  # branch name or open commit id
+    description: str | None = None
+    progress: Progress | None = None
+    ops: list[Op] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # what put_tree could not put (transfer.local_tree)
+    after_land: Callable[[], None] | None = None
+    started_at: datetime = field(default_factory=now)
+
+    def put_bytes(self, path: str, data: bytes, append: bool = False) -> None:
+        self._put(path, self.files.ctx.content.write_bytes(data, self.progress), append)
+
+    def put_stream(self, path: str, stream: BinaryIO, append: bool = False) -> None:
+        self._put(path, self.files.ctx.content.write_stream(stream, self.progress), append)
+
+    def put_file(self, path: str, source: Path, append: bool = False) -> None:
+        self._put(path, self.files.ctx.content.write_file(source, self.progress), append)
+
+    def put_tree(self, path: str, source: Path) -> int:
+        """Put every file below a local directory under ``path``; return the count."""
+        base = normalize_path(path).rstrip("/")
+        targets = [(f"{base}/{rel}", str(local), size) for rel, local, size in local_tree(source, self.skipped)]
+        nodes = self.files.ctx.content.write_many(((local, size) for _, local, size in targets), self.progress)
+        for (target, _, _), node in zip(targets, nodes, strict=True):
+            self._put(target, node, append=False)
+        return len(targets)
+
+    def put_small(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Put small files (each at most ``content.small_file_limit``) into packs, sealed before this returns."""
+        if not items:
+            return
+        content = self.files.ctx.content
+        nodes = content.write_small([data for _, data in items], self.progress)
+        content.seal()
+        for (path, _), node in zip(items, nodes, strict=True):
+            self._put(path, node, append=False)
+
+    def _put(self, path: str, node: FileNode, append: bool) -> None:
+        path = normalize_path(path)
+        if path == "/":
+            raise InvalidArgument("a file needs a path inside the repo, not '/'")
+        entry = file_entry(path.rsplit("/", 1)[-1], node)
+        self.ops.append(Op("append" if append else "put", path, entry))
+
+    def delete(self, path: str) -> None:
+        self.ops.append(Op("delete", normalize_path(path)))
+
+    def copy(self, src: FileRef, dst_path: str) -> None:
+        entry = self.files.lookup(src)
+        if entry is None:
+            raise FileNotFound(f"cannot copy {src}: no such file or directory")
+        dst_path = normalize_path(dst_path)
+        name = dst_path.rsplit("/", 1)[-1]
+        self.ops.append(Op("put", dst_path, Entry(name, entry.kind, entry.size, entry.digest, entry.file)))
+
+    def land(self) -> CommitInfo | None:
+        """Apply the batch: stage into the open commit, or commit to the branch."""
+        commit = self.files.apply(self.repo, self.target, self.ops, self.description, self.started_at)
+        if self.after_land is not None:
+            self.after_land()
+        return commit
+
+    def __enter__(self) -> Modification:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.land()
+
+
+class FileService:
+    def __init__(self, ctx: Context, commits: CommitService) -> None:
+        self.ctx = ctx
+        self.commits = commits
+
+    # -- writing -------------------------------------------------------------
+    def modify(self, repo: str, target: str, description: str | None = None,
+               progress: Progress | None = None) -> Modification:
+        return Modification(self, repo, target, description, progress)
+
+    def apply(self, repo: str, target: str, ops: Sequence[Op], description: str | None = None,
+              started_at: datetime | None = None) -> CommitInfo | None:
+        """Open commit (by id, or the branch's open commit) → staged; else a new commit."""
+        with self.ctx.db.read() as s:
+            repo_row = self.ctx.repo_row(s, repo)
+            open_id: str | None = None
+            branch = s.scalar(select(BranchRow.id).where(BranchRow.repo_id == repo_row.id, BranchRow.name == target))
+            commit_id = self.commits.commit_id(s, repo_row, target) if branch is None else None
+            row = s.get(CommitRow, commit_id) if commit_id is not None else None
+            if row is not None and row.repo_id == repo_row.id:
+                if row.state != "open":
+                    raise Conflict(
+                        f"commit {target} is finished; write to a branch (e.g. {repo}@{row.branch}) instead"
+                    )
+                open_id = row.id
+            else:
+                open_row = self.commits.open_commit_on(s, repo_row, target)
+                open_id = open_row.id if open_row is not None else None
+        if open_id is not None:
+            self.commits.stage(open_id, ops)
+            return None
+        return self.commits.land(repo, target, ops, description=description or "", started_at=started_at)
+
+    # -- reading -------------------------------------------------------------
+    def _tree(self, ref: FileRef) -> str:
+        with self.ctx.db.read() as s:
+            repo_row = self.ctx.repo_row(s, ref.repo)
+            row = self.commits.resolve_row(s, repo_row, ref.ref, ref.ancestry)
+            return self.commits.tree_of(s, row)
+
+    def lookup(self, ref: FileRef) -> Entry | None:
+        return self.ctx.trees.lookup(self._tree(ref), ref.path)
+
+    def _file(self, ref: FileRef) -> Entry:
+        entry = self.lookup(ref)
+        if entry is None:
+            raise FileNotFound(f"{ref}: no such file or directory")
+        return entry
+
+    def inspect(self, ref: FileRef) -> FileInfo:
+        return _info(ref.path, self._file(ref))
+
+    def list(self, ref: FileRef) -> builtins.list[FileInfo]:
+        return [_info(p, e) for p, e in self.ctx.trees.list_dir(self._tree(ref), ref.path)]
+
+    def walk(self, ref: FileRef) -> Iterator[FileInfo]:
+        for p, e in self.ctx.trees.walk(self._tree(ref), ref.path):
+            yield _info(p, e)
+
+    def glob(self, ref: FileRef, pattern: str) -> builtins.list[FileInfo]:
+        return [_info(p, e) for p, e in self.ctx.trees.glob(self._tree(ref), pattern)]
+
+    def open(self, ref: FileRef) -> BinaryIO:
+        entry = self._file(ref)
+        if entry.kind != "file" or entry.file is None:
+            raise InvalidArgument(f"{ref} is a directory; use `tusk get file -r` or list it")
+        return io.BufferedReader(self.ctx.content.open(entry.file, str(ref)), buffer_size=1 << 20)
+
+    def iter_bytes(self, ref: FileRef) -> Iterator[bytes]:
+        entry = self._file(ref)
+        if entry.kind != "file" or entry.file is None:
+            raise InvalidArgument(f"{ref} is a directory; get it recursively")
+        return self.ctx.content.iter_bytes(entry.file, str(ref))
+
+    def read_bytes(self, ref: FileRef) -> bytes:
+        return b"".join(self.iter_bytes(ref))
+
+    def download(self, ref: FileRef, dest: Path, progress: Progress | None = None) -> int:
+        """Write a file or a directory tree to ``dest``; return bytes written.
+
+        Each file is written to a temporary name and renamed (``write_file_atomically``).
+        """
+        tree = self._tree(ref)
+        root = self.ctx.trees.lookup(tree, ref.path)
+        if root is None:
+            raise FileNotFound(f"{ref}: no such file or directory")
+        total = 0
+        items = [(ref.path, root)] if root.kind == "file" else list(self.ctx.trees.walk(tree, ref.path))
+        for path, entry in items:
+            assert entry.file is not None
+            rel = path[len(ref.path):].lstrip("/") if root.kind == "dir" else ""
+            total += write_file_atomically(dest / rel if rel else dest, self.ctx.content.iter_bytes(
+                entry.file, f"{ref.repo}@{ref.ref_text}:{path}"), progress)
+        return total
+
+    def diff(self, new: FileRef, old: FileRef | None = None) -> builtins.list[DiffEntry]:
+        """Changes from ``old`` (default: the parent of ``new``) to ``new``, under new's path."""
+        new_tree = self._tree(new)
+        if old is None:
+            with self.ctx.db.read() as s:
+                repo_row = self.ctx.repo_row(s, new.repo)
+                row = self.commits.resolve_row(s, repo_row, new.ref, new.ancestry)
+                parent = s.get(CommitRow, row.parent_id) if row.parent_id else None
+                old_tree = parent.tree_digest if parent is not None and parent.tree_digest else EMPTY_TREE
+        else:
+            old_tree = self._tree(old)
+        prefix = new.path.rstrip("/")
+        out = []
+        for path, a, b in self.ctx.trees.diff(old_tree, new_tree):
+            if prefix and not (path == prefix or path.startswith(prefix + "/")):
+                continue
+            change = "added" if a is None else "deleted" if b is None else "modified"
+            out.append(DiffEntry(path, change, a.size if a else None, b.size if b else None))
+        return out

@@ -1,0 +1,99 @@
+"""What the versioning services return: plain, serializable values."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = ["BranchInfo", "CommitInfo", "DiffEntry", "FileInfo", "FsckProblem", "FsckReport", "RepoInfo"]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class _Record:
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))  # type: ignore[call-overload, no-any-return]
+
+
+@dataclass(frozen=True)
+class RepoInfo(_Record):
+    name: str
+    description: str
+    created_at: datetime
+    branches: list[str]
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class BranchInfo(_Record):
+    repo: str
+    name: str
+    head: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class CommitInfo(_Record):
+    id: str
+    repo: str
+    branch: str
+    parent: str | None
+    origin: str
+    description: str
+    state: str
+    size_bytes: int
+    global_id: str
+    author: str
+    started_at: datetime
+    finished_at: datetime | None
+    tree: str | None
+    error: str | None = None
+    provenance: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FileInfo(_Record):
+    path: str
+    kind: str  # file | dir
+    size_bytes: int
+    digest: str
+    chunks: int = 0
+
+
+@dataclass(frozen=True)
+class DiffEntry(_Record):
+    path: str
+    change: str  # added | deleted | modified
+    old_size: int | None
+    new_size: int | None
+
+
+@dataclass(frozen=True)
+class FsckProblem(_Record):
+    commit: str
+    repo: str
+    path: str
+    problem: str
+
+
+@dataclass
+class FsckReport(_Record):
+    commits: int = 0
+    trees: int = 0
+    chunks: int = 0
+    bytes_verified: int = 0
+    problems: list[FsckProblem] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)  # repo@commit:/path of files a repair made whole again
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
