@@ -1,3 +1,0 @@
-from tusk.cli.main import main
-
-main()

@@ -1,1 +1,0 @@
-"""Pipelines: Pachyderm-compatible specs, datums, jobs, runtimes and executors."""

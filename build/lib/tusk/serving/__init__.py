@@ -1,8 +1,0 @@
-"""Serving: deployments of model commits over HTTP (Open Inference Protocol V2), and versioned algorithms.
-
-``spec`` (what a deployment is), ``deployments`` (stored, with revisions),
-``routing`` (traffic split, pure functions), ``tensors`` (OIP codec),
-``batching``, ``detectors``, ``metrics``, ``reqlog`` (request logs into a repo),
-``live`` (what a server process holds; hot swap), ``app`` (the HTTP app),
-``server`` (uvicorn workers), ``algorithms``.
-"""

@@ -1,1 +1,0 @@
-"""Repos, branches, commits, file trees, diff, provenance, global ids, fsck."""
