@@ -62,5 +62,6 @@ expect_extra() {  # expect_extra EXTRA COMMAND...: exit non-zero, one line, the 
 }
 expect_extra s3 env TUSK_OBJECTS_URL=s3://bucket/prefix tusk repo list
 expect_extra postgres env TUSK_DATABASE_URL=postgresql+psycopg://nobody@127.0.0.1:1/none tusk repo list
+expect_extra ml tusk demo
 expect_extra distributed env TUSK_DASK_ADDRESS=tcp://127.0.0.1:1 tusk put file data@master:/b.txt -f a.txt
 echo "smoke: plain install ok"

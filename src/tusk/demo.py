@@ -48,8 +48,8 @@ def find_census_data(start: Path) -> Path | None:
 
 
 def find_example(start: Path) -> Path | None:
-    """``examples/census-income`` of the Tusk checkout this package runs from, or above ``start``."""
-    for base in [Path(__file__).resolve().parents[2], start, *start.parents]:
+    """``examples/census-income`` as shipped in this package (``tusk/examples``), else above ``start``."""
+    for base in [Path(__file__).resolve().parent, start, *start.parents]:
         candidate = base / "examples" / "census-income"
         if (candidate / "train_income.json").is_file():
             return candidate

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from tusk.config import Settings
+from tusk.errors import InvalidArgument
 from tusk.storage.content import ContentStore
 from tusk.storage.metadata import Database, DbChunkIndex
 from tusk.storage.objects import ObjectStore, open_object_store
@@ -80,6 +81,12 @@ class Services:
 
     @classmethod
     def open(cls, settings: Settings, objects: ObjectStore | None = None) -> Services:
+        if settings.dask_address:  # say so now, not when the first job of a write fails
+            import importlib.util
+
+            if importlib.util.find_spec("distributed") is None:
+                raise InvalidArgument(f"TUSK_DASK_ADDRESS={settings.dask_address} runs datums on Dask, which is "
+                                      "not installed: pip install 'tusk[distributed]'")
         db = Database(settings.database_url)
         db.migrate()
         if objects is None:
