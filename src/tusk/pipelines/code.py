@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import blake3
 
 from tusk.transfer import SKIPPED_DIRS, SKIPPED_SUFFIXES
 
-__all__ = ["describe_code"]
+__all__ = ["code_files", "describe_code"]
 
 _MAX_FILES = 2000
 _MAX_BYTES = 64 << 20
@@ -46,20 +47,26 @@ def _git_info(code_dir: Path) -> dict[str, Any] | None:
     }
 
 
-def _code_digest(code_dir: Path) -> tuple[str | None, int, str | None]:
-    """BLAKE3 over (relative path, bytes) of the code files, or None with the reason it was not computed."""
-    files: list[Path] = []
-    total = 0
+def code_files(code_dir: Path) -> Iterator[Path]:
+    """The files of a code directory that count as code, in a stable order: what digests and stored trees take
+    (hidden and build directories, and compiled files, are skipped as uploads skip them)."""
     for root, dirs, names in os.walk(code_dir):
         dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS and not d.startswith("."))
         for name in sorted(names):
             path = Path(root) / name
-            if not path.is_file() or path.suffix in SKIPPED_SUFFIXES:
-                continue
-            files.append(path)
-            total += path.stat().st_size
-            if len(files) > _MAX_FILES or total > _MAX_BYTES:
-                return None, len(files), f"more than {_MAX_FILES} files or {_MAX_BYTES >> 20} MiB"
+            if path.is_file() and path.suffix not in SKIPPED_SUFFIXES:
+                yield path
+
+
+def _code_digest(code_dir: Path) -> tuple[str | None, int, str | None]:
+    """BLAKE3 over (relative path, bytes) of the code files, or None with the reason it was not computed."""
+    files: list[Path] = []
+    total = 0
+    for path in code_files(code_dir):
+        files.append(path)
+        total += path.stat().st_size
+        if len(files) > _MAX_FILES or total > _MAX_BYTES:
+            return None, len(files), f"more than {_MAX_FILES} files or {_MAX_BYTES >> 20} MiB"
     h = blake3.blake3(b"tusk-code:v1\0")
     for path in files:
         rel = path.relative_to(code_dir).as_posix().encode()

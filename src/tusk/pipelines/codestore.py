@@ -34,8 +34,8 @@ import pyfastcdc
 
 from tusk.errors import IntegrityError, InvalidArgument, ObjectCorrupt
 from tusk.ids import Digest
+from tusk.pipelines.code import code_files
 from tusk.storage.content import AVG_CHUNK, ChunkRef, FileNode
-from tusk.transfer import SKIPPED_DIRS, SKIPPED_SUFFIXES
 from tusk.versioning.context import Context
 from tusk.versioning.trees import EMPTY_TREE, Entry, encode_entries, file_entry, tree_key
 
@@ -83,18 +83,13 @@ def _files(directory: Path, limit: int) -> list[tuple[str, Path, int]]:
     """(relative path, local path, size) of the code files, with the skip rules of uploads and code digests."""
     out: list[tuple[str, Path, int]] = []
     total = 0
-    for root, dirs, names in os.walk(directory):
-        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS and not d.startswith("."))
-        for name in sorted(names):
-            local = Path(root) / name
-            if not local.is_file() or local.suffix in SKIPPED_SUFFIXES:
-                continue
-            size = local.stat().st_size
-            total += size
-            if total > limit:
-                raise InvalidArgument(f"{directory} holds more than {limit >> 20} MiB; move data out of the "
-                                      "code directory (put it in a repo) and try again")
-            out.append((local.relative_to(directory).as_posix(), local, size))
+    for local in code_files(directory):
+        size = local.stat().st_size
+        total += size
+        if total > limit:
+            raise InvalidArgument(f"{directory} holds more than {limit >> 20} MiB; move data out of the "
+                                  "code directory (put it in a repo) and try again")
+        out.append((local.relative_to(directory).as_posix(), local, size))
     return out
 
 
