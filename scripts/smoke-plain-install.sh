@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 work=$(mktemp -d /tmp/tusk-plain-XXXXXX)
-trap 'kill "${server:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'if [ -n "${server:-}" ]; then kill "$server" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 "$PY" -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install -q --disable-pip-version-check .
 export PATH="$work/venv/bin:$PATH" TUSK_HOME="$work/home"
