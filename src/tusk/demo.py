@@ -28,7 +28,7 @@ from tusk.storage.objects import LocalObjectStore
 __all__ = ["find_census_data", "find_example", "run_demo"]
 
 Say = Callable[[str], None]
-JobProgress = Callable[[str, int, int], None]
+JobProgress = Callable[[str, int, int, int], None]  # (pipeline, datums done, total, failed)
 
 
 def _has_census(directory: Path) -> bool:

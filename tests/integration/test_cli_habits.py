@@ -94,3 +94,75 @@ def test_contexts_name_where_to_work(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "no context 'nosuch'" in missing.stderr
     assert tusk("context", "delete", "team").returncode == 0
     assert tusk("context", "create", "bad name!", "--home", "x").returncode == 2
+
+
+def test_a_trigger_branch_that_does_not_exist_is_made_and_branch_list_shows_triggers(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert _tusk(home, "repo", "create", "data").returncode == 0
+    assert _tusk(home, "put", "file", "data@master:/a", "-f", "-", stdin=b"a").returncode == 0
+    r = _tusk(home, "branch", "create", "data@master", "--trigger-branch", "staging", "--trigger-commits", "2",
+              "--trigger-size", "1MiB")
+    assert r.returncode == 0, r.stderr
+    assert "(follows staging: 2 commits or 1.0 MiB)" in r.stdout
+    assert "created branch data@staging" in r.stdout
+    listed = _tusk(home, "--json", "branch", "list", "data")
+    import json
+
+    rows = {b["name"]: b for b in json.loads(listed.stdout)}
+    assert rows["master"]["trigger"] == "staging: 2 commits or 1.0 MiB"
+    assert rows["staging"]["trigger"] is None and rows["staging"]["head"] == rows["master"]["head"]
+    table = _tusk(home, "branch", "list", "data").stdout
+    assert "TRIGGER" in table and "staging: 2 commits" in table
+    # one commit on staging: master waits; the second moves it
+    assert _tusk(home, "put", "file", "data@staging:/b", "-f", "-", stdin=b"b").returncode == 0
+    rows = {b["name"]: b for b in json.loads(_tusk(home, "--json", "branch", "list", "data").stdout)}
+    assert rows["master"]["head"] != rows["staging"]["head"]
+    assert _tusk(home, "put", "file", "data@staging:/c", "-f", "-", stdin=b"c").returncode == 0
+    rows = {b["name"]: b for b in json.loads(_tusk(home, "--json", "branch", "list", "data").stdout)}
+    assert rows["master"]["head"] == rows["staging"]["head"]
+    himself = _tusk(home, "branch", "create", "data@x", "--trigger-branch", "x", "--trigger-commits", "1")
+    assert himself.returncode == 2 and "cannot follow itself" in himself.stderr
+
+
+def test_user_text_is_printed_as_it_is_not_as_markup(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert _tusk(home, "repo", "create", "r").returncode == 0
+    put = _tusk(home, "put", "file", "r@master:/[bold]x.txt", "-f", "-", stdin=b"1")
+    assert put.returncode == 0, put.stderr
+    assert "/[bold]x.txt" in _tusk(home, "list", "file", "r@master").stdout
+    assert "/[bold]x.txt" in _tusk(home, "diff", "file", "r@master").stdout
+
+
+def test_list_datum_takes_a_pipeline_or_pipeline_at_job(tmp_path: Path) -> None:
+    import json
+
+    home = tmp_path / "home"
+    assert _tusk(home, "repo", "create", "in").returncode == 0
+    assert _tusk(home, "put", "file", "in@master:/a", "-f", "-", stdin=b"a").returncode == 0
+    spec = tmp_path / "copy.json"
+    spec.write_text('{"pipeline": {"name": "copy"}, "transform": {"cmd": ["sh", "-c", "cp /pfs/in/* /pfs/out/"]},'
+                    ' "input": {"pfs": {"repo": "in", "glob": "/*"}}}')
+    assert _tusk(home, "pipeline", "create", "-f", str(spec)).returncode == 0
+    assert _tusk(home, "put", "file", "in@master:/b", "-f", "-", stdin=b"b").returncode == 0
+    jobs = json.loads(_tusk(home, "--json", "list", "job", "--pipeline", "copy").stdout)
+    latest = json.loads(_tusk(home, "--json", "list", "datum", "copy").stdout)
+    assert len(latest) == 2 and {d["state"] for d in latest} == {"success", "skipped"}
+    first = json.loads(_tusk(home, "--json", "list", "datum", f"copy@{jobs[-1]['id'][:8]}").stdout)
+    assert [d["state"] for d in first] == ["success"]
+    wrong = _tusk(home, "list", "datum", f"other@{jobs[-1]['id'][:8]}")
+    assert wrong.returncode == 2 and "belongs to pipeline copy" in wrong.stderr
+
+
+def test_inspect_commit_global_lists_every_commit_one_user_commit_caused(tmp_path: Path) -> None:
+    import json
+
+    home = tmp_path / "home"
+    assert _tusk(home, "repo", "create", "in").returncode == 0
+    spec = tmp_path / "copy.json"
+    spec.write_text('{"pipeline": {"name": "copy"}, "transform": {"cmd": ["sh", "-c", "cp /pfs/in/* /pfs/out/"]},'
+                    ' "input": {"pfs": {"repo": "in", "glob": "/*"}}}')
+    assert _tusk(home, "pipeline", "create", "-f", str(spec)).returncode == 0
+    assert _tusk(home, "put", "file", "in@master:/a", "-f", "-", stdin=b"a").returncode == 0
+    r = _tusk(home, "--json", "inspect", "commit", "in@master", "--global")
+    assert r.returncode == 0, r.stderr
+    assert sorted(c["repo"] for c in json.loads(r.stdout)) == ["copy", "in"]

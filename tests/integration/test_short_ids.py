@@ -174,3 +174,17 @@ def test_model_promote_and_rollback_by_short_id(tusk: Run, tmp_path: Path) -> No
     assert back["to_commit"] == v1  # type: ignore[index]
     history = tusk("model", "history", "models@production").out
     assert v1[:8] in history and v2[:8] in history
+
+
+def test_a_deployment_given_a_short_id_is_pinned_to_the_full_id(tusk: Run, tmp_path: Path) -> None:  # noqa: F811
+    assert tusk("repo", "create", "models").code == 0
+    assert tusk("put", "file", "models@master:/m.joblib", "-f", str(_model_file(tmp_path, 2.0))).code == 0
+    v1 = tusk("commit", "inspect", "models@master", "--json").json()["id"]  # type: ignore[index]
+    spec = tmp_path / "deploy.yaml"
+    spec.write_text(f"name: d\npredictors:\n  - {{name: pinned, model: 'models@{v1[:7]}:/m.joblib'}}\n"
+                    "  - {name: follows, model: 'models@master:/m.joblib', weight: 0}\n")
+    created = tusk("deploy", "create", "-f", str(spec))
+    assert created.code == 0, created.err
+    stored = tusk("deploy", "inspect", "d", "--json").json()
+    models = {p["name"]: p["model"] for p in stored["spec"]["predictors"]}  # type: ignore[index]
+    assert models == {"pinned": f"models@{v1}:/m.joblib", "follows": "models@master:/m.joblib"}

@@ -23,6 +23,7 @@ from rich.progress import (
 from rich.table import Table
 
 from tusk.ids import SHORT_ID, short_id
+from tusk.units import human_size
 
 if TYPE_CHECKING:
     from tusk.sdk import Client
@@ -51,7 +52,7 @@ class _JobProgress:
         self._tasks: dict[str, TaskID] = {}
         self._note: Callable[[], str | None] | None = note
 
-    def __call__(self, pipeline: str, done: int, total: int) -> None:
+    def __call__(self, pipeline: str, done: int, total: int, failed: int = 0) -> None:
         if self._note is not None:
             note, self._note = self._note(), None
             if note:
@@ -60,11 +61,13 @@ class _JobProgress:
             return
         if self._bar is None:
             self._bar = Progress(TextColumn("job {task.description}"), BarColumn(),
-                                 TextColumn("{task.completed}/{task.total} datums"), console=err, transient=True)
+                                 TextColumn("{task.completed}/{task.total} datums"),
+                                 TextColumn("{task.fields[failed]}", style="red"), console=err, transient=True)
             self._bar.start()
         if pipeline not in self._tasks:
-            self._tasks[pipeline] = self._bar.add_task(pipeline, total=total)
-        self._bar.update(self._tasks[pipeline], completed=done, total=total)
+            self._tasks[pipeline] = self._bar.add_task(escape(pipeline), total=total, failed="")
+        self._bar.update(self._tasks[pipeline], completed=done, total=total,
+                         failed=f"{failed} failed" if failed else "")
 
     def stop(self) -> None:
         if self._bar is not None:
@@ -121,9 +124,21 @@ def emit(data: Any, columns: Sequence[str], rows: Callable[[Any], Sequence[Any]]
         table.add_column(col.upper().replace("_", " "), no_wrap=is_id, min_width=SHORT_ID if is_id else None)
     for item, d in zip(items, dicts, strict=True):
         values = rows(item) if rows else [d.get(c) for c in columns]
-        table.add_row(*["" if v is None else short_id(str(v)) if is_id else str(v)
+        table.add_row(*["" if v is None else short_id(str(v)) if is_id else escape(str(v))
                         for v, is_id in zip(values, ids, strict=True)])
     print_wide(table)
+
+
+def say(*objects: Any, **kwargs: Any) -> None:
+    """Print to stdout as it is: names, refs and paths are the user's, and ``[x]`` in them is not markup."""
+    kwargs.setdefault("highlight", False)
+    out.print(*objects, markup=False, **kwargs)
+
+
+def warn_plain(*objects: Any, **kwargs: Any) -> None:
+    """Print to stderr as it is (see ``say``)."""
+    kwargs.setdefault("highlight", False)
+    err.print(*objects, markup=False, **kwargs)
 
 
 def print_wide(renderable: Any) -> None:
@@ -138,17 +153,6 @@ def print_wide(renderable: Any) -> None:
         out.print(renderable)
     finally:
         out.width = width
-
-
-def human_size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 class _BinarySpeed(TransferSpeedColumn):

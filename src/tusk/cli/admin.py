@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
 from rich.markup import escape
 
-from tusk.cli._state import emit, err, human_size, out, state
+from tusk.cli._state import emit, err, out, print_wide, say, state
 from tusk.errors import InvalidArgument
+from tusk.units import human_size
 
 
 def fsck(fast: bool = typer.Option(False, "--fast", help="check chunks exist, at their size, without hashing them"),
@@ -18,7 +20,7 @@ def fsck(fast: bool = typer.Option(False, "--fast", help="check chunks exist, at
     if state.json:
         emit(report.to_dict() | {"ok": report.ok}, [])
     else:
-        out.print(f"checked {report.commits} commits, {report.trees} directories, {report.chunks} chunks"
+        say(f"checked {report.commits} commits, {report.trees} directories, {report.chunks} chunks"
                   f" ({human_size(report.bytes_verified)} hashed)")
         for path in report.repaired:
             out.print(f"[green]repaired[/green] {escape(path)}")
@@ -87,7 +89,7 @@ def lineage(ref: str = typer.Argument(..., metavar="REPO@REF[:/PATH]")) -> None:
     def label(n: dict[str, object]) -> str:
         how = f" ← {n['pipeline']} v{n['pipeline_version']} job {str(n['job'])[:8]}" if n.get("job") else \
             f" ({n.get('origin', '?')})"
-        return f"[bold]{n['repo']}[/bold]@{n['commit']}{how} [dim]{n.get('state', '')}[/dim]"
+        return f"[bold]{escape(str(n['repo']))}[/bold]@{n['commit']}{escape(how)} [dim]{n.get('state', '')}[/dim]"
 
     def grow(tree: Tree, node: dict[str, object], key: str) -> None:
         children = node.get(key)
@@ -97,18 +99,18 @@ def lineage(ref: str = typer.Argument(..., metavar="REPO@REF[:/PATH]")) -> None:
 
     if data.get("datum"):
         d = data["datum"]
-        out.print(f"{d['path']} was written by datum {d['id'][:12]} of job {d['job'][:12]} ({d['state']}) from:",
+        say(f"{d['path']} was written by datum {d['id'][:12]} of job {d['job'][:12]} ({d['state']}) from:",
                   highlight=False)
         for i in d["inputs"]:
-            out.print(f"  {i.get('name')}: {i.get('repo')}@{i.get('commit')}:{i.get('path')}", highlight=False)
+            say(f"  {i.get('name')}: {i.get('repo')}@{i.get('commit')}:{i.get('path')}", highlight=False)
     elif "datum" in data:
-        out.print("(no datum wrote this file: it was committed by hand)")
+        say("(no datum wrote this file: it was committed by hand)")
     up = Tree(f"upstream of {label(data['upstream'])}")
     grow(up, data["upstream"], "inputs")
     down = Tree(f"downstream of {label(data['downstream'])}")
     grow(down, data["downstream"], "outputs")
-    out.print(up)
-    out.print(down)
+    print_wide(up)  # piped: whole lines, never cut at 80 columns
+    print_wide(down)
 
 
 def server(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8080, "--port", "-p"),
@@ -132,7 +134,11 @@ def server(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Op
 
     settings = state.client.settings
     if state.client.remote:
-        raise InvalidArgument(f"TUSK_ADDRESS={settings.address} is set: `tusk server` serves a store; unset it")
+        if os.environ.get("TUSK_ADDRESS"):
+            raise InvalidArgument(f"TUSK_ADDRESS={settings.address} is set: `tusk server` serves a store; unset it")
+        raise InvalidArgument(f"the current context points at the server {settings.address}: `tusk server` serves "
+                              "a store; run `TUSK_CONTEXT=none tusk server`, or `tusk context use` a context "
+                              "without an address")
     loopback = host in ("127.0.0.1", "localhost", "::1")
     if auth is None:
         auth = not loopback

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from tusk.cli._state import emit, out, state
+from tusk.cli._state import emit, say, state
 from tusk.errors import InputError
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def publish(directory: Path, name: str = typer.Argument(..., metavar="OWNER/NAME
     if state.json:
         emit(_doc(v), [])
     else:
-        out.print(f"published {v.full_name} (commit {v.commit[:12]} of repo algorithms)")
+        say(f"published {v.full_name} (commit {v.commit[:12]} of repo algorithms)")
 
 
 @app.command("list")

@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from tusk.cli._state import emit, out, state
+from tusk.cli._state import emit, say, state
 from tusk.config import TOKEN_FILE
 from tusk.errors import InvalidArgument
 
@@ -49,7 +49,7 @@ def login(token: str = typer.Option(None, "--token", help="an API token (prompte
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(token + "\n")
-    out.print(f"logged in to {client.settings.address} as {me['user']} (token kept in {path})")
+    say(f"logged in to {client.settings.address} as {me['user']} (token kept in {path})")
 
 
 @app.command("logout")
@@ -57,7 +57,7 @@ def logout() -> None:
     """Forget the token kept by `tusk auth login`."""
     path = state.client.settings.home / TOKEN_FILE
     path.unlink(missing_ok=True)
-    out.print("logged out")
+    say("logged out")
 
 
 @app.command("whoami")
@@ -70,7 +70,7 @@ def _print_token(token_id: str, user: str, token: str) -> None:
     if state.json:
         emit({"id": token_id, "user": user, "token": token}, ["id", "user", "token"])
     else:
-        out.print(f"token {token_id} for {user} (shown once; keep it secret):\n{token}")
+        say(f"token {token_id} for {user} (shown once; keep it secret):\n{token}")
 
 
 @token_app.command("create")
@@ -90,7 +90,7 @@ def token_list(user: str = typer.Option(None, "--user")) -> None:
 def token_revoke(token_id: str = typer.Argument(..., metavar="TOKEN_ID")) -> None:
     info = state.client.revoke_token(token_id)
     if not state.json:
-        out.print(f"token {info.id} of {info.user} revoked")
+        say(f"token {info.id} of {info.user} revoked")
     else:
         emit(info, _TOKEN_COLUMNS)
 
@@ -103,7 +103,7 @@ def role_set(resource: str = typer.Argument(..., help="a repo, deployment/NAME, 
     if state.json:
         emit(binding or {"resource": resource, "user": user, "role": None}, ["resource", "user", "role"])
     else:
-        out.print(f"{user} is now {role} on {resource}" if binding else f"{user} has no role on {resource}")
+        say(f"{user} is now {role} on {resource}" if binding else f"{user} has no role on {resource}")
 
 
 @role_app.command("list")

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import typer
 
-from tusk.cli._state import emit, out, state
+from tusk.cli._state import emit, say, state
 from tusk.errors import InvalidArgument
+from tusk.ids import short_id
 
 app = typer.Typer(help="Create, list and delete branches.", no_args_is_help=True)
 
@@ -25,17 +26,27 @@ def create(ref: str = typer.Argument(..., metavar="REPO@BRANCH"),
                                 trigger_cron, trigger_all)
     elif any(v is not None for v in (trigger_commits, trigger_size, trigger_cron)):
         raise InvalidArgument("--trigger-commits/--trigger-size/--trigger-cron need --trigger-branch")
+    had = None
+    if trigger is not None:
+        from tusk.versioning.refs import parse_ref
+
+        had = {b.name for b in state.client.list_branches(parse_ref(ref, default_branch=None)[0])}
     info = state.client.create_branch(ref, head, trigger)
     if state.json:
-        emit(info, ["repo", "name", "head"])
-    else:
-        out.print(f"branch {info.repo}@{info.name} → {info.head or '(no commits)'}")
+        emit(info, ["repo", "name", "head", "trigger"])
+        return
+    where = f"{info.repo}@{info.name}"
+    say(f"branch {where} → {short_id(info.head) if info.head else '(no commits)'}"
+        + (f" (follows {info.trigger})" if info.trigger else ""))
+    if trigger is not None and had is not None and trigger.branch not in had:
+        say(f"created branch {info.repo}@{trigger.branch}: put new data there; "
+            f"{info.name} moves to it when the trigger fires")
 
 
 @app.command("list")
 def list_(repo: str) -> None:
-    """List a repo's branches."""
-    emit(state.client.list_branches(repo), ["name", "head", "created_at"])
+    """List a repo's branches, with the branch each trigger follows and when it moves."""
+    emit(state.client.list_branches(repo), ["name", "head", "trigger", "created_at"])
 
 
 @app.command("delete")
@@ -43,4 +54,4 @@ def delete(ref: str = typer.Argument(..., metavar="REPO@BRANCH")) -> None:
     """Delete a branch (its commits stay)."""
     state.client.delete_branch(ref)
     if not state.json:
-        out.print(f"deleted branch {ref}")
+        say(f"deleted branch {ref}")

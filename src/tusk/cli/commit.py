@@ -3,10 +3,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 
-from tusk.cli._state import emit, human_size, out, state
+from tusk.cli._state import emit, out, say, state
 from tusk.errors import CommitNotFound, RepoNotFound
 from tusk.ids import is_commit_id, is_id_prefix
+from tusk.units import human_size
 
 if TYPE_CHECKING:
     from tusk.versioning.records import CommitInfo
@@ -26,7 +28,7 @@ def _print_commit(info: CommitInfo) -> None:
     if state.json:
         emit(info, _COLUMNS, _row)
     else:
-        out.print(info.id)
+        say(info.id)
 
 
 @app.command("start")
@@ -51,8 +53,15 @@ def list_(ref: str = typer.Argument(..., metavar="REPO[@BRANCH]"),
 
 
 @app.command("inspect")
-def inspect(ref: str = typer.Argument(..., metavar="REPO@REF|GLOBAL_ID")) -> None:
+def inspect(ref: str = typer.Argument(..., metavar="REPO@REF|GLOBAL_ID"),
+            global_: bool = typer.Option(False, "--global",
+                                         help="every commit of this commit's global id, in every repo")) -> None:
     """Show a commit, or every commit of a global id."""
+    if global_ and "@" in ref:
+        gid = state.client.inspect_commit(ref).global_id
+        commits = state.client.inspect_commit_set(gid)
+        emit(commits, _COLUMNS, _row, title=f"commit set {gid}")
+        return
     missing: CommitNotFound | None = None
     if "@" not in ref and is_id_prefix(ref):
         try:
@@ -75,7 +84,8 @@ def inspect(ref: str = typer.Argument(..., metavar="REPO@REF|GLOBAL_ID")) -> Non
     for key, value in info.to_dict().items():
         if key == "size_bytes":
             value = f"{human_size(int(value))} ({value} bytes)"
-        out.print(f"[bold]{key.replace('_', ' ').title():<13}[/bold] {value if value not in (None, []) else '-'}")
+        out.print(f"[bold]{key.replace('_', ' ').title():<13}[/bold] "
+                  f"{escape(str(value)) if value not in (None, []) else '-'}")
 
 
 @app.command("wait")
@@ -90,7 +100,7 @@ def squash(ref: str = typer.Argument(..., metavar="REPO@COMMIT")) -> None:
     """Remove a commit from history, folding its changes into its children."""
     state.client.squash_commit(ref)
     if not state.json:
-        out.print(f"squashed {ref}")
+        say(f"squashed {ref}")
 
 
 @app.command("delete")
@@ -98,4 +108,4 @@ def delete(ref: str = typer.Argument(..., metavar="REPO@COMMIT")) -> None:
     """Delete an open commit, or a branch head and its changes."""
     state.client.delete_commit(ref)
     if not state.json:
-        out.print(f"deleted {ref}")
+        say(f"deleted {ref}")

@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from tusk.cli._state import emit, out
+from tusk.cli._state import emit, say
 from tusk.config import Settings
 from tusk.contexts import Context, ContextFile
 
@@ -32,14 +32,14 @@ def create(name: str = typer.Argument(...),
     f.create(Context(name, address, token, os.path.abspath(os.path.expanduser(home)) if home else None), replace)
     if use:
         f.use(name)
-    out.print(f"created context {name} in {f.path}")
+    say(f"created context {name} in {f.path}")
 
 
 @app.command("use")
 def use(name: str = typer.Argument(...)) -> None:
     """Make a context the current one (TUSK_CONTEXT=NAME picks one for a single command)."""
     _file().use(name)
-    out.print(f"using context {name}")
+    say(f"using context {name}")
 
 
 @app.command("list")
@@ -53,4 +53,4 @@ def list_() -> None:
 def delete(name: str = typer.Argument(...)) -> None:
     """Delete a context."""
     _file().delete(name)
-    out.print(f"deleted context {name}")
+    say(f"deleted context {name}")

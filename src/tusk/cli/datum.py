@@ -34,8 +34,30 @@ def list_(job: str | None = typer.Argument(None),
         emit(rows, ["datum", "inputs", "commits"])
         return
     if job is None:
-        raise InvalidArgument("give a JOB, or -f SPEC for a dry run")
-    emit(state.client.list_datums(job), _COLUMNS, _row)
+        raise InvalidArgument("give a JOB (or PIPELINE, its latest job, or PIPELINE@JOB), or -f SPEC for a dry run")
+    emit(state.client.list_datums(job_id(job)), _COLUMNS, _row)
+
+
+def job_id(text: str) -> str:
+    """A job as users name it: its id (or a prefix), ``PIPELINE@JOB`` as pachctl writes it, or ``PIPELINE``
+    for that pipeline's latest job."""
+    from tusk.errors import PipelineNotFound
+
+    pipeline, sep, job = text.partition("@")
+    if sep:
+        if not pipeline or not job:
+            raise InvalidArgument(f"{text}: write PIPELINE@JOB, e.g. map@3f2a9c")
+        info = state.client.inspect_job(job)
+        if info.pipeline != pipeline:
+            raise InvalidArgument(f"job {job} belongs to pipeline {info.pipeline}, not {pipeline}")
+        return info.id
+    try:
+        jobs = state.client.list_jobs(pipeline)
+    except PipelineNotFound:
+        return text  # not a pipeline: a job id
+    if not jobs:
+        raise InvalidArgument(f"pipeline {pipeline} has no jobs yet")
+    return jobs[0].id
 
 
 @app.command("inspect")

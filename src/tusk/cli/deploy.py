@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from tusk.cli._state import emit, out, state
+from tusk.cli._state import emit, say, state
 from tusk.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def _show(info: DeploymentInfo, verb: str | None = None) -> None:
         emit(doc, [])
         return
     if verb:
-        out.print(f"deployment {info.name}: {verb}, now at revision {info.revision}")
+        say(f"deployment {info.name}: {verb}, now at revision {info.revision}")
     emit([doc], _COLUMNS, _row)
 
 
@@ -98,7 +98,7 @@ def inspect(name: str) -> None:
         emit(_doc(info), [])
         return
     _show(info)
-    out.print(info.spec.model_dump_json(indent=2, exclude_defaults=True))
+    say(info.spec.model_dump_json(indent=2, exclude_defaults=True))
 
 
 @app.command("history")
@@ -120,4 +120,4 @@ def history(name: str) -> None:
 def delete(name: str) -> None:
     """Delete a deployment (servers stop serving it within a second; its request-log repo stays)."""
     state.client.delete_deployment(name)
-    out.print(f"deleted deployment {name}")
+    say(f"deleted deployment {name}")

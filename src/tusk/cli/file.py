@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from tusk.cli._state import emit, err, human_size, out, progress_bar, state
+from tusk.cli._state import emit, err, out, progress_bar, say, state
 from tusk.errors import InvalidArgument
 from tusk.transfer import local_tree
+from tusk.units import human_size
 from tusk.versioning.refs import parse_file_ref
 
 if TYPE_CHECKING:
@@ -71,9 +72,9 @@ def put(dest: str = typer.Argument(..., metavar="REPO@BRANCH[:PATH]"),
     if state.json:
         emit({"commit": commit.id if commit else None, "files": len(mod.ops)}, ["commit", "files"])
     elif commit is not None:
-        out.print(f"{len(mod.ops)} file(s) committed to {ref.repo}@{ref.ref} as {commit.id}")
+        say(f"{len(mod.ops)} file(s) committed to {ref.repo}@{ref.ref} as {commit.id}")
     else:
-        out.print(f"{len(mod.ops)} file(s) staged in the open commit on {ref.repo}@{ref.ref}")
+        say(f"{len(mod.ops)} file(s) staged in the open commit on {ref.repo}@{ref.ref}")
 
 
 @app.command("get")
@@ -96,7 +97,7 @@ def get(ref: str = typer.Argument(..., metavar="REPO@REF:PATH"),
     with progress_bar(f"get {ref}", info.size_bytes) as progress:
         n = client.download(ref, output, progress)
     if not state.json:
-        out.print(f"wrote {human_size(n)} to {output}", highlight=False)
+        say(f"wrote {human_size(n)} to {output}", highlight=False)
 
 
 @app.command("list")
@@ -171,7 +172,7 @@ def delete(ref: str = typer.Argument(..., metavar="REPO@BRANCH:PATH"),
     """Delete a file or directory (as a new commit, or in the open commit)."""
     commit = state.client.delete_file(ref, message)
     if not state.json:
-        out.print(f"deleted {ref}" + (f" in commit {commit.id}" if commit else " (staged)"))
+        say(f"deleted {ref}" + (f" in commit {commit.id}" if commit else " (staged)"))
 
 
 @app.command("copy")
@@ -181,4 +182,4 @@ def copy(src: str = typer.Argument(..., metavar="REPO@REF:PATH"),
     """Copy a file or directory by reference (no bytes are duplicated)."""
     commit = state.client.copy_file(src, dest, message)
     if not state.json:
-        out.print(f"copied {src} to {dest}" + (f" in commit {commit.id}" if commit else " (staged)"))
+        say(f"copied {src} to {dest}" + (f" in commit {commit.id}" if commit else " (staged)"))

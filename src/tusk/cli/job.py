@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 
 from tusk.cli._state import emit, out, state
 
@@ -35,7 +36,8 @@ def inspect(job: str) -> None:
         emit(info, _COLUMNS, _row)
         return
     for key, value in info.to_dict().items():
-        out.print(f"[bold]{key.replace('_', ' ').title():<17}[/bold] {value if value not in (None, []) else '-'}")
+        out.print(f"[bold]{key.replace('_', ' ').title():<17}[/bold] "
+                  f"{escape(str(value)) if value not in (None, []) else '-'}")
 
 
 @app.command("wait")

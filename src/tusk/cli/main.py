@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from tusk.cli import admin, algo, auth, branch, commit, context, datum, deploy, file, job, model, pipeline, repo
-from tusk.cli._state import err, out, state
+from tusk.cli._state import err, say, state
 from tusk.cli.completion import complete_if_asked, completion
 from tusk.errors import TuskError
 
@@ -32,7 +32,7 @@ def _version(value: bool) -> None:
     if value:
         from tusk import __version__
 
-        out.print(f"tusk {__version__}")
+        say(f"tusk {__version__}")
         raise typer.Exit()
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from tusk.cli._state import emit, err, out, state
+from tusk.cli._state import emit, err, out, say, state
 from tusk.errors import InvalidArgument
 from tusk.ids import short_id
 
@@ -38,7 +38,7 @@ def _print_move(move: BranchMove, verb: str) -> None:
     if state.json:
         emit(move, _MOVE_COLUMNS)
     else:
-        out.print(f"{move.repo}@{move.branch}: {short_id(move.from_commit or '(none)')} → "
+        say(f"{move.repo}@{move.branch}: {short_id(move.from_commit or '(none)')} → "
                   f"{short_id(move.to_commit or '')} ({verb} by {move.actor})")
 
 
@@ -58,34 +58,34 @@ def inspect(ref: str = typer.Argument(..., metavar="REPO@REF")) -> None:
         emit(doc, [])
         return
     out.print(f"[bold]{manifest.repo}@{manifest.commit}[/bold]  manifest {manifest.digest[:16]}")
-    out.print(f"created {manifest.created_at} by {manifest.author} ({manifest.origin}), global id "
+    say(f"created {manifest.created_at} by {manifest.author} ({manifest.origin}), global id "
               f"{manifest.global_id}")
     for m in manifest.models:
-        out.print(f"model {m.path} ({m.flavor}{', ' + m.entry_point if m.entry_point else ''})")
+        say(f"model {m.path} ({m.flavor}{', ' + m.entry_point if m.entry_point else ''})")
     for f in manifest.files:
-        out.print(f"  {f.role:8} {f.path}  {f.size} B  blake3 {f.blake3[:16]}…  sha256 {f.sha256[:16]}…",
+        say(f"  {f.role:8} {f.path}  {f.size} B  blake3 {f.blake3[:16]}…  sha256 {f.sha256[:16]}…",
                   highlight=False)
     training = manifest.training
     if training:
-        out.print(f"trained by pipeline {training.get('pipeline')} v{training.get('pipeline_version')}, job "
+        say(f"trained by pipeline {training.get('pipeline')} v{training.get('pipeline_version')}, job "
                   f"{training.get('job')}")
         code = training.get("code") or {}
         git = code.get("git") or {}
         if git:
-            out.print(f"  code: git {git.get('repo')} {git.get('ref') or ''} {git.get('commit')}"
+            say(f"  code: git {git.get('repo')} {git.get('ref') or ''} {git.get('commit')}"
                       f"{' (dirty)' if git.get('dirty') else ''}", highlight=False)
         if code.get("digest"):
-            out.print(f"  code digest {code['digest'][:16]}… ({code.get('files')} files in {code.get('dir')})",
+            say(f"  code digest {code['digest'][:16]}… ({code.get('files')} files in {code.get('dir')})",
                       highlight=False)
         for i in training.get("inputs", []):
-            out.print(f"  input {i.get('name')}: {i.get('repo')}@{i.get('commit')}")
+            say(f"  input {i.get('name')}: {i.get('repo')}@{i.get('commit')}")
         for src in training.get("sources", []):
-            out.print(f"  source data {src['repo']}@{src['commit']}")
+            say(f"  source data {src['repo']}@{src['commit']}")
     for path, origin in manifest.upstream.items():
-        out.print(f"  {path} is {origin['repo']}@{origin['commit']}:{origin['path']} (see its manifest)",
+        say(f"  {path} is {origin['repo']}@{origin['commit']}:{origin['path']} (see its manifest)",
                   highlight=False)
     for path, metrics in manifest.metrics.items():
-        out.print(f"metrics {path}: {json.dumps(metrics)}", highlight=False)
+        say(f"metrics {path}: {json.dumps(metrics)}", highlight=False)
     for w in manifest.warnings:
         out.print(f"[yellow]warning[/yellow] {escape(w)}")
 
@@ -109,7 +109,7 @@ def export(ref: str = typer.Argument(..., metavar="REPO@REF"),
     if state.json:
         emit({"repo": manifest.repo, "commit": manifest.commit, "dest": str(dest)}, [])
     else:
-        out.print(f"exported {manifest.repo}@{manifest.commit} ({len(manifest.files)} files) to {dest}")
+        say(f"exported {manifest.repo}@{manifest.commit} ({len(manifest.files)} files) to {dest}")
 
 
 @app.command("predict")
@@ -136,7 +136,7 @@ def predict(ref: str = typer.Argument(..., metavar="REPO@REF[:/PATH]"),
               "path": model.entry.path, "predictions": result}, [])
     else:
         for value in result:
-            out.print(value, highlight=False)
+            say(value, highlight=False)
 
 
 @app.command("promote")

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from tusk.cli._state import emit, err, out, state
+from tusk.cli._state import emit, err, out, say, state, warn_plain
 from tusk.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ def _report(infos: list[PipelineInfo]) -> None:
     for p in infos:
         for note in p.notes:
             err.print(f"[yellow]warning:[/yellow] {escape(p.name)}: {escape(note)}")
-        out.print(f"pipeline {p.name} v{p.version}: last job {p.last_job_state or 'queued'}")
+        say(f"pipeline {p.name} v{p.version}: last job {p.last_job_state or 'queued'}")
 
 
 @app.command("create")
@@ -66,7 +66,7 @@ def run_cron(name: str | None = typer.Argument(None),
         emit(ticks, ["repo", "id"])
     else:
         for t in ticks:
-            out.print(f"tick {t.repo}@{t.id}")
+            say(f"tick {t.repo}@{t.id}")
 
 
 @app.command("list")
@@ -87,13 +87,13 @@ def inspect(name: str, versions: bool = typer.Option(False, "--versions", help="
         return
     import json
 
-    out.print(f"[bold]Name[/bold]      {info.name}\n[bold]Version[/bold]   {info.version}\n"
+    out.print(f"[bold]Name[/bold]      {escape(info.name)}\n[bold]Version[/bold]   {info.version}\n"
               f"[bold]State[/bold]     {info.state}\n[bold]Last job[/bold]  {info.last_job or '-'}"
               f" ({info.last_job_state or '-'})")
     code = info.code or {}
     git = code.get("git") or {}
-    out.print(f"[bold]Code[/bold]      tree {code.get('tree') or '- (runs in ' + str(code.get('dir')) + ')'}"
-              f"{', git ' + str(git.get('commit')) if git else ''}{' (dirty)' if git.get('dirty') else ''}",
+    out.print(f"[bold]Code[/bold]      tree {escape(code.get('tree') or '- (runs in ' + str(code.get('dir')) + ')')}"
+              f"{', git ' + escape(str(git.get('commit'))) if git else ''}{' (dirty)' if git.get('dirty') else ''}",
               highlight=False)
     out.print(json.dumps(info.spec, indent=2), markup=False)
 
@@ -103,7 +103,7 @@ def delete(name: str, keep_repo: bool = typer.Option(False, "--keep-repo", help=
     """Delete a pipeline (and its output repo unless --keep-repo)."""
     state.client.delete_pipeline(name, keep_repo)
     if not state.json:
-        out.print(f"deleted pipeline {name}")
+        say(f"deleted pipeline {name}")
 
 
 @app.command("stop")
@@ -116,4 +116,4 @@ def stop(name: str) -> None:
 def start(name: str) -> None:
     """Start a stopped pipeline."""
     _report([state.client.start_pipeline(name)])
-    err.print("run `tusk pipeline rerun` to process commits that arrived while it was stopped")
+    warn_plain("run `tusk pipeline rerun` to process commits that arrived while it was stopped")

@@ -4,7 +4,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from tusk.cli._state import emit, human_size, out, state
+from tusk.cli._state import emit, say, state
+from tusk.units import human_size
 
 if TYPE_CHECKING:
     from tusk.versioning.records import RepoInfo
@@ -26,7 +27,7 @@ def create(name: str, description: str = typer.Option("", "--description", "-d")
     if state.json:
         emit(info, _COLUMNS, _row)
     else:
-        out.print(f"created repo {info.name}")
+        say(f"created repo {info.name}")
 
 
 @app.command("list")
@@ -46,4 +47,4 @@ def delete(name: str, force: bool = typer.Option(False, "--force", help="delete 
     """Delete a repo's metadata (its bytes are reclaimed by `tusk gc`)."""
     state.client.delete_repo(name, force)
     if not state.json:
-        out.print(f"deleted repo {name}")
+        say(f"deleted repo {name}")

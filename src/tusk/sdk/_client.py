@@ -154,11 +154,14 @@ class Client(AuthMethods):
         if anc:
             raise InvalidRef(f"{ref}: a branch name cannot carry ancestry")
         if trigger is not None:
-            existing = {b.name for b in self.services.branches.list(repo)}
-            if trigger.branch not in existing:
-                raise InvalidArgument(f"--trigger-branch {trigger.branch} does not exist in repo {repo}")
+            if trigger.branch == branch:
+                raise InvalidArgument(f"branch {repo}@{branch} cannot follow itself: name another --trigger-branch")
+            existing = {b.name: b for b in self.services.branches.list(repo)}
             if branch not in existing or head is not None:
                 self.services.branches.create(repo, branch, head)
+            if trigger.branch not in existing:  # where new data goes: it starts where the follower is (Pachyderm's way)
+                start = head if head is not None else (existing[branch].head if branch in existing else None)
+                self.services.branches.create(repo, trigger.branch, start)
             self.services.triggers.set(repo, branch, trigger)
             return next(b for b in self.services.branches.list(repo) if b.name == branch)
         info = self.services.branches.create(repo, branch, head)

@@ -19,9 +19,9 @@ from tusk.errors import AlreadyExists, Conflict, DeploymentNotFound, InvalidArgu
 from tusk.ids import is_commit_id
 from tusk.models.registry import ModelService
 from tusk.serving.spec import DeploymentSpec, PredictorSpec, parse_deployment_spec
-from tusk.storage.metadata import DeploymentRevisionRow, DeploymentRow, RoleBindingRow
+from tusk.storage.metadata import BranchRow, DeploymentRevisionRow, DeploymentRow, RoleBindingRow
 from tusk.versioning.context import Context, _aware, now
-from tusk.versioning.refs import parse_file_ref
+from tusk.versioning.refs import FileRef, parse_file_ref
 
 __all__ = ["DeploymentInfo", "DeploymentRevision", "DeploymentService", "PredictorInfo"]
 
@@ -62,15 +62,32 @@ class DeploymentService:
         self.ctx = ctx
         self.models = models
 
-    def _check_models(self, spec: DeploymentSpec) -> None:
-        """Every predictor's ref must name a model commit now (a typo fails here, not at serving time)."""
-        for p in [*spec.predictors, *([spec.shadow] if spec.shadow else [])]:
+    def _check_models(self, spec: DeploymentSpec) -> DeploymentSpec:
+        """Every predictor's ref must name a model commit now (a typo fails here, not at serving time).
+
+        A short commit id (``model@3f2a9c``) is pinned to the full id it names today: servers never
+        re-resolve it, and a prefix that later becomes ambiguous cannot break a running deployment.
+        """
+        def checked(p: PredictorSpec) -> PredictorSpec:
             ref = parse_file_ref(p.model, default_branch=None)
             try:
                 manifest = self.models.manifest(p.model)
                 manifest.model(ref.path if ref.has_path else None)  # one model, or the one the path names
             except UserError as exc:  # no such repo/branch/commit, or no model there (a store outage propagates)
                 raise InvalidArgument(f"predictor {p.name!r}: {p.model} is not a loadable model: {exc}") from exc
+            if ref.ancestry == 0 and ref.ref != manifest.commit and manifest.commit.startswith(ref.ref.lower()) \
+                    and not self._is_branch(ref.repo, ref.ref):
+                pinned = FileRef(ref.repo, manifest.commit, 0, ref.path, ref.has_path)
+                return p.model_copy(update={"model": str(pinned)})
+            return p
+
+        return spec.model_copy(update={"predictors": [checked(p) for p in spec.predictors],
+                                       "shadow": checked(spec.shadow) if spec.shadow else None})
+
+    def _is_branch(self, repo: str, name: str) -> bool:
+        with self.ctx.db.read() as s:
+            return s.scalar(select(BranchRow.name).where(BranchRow.repo_id == self.ctx.repo_row(s, repo).id,
+                                                         BranchRow.name == name)) is not None
 
     def _write(self, spec: DeploymentSpec, reason: str, *, create: bool) -> DeploymentInfo:
         stamp = now()
@@ -93,12 +110,10 @@ class DeploymentService:
         return self.inspect(spec.name)
 
     def create(self, spec: DeploymentSpec) -> DeploymentInfo:
-        self._check_models(spec)
-        return self._write(spec, "create", create=True)
+        return self._write(self._check_models(spec), "create", create=True)
 
     def update(self, spec: DeploymentSpec) -> DeploymentInfo:
-        self._check_models(spec)
-        return self._write(spec, "update", create=False)
+        return self._write(self._check_models(spec), "update", create=False)
 
     def rollout(self, name: str, weights: dict[str, float]) -> DeploymentInfo:
         """Change traffic weights (e.g. canary 10 → 50 → 100) as a new revision."""
@@ -118,8 +133,7 @@ class DeploymentService:
         if not match:
             raise Conflict(f"deployment {name} has no revision {target} to roll back to "
                            f"(revisions 1..{current})")
-        self._check_models(match[0].spec)
-        return self._write(match[0].spec, "rollback", create=False)
+        return self._write(self._check_models(match[0].spec), "rollback", create=False)
 
     def delete(self, name: str) -> None:
         with self.ctx.db.write() as s:

@@ -7,6 +7,7 @@ from sqlalchemy import select
 from tusk.errors import AlreadyExists, Conflict
 from tusk.ids import validate_branch_name
 from tusk.storage.metadata import BranchMoveRow, BranchRow, CommitRow
+from tusk.units import human_size
 from tusk.versioning.commits import CommitService
 from tusk.versioning.context import Context, _aware, now
 from tusk.versioning.records import BranchInfo
@@ -53,7 +54,7 @@ class BranchService:
                 s.add(BranchMoveRow(repo_id=repo_row.id, branch=name, from_commit=previous, to_commit=target,
                                     actor=self.ctx.user, reason=reason, moved_at=now()))
             s.flush()
-            info = BranchInfo(repo, branch.name, branch.head_id, _aware(branch.created_at))
+            info = BranchInfo(repo, branch.name, branch.head_id, _aware(branch.created_at), describe_trigger(branch))
             moved = target is not None and previous != target
         if moved:  # moving a head by hand triggers the pipelines that read the branch, as a commit does
             moved_to = self.commits.inspect(repo, name)
@@ -64,7 +65,7 @@ class BranchService:
         with self.ctx.db.read() as s:
             repo_row = self.ctx.repo_row(s, repo)
             rows = s.scalars(select(BranchRow).where(BranchRow.repo_id == repo_row.id).order_by(BranchRow.name))
-            return [BranchInfo(repo, b.name, b.head_id, _aware(b.created_at)) for b in rows]
+            return [BranchInfo(repo, b.name, b.head_id, _aware(b.created_at), describe_trigger(b)) for b in rows]
 
     def delete(self, repo: str, name: str) -> None:
         with self.ctx.db.write() as s:
@@ -74,3 +75,18 @@ class BranchService:
                                                    CommitRow.state == "open").limit(1)):
                 raise Conflict(f"branch {repo}@{name} has an open commit; finish or delete it first")
             s.delete(branch)
+
+
+def describe_trigger(b: BranchRow) -> str | None:
+    """A branch's trigger in words: the branch it follows, then its conditions."""
+    if b.trigger_branch is None:
+        return None
+    parts = []
+    if b.trigger_commits is not None:
+        parts.append(f"{b.trigger_commits} commit{'s' if b.trigger_commits != 1 else ''}")
+    if b.trigger_size is not None:
+        parts.append(human_size(b.trigger_size))
+    if b.trigger_cron is not None:
+        parts.append(f"cron {b.trigger_cron}")
+    return f"{b.trigger_branch}: " + (" and " if b.trigger_all else " or ").join(parts)
+

@@ -39,6 +39,7 @@ class BranchInfo(_Record):
     name: str
     head: str | None
     created_at: datetime
+    trigger: str | None = None  # "staging: 10 commits or 1.0 MiB": the branch it follows and when it moves
 
 
 @dataclass(frozen=True)
