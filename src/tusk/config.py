@@ -77,6 +77,25 @@ def _datum_limits(env: Mapping[str, str]) -> Limits:
     return replace(Limits.default(), **values)
 
 
+SERVING_MAX_BODY_BYTES = 64 << 20  # the default largest inference request body, also once decompressed
+
+
+def _serving_max_body(env: Mapping[str, str]) -> int:
+    """TUSK_SERVING_MAX_BODY_BYTES: a positive size (K, M, G suffixes), default 64 MiB."""
+    var = "TUSK_SERVING_MAX_BODY_BYTES"
+    raw = env.get(var, "").strip().lower().removesuffix("ib").removesuffix("b")
+    if not raw:
+        return SERVING_MAX_BODY_BYTES
+    unit = raw[-1] if raw[-1] in _SIZE_UNITS and not raw[-1].isdigit() else ""
+    try:
+        number = int(float(raw[: len(raw) - len(unit)]) * _SIZE_UNITS[unit])
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise InvalidArgument(f"{var}={env[var]!r} is not a positive size (use e.g. 64M, 512K or 1G)")
+    return number
+
+
 TOKEN_FILE = "token"  # written by `tusk auth login`, under TUSK_HOME, readable by its user only
 
 
@@ -111,6 +130,7 @@ class Settings:
     datum_limits: Limits = field(default_factory=Limits.default)  # per sandboxed run (TUSK_DATUM_*)
     allow_unsandboxed: bool = False  # TUSK_ALLOW_UNSANDBOXED=1: an admin lets a server with auth run user code
     config_path: Path | None = None  # the contexts file (TUSK_CONFIG, else ~/.config/tusk/config.json)
+    serving_max_body_bytes: int = SERVING_MAX_BODY_BYTES  # largest inference body, decompressed (TUSK_SERVING_...)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, cwd: Path | None = None,
@@ -147,6 +167,7 @@ class Settings:
             datum_limits=_datum_limits(env),
             allow_unsandboxed=env.get("TUSK_ALLOW_UNSANDBOXED", "") in ("1", "true", "yes"),
             config_path=config_path(env),
+            serving_max_body_bytes=_serving_max_body(env),
         )
 
     @classmethod

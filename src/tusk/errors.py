@@ -26,6 +26,8 @@ maps it to and the exit code the CLI returns::
     │   ├── PermissionDenied       403   the caller's role does not allow it; an algorithm calling one it did
     │   │                                not declare
     │   ├── ModelUnloadable    400   no loader for the flavor, or its library is not installed
+    │   ├── PayloadTooLarge        413   a request body (or what it inflates to) over the server's limit
+    │   ├── UnsupportedMediaType   415   a Content-Type or Content-Encoding the endpoint does not take
     │   ├── AlreadyExists          409
     │   └── Conflict               409   directory/file clash, commit not open, head moved
     ├── IntegrityError             500  exit 3   stored bytes do not match their hash
@@ -72,6 +74,7 @@ __all__ = [
     "NotReady",
     "ObjectCorrupt",
     "ObjectMissing",
+    "PayloadTooLarge",
     "PermissionDenied",
     "PipelineNotFound",
     "RepoNotFound",
@@ -79,6 +82,7 @@ __all__ = [
     "Timeout",
     "TuskError",
     "Unauthenticated",
+    "UnsupportedMediaType",
     "UserError",
 ]
 
@@ -175,6 +179,14 @@ class AlgorithmNotFound(NotFound):
 
 class ModelUnloadable(UserError):
     pass
+
+
+class PayloadTooLarge(UserError):
+    http_status = 413
+
+
+class UnsupportedMediaType(UserError):
+    http_status = 415
 
 
 class PermissionDenied(UserError):

@@ -121,3 +121,18 @@ def test_a_model_algorithm_reads_its_model_with_its_publishers_current_rights(cl
     assert ok.status_code == 200, ok.text
     assert refused.status_code == 403, refused.text
     assert "rita is not a reader of doubler" in refused.json()["error"]["message"]
+
+
+def test_an_algorithms_stack_trace_goes_to_its_writers_only(cluster: Cluster, tmp_path: Path) -> None:  # noqa: F811
+    crash = _algo(tmp_path, "crash", "def apply(x):\n    return {}['missing']\n", "entrypoint: algo.py:apply\n")
+    cluster.root.publish_algorithm(crash, "root/crash", "1.0.0")
+    cluster.root.set_role("algorithm/root/crash", "mallory", "reader")
+    with cluster.http("mallory") as http:
+        caller = http.post("/v1/algo/root/crash/1.0.0", json=1)
+    with cluster.http("root") as http:
+        author = http.post("/v1/algo/root/crash/1.0.0", json=1)
+    assert caller.status_code == author.status_code == 500
+    assert caller.json()["error"]["error_type"] == "AlgorithmError" and "KeyError" in caller.json()["error"]["message"]
+    assert "stacktrace" not in caller.json()["error"] and "Traceback" not in caller.text
+    assert "KeyError" in author.json()["error"]["stacktrace"]
+    assert "/work" not in author.text and str(tmp_path) not in author.text  # its own frames, relative paths

@@ -3,8 +3,8 @@
 Each block runs in its own ``bash -euo pipefail`` from the top of a scratch copy
 of the checkout (``examples/``, and ``.venv`` pointing at this interpreter's
 environment), so a ``cd`` in one block does not leak into the next, and any
-command that fails fails the test with its output. The one substitution: port
-8080 becomes a free port, so a machine with something on 8080 can still run it.
+command that fails fails the test with its output. The one substitution: ports
+8080 and 30600 become free ports, so a machine with something on them can still run it.
 A block is skipped only when the line before it says
 ``<!-- readme-test: not run (why) -->``, and then it must say why.
 """
@@ -68,7 +68,7 @@ def test_the_readme_runs_as_written(tmp_path: Path) -> None:
     work = tmp_path / "checkout"
     shutil.copytree(ROOT / "examples", work / "examples", symlinks=False)
     (work / ".venv").symlink_to(Path(sys.prefix))
-    port = str(_free_port())
+    ports = {"8080": str(_free_port()), "30600": str(_free_port())}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TUSK_", "AWS_"))}
     env.update(HOME=str(tmp_path / "home"), TUSK_HOME=str(tmp_path / "tusk"), TUSK_CONTEXT="none",
                TUSK_CONFIG=str(tmp_path / "config.json"), TUSK_USER="readme",
@@ -78,7 +78,9 @@ def test_the_readme_runs_as_written(tmp_path: Path) -> None:
     for line, text, reason in blocks(README.read_text()):
         if reason is not None:
             continue
-        script = "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n" + text.replace("8080", port)
+        for fixed, free in ports.items():
+            text = text.replace(fixed, free)
+        script = "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n" + text
         proc = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True,
                               timeout=600)
         assert proc.returncode == 0, (f"README block at line {line} failed (exit {proc.returncode}):\n"

@@ -153,7 +153,7 @@ def test_bad_payloads_are_4xx_json_errors_never_500(c: Client, body: bytes, stat
     with serving(c) as t:
         r = t.post("/v2/models/iris/infer", content=body, headers={"content-type": "application/json"})
         assert r.status_code == status, r.text
-        assert set(r.json()) == {"error"} and message in r.json()["error"]
+        assert set(r.json()) == {"error", "error_type"} and message in r.json()["error"]
 
 
 def test_unknown_routes_models_and_methods_are_json_errors(c: Client) -> None:
@@ -418,6 +418,42 @@ def test_logged_requests_are_committed_to_the_deployment_repo(backend: Backend) 
         commits = c.list_commits("census-requests@master")
         assert len(commits) >= 3
         assert {(p["repo"], p["commit"]) for p in commits[0].provenance} == {("census-model", v1)}
+    finally:
+        c.close()
+
+
+def test_request_logs_are_bounded_sampled_and_redacted(backend: Backend) -> None:
+    c = backend.client()
+    try:
+        _census(c, logging={"flush_rows": 1000, "flush_seconds": 30, "max_record_bytes": 4096,
+                            "max_flush_bytes": 4096, "redact": ["age", "predict"]})
+        skipped = {r: _metric(None, "tusk_request_log_skipped_total", deployment="census", reason=r)
+                   for r in ("truncated", "sampled")}  # the registry is this process's: count what this test adds
+        with serving(c) as t:
+            for i in range(6):
+                assert t.post("/v2/models/census/infer", json=_infer(2, skip=20000 + 2 * i,
+                                                                     id=f"small{i}")).status_code == 200
+            assert t.post("/v2/models/census/infer", json=_infer(200, id="big")).status_code == 200
+        cut = _metric(None, "tusk_request_log_skipped_total", deployment="census", reason="truncated")
+        records = {r["id"]: r for r in _log_records(c, "census-requests")}  # committed at shutdown
+        assert set(records) == {f"small{i}" for i in range(6)} | {"big"}  # nothing lost
+        big = records["big"]
+        assert big["truncated"] is True and big["rows"] == 200 and big["record_bytes"] > 4096
+        assert "inputs" not in big and big["model_commit"]  # what answered stays
+        assert cut - skipped["truncated"] == 1
+        small = records["small0"]
+        assert {r["age"] for r in small["inputs"]} == {"[redacted]"} and small["outputs"]["predict"] == "[redacted]"
+        assert all(r["education"] != "[redacted]" for r in small["inputs"])
+        files = [f for f in c.walk_files("census-requests@master:/") if f.kind == "file"]
+        assert len(files) >= 2 and all(f.size_bytes <= 4096 for f in files)  # one flush, at most max_flush_bytes
+        c.update_deployment({"name": "census", "predictors": [{"name": "main", "model": "census-model@production"}],
+                             "logging": {"sample_rate": 0.0, "flush_seconds": 30}})
+        with serving(c) as t:
+            for i in range(5):
+                assert t.post("/v2/models/census/infer", json=_infer(1, id=f"unlogged{i}")).status_code == 200
+        sampled = _metric(None, "tusk_request_log_skipped_total", deployment="census", reason="sampled")
+        assert sampled - skipped["sampled"] == 5
+        assert not any(r["id"].startswith("unlogged") for r in _log_records(c, "census-requests"))
     finally:
         c.close()
 

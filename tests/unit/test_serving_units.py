@@ -1,22 +1,30 @@
-"""Serving building blocks on their own: routing, the OIP codec, batching, specs, detectors."""
+"""Serving building blocks on their own: routing, the OIP codec (JSON and binary), bodies, batching, specs,
+detectors."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import gzip
 import random
+import struct
+import zlib
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
+from starlette.requests import Request
 
 from tests.census import census_frame
-from tusk.errors import InputError, InvalidArgument, NotReady
+from tusk.errors import InputError, InvalidArgument, NotReady, PayloadTooLarge, UnsupportedMediaType
 from tusk.serving.batching import Batcher
+from tusk.serving.binary import split_request
+from tusk.serving.bodies import read_body, response_coding
 from tusk.serving.detectors import DeploymentDetectors, DriftMonitor, build_reference
 from tusk.serving.routing import choose, key_point, pick
 from tusk.serving.spec import Detectors, parse_deployment_spec
-from tusk.serving.tensors import Rows, decode_inputs, encode_output, rows_from_json
+from tusk.serving.tensors import Rows, decode_inputs, encode_binary_output, encode_output, rows_from_json
 
 # -- routing ---------------------------------------------------------------------------------------------------
 
@@ -81,14 +89,29 @@ def test_nested_and_flat_data_give_the_same_matrix() -> None:
     ({"name": "x", "shape": [2], "datatype": "FP64", "data": ["a", "b"]}, "must be numbers, not strings"),
     ({"name": "x", "shape": [2], "datatype": "INT8", "data": [1, 300]}, "outside the range of INT8"),
     ({"name": "x", "shape": [2], "datatype": "INT64", "data": [1.5, 2]}, "must be integers"),
-    ({"name": "x", "shape": [2], "datatype": "BOOL", "data": [1, 0]}, "true/false"),
+    ({"name": "x", "shape": [2], "datatype": "BOOL", "data": [2, 0]}, r"true/false \(or 0/1\), got 2"),
+    ({"name": "x", "shape": [2], "datatype": "BOOL", "data": [0.5, 1]}, r"true/false \(or 0/1\), got 0.5"),
+    ({"name": "x", "shape": [2], "datatype": "BOOL", "data": ["yes", "no"]}, "true/false"),
     ({"name": "x", "shape": [2], "datatype": "BYTES", "data": [1, 2]}, "must be strings"),
     ({"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [[1, 2], [3]]}, "ragged"),
     ({"name": "x", "shape": [-1], "datatype": "FP32", "data": [1]}, "non-negative"),
     ({"name": "", "shape": [1], "datatype": "FP32", "data": [1]}, "name must be"),
     ({"name": "x", "shape": [1], "datatype": "FP32"}, "data is missing"),
     ({"name": "x", "shape": [1], "datatype": "FP32", "data": [1], "parameters": {"binary_data_size": 4}},
-     "binary tensor extension"),
+     "both data and parameters.binary_data_size"),
+    ({"name": "x", "shape": [1], "datatype": "FP32", "parameters": {"binary_data_size": 4}},
+     "no Inference-Header-Content-Length header"),
+    ({"name": "x", "shape": [1], "datatype": "FP32", "parameters": {"binary_data_size": -4}}, "non-negative integer"),
+    ({"name": "x", "shape": [1], "datatype": "FP32", "data": [1], "parameters": {"shared_memory_region": "r"}},
+     "shared memory extension is not supported"),
+    ({"name": "x", "shape": [1], "datatype": "BF16", "data": [1.5]}, "BF16 data must be binary"),
+    ({"name": "age", "shape": [2], "datatype": "INT64", "data": [39.0, 5.5]},
+     r"input 'age': INT64 data must be integers, but 5.5 has a fraction"),
+    ({"name": "x", "shape": [1], "datatype": "INT64", "data": [2.0**63]}, "outside the range of INT64"),
+    ({"name": "x", "shape": [1], "datatype": "UINT8", "data": [256.0]}, "256 is outside the range of UINT8"),
+    ({"name": "x", "shape": [1], "datatype": "INT8", "data": [-129]}, "-129 is outside the range of INT8"),
+    ({"name": "x", "shape": [1], "datatype": "FP16", "data": [70000]}, "70000 is outside the range of FP16"),
+    ({"name": "x", "shape": [1], "datatype": "INT32", "data": ["7"]}, "must be numbers"),
 ])
 def test_bad_tensors_are_input_errors_naming_the_input(tensor: dict[str, Any], message: str) -> None:
     with pytest.raises(InputError, match=message):
@@ -128,6 +151,178 @@ def test_json_rows_records_columns_and_matrices() -> None:
     assert rows_from_json([[1, 2], [3, 4]]).array is not None
     with pytest.raises(InputError, match="records"):
         rows_from_json([[1, "a"]])
+
+
+# -- numbers as clients send them -----------------------------------------------------------------------------
+
+
+def test_integral_floats_are_integers_and_0_1_are_booleans_nothing_truncated() -> None:
+    rows = decode_inputs([{"name": "age", "shape": [3], "datatype": "INT64", "data": [39.0, 40, 2.0**53]},
+                          {"name": "ok", "shape": [3], "datatype": "BOOL", "data": [0, 1.0, True]},
+                          {"name": "big", "shape": [3], "datatype": "INT64", "data": [2**62 + 1, 2.0, -(2**63)]},
+                          {"name": "u", "shape": [3], "datatype": "UINT64", "data": [2**64 - 1, 0, 1.0]}])
+    assert rows.columns is not None
+    assert rows.columns["age"].dtype == np.int64 and rows.columns["age"].tolist() == [39, 40, 2**53]
+    assert rows.columns["ok"].dtype == np.bool_ and rows.columns["ok"].tolist() == [False, True, True]
+    assert rows.columns["big"].tolist() == [2**62 + 1, 2, -(2**63)]  # exact: no detour through float64
+    assert rows.columns["u"].dtype == np.uint64 and rows.columns["u"].tolist() == [2**64 - 1, 0, 1]
+    matrix = decode_inputs([{"name": "x", "shape": [1, 2], "datatype": "INT32", "data": [[1.0, 2.0]]}])
+    assert matrix.array is not None and matrix.array.dtype == np.int32 and matrix.array.tolist() == [[1, 2]]
+
+
+# -- the binary tensor data extension -------------------------------------------------------------------------
+
+
+def _body(inputs: list[dict[str, Any]], *blobs: bytes) -> tuple[bytes, str]:
+    header = orjson.dumps({"inputs": inputs})
+    return header + b"".join(blobs), str(len(header))
+
+
+def _decode(inputs: list[dict[str, Any]], *blobs: bytes) -> Rows:
+    body, length = _body(inputs, *blobs)
+    request, binary = split_request(body, length)
+    return decode_inputs(request["inputs"], binary)
+
+
+def _bin(name: str, datatype: str, shape: list[int], data: bytes) -> dict[str, Any]:
+    return {"name": name, "datatype": datatype, "shape": shape, "parameters": {"binary_data_size": len(data)}}
+
+
+def _strings(*values: bytes) -> bytes:
+    return b"".join(struct.pack("<I", len(v)) + v for v in values)
+
+
+@pytest.mark.parametrize("datatype", ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32",
+                                      "INT64", "FP16", "FP32", "FP64"])
+def test_every_datatype_decodes_from_little_endian_bytes(datatype: str) -> None:
+    from tusk.serving.tensors import DATATYPES
+
+    array = np.array([[1, 0], [1, 1]] if datatype == "BOOL" else [[1, 2], [3, 100]], dtype=DATATYPES[datatype])
+    data = array.astype(array.dtype.newbyteorder("<")).tobytes()
+    rows = _decode([_bin("x", datatype, [2, 2], data)], data)
+    assert rows.array is not None and rows.array.dtype == array.dtype and rows.array.tolist() == array.tolist()
+
+
+def test_bf16_bytes_and_mixed_binary_and_json_inputs() -> None:
+    bf16 = np.array([1.5, -2.0], dtype=np.float32).view(np.uint32) >> 16
+    words = _strings(b"Private", b"caf\xc3\xa9", b"\xff\xfe")
+    halves = np.append(bf16, bf16[:1]).astype("<u2").tobytes()
+    rows = _decode([_bin("h", "BF16", [3], halves),
+                    {"name": "j", "datatype": "FP64", "shape": [3], "data": [0.5, None, 1]},
+                    _bin("w", "BYTES", [3], words)], halves, words)
+    assert rows.columns is not None
+    assert rows.columns["h"].dtype == np.float32 and rows.columns["h"].tolist() == [1.5, -2.0, 1.5]
+    assert rows.columns["j"][0] == 0.5 and np.isnan(rows.columns["j"][1])
+    assert rows.columns["w"].tolist() == ["Private", "café", b"\xff\xfe"]  # text as str; other bytes as they came
+
+
+@pytest.mark.parametrize(("inputs", "blobs", "message"), [
+    ([_bin("a", "FP32", [2], b"12345678"), _bin("c", "INT64", [1], b"12345678")], [b"12345678", b"1234"],
+     r"add up to 16 bytes \(a: 8, c: 8\), but 12 bytes follow the \d+-byte JSON header"),
+    ([{"name": "a", "datatype": "FP32", "shape": [1], "data": [1]}], [b"junk"], "no input has binary_data_size"),
+    ([_bin("a", "FP32", [2], b"123456")], [b"123456"],
+     "input 'a': binary_data_size 6 is not a multiple of 4, the size of one FP32 element"),
+    ([_bin("a", "FP32", [3], b"12345678")], [b"12345678"],
+     r"input 'a': shape \[3\] holds 3 FP32 elements \(12 bytes\), but binary_data_size is 8 \(2 elements\)"),
+    ([_bin("a", "BOOL", [2], b"\x01\x07")], [b"\x01\x07"], "BOOL element 1 is the byte 7; a BOOL is one byte, 0 or 1"),
+    ([_bin("w", "BYTES", [2], _strings(b"ab"))], [_strings(b"ab")], "the shape holds 2 BYTES elements, but .* holds 1"),
+    ([_bin("w", "BYTES", [1], b"\x09\x00\x00\x00ab")], [b"\x09\x00\x00\x00ab"],
+     "BYTES element 0 says it is 9 bytes, but only 2 are left"),
+    ([_bin("w", "BYTES", [1], b"\x01\x00")], [b"\x01\x00"], "its 4-byte length prefix has only 2 bytes left"),
+])
+def test_binary_sizes_that_do_not_add_up_say_exactly_what_is_wrong(inputs: list[dict[str, Any]], blobs: list[bytes],
+                                                                    message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        _decode(inputs, *blobs)
+
+
+def test_the_extension_header_must_fit_the_body() -> None:
+    body, _ = _body([_bin("a", "FP32", [1], b"1234")], b"1234")
+    with pytest.raises(InputError, match=rf"Inference-Header-Content-Length is '{len(body) + 1}'.*body's {len(body)}"):
+        split_request(body, str(len(body) + 1))
+    with pytest.raises(InputError, match="must be the length in bytes"):
+        split_request(body, "ten")
+    with pytest.raises(InputError, match=r"the first 5 bytes of the body \(Inference-Header-Content-Length\) are "
+                                         "not a JSON request"):
+        split_request(body, "5")
+    with pytest.raises(InputError, match=r"not UTF-8 text.*Inference-Header-Content-Length header is missing"):
+        split_request(body[:-4] + b"\xff\xfe\x00\x01", None)
+    with pytest.raises(InputError, match="not valid JSON"):
+        split_request(b"{oops", None)
+
+
+def test_binary_outputs_are_little_endian_with_their_size() -> None:
+    tensor, data = encode_binary_output("predict_proba", np.array([[0.25, 0.75], [0.5, 0.5]]))
+    assert tensor == {"name": "predict_proba", "datatype": "FP64", "shape": [2, 2],
+                      "parameters": {"binary_data_size": 32}}
+    assert np.frombuffer(data, "<f8").tolist() == [0.25, 0.75, 0.5, 0.5]
+    tensor, data = encode_binary_output("predict", np.array(["<=50K", "café"], dtype=object))
+    assert tensor["datatype"] == "BYTES" and data == _strings(b"<=50K", "café".encode())
+    assert tensor["parameters"]["binary_data_size"] == len(data)
+    assert encode_binary_output("predict", np.array([True, False]))[1] == b"\x01\x00"
+
+
+# -- bodies: limit and compression ----------------------------------------------------------------------------
+
+
+def _request(body: bytes, headers: dict[str, str], chunk: int = 1000) -> Request:
+    messages = [{"type": "http.request", "body": body[i:i + chunk], "more_body": i + chunk < len(body)}
+                for i in range(0, max(len(body), 1), chunk)]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    scope = {"type": "http", "method": "POST", "path": "/", "query_string": b"",
+             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}
+    return Request(scope, receive)
+
+
+def _read(body: bytes, limit: int = 1 << 20, **headers: str) -> bytes:
+    return asyncio.run(read_body(_request(body, {k.replace("_", "-"): v for k, v in headers.items()}), limit))
+
+
+def test_bodies_inflate_gzip_and_deflate_in_both_of_its_forms() -> None:
+    data = b'{"inputs": []} ' * 5000
+    raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    assert _read(gzip.compress(data), content_encoding="gzip") == data
+    assert _read(gzip.compress(data[:10]) + gzip.compress(data[10:]), content_encoding="x-gzip") == data
+    assert _read(zlib.compress(data), content_encoding="deflate") == data
+    assert _read(raw.compress(data) + raw.flush(), content_encoding="deflate") == data
+    assert _read(gzip.compress(zlib.compress(data)), content_encoding="deflate, gzip") == data
+    assert _read(data, content_encoding="identity") == data
+    assert _read(b"", content_encoding="gzip") == b""
+
+
+def test_a_body_over_the_limit_is_refused_compressed_or_not() -> None:
+    bomb = gzip.compress(b"\0" * (50 << 20))  # 50 MiB of zeros in ~50 KiB
+    with pytest.raises(PayloadTooLarge, match=r"once inflated \(gzip\), is over this server's limit of 1 MiB"):
+        _read(bomb, content_encoding="gzip")
+    with pytest.raises(PayloadTooLarge, match="TUSK_SERVING_MAX_BODY_BYTES"):
+        _read(b"x" * 2000, limit=1500)  # no Content-Length: counted as it streams
+
+    async def never() -> dict[str, Any]:
+        raise AssertionError("the body was read")
+
+    too_long = Request({"type": "http", "method": "POST", "path": "/", "query_string": b"",
+                        "headers": [(b"content-length", b"2000000")]}, never)
+    with pytest.raises(PayloadTooLarge, match=r"\(1.907 MiB, by its Content-Length\)"):
+        asyncio.run(read_body(too_long, 1 << 20))
+
+
+def test_bad_compressed_bodies_are_client_errors() -> None:
+    with pytest.raises(UnsupportedMediaType, match="Content-Encoding br is not supported"):
+        _read(b"x", content_encoding="br")
+    with pytest.raises(InputError, match="not valid gzip data"):
+        _read(b"not gzip at all", content_encoding="gzip")
+    with pytest.raises(InputError, match="truncated gzip stream"):
+        _read(gzip.compress(b"hello" * 100)[:-8], content_encoding="gzip")
+
+
+def test_accept_encoding_picks_gzip_or_deflate() -> None:
+    assert response_coding("gzip") == "gzip" and response_coding("deflate") == "deflate"
+    assert response_coding("gzip, deflate, br") == "gzip" and response_coding("deflate, gzip;q=0.5") == "deflate"
+    assert response_coding(None) is None and response_coding("identity") is None
+    assert response_coding("br") is None and response_coding("gzip;q=0") is None
 
 
 # -- batching -------------------------------------------------------------------------------------------------

@@ -127,7 +127,10 @@ def server(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Op
                                           help="run triggered jobs and cron ticks here"),
            allow_unsandboxed: bool = typer.Option(False, "--allow-unsandboxed",
                                                   help="with auth on, run user code without a sandbox anyway "
-                                                       "(or TUSK_ALLOW_UNSANDBOXED=1)")) -> None:
+                                                       "(or TUSK_ALLOW_UNSANDBOXED=1)"),
+           s3_port: int = typer.Option(None, "--s3-port",
+                                       help="also serve the S3 gateway on this port (off unless given; Pachyderm's "
+                                            "is 30600); see docs/s3-gateway.md")) -> None:
     """Run the REST API (/api/v1, OpenAPI at /docs), the job scheduler and the deployments (OIP V2,
     /invocations, /metrics, /v1/algo) until SIGTERM."""
     from tusk.serving.server import ServeOptions, serve
@@ -152,4 +155,4 @@ def server(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Op
     serve(settings, ServeOptions(host=host, port=port, workers=workers, deployments=tuple(deployment), poll=poll,
                                  request_logging=not no_request_log, log_level=log_level, log_format=fmt,
                                  auth=auth, scheduler=scheduler,
-                                 allow_unsandboxed=allow_unsandboxed or settings.allow_unsandboxed))
+                                 allow_unsandboxed=allow_unsandboxed or settings.allow_unsandboxed, s3_port=s3_port))

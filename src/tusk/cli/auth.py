@@ -73,6 +73,24 @@ def _print_token(token_id: str, user: str, token: str) -> None:
         say(f"token {token_id} for {user} (shown once; keep it secret):\n{token}")
 
 
+@app.command("s3-credentials")
+def s3_credentials(token: str | None = typer.Argument(None, metavar="[TOKEN]",
+                                               help="a token (default: TUSK_TOKEN or the logged-in one)")) -> None:
+    """The AWS keys for the S3 gateway (`tusk server --s3-port`), derived from a token: `eval $(tusk auth
+    s3-credentials)` sets them for boto3 and the AWS CLI."""
+    from tusk.config import Settings
+    from tusk.s3gateway.credentials import s3_credentials as derive
+
+    token = token or Settings.from_env().token
+    if token is None or not token:
+        raise InvalidArgument("no token: pass one, set TUSK_TOKEN, or run `tusk auth login`")
+    key_id, secret = derive(token)
+    if state.json:
+        emit({"access_key_id": key_id, "secret_access_key": secret}, ["access_key_id", "secret_access_key"])
+    else:
+        say(f"export AWS_ACCESS_KEY_ID={key_id}\nexport AWS_SECRET_ACCESS_KEY={secret}")
+
+
 @token_app.command("create")
 def token_create(user: str = typer.Option(None, "--user", help="whose token (default: yours; admins only)"),
                  description: str = typer.Option("", "--description", "-d"),

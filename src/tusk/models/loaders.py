@@ -157,6 +157,12 @@ def _unpack(entry: ModelEntry, files: Mapping[str, bytes]) -> tempfile.Temporary
     return tmp
 
 
+def _relative(message: str, tmp: tempfile.TemporaryDirectory[str]) -> str:
+    """A load error's message with the private directory's path left out: it names files as the model has them
+    (the message reaches clients, through readiness and 503s, and the server's paths are none of theirs)."""
+    return message.replace(tmp.name + "/", "").replace(tmp.name, ".")
+
+
 def _mlflow(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | None) -> LoadedModel:
     pyfunc = _require("mlflow.pyfunc", "mlflow", "mlflow")
     tmp = _unpack(entry, files)
@@ -164,7 +170,7 @@ def _mlflow(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | 
         impl = pyfunc.load_model(tmp.name)
     except Exception as e:
         tmp.cleanup()
-        raise ModelUnloadable(f"{entry.path} is not a loadable MLflow model: {e}") from e
+        raise ModelUnloadable(_relative(f"{entry.path} is not a loadable MLflow model: {e}", tmp)) from e
     return LoadedModel("mlflow", impl, entry, manifest, impl.predict, keep=tmp)
 
 
@@ -192,7 +198,8 @@ def _python(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | 
         if callable(getattr(impl, "load", None)):
             impl.load(tmp.name)
     except Exception as e:
-        raise ModelUnloadable(f"{entry.path}: {entry.entry_point} failed to load: {type(e).__name__}: {e}") from e
+        raise ModelUnloadable(_relative(f"{entry.path}: {entry.entry_point} failed to load: {type(e).__name__}: {e}",
+                                        tmp)) from e
     finally:
         sys.modules.pop(name, None)
     return _with_predict(entry, impl, manifest, keep=tmp)

@@ -2,7 +2,8 @@
 
 ``spec`` (what a deployment is), ``deployments`` (stored, with revisions),
 ``routing`` (traffic split, pure functions), ``tensors`` (OIP codec),
-``batching``, ``detectors``, ``metrics``, ``reqlog`` (request logs into a repo),
+``binary`` (OIP's binary tensor data extension), ``bodies`` (body limit,
+gzip/deflate), ``batching``, ``detectors``, ``metrics``, ``reqlog`` (request logs into a repo),
 ``live`` (what a server process holds; hot swap), ``app`` (the HTTP app),
 ``server`` (uvicorn workers), ``algorithms``.
 """

@@ -13,6 +13,8 @@ nothing of Tusk itself. The server talks to it over stdin/stdout in frames: a
 A nested call is decided by the server (``permissions.call``, the caller's
 rights); the worker has no other way out: no store, no network, no token.
 The user's own prints go to stderr (the algorithm's log), never into the frames.
+A stack trace sent back holds the algorithm's own frames only, with paths
+relative to its directory: nothing of this worker or of the server's files.
 """
 
 from __future__ import annotations
@@ -130,11 +132,29 @@ def _error_class(kind: str) -> type[Exception]:
     return type(kind, (_NestedError,), {})
 
 
-def _failure(exc: BaseException, full_name: str) -> dict[str, Any]:
+def _failure(exc: BaseException, full_name: str, directory: str) -> dict[str, Any]:
     if type(exc).__module__ == "tusk.errors" or isinstance(exc, _NestedError):
         return {"t": "error", "kind": type(exc).__name__, "message": str(exc)}
-    return {"t": "error", "kind": "AlgorithmError", "message": f"{full_name} raised {type(exc).__name__}: {exc}",
-            "stacktrace": traceback.format_exc()}
+    return {"t": "error", "kind": "AlgorithmError",
+            "message": _relative(f"{full_name} raised {type(exc).__name__}: {exc}", directory),
+            "stacktrace": _trace(exc, directory)}
+
+
+def _relative(text: str, directory: str) -> str:
+    root = os.path.realpath(directory)
+    return text.replace(root + os.sep, "").replace(directory.rstrip(os.sep) + os.sep, "")
+
+
+def _trace(exc: BaseException, directory: str) -> str:
+    """The stack trace of the algorithm's own code: its frames only, their paths relative to its directory."""
+    root = os.path.realpath(directory)
+    frames = [traceback.FrameSummary(os.path.relpath(os.path.realpath(f.filename), root), f.lineno, f.name,
+                                     line=f.line)
+              for f in traceback.extract_tb(exc.__traceback__)
+              if os.path.realpath(f.filename).startswith(root + os.sep)]
+    lines = ["Traceback (most recent call last):\n", *traceback.StackSummary.from_list(frames).format(),
+             *traceback.format_exception_only(type(exc), exc)]
+    return _relative("".join(lines), directory)
 
 
 class _NestedError(Exception):
@@ -165,8 +185,9 @@ def main(argv: list[str]) -> int:
         wants_ctx = len(params) >= 2
     except Exception as exc:
         send(out, {"t": "error", "kind": "AlgorithmError",
-                   "message": f"{full_name}: importing {file} raised {type(exc).__name__}: {exc}",
-                   "stacktrace": traceback.format_exc()})
+                   "message": _relative(f"{full_name}: importing {file} raised {type(exc).__name__}: {exc}",
+                                        directory),
+                   "stacktrace": _trace(exc, directory)})
         return 1
     send(out, {"t": "ready"})
     ctx = _Context(channel, full_name)
@@ -175,7 +196,7 @@ def main(argv: list[str]) -> int:
             value = fn(message["data"], ctx) if wants_ctx else fn(message["data"])
             send(out, {"t": "result", "value": value})  # encodes before writing: a result that is not JSON
         except Exception as exc:  # is the algorithm's error, and no frame is half-written
-            send(out, _failure(exc, full_name))
+            send(out, _failure(exc, full_name, directory))
     return 0
 
 

@@ -15,8 +15,13 @@ instances, inputs, or CSV), ``GET /metrics`` (Prometheus) and
 Every inference response names what answered it, in headers
 (``X-Tusk-Model-Commit``, ``X-Tusk-Model-Repo``, ``X-Tusk-Predictor``,
 ``X-Tusk-Global-Id``, ``X-Tusk-Deployment-Revision``) and in the OIP
-``model_version``. Errors are ``{"error": message}`` with a 4xx status for
-anything the client can fix; a malformed payload is never a 500.
+``model_version``. Inference takes the binary tensor data extension
+(:mod:`~tusk.serving.binary`) and gzip/deflate bodies both ways, within a body
+limit (:mod:`~tusk.serving.bodies`). Errors are ``{"error": message,
+"error_type": class}`` with a 4xx status for anything the client can fix; a
+malformed payload is never a 500, and a 500 says nothing but an incident id
+(the details go to the server's log). ``/v1/algo`` keeps its own shape,
+``{"error": {"message", "error_type"[, "stacktrace"]}}``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import base64
 import contextlib
 import logging
 import random
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -38,8 +44,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import tusk
-from tusk.errors import InputError, NotReady, TuskError
+from tusk.errors import InputError, NotReady, TuskError, UnsupportedMediaType
 from tusk.services import Services
+from tusk.serving.binary import HEADER, split_request
+from tusk.serving.bodies import compress, parse_json, read_body, response_coding
 from tusk.serving.detectors import Detection
 from tusk.serving.live import LiveDeployment, Predictor, ServingState
 from tusk.serving.metrics import CONTENT_TYPE, METRICS, render, visible
@@ -49,6 +57,7 @@ from tusk.serving.tensors import (
     columns_from_records,
     datatype_of,
     decode_inputs,
+    encode_binary_output,
     encode_output,
     rows_from_json,
 )
@@ -59,6 +68,8 @@ log = logging.getLogger("tusk.serving")
 
 _OUTPUTS = ("predict", "predict_proba")
 _SHADOW_BACKLOG = 256  # queued shadow copies beyond this are dropped (and counted), never waited for
+_COMPRESS_MIN = 512  # smaller responses are sent as they are: compressing them saves nothing
+_COMPRESS_INLINE = 64 << 10  # larger responses are compressed on a worker thread, not on the event loop
 
 
 def _default(value: Any) -> Any:
@@ -73,14 +84,17 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
                     media_type="application/json")
 
 
-def _error(exc: BaseException) -> Response:
+def _internal(exc: BaseException, request: Request) -> str:
+    """Log an unexpected error with its stack trace; the client gets only the incident id (no paths, no code)."""
+    incident = secrets.token_hex(4)
+    log.error("unexpected error %s in %s %s", incident, request.method, request.url.path, exc_info=exc)
+    return f"internal error {incident}: the server's log has the details"
+
+
+def _error(exc: BaseException, request: Request) -> Response:
     if isinstance(exc, TuskError):
-        status = exc.http_status
-        body: dict[str, Any] = {"error": exc.message}
-    else:
-        log.exception("unexpected error while serving")
-        status, body = 500, {"error": f"internal error: {type(exc).__name__}: {exc}"}
-    return _json(body, status)
+        return _json({"error": exc.message, "error_type": type(exc).__name__}, exc.http_status)
+    return _json({"error": _internal(exc, request), "error_type": "InternalError"}, 500)
 
 
 def _authorize(request: Request, resource: str) -> None:
@@ -89,6 +103,19 @@ def _authorize(request: Request, resource: str) -> None:
     caller = request.scope.get("tusk_caller")
     if caller is not None:
         caller.require(resource, "reader")
+
+
+def _may_debug(request: Request, resource: str) -> bool:
+    """An algorithm's stack trace (its own frames only) goes to those who may change it: its writers, or
+    anyone when there is no auth. Other callers get the message alone."""
+    caller = request.scope.get("tusk_caller")
+    if caller is None or not caller.state.auth:
+        return True
+    try:
+        caller.require(resource, "writer")
+    except TuskError:
+        return False
+    return True
 
 
 def _algorithm_rights(request: Request) -> Callable[[str, str, str | None], None] | None:
@@ -114,17 +141,10 @@ def _may_read(request: Request) -> Callable[[str], bool]:
     return lambda resource: bool(caller.can(resource, "reader"))
 
 
-async def _body(request: Request) -> Any:
-    raw = await request.body()
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InputError(f"the request body is not valid JSON: {exc}") from None
-
-
 class Handlers:
-    def __init__(self, state: ServingState) -> None:
+    def __init__(self, state: ServingState, max_body_bytes: int) -> None:
         self.state = state
+        self.max_body = max_body_bytes
         self._background: set[asyncio.Task[Any]] = set()
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
@@ -137,19 +157,26 @@ class Handlers:
         return _json({"live": True})
 
     async def ready(self, request: Request) -> Response:
-        if self.state.ready:
-            return _json({"ready": True})
+        """Ready once the first load is done and some deployment serves (or none is deployed): one broken
+        deployment does not take the others out of a load balancer. ``?strict=true``: every deployment serves.
+        Deployments that do not serve are named, with the reason, in ``waiting`` (200 or 400)."""
+        strict = request.query_params.get("strict", "").lower() in ("1", "true", "yes")
+        state = self.state
+        if not state.started.is_set():
+            return _json({"ready": False, "waiting": "starting"}, 400)
+        problems = state.not_ready()
+        ok = state.ready_strict if strict else state.ready
+        if not problems:
+            return _json({"ready": ok}, 200 if ok else 400)
         may_read = _may_read(request)  # an open route: only deployments the caller may read are named
-        loading = [d for d in self.state.deployments.values() if not d.ready]
-        waiting = {d.name: [f"{p.name}: {p.error or 'loading'}" for p in d.predictors.values() if p.served is None]
-                   for d in loading if may_read(f"deployment/{d.name}")}
-        if len(waiting) < len(loading):
-            waiting["(others)"] = [f"{len(loading) - len(waiting)} deployment(s) you may not read"]
-        return _json({"ready": False, "waiting": waiting if self.state.started.is_set() else "starting"}, 400)
+        waiting = {name: reasons for name, reasons in problems.items() if may_read(f"deployment/{name}")}
+        if len(waiting) < len(problems):
+            waiting["(others)"] = [f"{len(problems) - len(waiting)} deployment(s) you may not read"]
+        return _json({"ready": ok, "waiting": waiting}, 200 if ok else 400)
 
     async def server_metadata(self, request: Request) -> Response:
         return _json({"name": "tusk", "version": tusk.__version__,
-                      "extensions": ["tusk_invocations", "tusk_algorithms", "tusk_metrics"]})
+                      "extensions": ["binary_tensor_data", "tusk_invocations", "tusk_algorithms", "tusk_metrics"]})
 
     async def model_metadata(self, request: Request) -> Response:
         try:
@@ -159,17 +186,22 @@ class Handlers:
             predictors = [dep.by_version(version)] if version else list(dep.predictors.values())
             return _json(_metadata(dep, predictors))
         except Exception as exc:
-            return _error(exc)
+            return _error(exc, request)
 
     async def model_ready(self, request: Request) -> Response:
+        """200 when every predictor that takes traffic has a model (or the one ``/versions/{v}`` names);
+        else 400 with the reason, e.g. the model that failed to load and why."""
         try:
             _authorize(request, f"deployment/{request.path_params['model']}")
             dep = self.state.get(request.path_params["model"])
             version = request.path_params.get("version")
-            ok = dep.by_version(version).served is not None if version else dep.ready
+            predictors = [dep.by_version(version)] if version else list(dep.predictors.values())
         except Exception as exc:
-            return _error(exc)
-        return _json({"name": dep.name, "ready": ok}, 200 if ok else 400)
+            return _error(exc, request)
+        reasons = [f"predictor {p.name}: {p.error or 'loading'}" for p in predictors if p.served is None]
+        if reasons:
+            return _json({"name": dep.name, "ready": False, "reason": "; ".join(reasons)}, 400)
+        return _json({"name": dep.name, "ready": True})
 
     async def metrics(self, request: Request) -> Response:
         """Prometheus text; with auth on (a token is needed), only the deployments and algorithms the caller
@@ -196,21 +228,30 @@ class Handlers:
         try:
             _authorize(request, f"deployment/{request.path_params['model']}")
             dep = self.state.get(request.path_params["model"])
-            body = await _body(request)
+            raw = await read_body(request, self.max_body)
+            body, binary = split_request(raw, request.headers.get(HEADER))
             if not isinstance(body, dict):
                 raise InputError("the request body must be a JSON object with inputs")
-            rows = decode_inputs(body.get("inputs"))
-            want = _wanted(body.get("outputs"))
+            request_id = _request_id(body)
             params = body.get("parameters") or {}
             if not isinstance(params, dict):
                 raise InputError("parameters must be an object")
+            rows = decode_inputs(body.get("inputs"), binary)
+            wanted = _wanted(body.get("outputs"), params)
+            want = tuple(name for name, _ in wanted)
             predictor, set_cookie = self._route(dep, request, request.path_params.get("version"))
             result, served, ignored = await self._predict(dep, predictor, rows, want)
             detection = await self._detect(dep, served, rows, inline=bool(params.get("detect")))
-            request_id = body.get("id")
+            outputs, blobs = [], []
+            for name, as_binary in wanted:
+                if as_binary:
+                    tensor, blob = encode_binary_output(name, result.outputs[name])
+                    outputs.append(tensor)
+                    blobs.append(blob)
+                else:
+                    outputs.append(encode_output(name, result.outputs[name]))
             response: dict[str, Any] = {
-                "model_name": dep.name, "model_version": served.commit,
-                "outputs": [encode_output(name, result.outputs[name]) for name in want],
+                "model_name": dep.name, "model_version": served.commit, "outputs": outputs,
                 "parameters": {"predictor": predictor.name, "model_repo": served.repo,
                                "global_id": served.global_id},
             }
@@ -220,10 +261,10 @@ class Handlers:
                 response["parameters"]["ignored_inputs"] = ignored
             if detection is not None:
                 response["parameters"].update(_detection(detection))
-            return self._answer(response, dep, predictor, served, set_cookie, rows, want, result.outputs, "v2",
-                                started, body)
+            return await self._answer(request, response, blobs, dep, predictor, served, set_cookie, rows, want,
+                                      result.outputs, "v2", started, body)
         except Exception as exc:
-            return self._failed(dep, predictor, exc, "v2")
+            return self._failed(request, dep, predictor, exc, "v2")
 
     async def invocations(self, request: Request) -> Response:
         """MLflow scoring protocol: ``{"predictions": [...]}``."""
@@ -233,15 +274,15 @@ class Handlers:
         try:
             dep = self._invocation_target(request)
             _authorize(request, f"deployment/{dep.spec.name}")
-            rows = await _invocation_rows(request)
+            rows = await _invocation_rows(request, self.max_body)
             predictor, set_cookie = self._route(dep, request, None)
             want = ("predict",)
             result, served, _ = await self._predict(dep, predictor, rows, want)
             await self._detect(dep, served, rows, inline=False)
-            return self._answer({"predictions": result.outputs["predict"]}, dep, predictor, served, set_cookie, rows,
-                                want, result.outputs, "invocations", started, None)
+            return await self._answer(request, {"predictions": result.outputs["predict"]}, [], dep, predictor,
+                                      served, set_cookie, rows, want, result.outputs, "invocations", started, None)
         except Exception as exc:
-            return self._failed(dep, predictor, exc, "invocations")
+            return self._failed(request, dep, predictor, exc, "invocations")
 
     def _invocation_target(self, request: Request) -> LiveDeployment:
         name = request.path_params.get("model") or request.headers.get("x-tusk-deployment")
@@ -284,11 +325,26 @@ class Handlers:
         future.add_done_callback(_log_failure)
         return None
 
-    def _answer(self, doc: dict[str, Any], dep: LiveDeployment, predictor: Predictor, served: Any, set_cookie: bool,
-                rows: Rows, want: tuple[str, ...], outputs: dict[str, Any], protocol: str, started: float,
-                body: Any) -> Response:
-        """The response with provenance headers (and the sticky cookie); then metrics, log and shadow copy."""
-        out = _json(doc, headers=_headers(dep, predictor, served))
+    async def _answer(self, request: Request, doc: dict[str, Any], blobs: list[bytes], dep: LiveDeployment,
+                      predictor: Predictor, served: Any, set_cookie: bool, rows: Rows, want: tuple[str, ...],
+                      outputs: dict[str, Any], protocol: str, started: float, body: Any) -> Response:
+        """The response with provenance headers (and the sticky cookie), its binary outputs after the JSON, and
+        compressed if the client asks; then metrics, log and shadow copy."""
+        headers = _headers(dep, predictor, served)
+        content = orjson.dumps(doc, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
+        media_type = "application/json"
+        if blobs:  # the binary tensor data extension: the JSON's length in a header, the tensors after it
+            headers[HEADER] = str(len(content))
+            content = b"".join([content, *blobs])
+            media_type = "application/octet-stream"
+        coding = response_coding(request.headers.get("accept-encoding"))
+        headers["vary"] = "Accept-Encoding"
+        # compressed whole, binary tensors too: Inference-Header-Content-Length stays the uncompressed JSON's length
+        if coding is not None and len(content) >= _COMPRESS_MIN:
+            content = (await asyncio.to_thread(compress, content, coding) if len(content) > _COMPRESS_INLINE
+                       else compress(content, coding))
+            headers["content-encoding"] = coding
+        out = Response(content, 200, headers, media_type=media_type)
         if set_cookie:
             out.set_cookie(cookie_name(dep.name), predictor.name, httponly=True, samesite="lax")
         self._after(dep, predictor, served, rows, want, outputs, protocol, started, body)
@@ -331,10 +387,10 @@ class Handlers:
                                        result.outputs, want))
 
     @staticmethod
-    def _failed(dep: LiveDeployment | None, predictor: Predictor | None, exc: BaseException,
+    def _failed(request: Request, dep: LiveDeployment | None, predictor: Predictor | None, exc: BaseException,
                 protocol: str) -> Response:
-        """Count the failure against what was chosen so far, and answer ``{"error": ...}``."""
-        response = _error(exc)
+        """Count the failure against what was chosen so far, and answer ``{"error": ..., "error_type": ...}``."""
+        response = _error(exc, request)
         name = dep.name if dep else ""
         pname = predictor.name if predictor else ""
         version = predictor.served.commit if predictor and predictor.served else ""
@@ -349,12 +405,7 @@ class Handlers:
         outcome = "ok"
         try:
             _authorize(request, f"algorithm/{p['owner']}/{p['name']}")
-            data: Any = await request.body()
-            ctype = request.headers.get("content-type", "application/json").split(";")[0].strip()
-            if ctype == "application/json":
-                data = orjson.loads(data) if data else None
-            elif ctype.startswith("text/"):
-                data = data.decode()
+            data = _algo_input(request.headers.get("content-type"), await read_body(request, self.max_body))
             response = await asyncio.to_thread(self.state.services.algorithms.call, ref, data, None, 0,
                                                _algorithm_rights(request))
             result = response.result
@@ -364,19 +415,54 @@ class Handlers:
             elif isinstance(result, str):
                 meta["content_type"] = "text"
             return _json({"result": result, "metadata": meta})
-        except orjson.JSONDecodeError as exc:
-            outcome = "InputError"
-            return _json({"error": {"message": f"the request body is not valid JSON: {exc}",
-                                    "error_type": "InputError"}}, 400)
-        except Exception as exc:
+        except TuskError as exc:
             outcome = type(exc).__name__
-            status = exc.http_status if isinstance(exc, TuskError) else 500
-            err: dict[str, Any] = {"message": str(exc), "error_type": type(exc).__name__}
-            if getattr(exc, "stacktrace", None):
-                err["stacktrace"] = exc.stacktrace  # type: ignore[attr-defined]
-            return _json({"error": err}, status)
+            err: dict[str, Any] = {"message": exc.message, "error_type": type(exc).__name__}
+            if getattr(exc, "stacktrace", None) and _may_debug(request, f"algorithm/{p['owner']}/{p['name']}"):
+                err["stacktrace"] = exc.stacktrace  # type: ignore[attr-defined]  # its own frames, for its authors
+            return _json({"error": err}, exc.http_status)
+        except Exception as exc:
+            outcome = "InternalError"
+            return _json({"error": {"message": _internal(exc, request), "error_type": "InternalError"}}, 500)
         finally:
             METRICS.algo_calls.labels(f"{p['owner']}/{p['name']}", p.get("version") or "latest", outcome).inc()
+
+
+_ALGO_TYPES = "application/json (the default), text/* (UTF-8 unless its charset says otherwise) or " \
+              "application/octet-stream (bytes)"
+
+
+def _algo_input(content_type: str | None, raw: bytes) -> Any:
+    """An algorithm's input by Content-Type: JSON (also without one), text, or bytes; others are refused."""
+    ctype, *params = (part.strip() for part in (content_type or "application/json").split(";"))
+    ctype = ctype.lower()
+    if ctype == "application/json" or (ctype.startswith("application/") and ctype.endswith("+json")):
+        return parse_json(raw) if raw else None
+    if ctype.startswith("text/"):
+        charset = next((v.strip('"') for k, _, v in (p.partition("=") for p in params) if k.lower() == "charset"),
+                       "utf-8")
+        try:
+            return raw.decode(charset)
+        except LookupError:
+            raise UnsupportedMediaType(f"unknown charset {charset!r} in Content-Type {ctype}") from None
+        except UnicodeDecodeError as exc:
+            raise InputError(f"the {ctype} body is not {charset} text (byte {exc.start} is {raw[exc.start]:#04x}); "
+                             "send bytes as application/octet-stream") from None
+    if ctype == "application/octet-stream":
+        return raw
+    raise UnsupportedMediaType(f"an algorithm takes {_ALGO_TYPES}, not {ctype}")
+
+
+def _request_id(body: dict[str, Any]) -> str | None:
+    """The request's ``id``: a string if given (OIP), echoed in the response."""
+    if "id" not in body:
+        return None
+    value = body["id"]
+    if not isinstance(value, str):
+        kind = {bool: "a boolean", int: "a number", float: "a number", list: "an array", dict: "an object"}.get(
+            type(value), "null")
+        raise InputError(f"id must be a string (it is echoed in the response), got {kind}")
+    return value
 
 
 def _log_record(dep: LiveDeployment, predictor: Predictor, served: Any, protocol: str, elapsed: float, rows: Rows,
@@ -393,18 +479,39 @@ def _log_failure(future: asyncio.Future[Any]) -> None:
         log.error("detector failed: %s", future.exception())
 
 
-def _wanted(outputs: Any) -> tuple[str, ...]:
+def _flag(params: dict[str, Any], key: str, where: str, default: bool) -> bool:
+    value = params.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise InputError(f"{where}{key} must be true or false, got {value!r}")
+    return value
+
+
+def _wanted(outputs: Any, params: dict[str, Any]) -> list[tuple[str, bool]]:
+    """The outputs to answer, each with whether it goes binary: its own ``parameters.binary_data``, else the
+    request's ``parameters.binary_data_output`` (the binary tensor data extension)."""
+    binary = _flag(params, "binary_data_output", "parameters.", False)
     if outputs is None:
-        return ("predict",)
+        return [("predict", binary)]
     if not isinstance(outputs, list) or not outputs:
         raise InputError("outputs must be a non-empty list of {\"name\": ...}")
-    names = []
+    wanted: list[tuple[str, bool]] = []
     for i, o in enumerate(outputs):
         name = o.get("name") if isinstance(o, dict) else None
         if name not in _OUTPUTS:
             raise InputError(f"outputs[{i}]: unknown output {name!r}; this model has {', '.join(_OUTPUTS)}")
-        names.append(name)
-    return tuple(names)
+        if any(name == seen for seen, _ in wanted):
+            raise InputError(f"outputs[{i}]: {name} is requested twice")
+        out_params = o.get("parameters") or {}
+        if not isinstance(out_params, dict):
+            raise InputError(f"outputs[{i}].parameters must be an object")
+        for key, extension in (("classification", "classification"), ("shared_memory_region", "shared memory")):
+            if out_params.get(key) is not None:
+                raise InputError(f"outputs[{i}]: the {extension} extension is not supported here; "
+                                 f"ask for {name} without parameters.{key}")
+        wanted.append((name, _flag(out_params, "binary_data", f"outputs[{i}].parameters.", binary)))
+    return wanted
 
 
 def _headers(dep: LiveDeployment, predictor: Predictor, served: Any) -> dict[str, str]:
@@ -475,16 +582,17 @@ def _feature_types(impl: Any) -> dict[str, str]:
     return out
 
 
-async def _invocation_rows(request: Request) -> Rows:
+async def _invocation_rows(request: Request, max_body: int) -> Rows:
     ctype = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    raw = await read_body(request, max_body)
     if ctype == "text/csv":
         from tusk.models.inputs import read_rows
 
-        frame = read_rows(await request.body(), "request.csv")
+        frame = read_rows(raw, "request.csv")
         if isinstance(frame, list):
             return rows_from_json(frame, "CSV")
         return columns_from_records(list(frame.columns), frame.to_numpy().tolist())
-    body = await _body(request)
+    body = parse_json(raw)
     if not isinstance(body, dict) or (len(body) != 1 and not ({"dataframe_split", "params"} >= set(body)
                                                             or {"dataframe_records", "params"} >= set(body)
                                                             or {"instances", "params"} >= set(body)
@@ -503,12 +611,14 @@ async def _invocation_rows(request: Request) -> Rows:
 
 
 def create_app(services: Services, deployments: list[str] | None = None, poll: float = 1.0,
-               request_logging: bool = True, close_services: bool = False) -> Starlette:
+               request_logging: bool = True, close_services: bool = False,
+               max_body_bytes: int | None = None) -> Starlette:
     """The serving app. Startup loads every deployment's models (verified) before the first request; later
-    deployments and branch moves are loaded by a watcher thread, and ``/v2/health/ready`` says whether every
-    predictor has a model."""
+    deployments and branch moves are loaded by a watcher thread, and ``/v2/health/ready`` says whether they
+    serve. ``max_body_bytes``: the largest request body, also once decompressed (default: the settings'
+    ``TUSK_SERVING_MAX_BODY_BYTES``)."""
     state = ServingState(services, deployments, poll, request_logging)
-    h = Handlers(state)
+    h = Handlers(state, max_body_bytes or services.settings.serving_max_body_bytes)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -546,12 +656,19 @@ def create_app(services: Services, deployments: list[str] | None = None, poll: f
     app.state.serving = state
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        return _json({"error": f"no such endpoint: {request.method} {request.url.path}"}, 404)
+        return _json({"error": f"no such endpoint: {request.method} {request.url.path}", "error_type": "NotFound"},
+                     404)
 
     async def not_allowed(request: Request, exc: Exception) -> Response:
-        return _json({"error": f"{request.method} is not allowed on {request.url.path}"}, 405)
+        return _json({"error": f"{request.method} is not allowed on {request.url.path}",
+                      "error_type": "HTTPError"}, 405)
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        """Anything a handler did not answer: a JSON 500 with an incident id, never a stack trace."""
+        return _json({"error": _internal(exc, request), "error_type": "InternalError"}, 500)
 
     app.add_exception_handler(404, not_found)
     app.add_exception_handler(405, not_allowed)
+    app.add_exception_handler(Exception, unexpected)
     return app
 

@@ -8,6 +8,12 @@ the new commit *beside* the old model and then swaps one reference: batches
 already running finish on the old model, the next batch uses the new one, and
 no request fails. A model that fails to load or verify is refused and the old
 one keeps serving (``tusk_model_load_errors_total``).
+
+One deployment never holds up another: a model that cannot be loaded, or a
+revision that cannot be applied, is that deployment's own trouble
+(:meth:`ServingState.not_ready` says what), and the server is ready while any
+deployment serves (:attr:`ServingState.ready`; all of them:
+:attr:`ServingState.ready_strict`).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,6 +47,7 @@ __all__ = ["LiveDeployment", "Predictor", "Served", "ServingState"]
 log = logging.getLogger("tusk.serving")
 
 _INPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError)
+_RETRY = 30.0  # seconds before a revision that could not be applied is tried again
 
 
 @dataclass(frozen=True)
@@ -84,7 +92,10 @@ class Predictor:
         ref = str(FileRef(self.ref.repo, commit, 0, self.ref.path, self.ref.has_path))
         try:
             model = services.models.load(ref)
-        except TuskError as exc:
+        except Exception as exc:  # any failure is this predictor's, never the watcher's or another deployment's
+            if not isinstance(exc, TuskError):
+                log.exception("deployment %s, predictor %s: loading %s failed", self.deployment, self.name, ref)
+                exc = TuskError(f"the model failed to load ({type(exc).__name__}); the server's log has the details")
             self.error = f"{ref}: {exc}"
             self.refused = commit
             METRICS.load_errors.labels(self.deployment, self.name).inc()
@@ -153,6 +164,10 @@ class LiveDeployment:
         """Every predictor that takes traffic has a model (a broken shadow never blocks serving)."""
         return all(p.served is not None for p in self.predictors.values())
 
+    def not_ready(self) -> list[str]:
+        """Why predictors that take traffic have no model: ``"name: reason"`` each (empty when ready)."""
+        return [f"{p.name}: {p.error or 'loading'}" for p in self.predictors.values() if p.served is None]
+
     def by_version(self, version: str) -> Predictor:
         """``/versions/{v}``: a predictor by name, or the one serving model commit ``v`` (a prefix of 8+)."""
         if version in self.predictors:
@@ -175,6 +190,8 @@ class ServingState:
         self.poll = poll
         self.request_logging = request_logging
         self.deployments: dict[str, LiveDeployment] = {}
+        self.failed: dict[str, str] = {}  # deployments whose current revision could not be applied, and why
+        self._failed_at: dict[str, tuple[int, float]] = {}  # (revision, when): retried every _RETRY seconds
         self.loop: asyncio.AbstractEventLoop | None = None
         self.started = threading.Event()  # the first sync finished
         self._stop = threading.Event()
@@ -213,7 +230,24 @@ class ServingState:
 
     @property
     def ready(self) -> bool:
-        return self.started.is_set() and all(d.ready for d in self.deployments.values())
+        """The first load is done and some deployment serves, or none is deployed here."""
+        if not self.started.is_set():
+            return False
+        deployments = list(self.deployments.values())
+        return any(d.ready for d in deployments) or (not deployments and not self.failed)
+
+    @property
+    def ready_strict(self) -> bool:
+        """The first load is done and every deployment serves."""
+        return self.started.is_set() and not self.failed and all(d.ready for d in self.deployments.values())
+
+    def not_ready(self) -> dict[str, list[str]]:
+        """The deployments that do not serve, each with its reasons."""
+        out = {name: [reason] for name, reason in self.failed.items()}
+        for dep in list(self.deployments.values()):
+            if not dep.ready:
+                out.setdefault(dep.name, []).extend(dep.not_ready())
+        return out
 
     def get(self, name: str) -> LiveDeployment:
         dep = self.deployments.get(name)
@@ -233,10 +267,26 @@ class ServingState:
             for name in list(self.deployments):
                 if name not in revisions:
                     self._retire(self.deployments.pop(name), keep=set())
+            for name in list(self.failed):
+                if name not in revisions:
+                    del self.failed[name]
+                    self._failed_at.pop(name, None)
             for name, revision in revisions.items():
                 current = self.deployments.get(name)
                 if current is None or current.revision != revision:
-                    self._apply(name, revision, current)
+                    last = self._failed_at.get(name)
+                    if last is not None and last[0] == revision and time.monotonic() - last[1] < _RETRY:
+                        continue
+                    try:
+                        self._apply(name, revision, current)
+                        self.failed.pop(name, None)
+                        self._failed_at.pop(name, None)
+                    except Exception as exc:  # this deployment's trouble: the others still load and serve
+                        log.exception("deployment %s: revision %d cannot be applied", name, revision)
+                        self._failed_at[name] = (revision, time.monotonic())
+                        self.failed[name] = (f"revision {revision} cannot be applied: "
+                                             + (str(exc) if isinstance(exc, TuskError) else
+                                                f"{type(exc).__name__} (the server's log has the details)"))
             for dep in list(self.deployments.values()):
                 for p in dep.all_predictors():
                     self._follow(p)

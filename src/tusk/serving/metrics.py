@@ -55,6 +55,9 @@ class Metrics:
                               ["deployment"])
         self.log_dropped = Counter("tusk_request_log_dropped", "Request records dropped (log buffer full)",
                                    ["deployment"])
+        self.log_skipped = Counter("tusk_request_log_skipped",
+                                   "Request records not logged whole: sampled out, buffer full (count or bytes), "
+                                   "or data cut (over max_record_bytes)", ["deployment", "reason"])
         self.algo_calls = Counter("tusk_algorithm_calls", "Algorithm calls", ["algorithm", "version", "outcome"])
 
 

@@ -9,9 +9,16 @@ that served its requests, so logged traffic used as training data keeps its
 lineage back to the models. Several server processes append side by side:
 each writes its own file names and a commit replays on a moved head.
 
-When the store falls behind and the buffer reaches ``max_buffered`` records,
-new records are dropped and counted (``tusk_request_log_dropped_total``):
-serving never blocks on logging.
+When the store falls behind and the buffer reaches ``max_buffered`` records
+or ``max_buffered_bytes`` of rows, new records are dropped and counted
+(``tusk_request_log_dropped_total``): serving never blocks on logging.
+
+Bounded in bytes too: ``sample_rate`` logs that fraction of requests; a record
+whose JSON passes ``max_record_bytes`` keeps its metadata (model, predictor,
+latency, row count) but not its inputs and outputs (``"truncated": true``);
+one flush writes at most ``max_flush_bytes`` (the rest waits for the next);
+``redact`` names input columns and outputs whose values are never written.
+Each is counted in ``tusk_request_log_skipped_total{reason}``.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -52,6 +60,37 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_APPEND_NEWLINE
+
+
+def _estimate(value: Any) -> int:
+    """Bytes a buffered value holds, roughly: arrays by their size, the rest by a small constant."""
+    if value is None:
+        return 0
+    nbytes = getattr(value, "nbytes", None)
+    if isinstance(nbytes, int):
+        return nbytes
+    array, columns = getattr(value, "array", None), getattr(value, "columns", None)
+    if array is not None or columns is not None:  # Rows
+        return _estimate(array) + sum(_estimate(c) for c in (columns or {}).values())
+    if isinstance(value, dict):
+        return sum(_estimate(v) for v in value.values()) + 64 * len(value)
+    if isinstance(value, list | tuple):
+        return sum(_estimate(v) for v in value[:1000]) * max(1, len(value) // 1000) + 8 * len(value)
+    if isinstance(value, str | bytes):
+        return len(value)
+    return 16
+
+
+def _redacted(rows: Any, names: set[str]) -> Any:
+    """The rows as records, with the named columns' values replaced."""
+    records = rows.to_records() if callable(getattr(rows, "to_records", None)) else rows
+    if isinstance(records, list):
+        return [{k: "[redacted]" if k in names else v for k, v in r.items()} if isinstance(r, dict) else r
+                for r in records]
+    return records
+
+
 class RequestLog:
     def __init__(self, files: FileService, repos: RepoService, commits: CommitService, deployment: str, repo: str,
                  spec: LoggingSpec) -> None:
@@ -65,6 +104,8 @@ class RequestLog:
         self._stop = threading.Event()
         self._flush_lock = threading.Lock()
         self._seq = 0
+        self._buffered_bytes = 0
+        self._size_lock = threading.Lock()
         self._who = f"{socket.gethostname()}-{os.getpid()}"
         self._dropped = METRICS.log_dropped.labels(deployment)
         self._logged = METRICS.logged.labels(deployment)
@@ -74,12 +115,23 @@ class RequestLog:
         self._thread.start()
 
     def record(self, rec: dict[str, Any]) -> None:
-        if len(self._buffer) >= self.spec.max_buffered:
-            self._dropped.inc()
+        if self.spec.sample_rate < 1.0 and random.random() >= self.spec.sample_rate:
+            self._skipped("sampled")
             return
+        size = _estimate(rec.get("inputs")) + _estimate(rec.get("outputs"))
+        if len(self._buffer) >= self.spec.max_buffered or self._buffered_bytes + size > self.spec.max_buffered_bytes:
+            self._dropped.inc()
+            self._skipped("buffer_full")
+            return
+        rec["_bytes"] = size
+        with self._size_lock:
+            self._buffered_bytes += size
         self._buffer.append(rec)
         if len(self._buffer) >= self.spec.flush_rows:
             self._wake.set()
+
+    def _skipped(self, reason: str) -> None:
+        METRICS.log_skipped.labels(self.deployment, reason).inc()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -95,21 +147,48 @@ class RequestLog:
         """Commit everything buffered now (one commit, one file); None if there was nothing."""
         with self._flush_lock:
             records: list[dict[str, Any]] = []
-            while self._buffer and len(records) < 100_000:
-                records.append(self._buffer.popleft())
+            lines: list[bytes] = []
+            total = 0
+            while self._buffer and len(records) < 100_000 and total < self.spec.max_flush_bytes:
+                rec = self._buffer.popleft()
+                line = self._line(rec)
+                if lines and total + len(line) > self.spec.max_flush_bytes:
+                    self._buffer.appendleft(rec)  # the next flush's first record
+                    break
+                records.append(rec)
+                lines.append(line)
+                total += len(line)
             if not records:
                 return None
             try:
-                info = self._commit(records)
+                info = self._commit(records, b"".join(lines))
             except TuskError:
                 self._buffer.extendleft(reversed(records))
                 raise
+            with self._size_lock:
+                self._buffered_bytes -= sum(int(r.get("_bytes", 0)) for r in records)
             self._logged.inc(len(records))
+            if self._buffer:
+                self._wake.set()  # more than one flush's worth is waiting
             return info
 
-    def _commit(self, records: list[dict[str, Any]]) -> CommitInfo:
-        options = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_APPEND_NEWLINE
-        body = b"".join(orjson.dumps(r, default=_plain, option=options) for r in records)
+    def _line(self, rec: dict[str, Any]) -> bytes:
+        """One record as a JSON line: redacted, and without its data if that passes ``max_record_bytes``."""
+        doc = {k: v for k, v in rec.items() if k != "_bytes"}
+        if self.spec.redact:
+            doc["inputs"] = _redacted(doc.get("inputs"), set(self.spec.redact))
+            if isinstance(doc.get("outputs"), dict):
+                doc["outputs"] = {k: "[redacted]" if k in self.spec.redact else v for k, v in doc["outputs"].items()}
+        line = orjson.dumps(doc, default=_plain, option=_OPTIONS)
+        if len(line) > self.spec.max_record_bytes:
+            self._skipped("truncated")
+            rows = getattr(rec.get("inputs"), "n", None)
+            doc = {k: v for k, v in doc.items() if k not in ("inputs", "outputs")}
+            doc.update(truncated=True, record_bytes=len(line), rows=rows)
+            line = orjson.dumps(doc, default=_plain, option=_OPTIONS)
+        return line
+
+    def _commit(self, records: list[dict[str, Any]], body: bytes) -> CommitInfo:
         self._seq += 1
         stamp = datetime.now(UTC)
         path = f"/{stamp:%Y-%m-%d}/{stamp:%H%M%S}-{self._who}-{self._seq:06d}.jsonl"

@@ -43,6 +43,7 @@ class ServeOptions:
     auth: bool = False  # require API tokens (off by default on loopback, on by default elsewhere)
     scheduler: bool = True  # run triggered jobs and cron ticks in this server
     allow_unsandboxed: bool = False  # with auth on, run user code without a sandbox all the same (an admin's call)
+    s3_port: int | None = None  # also serve the S3 gateway on this port (tusk.s3gateway); None: no gateway
 
 
 def _app(settings: Settings, options: ServeOptions) -> Starlette:
@@ -76,11 +77,18 @@ def require_sandbox(settings: Settings, options: ServeOptions) -> None:
 
 
 def serve(settings: Settings, options: ServeOptions) -> None:
+    from tusk.s3gateway.server import gateway_beside
+
+    require_sandbox(settings, options)
+    with gateway_beside(settings, options.host, options.s3_port, auth=options.auth):  # in this (parent) process
+        _serve_api(settings, options)
+
+
+def _serve_api(settings: Settings, options: ServeOptions) -> None:
     import uvicorn
 
     from tusk.logs import log_config
 
-    require_sandbox(settings, options)
     common = {"host": options.host, "port": options.port, "log_level": options.log_level,
               "timeout_graceful_shutdown": int(options.graceful_seconds), "access_log": False,
               "log_config": log_config(options.log_format, options.log_level)}

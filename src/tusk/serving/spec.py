@@ -106,6 +106,11 @@ class LoggingSpec(_Spec):
     flush_rows: int = Field(default=2000, ge=1)
     flush_seconds: float = Field(default=5.0, gt=0)
     max_buffered: int = Field(default=100_000, ge=1)  # beyond this, records are dropped and counted
+    max_buffered_bytes: int = Field(default=256 << 20, ge=1)  # the buffer's rows, estimated; beyond: dropped
+    max_record_bytes: int = Field(default=64 << 10, ge=256)  # a record over this keeps its metadata, not its data
+    max_flush_bytes: int = Field(default=16 << 20, ge=1024)  # one log file per flush, at most this big
+    sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)  # the fraction of requests logged
+    redact: list[str] = Field(default_factory=list)  # input columns (and outputs) never written to the log
 
     @field_validator("repo")
     @classmethod

@@ -7,6 +7,11 @@ A request's inputs become :class:`Rows`, in one of two layouts:
   layout MLServer calls the pandas codec) — for models that take a table with
   named, mixed-type columns.
 
+Numbers are taken as clients send them: an integral float (``39.0``) is an
+integer, ``0``/``1`` (or ``0.0``/``1.0``) a BOOL; nothing is truncated or wraps
+around, so ``5.5`` in an INT64 tensor or ``70000`` in an FP16 one is refused.
+A tensor's data is JSON, or raw bytes after the JSON (:mod:`tusk.serving.binary`).
+
 Everything a client can get wrong is an :class:`~tusk.errors.InputError`
 naming the input: unknown datatype, data that does not fit the shape, strings
 in a numeric tensor, integers out of range, ragged nesting. Rows of one layout
@@ -23,14 +28,16 @@ from typing import Any
 import numpy as np
 
 from tusk.errors import InputError
+from tusk.serving.binary import BinarySection, from_bytes, to_bytes
 
-__all__ = ["DATATYPES", "Rows", "columns_from_records", "datatype_of", "decode_inputs", "encode_output",
-           "rows_from_json"]
+__all__ = ["DATATYPES", "Rows", "columns_from_records", "datatype_of", "decode_inputs", "encode_binary_output",
+           "encode_output", "rows_from_json"]
 
 DATATYPES: dict[str, Any] = {
     "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
     "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
     "FP16": np.float16, "FP32": np.float32, "FP64": np.float64, "BYTES": np.object_,
+    "BF16": np.float32,  # bfloat16: binary data only (as Triton has it); the model gets float32
 }
 
 
@@ -118,7 +125,7 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def _tensor(t: Any, index: int) -> tuple[str, np.ndarray[Any, Any]]:
+def _tensor(t: Any, index: int, binary: BinarySection | None) -> tuple[str, np.ndarray[Any, Any]]:
     if not isinstance(t, dict):
         raise InputError(f"inputs[{index}] must be an object with name, shape, datatype and data")
     name = t.get("name")
@@ -131,20 +138,54 @@ def _tensor(t: Any, index: int) -> tuple[str, np.ndarray[Any, Any]]:
         raise InputError(f"{where}: shape must be a non-empty list of non-negative integers, got {shape!r}")
     if datatype not in DATATYPES:
         raise InputError(f"{where}: unknown datatype {datatype!r}; use one of {', '.join(DATATYPES)}")
-    if (t.get("parameters") or {}).get("binary_data_size") is not None:
-        raise InputError(f"{where}: the binary tensor extension is not supported; send the data as JSON")
+    size = _binary_size(t, index)
+    if size is not None:
+        if data is not None:
+            raise InputError(f"{where}: has both data and parameters.binary_data_size; send one or the other")
+        if binary is None:
+            raise InputError(f"{where}: parameters.binary_data_size is set, but the request has no {_HEADER} "
+                             "header: the binary tensor data extension needs it to find where the JSON ends")
+        return name, from_bytes(binary.take(size), datatype, shape, where)
     if data is None:
         raise InputError(f"{where}: data is missing")
-    size = math.prod(shape)
+    if datatype == "BF16":
+        raise InputError(f"{where}: BF16 data must be binary (the binary tensor data extension); JSON has no "
+                         "bfloat16 numbers. Or send FP32")
+    count = math.prod(shape)
     if not isinstance(data, list):
         data = [data]
     try:
         raw = np.asarray(data, dtype=np.object_ if datatype == "BYTES" else None)
     except ValueError:
         raise InputError(f"{where}: data is ragged (nested lists of different lengths)") from None
-    if raw.size != size:
-        raise InputError(f"{where}: shape {shape} holds {size} values, but data has {raw.size}")
+    if raw.size != count:
+        raise InputError(f"{where}: shape {shape} holds {count} values, but data has {raw.size}")
+    if raw.dtype.kind in "fO" and np.dtype(DATATYPES[datatype]).kind in "iu":
+        raw = np.asarray(data, dtype=np.object_)  # the numbers as parsed: no detour through float64
     return name, _typed(raw.reshape(shape), datatype, where)
+
+
+_HEADER = "Inference-Header-Content-Length"
+
+
+def _binary_size(t: dict[str, Any], index: int) -> int | None:
+    """``parameters.binary_data_size`` of an input, checked; None when it has none."""
+    params = t.get("parameters")
+    if params is None:
+        return None
+    name = t.get("name") or f"inputs[{index}]"
+    if not isinstance(params, dict):
+        raise InputError(f"input {name!r}: parameters must be an object")
+    if params.get("shared_memory_region") is not None:
+        raise InputError(f"input {name!r}: the shared memory extension is not supported here; send the data "
+                         "as JSON or binary (binary_data_size)")
+    size = params.get("binary_data_size")
+    if size is None:
+        return None
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise InputError(f"input {name!r}: parameters.binary_data_size must be a non-negative integer, "
+                         f"got {size!r}")
+    return size
 
 
 def _typed(raw: np.ndarray[Any, Any], datatype: str, where: str) -> np.ndarray[Any, Any]:
@@ -160,22 +201,65 @@ def _typed(raw: np.ndarray[Any, Any], datatype: str, where: str) -> np.ndarray[A
     if kind == "O" and target.kind == "f":
         values = list(raw.flat)
         if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
-            return np.asarray([np.nan if v is None else v for v in values], dtype=target).reshape(raw.shape)
+            return _floats(np.asarray([np.nan if v is None else v for v in values]).reshape(raw.shape), target,
+                           datatype, where)
     if kind == "O" and any(v is None for v in raw.flat):
         raise InputError(f"{where}: null (missing) is allowed in FP and BYTES tensors only, not {datatype}")
     if datatype == "BOOL":
-        if kind != "b":
-            raise InputError(f"{where}: BOOL data must be true/false")
-        return raw
+        if kind == "b":
+            return raw
+        if kind in "iuf":
+            bad = raw[(raw != 0) & (raw != 1)]
+            if not bad.size:
+                return raw.astype(np.bool_)
+            raise InputError(f"{where}: BOOL data must be true/false (or 0/1), got {bad.flat[0].item()!r}")
+        raise InputError(f"{where}: BOOL data must be true/false (or 0/1)")
+    if target.kind in "iu":
+        return _integers(raw, target, datatype, where)
     if kind not in "biuf":
         raise InputError(f"{where}: {datatype} data must be numbers, not {_kind_name(kind)}")
-    if target.kind in "iu":
-        if kind == "f":
-            raise InputError(f"{where}: {datatype} data must be integers; use FP32/FP64 for fractions")
-        info = np.iinfo(target)
-        if int(raw.min()) < info.min or int(raw.max()) > info.max:
-            raise InputError(f"{where}: a value is outside the range of {datatype} ({info.min}..{info.max})")
+    return _floats(raw, target, datatype, where)
+
+
+def _integers(raw: np.ndarray[Any, Any], target: np.dtype[Any], datatype: str, where: str) -> np.ndarray[Any, Any]:
+    """Integers, and floats with no fraction (``39.0``, as many clients write them), all within range."""
+    if raw.dtype.kind == "O":  # JSON numbers as parsed: ints exact, floats that must be whole
+        values: list[int] = []
+        for v in raw.flat:
+            if isinstance(v, float) and v.is_integer():
+                values.append(int(v))
+            elif isinstance(v, float):
+                raise InputError(f"{where}: {datatype} data must be integers, but {v!r} has a fraction; send "
+                                 "FP32/FP64 for fractions" if math.isfinite(v)
+                                 else f"{where}: {datatype} data must be integers, not {v!r}")
+            elif isinstance(v, int):  # a bool is 0 or 1 here, as numpy has it
+                values.append(int(v))
+            else:
+                raise InputError(f"{where}: {datatype} data must be numbers, not {type(v).__name__} values")
+        low, high = min(values), max(values)
+    elif raw.dtype.kind in "biu":
+        low, high = int(raw.min()), int(raw.max())
+    else:
+        raise InputError(f"{where}: {datatype} data must be numbers, not {_kind_name(raw.dtype.kind)}")
+    info = np.iinfo(target)
+    if low < info.min or high > info.max:
+        raise InputError(f"{where}: {low if low < info.min else high} is outside the range of {datatype} "
+                         f"({info.min}..{info.max})")
+    if raw.dtype.kind == "O":
+        return np.asarray(values, dtype=target).reshape(raw.shape)
     return raw.astype(target)
+
+
+def _floats(raw: np.ndarray[Any, Any], target: np.dtype[Any], datatype: str, where: str) -> np.ndarray[Any, Any]:
+    """Numbers as a float type; a finite value too large for it (70000 as FP16) is refused, not made inf."""
+    with np.errstate(over="ignore"):
+        out = raw.astype(target)
+    overflow = np.isinf(out) & np.isfinite(raw.astype(np.float64))
+    if overflow.any():
+        value = raw[overflow].flat[0]
+        raise InputError(f"{where}: {value.item() if hasattr(value, 'item') else value!r} is outside the range of "
+                         f"{datatype} (up to {np.finfo(target).max.item():g}); send FP32 or FP64")
+    return out
 
 
 def _text(v: Any) -> Any:
@@ -188,11 +272,15 @@ def _kind_name(kind: str) -> str:
     return {"U": "strings", "S": "strings", "O": "mixed values or nulls"}.get(kind, f"dtype kind {kind!r}")
 
 
-def decode_inputs(inputs: Any) -> Rows:
-    """The ``inputs`` of an OIP inference request → :class:`Rows`."""
+def decode_inputs(inputs: Any, binary: BinarySection | None = None) -> Rows:
+    """The ``inputs`` of an OIP inference request → :class:`Rows`; ``binary``: the bytes after the JSON, for
+    inputs sent with the binary tensor data extension."""
     if not isinstance(inputs, list) or not inputs:
         raise InputError("inputs must be a non-empty list of tensors")
-    tensors = [_tensor(t, i) for i, t in enumerate(inputs)]
+    if binary is not None:
+        binary.check_sizes([(str(t.get("name")), size) for i, t in enumerate(inputs) if isinstance(t, dict)
+                            and (size := _binary_size(t, i)) is not None])
+    tensors = [_tensor(t, i, binary) for i, t in enumerate(inputs)]
     names = [n for n, _ in tensors]
     if len(set(names)) != len(names):
         raise InputError(f"input names must be unique, got {', '.join(names)}")
@@ -287,3 +375,12 @@ def encode_output(name: str, value: Any) -> dict[str, Any]:
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             data = [v if math.isfinite(v) else None for v in data]
     return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": data}
+
+
+def encode_binary_output(name: str, value: Any) -> tuple[dict[str, Any], bytes]:
+    """A model result → an OIP output tensor sent as binary (the binary tensor data extension), and its bytes."""
+    array = np.asarray(value)
+    datatype = datatype_of(array)
+    data = to_bytes(array, datatype)
+    return {"name": name, "datatype": datatype, "shape": list(array.shape),
+            "parameters": {"binary_data_size": len(data)}}, data

@@ -1,0 +1,17 @@
+"""The S3 gateway: Tusk's repos as S3 buckets, for any S3 client (boto3, the AWS CLI, s3fs, Spark...).
+
+Buckets are ``branch.repo`` (read-write: each write is one commit) and ``commit.repo`` (read-only), as in
+Pachyderm. ``tusk server --s3-port 30600`` serves it; requests are signed with SigV4, with keys derived
+from Tusk tokens (``tusk.s3gateway.credentials``). See docs/s3-gateway.md.
+
+Modules: ``app`` (routing, authentication), ``reads`` and ``writes`` (the operations), ``buckets`` (names),
+``listing`` (ListObjects pages), ``multipart`` (uploads spooled to disk), ``payloads`` (aws-chunked bodies
+and their checks), ``sigv4`` (signatures), ``credentials`` (keys from tokens), ``xmldocs``, ``errors``,
+``server`` (beside ``tusk server``).
+"""
+
+from tusk.s3gateway.app import create_s3_app
+from tusk.s3gateway.credentials import s3_credentials
+from tusk.s3gateway.server import DEFAULT_PORT, gateway_beside
+
+__all__ = ["DEFAULT_PORT", "create_s3_app", "gateway_beside", "s3_credentials"]

@@ -1,0 +1,39 @@
+"""The S3 gateway beside ``tusk server``: on its own port, in a thread of the server's (parent) process,
+with services of its own on the same store. Off unless ``--s3-port`` is given (docs/decisions/0013)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from tusk.config import Settings
+from tusk.errors import InvalidArgument
+
+__all__ = ["DEFAULT_PORT", "gateway_beside"]
+
+DEFAULT_PORT = 30600  # Pachyderm's: what `--s3-port` is usually given
+
+
+@contextlib.contextmanager
+def gateway_beside(settings: Settings, host: str, port: int | None, auth: bool) -> Iterator[str | None]:
+    """Serve the gateway on ``host:port`` while the block runs (``port`` None: not at all); yields its URL."""
+    if port is None:
+        yield None
+        return
+    from tusk.s3gateway.app import create_s3_app
+    from tusk.services import Services
+    from tusk.serving.server import serve_in_thread
+
+    if not 0 < port < 65536:
+        raise InvalidArgument(f"--s3-port {port}: give a port between 1 and 65535 (Pachyderm's is {DEFAULT_PORT})")
+    app = create_s3_app(Services.open(settings), auth=auth, close_services=True)
+    try:
+        running = serve_in_thread(app, host, port)
+        url = running.__enter__()
+    except RuntimeError:
+        raise InvalidArgument(f"the S3 gateway could not listen on {host}:{port} (is the port in use?): pick "
+                              "another with --s3-port") from None
+    try:
+        yield url
+    finally:
+        running.__exit__(None, None, None)
