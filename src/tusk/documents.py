@@ -7,6 +7,7 @@ kind of spec reports a typo the same way: ``field.path: what is wrong``.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,12 @@ def describe_validation_error(exc: ValidationError, kind: str, source: str = "",
     return f"invalid {kind}{source}: " + "; ".join(lines)
 
 
+_SEPARATOR = re.compile(r"---[ \t]*(#[^\n]*)?(\n|$)")  # a YAML document marker, between JSON documents too
+
+
 def parse_documents(text: str, yaml_syntax: bool, where: str = "") -> list[Any]:
-    """Every document in ``text``: YAML (``---`` separated) or concatenated JSON values."""
+    """Every document in ``text``: YAML (``---`` separated), or JSON values one after another (as
+    ``pachctl create pipeline -f`` reads them), optionally separated by ``---`` lines as YAML's are."""
     if yaml_syntax:
         import yaml
 
@@ -50,6 +55,9 @@ def parse_documents(text: str, yaml_syntax: bool, where: str = "") -> list[Any]:
         while pos < len(text):
             while pos < len(text) and text[pos].isspace():
                 pos += 1
+            if (marker := _SEPARATOR.match(text, pos)) is not None:
+                pos = marker.end()
+                continue
             if pos == len(text):
                 break
             doc, pos = decoder.raw_decode(text, pos)

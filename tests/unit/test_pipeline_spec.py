@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 
 from tusk.errors import InvalidArgument
-from tusk.pipelines.spec import load_spec, parse_spec
+from tusk.pipelines.runtimes import BwrapRuntime, LocalRuntime, explain_failure
+from tusk.pipelines.spec import IGNORED_FIELDS, load_spec, parse_spec
+from tusk.pipelines.support import RULES, check_supported, spec_notes
 from tusk.schedules import parse_duration
 
 EDGES = {
@@ -75,6 +77,96 @@ def test_load_json_stream_and_yaml(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{ nope")
     with pytest.raises(InvalidArgument, match="invalid JSON in"):
         load_spec(tmp_path / "bad.json")
+
+
+def test_json_documents_separated_as_yaml_documents_are(tmp_path: Path) -> None:
+    """``pachctl create pipeline -f`` reads a stream of JSON objects; a file of them split by ``---`` (as in a
+    multi-document YAML file) is read the same way, with or without a leading marker."""
+    one, two = json.dumps(EDGES, indent=2), json.dumps(EDGES | {"pipeline": {"name": "x"}}, indent=2)
+    for text in (f"{one}\n---\n{two}\n", f"---\n{one}\n---   # the second\n{two}\n---\n", one + two):
+        (tmp_path / "specs.json").write_text(text)
+        assert [s.name for s in load_spec(tmp_path / "specs.json")] == ["edges", "x"], text
+    (tmp_path / "bad.json").write_text(f"{one}\n---\n{{ nope")
+    with pytest.raises(InvalidArgument, match=r"invalid JSON in .*line 21 column 3"):
+        load_spec(tmp_path / "bad.json")
+
+
+def _pfs(**extra: object) -> dict[str, object]:
+    return {"pfs": {"repo": "images", "glob": "/*", **extra}}
+
+
+REFUSED = {  # Pachyderm's spec, as its docs write the field: (the change, the path and reason the error names)
+    "s3 input": (lambda s: s.update(input=_pfs(s3=True)),
+                 "input.pfs.s3: Pachyderm serves this input over S3 instead of /pfs; that needs an S3 gateway for each "
+                 "job; Tusk's gateway (tusk server --s3-port) serves repos to clients but not yet to datums"),
+    "s3 input in a cross": (lambda s: s.update(input={"cross": [_pfs(), _pfs(name="b", s3=True)]}),
+                            "input.cross[1].pfs.s3: "),
+    "s3_out": (lambda s: s.update(s3_out=True), "s3_out: Pachyderm takes the output over S3 instead of /pfs/out; "
+                                                "that needs an S3 gateway for each job"),
+    "s3Out": (lambda s: s.update(s3Out=True), "s3Out: "),
+    "secrets": (lambda s: s["transform"].update(secrets=[{"name": "aws", "mount_path": "/aws"}]),
+                "transform.secrets: Kubernetes secrets are not supported yet; pass the values with transform.env"),
+    "trigger": (lambda s: s.update(input=_pfs(trigger={"branch": "staging", "size": "1M"})),
+                "input.pfs.trigger: input triggers are not honoured yet"),
+    "datum_batching": (lambda s: s["transform"].update(datum_batching=True),
+                       "transform.datum_batching: datum batching is not supported"),
+    "reference": (lambda s: s.update(input=_pfs(reference=True)), "input.pfs.reference: reference inputs are not"),
+    "propagation_spec": (lambda s: s.update(propagation_spec={"immediate": True}),
+                         "propagation_spec: propagation specs are not"),
+    "repo_type": (lambda s: s.update(input=_pfs(repo_type="meta")), "input.pfs.repo_type: Tusk has user repos only"),
+    "service": (lambda s: s.update(service={"internal_port": 8888, "external_port": 30888}), "service: "),
+    "spout": (lambda s: s.update(spout={}), "spout: spouts are not supported"),  # (an empty spout is a spout)
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_fields_tusk_cannot_honour_are_refused_by_path_and_reason(case: str) -> None:
+    mutate, says = REFUSED[case]
+    raw = json.loads(json.dumps(EDGES))
+    mutate(raw)  # type: ignore[operator]
+    spec = parse_spec(raw)  # they parse (a stored spec always loads)...
+    with pytest.raises(InvalidArgument) as info:  # ...and are refused at create and update
+        check_supported(spec)
+    assert str(info.value).startswith("pipeline edges: ") and says in str(info.value), str(info.value)
+
+
+def test_fields_at_their_defaults_are_not_refused() -> None:
+    spec = parse_spec(EDGES | {"s3_out": False, "input": _pfs(s3=False, reference=False, repo_type="user"),
+                               "transform": EDGES["transform"] | {"secrets": [], "datum_batching": False}})
+    check_supported(spec)
+    assert spec_notes(spec) == []
+
+
+def test_fields_without_effect_are_warned_about_by_name() -> None:
+    spec = parse_spec(EDGES | {"pipeline": {"name": "edges", "project": {"name": "vision"}},
+                               "input": {"cross": [_pfs(project="vision"), _pfs(name="b")]},
+                               "transform": EDGES["transform"] | {"debug": True, "image_pull_secrets": ["reg"]},
+                               "resourceRequests": {"memory": "1G"}, "pod_patch": "[]", "egress": {"URL": "s3://b"}})
+    check_supported(spec)
+    notes = spec_notes(spec)
+    assert "pipeline.project, input.cross[0].pfs.project: ignored: Tusk has one namespace of repos and pipelines, " \
+           "Pachyderm's default project" in notes
+    assert any(n.startswith("transform.debug: ignored") for n in notes)
+    assert any(n.startswith("transform.image_pull_secrets: ignored: Tusk pulls no images") for n in notes)
+    assert any(n.startswith("resourceRequests, pod_patch: ignored: it configures Pachyderm's Kubernetes")
+               for n in notes)
+    assert any(n.startswith("egress: ignored") for n in notes), notes
+    default = parse_spec(EDGES | {"pipeline": {"name": "edges", "project": {"name": "default"}}})
+    assert spec_notes(default) == []
+
+
+def test_every_field_set_aside_has_a_rule() -> None:
+    assert set(RULES) >= IGNORED_FIELDS
+    assert all(rule.why for rule in RULES.values())
+
+
+def test_a_failed_lookup_is_explained_only_where_there_is_no_network() -> None:
+    log = "urllib.error.URLError: <urlopen error [Errno -3] Temporary failure in name resolution>\n"
+    sandbox = BwrapRuntime.__new__(BwrapRuntime)  # (its capability, not a working sandbox)
+    assert "the sandbox has no network" in (explain_failure(log, sandbox) or "")
+    assert "the sandbox has no network" in (explain_failure("curl: (6) Could not resolve host: x.org", sandbox) or "")
+    assert explain_failure(log, LocalRuntime({})) is None  # the plain local runtime has the host's network
+    assert explain_failure("Traceback: ZeroDivisionError", sandbox) is None
 
 
 def test_durations() -> None:

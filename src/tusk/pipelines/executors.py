@@ -29,7 +29,7 @@ from tusk.errors import InvalidArgument
 from tusk.pipelines.codestore import JobCode
 from tusk.pipelines.datums import Datum
 from tusk.pipelines.spec import PipelineSpec
-from tusk.pipelines.worker import DatumOutcome, DatumWorker
+from tusk.pipelines.worker import DatumOutcome, DatumWorker, JobLabels
 
 if TYPE_CHECKING:
     from tusk.services import Services
@@ -39,10 +39,11 @@ __all__ = ["DaskExecutor", "Executor", "LocalExecutor", "run_datum"]
 
 class Executor(Protocol):
     def run(self, job_id: str, spec: PipelineSpec, code: JobCode, roots: dict[str, str], datums: list[Datum],
-            deadline: float | None) -> Iterator[tuple[Datum, DatumOutcome]]:
+            deadline: float | None, labels: JobLabels | None = None) -> Iterator[tuple[Datum, DatumOutcome]]:
         """Run the datums; yield each with its outcome as it finishes (in any order).
 
         ``code.local`` is the code materialized on this host; a remote worker materializes ``code.tree`` itself.
+        ``labels``: what the datums are told about the job (Pachyderm's worker variables).
         """
         ...
 
@@ -56,9 +57,9 @@ class LocalExecutor:
         self.worker = worker
 
     def run(self, job_id: str, spec: PipelineSpec, code: JobCode, roots: dict[str, str], datums: list[Datum],
-            deadline: float | None) -> Iterator[tuple[Datum, DatumOutcome]]:
+            deadline: float | None, labels: JobLabels | None = None) -> Iterator[tuple[Datum, DatumOutcome]]:
         def one(d: Datum) -> tuple[Datum, DatumOutcome]:
-            return d, self.worker.run(job_id, d, spec, code.local, roots, deadline)
+            return d, self.worker.run(job_id, d, spec, code.local, roots, deadline, labels)
 
         with ThreadPoolExecutor(max_workers=spec.parallelism_spec.constant, thread_name_prefix="tusk-datum") as pool:
             yield from pool.map(one, datums)
@@ -84,14 +85,14 @@ def _worker_services(settings: Settings) -> Services:
 
 
 def run_datum(settings: Settings, job_id: str, datum: Datum, spec: PipelineSpec, code: str | None, label: str,
-              roots: dict[str, str], remaining: float | None) -> DatumOutcome:
+              roots: dict[str, str], remaining: float | None, labels: JobLabels | None = None) -> DatumOutcome:
     """One datum, in a Dask worker process: read inputs and the code (tree ``code``, materialized once per worker
     process and checked against its digest) from the shared store, run, write the output back."""
     services = _worker_services(settings)
     deadline = None if remaining is None else time.monotonic() + remaining  # monotonic clocks are per machine
     # code that is not stored (a directory too large, on the runner's host) runs in a temporary directory
     code_dir = services.jobs.materialize(code, label) if code is not None else Path(tempfile.gettempdir())
-    outcome = services.jobs.worker.run(job_id, datum, spec, code_dir, roots, deadline)
+    outcome = services.jobs.worker.run(job_id, datum, spec, code_dir, roots, deadline, labels)
     services.ctx.content.seal()
     services.ctx.objects.flush()  # the outcome names trees and chunks: they are durable before it is reported
     return outcome
@@ -121,7 +122,7 @@ class DaskExecutor:
             return self._client
 
     def run(self, job_id: str, spec: PipelineSpec, code: JobCode, roots: dict[str, str], datums: list[Datum],
-            deadline: float | None) -> Iterator[tuple[Datum, DatumOutcome]]:
+            deadline: float | None, labels: JobLabels | None = None) -> Iterator[tuple[Datum, DatumOutcome]]:
         from distributed import as_completed
 
         if not datums:
@@ -134,7 +135,7 @@ class DaskExecutor:
             key = f"tusk-datum-{job_id}-{d.id}"
             by_key[key] = d
             futures.append(client.submit(run_datum, self.settings, job_id, d, spec, code.tree, code.label, roots,
-                                         remaining, key=key, pure=False))
+                                         remaining, labels, key=key, pure=False))
         try:
             for future in as_completed(futures, loop=client.loop):  # type: ignore[no-untyped-call]
                 d = by_key[future.key]

@@ -37,7 +37,8 @@ from tusk.pipelines.records import DatumInfo, JobInfo
 from tusk.pipelines.registry import PipelineService, StoredPipeline
 from tusk.pipelines.runtimes import Runtime
 from tusk.pipelines.spec import PfsInput
-from tusk.pipelines.worker import DatumOutcome, DatumWorker
+from tusk.pipelines.support import project_name
+from tusk.pipelines.worker import DatumOutcome, DatumWorker, JobLabels
 from tusk.storage.metadata import BranchRow, CommitRow, DatumCacheRow, DatumRunRow, JobRow, PipelineRow, RepoRow
 from tusk.versioning.commits import CommitService
 from tusk.versioning.context import Context, _aware, acting_as, expand_id, now
@@ -47,7 +48,7 @@ from tusk.versioning.trees import EMPTY_TREE, Entry, MutableTree
 
 __all__ = ["JobService"]
 
-Progress = Callable[[str, int, int], None]  # (pipeline, datums done, datums total)
+Progress = Callable[[str, int, int, int], None]  # (pipeline, datums done, datums total, datums failed)
 _ACTIVE = ("created", "interrupted", "running")  # "interrupted": released by a Ctrl-C, claimable at once
 LEASE_SECONDS = 30.0  # a running job's owner renews its lease every third of this
 # the commit sets whose jobs the writes of this context (a request, a CLI call) created: what a writer waits for
@@ -184,7 +185,7 @@ class JobService:
                 break
             caused = _CAUSED.get()  # downstream jobs share the job's commit set: nothing new to wait for
             try:
-                with self._lease(job_id), acting_as(self._creator(job_id)):
+                with self._lease(job_id):
                     done.append(self._run_safely(job_id, progress))
             except KeyboardInterrupt:
                 self._release(job_id)
@@ -295,19 +296,25 @@ class JobService:
 
     def _run_safely(self, job_id: str, progress: Progress | None) -> JobInfo:
         """Run the job; whatever goes wrong in it, it ends ``failure`` with the error, never stays running
-        (a job left running would hold its pipeline, and everyone waiting for it, forever)."""
+        (a job left running would hold its pipeline, and everyone waiting for it, forever). Its bookkeeping is
+        inside too: finding its creator, recording datums, landing the output with provenance."""
         try:
-            return self._run(job_id, progress)
-        except Exception as exc:  # any bug or bad data: the job's failure, not the caller's
-            error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, TuskError) else str(exc)
-            return self._fail(job_id, error)
+            creator = self._creator(job_id)
+        except Exception as exc:
+            return self._fail(job_id, _describe(exc))
+        with acting_as(creator):
+            try:
+                return self._run(job_id, progress)
+            except Exception as exc:  # any bug or bad data: the job's failure, not the caller's
+                return self._fail(job_id, _describe(exc))
 
     def _fail(self, job_id: str, error: str) -> JobInfo:
         """End a job that raised: with a failed output commit when one can land, else just its row."""
         with self.ctx.db.read() as s:
             job = s.get(JobRow, job_id)
             assert job is not None
-            landed = job.output_commit_id is not None
+            # (its output commit takes the job's id: one that landed before the job's row said so counts)
+            landed = job.output_commit_id is not None or s.get(CommitRow, job_id) is not None
             name = s.get(PipelineRow, job.pipeline_id).name  # type: ignore[union-attr]
             global_id, inputs, version = job.global_id, json.loads(job.input_commits), job.pipeline_version
         if not landed:
@@ -386,12 +393,13 @@ class JobService:
         self._record_many(job_id, p, reused)
         counter = {"done": len(datums) - len(todo)}
         if progress:
-            progress(p.name, counter["done"], len(datums))
+            progress(p.name, counter["done"], len(datums), 0)
 
         failures: list[tuple[Datum, DatumOutcome]] = []
         order = {d.id: i for i, d in enumerate(todo)}
         code = self.job_code(p) if todo else JobCode(None, Path(p.version.code_dir), "")
-        for d, outcome in self.executor.run(job_id, spec, code, roots, todo, deadline):
+        labels = JobLabels(p.name, p.version.version, p.spec_commit, project_name(spec.pipeline.project))
+        for d, outcome in self.executor.run(job_id, spec, code, roots, todo, deadline, labels):
             self._record(job_id, p, d, hashes[d.id], outcome)  # at once: a resumed job does not redo it
             counter["done"] += 1
             if outcome.state == "success" and outcome.output_tree:
@@ -399,7 +407,7 @@ class JobService:
             elif outcome.state == "failed":
                 failures.append((d, outcome))
             if progress:
-                progress(p.name, counter["done"], len(datums))
+                progress(p.name, counter["done"], len(datums), len(failures))
         failures.sort(key=lambda f: order[f[0].id])
         processed = resumed + len(todo) - len(failures)
         error = None
@@ -540,7 +548,7 @@ class JobService:
         provenance = [(i["repo"], i["branch"], i["commit"]) for i in inputs if i["commit"]]
         commit = self.commits.land(p.name, p.spec.output_branch, ops, origin="auto", global_id=global_id,
                                    provenance=provenance, error=error, job_id=job_id, notify=False,
-                                   description=f"{p.name} v{p.row.version} job {job_id}")
+                                   description=f"{p.name} v{p.row.version} job {job_id}", new_id=job_id)
         with self.ctx.db.write() as s:
             s.execute(update(JobRow).where(JobRow.id == job_id).values(
                 state="failure" if error else "running", reason=error, output_commit_id=commit.id,
@@ -651,6 +659,10 @@ class JobService:
             if row is None:
                 raise NotFound(f"datum {datum_id} not found in job {job_id}")
             return _datum_info(row)
+
+
+def _describe(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, TuskError) else f"{type(exc).__name__}: {exc}"
 
 
 def _run_row(job_id: str, d: Datum, h: str, o: DatumOutcome, stamp: Any = None) -> dict[str, Any]:

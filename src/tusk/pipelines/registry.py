@@ -8,6 +8,7 @@ import secrets
 from dataclasses import replace
 from pathlib import Path
 
+import blake3
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
@@ -38,6 +39,14 @@ class StoredPipeline:
     @property
     def name(self) -> str:
         return self.row.name
+
+    @property
+    def spec_commit(self) -> str:
+        """This version's id in the form of a commit id (Pachyderm's ``PPS_SPEC_COMMIT``): the same for every
+        job of the version, another for each version; hashed from a versioned, length-prefixed encoding."""
+        fields = (self.row.name, str(self.version.version), self.version.spec_json)
+        raw = b"".join(len(f.encode()).to_bytes(4, "big") + f.encode() for f in fields)
+        return blake3.blake3(b"tusk-spec-commit:v1\n" + raw).hexdigest()[:32]
 
 
 def _code_change(current: StoredPipeline, spec: PipelineSpec, code: PipelineCode) -> str | None:

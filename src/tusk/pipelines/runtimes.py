@@ -19,7 +19,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -29,7 +29,7 @@ from tusk.errors import InvalidArgument
 from tusk.pipelines.sandbox import Mount, SandboxCommand, resolve_user
 
 __all__ = ["BwrapRuntime", "ConfiguredRuntime", "DockerRuntime", "LocalRuntime", "RunRequest", "RunResult", "Runtime",
-           "choose_runtime", "image_note", "stop_programs"]
+           "choose_runtime", "explain_failure", "image_note", "stop_programs"]
 
 _PFS = re.compile(r"(?<![\w./-])/pfs(?=/|$|[\s\"';:,)])")
 _LOG_LIMIT = 1 << 20
@@ -79,7 +79,29 @@ class Runtime(Protocol):
     @property
     def name(self) -> str: ...
 
+    @property
+    def network(self) -> bool:
+        """Whether user code can reach the network (a capability: a failure's explanation depends on it)."""
+        ...
+
     def run(self, req: RunRequest) -> RunResult: ...
+
+
+# What a failed datum's log can show, and what to tell the user then: (pattern, applies to the runtime, hint).
+_FAILURE_HINTS: list[tuple[re.Pattern[str], Callable[[Runtime], bool], str]] = [
+    (re.compile(r"Temporary failure in name resolution|Name or service not known|getaddrinfo|"
+                r"Could not resolve host|Network is unreachable|No address associated with hostname|"
+                r"nodename nor servname provided", re.IGNORECASE),
+     lambda runtime: not runtime.network,
+     "its log shows a network lookup or connection that failed: the sandbox has no network (put what the "
+     "code downloads into an input repo, and read it at /pfs/<name>)"),
+]
+
+
+def explain_failure(log: str, runtime: Runtime) -> str | None:
+    """Why a failed datum's log suggests it failed, in the sandbox's terms (no network, ...), or None."""
+    hints = [hint for pattern, applies, hint in _FAILURE_HINTS if applies(runtime) and pattern.search(log)]
+    return "; ".join(hints) or None
 
 
 def _execute(argv: Sequence[str], stdin: str | None, env: Mapping[str, str], cwd: Path | None,
@@ -119,6 +141,7 @@ class LocalRuntime:
     """A plain subprocess; ``/pfs`` is rewritten to the datum's directory."""
 
     name = "local"
+    network = True
 
     def __init__(self, base_env: Mapping[str, str]) -> None:
         self.base_env = dict(base_env)
@@ -143,6 +166,7 @@ class BwrapRuntime:
     """
 
     name = "bwrap"
+    network = False
     _probed: ClassVar[dict[str, bool]] = {}
 
     def __init__(self, base_env: Mapping[str, str], bwrap: str = "bwrap", limits: Limits | None = None) -> None:
@@ -209,6 +233,7 @@ class DockerRuntime:
     """The spec's ``image``, where a container engine answers; /pfs bind-mounted, inputs read-only, no network."""
 
     name = "docker"
+    network = False  # --network none
     _available: bool | None = None
 
     def __init__(self, base_env: Mapping[str, str], image: str, docker: str = "docker") -> None:
@@ -228,6 +253,8 @@ class DockerRuntime:
     def run(self, req: RunRequest) -> RunResult:
         pfs = req.pfs_dir
         argv = [self.docker, "run", "--rm", "-i", "--network", "none"]
+        if req.user:  # transform.user, as Pachyderm runs the user container
+            argv += ["--user", req.user]
         for name in req.input_names:
             if (pfs / name).exists():
                 argv += ["-v", f"{pfs / name}:/pfs/{name}:ro"]
@@ -287,6 +314,10 @@ class ConfiguredRuntime:
     @property
     def name(self) -> str:
         return self._choose()[0].name
+
+    @property
+    def network(self) -> bool:
+        return self._choose()[0].network
 
     @property
     def note(self) -> str | None:

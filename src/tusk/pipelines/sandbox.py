@@ -85,9 +85,7 @@ def software_paths() -> list[str]:
     import what Tusk has (scikit-learn, ``tusk.models.load_dir``), wherever
     Python was installed (``/root/.pyenv``, a venv in a CI clone under /tmp).
     """
-    import tusk
-
-    package_root = str(Path(tusk.__file__).resolve().parent.parent)
+    package_root = str(Path(__file__).resolve().parents[2])  # .../src (a checkout) or site-packages
     candidates = [sys.prefix, sys.base_prefix, os.path.realpath(sys.base_prefix), package_root]
     system = [f"/{n}" for n in _SYSTEM]
     found: list[str] = []

@@ -1,9 +1,12 @@
 """The pipeline spec: Pachyderm v2 field names, in snake_case or camelCase.
 
 A Pachyderm user should be able to take a pipeline JSON, drop ``image`` and
-run it. Fields that only configure Kubernetes (resources, pod patches,
-autoscaling, ...) are accepted and ignored with a warning; anything else that
-is unknown is an error naming the field's path, so typos do not pass silently.
+run it. Every field of Pachyderm's spec is known here; the ones Tusk does not
+honour are refused or warned about by ``tusk.pipelines.support``, naming the
+field and why. Top-level fields the engine never reads (resources, pod patches,
+autoscaling, egress, ...) are set aside in ``PipelineSpec.ignored`` and not
+stored; anything else that is unknown is an error naming the field's path, so
+typos do not pass silently.
 """
 
 from __future__ import annotations
@@ -32,12 +35,13 @@ __all__ = [
     "parse_spec",
 ]
 
-# Kubernetes-only fields of Pachyderm's spec: accepted, recorded, ignored (with a warning).
+# Top-level fields of Pachyderm's spec the engine does not read: set aside in ``PipelineSpec.ignored`` (never
+# stored), then refused or warned about, each with its reason (``tusk.pipelines.support``).
 IGNORED_FIELDS = {
     "resource_requests", "resource_limits", "sidecar_resource_limits", "sidecar_resource_requests",
     "autoscaling", "scheduling_spec", "pod_spec", "pod_patch", "tolerations", "node_selector", "metadata",
     "service", "spout", "egress", "s3_out", "datum_set_spec", "tf_job", "cache_size", "max_queue_size",
-    "enable_stats", "standby", "chunk_spec", "salt", "determined",
+    "enable_stats", "standby", "chunk_spec", "salt", "determined", "propagation_spec",
 }
 
 def _input_name(value: str) -> str:
@@ -74,6 +78,10 @@ class Transform(_Spec):
     user: str | None = None
     secrets: list[dict[str, Any]] = Field(default_factory=list)
     debug: bool = False
+    image_pull_secrets: list[str] = Field(default_factory=list)
+    dockerfile: str | None = None
+    memory_volume: bool = False
+    datum_batching: bool = False
 
 
 class Trigger(_Spec):
@@ -99,6 +107,7 @@ class PfsInput(_Spec):
     repo_type: str | None = None
     project: dict[str, Any] | str | None = None
     s3: bool = False
+    reference: bool = False
 
     @field_validator("repo")
     @classmethod

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from tusk.errors import AlreadyExists, Conflict, InvalidArgument, RepoNotFound
 from tusk.pipelines.spec import CronInput, Input, PfsInput, PipelineSpec, parse_spec
+from tusk.pipelines.support import check_supported
 from tusk.storage.metadata import PipelineRow, PipelineVersionRow, RepoRow
 from tusk.versioning.globs import compile_glob
 
@@ -63,7 +64,9 @@ def tick_repos(spec: PipelineSpec) -> list[str]:
 
 
 def check_spec(spec: PipelineSpec) -> None:
-    """What the spec alone shows: globs, capture-group references, tick repos, its own output as input."""
+    """What the spec alone shows: fields Tusk cannot honour, globs, capture-group references, tick repos, its
+    own output as input."""
+    check_supported(spec)
     _check_input(spec.input, "input")
     ticks = tick_repos(spec)  # (their names are checked with the spec: PipelineSpec)
     if len(set(ticks)) != len(ticks) or spec.name in ticks:

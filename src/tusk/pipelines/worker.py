@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -11,13 +13,24 @@ from pathlib import Path
 
 from tusk.errors import TuskError
 from tusk.pipelines.datums import Datum
-from tusk.pipelines.runtimes import DockerRuntime, RunRequest, Runtime, image_note
+from tusk.pipelines.runtimes import DockerRuntime, RunRequest, Runtime, explain_failure, image_note
 from tusk.pipelines.spec import PipelineSpec
 from tusk.storage.metadata import ModelManifestRow
 from tusk.versioning.context import Context
 from tusk.versioning.trees import EMPTY_TREE, Entry, MutableTree
 
-__all__ = ["DatumOutcome", "DatumWorker"]
+__all__ = ["DatumOutcome", "DatumWorker", "JobLabels"]
+
+
+@dataclass(frozen=True)
+class JobLabels:
+    """What a job's datums are told about the job and its pipeline, in Pachyderm's worker variables
+    (``docs/pachyderm.md`` lists them all): the same for every datum of the job, wherever it runs."""
+
+    pipeline: str
+    version: int
+    spec_commit: str  # PPS_SPEC_COMMIT: one id per pipeline version, as Pachyderm's spec commit is
+    project: str = "default"
 
 
 @dataclass
@@ -38,9 +51,12 @@ class DatumWorker:
         # commit id → its model manifest, for the current job (a manifest built on demand later is seen next job)
         self._manifests: dict[str, str | None] = {}
         self._manifests_job: str | None = None
+        # this worker process, as the suffix of a pod name (PPS_POD_NAME): stable while the process lives
+        self.worker_suffix = hashlib.blake2b(f"{socket.gethostname()}:{os.getpid()}".encode(),
+                                             digest_size=3).hexdigest()[:5]
 
     def run(self, job_id: str, datum: Datum, spec: PipelineSpec, code_dir: Path, roots: dict[str, str],
-            deadline: float | None) -> DatumOutcome:
+            deadline: float | None, labels: JobLabels | None = None) -> DatumOutcome:
         if job_id != self._manifests_job:
             self._manifests, self._manifests_job = {}, job_id
         workdir = self.scratch / job_id / datum.id
@@ -52,7 +68,7 @@ class DatumWorker:
             lazy: list[tuple[Path, Entry, str]] = []
             local, downloaded = self._materialize(datum, pfs, roots, lazy)
             stats["download_seconds"], stats["download_bytes"] = time.monotonic() - t, downloaded
-            env = self._env(job_id, datum, spec)
+            env = self._env(job_id, datum, spec, labels or JobLabels(spec.name, 0, ""))
             working_dir = spec.transform.working_dir
             logs: list[str] = []
             runtime = self.runtime
@@ -86,6 +102,10 @@ class DatumWorker:
                     break
             assert result is not None
             if not result.ok:
+                hint = explain_failure(result.log, runtime)
+                if hint:
+                    result.error = f"{result.error}; {hint}"
+                    logs.append(f"[tusk] {hint}\n")
                 if spec.transform.err_cmd:
                     err = runtime.run(RunRequest(
                         cmd=spec.transform.err_cmd, stdin=spec.transform.err_stdin, env=env, pfs_dir=pfs,
@@ -105,16 +125,28 @@ class DatumWorker:
         except TuskError as exc:
             return DatumOutcome("failed", None, 0, "", str(exc), stats)
 
-    def _env(self, job_id: str, datum: Datum, spec: PipelineSpec) -> dict[str, str]:
+    def _env(self, job_id: str, datum: Datum, spec: PipelineSpec, labels: JobLabels) -> dict[str, str]:
+        """The spec's ``env``, then every variable Pachyderm's worker sets for a datum (``docs/pachyderm.md``).
+
+        As in Pachyderm, an input that contributes several files to a datum (a
+        group) names the last in ``<input>``; its key is the same for all of them.
+        """
         env = dict(spec.transform.env) | {
+            "PPS_PIPELINE_NAME": labels.pipeline, "PPS_PROJECT_NAME": labels.project,
+            "PPS_SPEC_COMMIT": labels.spec_commit,
+            "PPS_POD_NAME": f"pipeline-{labels.pipeline}-v{labels.version}-{self.worker_suffix}",
             "PACH_JOB_ID": job_id, "PACH_DATUM_ID": datum.id, "TUSK_JOB_ID": job_id, "TUSK_DATUM_ID": datum.id,
-            "PACH_OUTPUT_COMMIT_ID": job_id,
+            "PACH_OUTPUT_COMMIT_ID": job_id,  # the job's output commit takes the job's id when it lands
         }
         for i in datum.inputs:
             path = f"/pfs/{i.name}{i.path if i.path != '/' else ''}"
             env[i.name] = path
             env[f"{i.name}_COMMIT"] = i.commit
             env[f"TUSK_INPUT_{i.name}"] = path
+            if i.join_key is not None:
+                env[f"PACH_DATUM_{i.name}_JOIN_ON"] = i.join_key
+            if i.group_key is not None:
+                env[f"PACH_DATUM_{i.name}_GROUP_BY"] = i.group_key
         return env
 
     def _materialize(self, datum: Datum, pfs: Path, roots: dict[str, str], lazy: list[tuple[Path, Entry, str]]

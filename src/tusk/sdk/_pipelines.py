@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # the pipeline spec (pydantic) and the datum engine load when
 
 __all__ = ["FAILED_STATES", "CodeUpload", "PipelineMethods", "SpecSource", "describe_failures"]
 
-JobProgress = Callable[[str, int, int], None]
+JobProgress = Callable[[str, int, int, int], None]  # (pipeline, datums done, total, failed)
 SpecSource = Union["PipelineSpec", dict[str, Any], str, Path]
 CodeUpload = Union["PipelineCode"]  # code a remote client uploaded: stored already (the API server's use)
 FAILED_STATES = frozenset({"failure", "unrunnable", "killed"})  # how a job that did not succeed ends
@@ -41,10 +41,9 @@ def _specs(source: SpecSource) -> tuple[list[PipelineSpec], Path]:
 
 def _with_notes(info: PipelineInfo, spec: PipelineSpec, extra: list[str] | None = None) -> PipelineInfo:
     from tusk.pipelines.runtimes import image_note
+    from tusk.pipelines.support import spec_notes
 
-    notes = [n for n in (image_note(spec.transform.image),) if n] + (extra or [])
-    if spec.ignored:
-        notes.append("ignored Kubernetes-only fields: " + ", ".join(sorted(spec.ignored)))
+    notes = [n for n in (image_note(spec.transform.image),) if n] + spec_notes(spec) + (extra or [])
     return replace(info, notes=notes)
 
 

@@ -428,7 +428,9 @@ class RemoteClient(Client):
                           ) -> dict[str, Any]:
         """The specs as documents, and (``with_code``) the spec file's directory uploaded as their code."""
         if isinstance(source, PipelineSpec):
-            docs, code_dir = [source.model_dump(mode="json", by_alias=False, exclude={"ignored"})], None
+            # the fields set aside as ignored go too: the server warns about them, or refuses them
+            doc = source.model_dump(mode="json", by_alias=False, exclude={"ignored"}) | source.ignored
+            docs, code_dir = [doc], None
         elif isinstance(source, dict):
             docs, code_dir = [source], None
         else:

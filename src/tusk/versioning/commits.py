@@ -158,8 +158,8 @@ class CommitService:
             pass
 
     def _new_commit_row(self, s: Session, repo: RepoRow, branch: str, parent: str | None, description: str,
-                        origin: str, global_id: str | None) -> CommitRow:
-        commit_id = new_commit_id()
+                        origin: str, global_id: str | None, new_id: str | None = None) -> CommitRow:
+        commit_id = new_id or new_commit_id()
         set_id = global_id or commit_id
         if s.get(CommitSetRow, set_id) is None:
             s.add(CommitSetRow(id=set_id, created_at=now()))
@@ -200,14 +200,18 @@ class CommitService:
     def land(self, repo: str, branch: str, ops: Sequence[Op], *, commit_id: str | None = None,
              description: str | None = None, origin: str = "user", global_id: str | None = None,
              provenance: Sequence[tuple[str, str, str]] = (), error: str | None = None,
-             job_id: str | None = None, notify: bool = True, started_at: datetime | None = None) -> CommitInfo:
+             job_id: str | None = None, notify: bool = True, started_at: datetime | None = None,
+             new_id: str | None = None) -> CommitInfo:
         """Apply ops on the branch head and move the head, atomically.
 
         With ``commit_id`` the open commit of that id is finished; otherwise a
         new commit is created only at the moment it becomes visible, so a
-        writer killed before that leaves nothing behind but unreferenced chunks.
+        writer killed before that leaves nothing behind but unreferenced chunks;
+        it takes the id ``new_id`` when given (a job's output commit takes the
+        job's id, which its datums were told in ``PACH_OUTPUT_COMMIT_ID``).
         A commit finished with ``error`` is recorded as failed and does not move
-        the head.
+        the head. ``provenance`` may name one source commit several times (a
+        pipeline that reads one repo under two names): it is recorded once.
         """
         validate_branch_name(branch)
         self.ensure_branch(repo, branch)
@@ -226,7 +230,7 @@ class CommitService:
             self.ctx.objects.flush()
             try:
                 info = self._publish(repo, branch, head, root, size, commit_id, description, origin, global_id,
-                                     provenance, error, job_id, started_at)
+                                     provenance, error, job_id, started_at, new_id)
             except _HeadMoved:
                 continue  # someone else moved the head: replay our ops on the new one
             if notify and error is None:
@@ -237,7 +241,7 @@ class CommitService:
     def _publish(self, repo: str, branch: str, head: str | None, root: str, size: int, commit_id: str | None,
                  description: str | None, origin: str, global_id: str | None,
                  provenance: Sequence[tuple[str, str, str]], error: str | None, job_id: str | None,
-                 started_at: datetime | None = None) -> CommitInfo:
+                 started_at: datetime | None = None, new_id: str | None = None) -> CommitInfo:
         """One transaction: compare-and-set the head and make the commit visible."""
         with self.ctx.db.write() as s:
             repo_row = self.ctx.repo_row(s, repo)
@@ -246,7 +250,7 @@ class CommitService:
                 row = self.ctx.commit_row(s, commit_id)
                 self._require_open(row)
             else:
-                row = self._new_commit_row(s, repo_row, branch, head, "", origin, global_id)
+                row = self._new_commit_row(s, repo_row, branch, head, "", origin, global_id, new_id)
                 row.started_at = started_at or row.started_at  # when the writer began, not when it published
             if error is None:
                 # compare-and-set: move the head only if it is still our parent
@@ -275,7 +279,7 @@ class CommitService:
             if description is not None:
                 row.description = description
             s.flush()  # the commit row must exist before rows that reference it
-            for src_repo, src_branch, src_commit in provenance:
+            for src_repo, src_branch, src_commit in _distinct_sources(provenance):
                 s.add(CommitProvenanceRow(commit_id=row.id, source_repo=src_repo, source_branch=src_branch,
                                           source_commit_id=src_commit))
             s.flush()
@@ -401,3 +405,13 @@ class CommitService:
         s.flush()
         if s.scalar(select(CommitRow.id).where(CommitRow.commit_set_id == set_id).limit(1)) is None:
             s.execute(delete(CommitSetRow).where(CommitSetRow.id == set_id))
+
+
+def _distinct_sources(provenance: Sequence[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """Each source commit once, in first-seen order: provenance is keyed by (commit, source commit), so a
+    pipeline that reads one repo under two names (a cross of ``left`` and ``right`` over ``data``) has one
+    source, however many named inputs the job and its datums record."""
+    seen: dict[str, tuple[str, str, str]] = {}
+    for source in provenance:
+        seen.setdefault(source[2], source)
+    return list(seen.values())

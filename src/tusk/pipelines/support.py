@@ -1,0 +1,168 @@
+"""What Tusk does with each field of Pachyderm's spec that it does not honour: refuse it, or warn about it.
+
+A Pachyderm user's spec either runs as it would in Pachyderm, or is refused
+at create and update with the field's path and why; a field whose absence
+changes nothing that a datum computes is accepted with a warning that names
+it. One table (``RULES``), keyed by the field's path with list positions and
+combinators left out (``input.pfs.s3`` matches ``input.cross[1].pfs.s3``),
+decides for every field, nested or top-level, so there is nothing to special-case::
+
+    refused   input.pfs.s3, s3_out, input.pfs.trigger, input.pfs.reference, input.pfs.repo_type,
+              transform.secrets, transform.datum_batching, service, spout, tf_job, determined,
+              propagation_spec
+    warned    project (pipeline, pfs, cron), transform.debug, transform.image_pull_secrets,
+              transform.dockerfile, transform.memory_volume, egress, salt, and the fields that
+              configure Pachyderm's Kubernetes workers (resource_requests, pod_patch, ...)
+
+A rule applies only when the field is set to something other than its
+default (``"s3": false`` is what Tusk does anyway). Refusals live here and
+not in the spec's parsing, so a spec stored before a rule existed still loads.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from tusk.errors import InvalidArgument
+from tusk.pipelines.spec import IGNORED_FIELDS, PipelineSpec
+
+__all__ = ["RULES", "FieldRule", "check_supported", "project_name", "spec_notes"]
+
+_S3 = ("needs an S3 gateway for each job; Tusk's gateway (tusk server --s3-port) serves repos to clients but "
+       "not yet to datums")
+_KUBERNETES = "it configures Pachyderm's Kubernetes workers; Tusk runs datums itself (limits: TUSK_DATUM_*)"
+_PROJECT = "Tusk has one namespace of repos and pipelines, Pachyderm's default project"
+
+
+def project_name(value: Any) -> str:
+    """The name a ``project`` field gives (``"p"`` or ``{"name": "p"}``); ``default`` when there is none."""
+    if isinstance(value, dict):
+        value = value.get("name")
+    return str(value) if value else "default"
+
+
+def _set(value: Any) -> bool:
+    """Set to something a user means: not false, empty or null (a dict of only those counts as unset too)."""
+    if isinstance(value, dict):
+        return any(_set(v) for v in value.values())
+    return bool(value)
+
+
+def _present(value: Any) -> bool:
+    """Given at all: an object whose presence is the request (``"spout": {}`` makes a spout)."""
+    return value is not None
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    verdict: Literal["refuse", "warn"]
+    why: str
+    applies: Callable[[Any], bool] = _set
+
+
+RULES: dict[str, FieldRule] = {
+    # refused: the pipeline would compute something else, or not run at all, if Tusk went on without them
+    "input.pfs.s3": FieldRule("refuse", f"Pachyderm serves this input over S3 instead of /pfs; that {_S3} "
+                                        "(drop it and read the files at /pfs/<name>)"),
+    "s3_out": FieldRule("refuse", f"Pachyderm takes the output over S3 instead of /pfs/out; that {_S3} "
+                                  "(drop it and write to /pfs/out)"),
+    "transform.secrets": FieldRule("refuse", "Kubernetes secrets are not supported yet; pass the values with "
+                                             "transform.env"),
+    "input.pfs.trigger": FieldRule("refuse", "input triggers are not honoured yet (Pachyderm runs on this input "
+                                             "only when the trigger fires); make a branch that follows another "
+                                             "with `tusk branch create REPO@BRANCH --trigger-branch ... "
+                                             "--trigger-commits/--trigger-size/--trigger-cron` and name it in "
+                                             "pfs.branch", _present),
+    "input.pfs.reference": FieldRule("refuse", "reference inputs are not supported: every Tusk input puts its "
+                                               "files at /pfs/<name> and triggers the pipeline; remove the field"),
+    "input.pfs.repo_type": FieldRule("refuse", "Tusk has user repos only (no spec or meta repos); remove the field",
+                                     lambda v: v not in (None, "", "user")),
+    "transform.datum_batching": FieldRule("refuse", "datum batching is not supported: in Pachyderm the command "
+                                                    "starts once and asks for each datum with `pachctl next datum`; "
+                                                    "Tusk runs the command once per datum, with that datum at /pfs "
+                                                    "(drop datum_batching)"),
+    "propagation_spec": FieldRule("refuse", "propagation specs are not supported: Tusk propagates each job's "
+                                            "output to the pipelines downstream as soon as the job succeeds; "
+                                            "remove the field"),
+    "service": FieldRule("refuse", "service pipelines are not supported: Tusk runs the command once per datum "
+                                   "and serves no port from it (serve models with `tusk deploy`)", _present),
+    "spout": FieldRule("refuse", "spouts are not supported: commit data with `tusk put file`, or tick a pipeline "
+                                 "with a cron input", _present),
+    "tf_job": FieldRule("refuse", "Kubeflow TFJobs are not supported: give the pipeline a transform", _present),
+    "determined": FieldRule("refuse", "the Determined integration is not supported", _present),
+    # warned: nothing a datum computes depends on them
+    "pipeline.project": FieldRule("warn", f"ignored: {_PROJECT}", lambda v: project_name(v) != "default"),
+    "input.pfs.project": FieldRule("warn", f"ignored: {_PROJECT}", lambda v: project_name(v) != "default"),
+    "input.cron.project": FieldRule("warn", f"ignored: {_PROJECT}", lambda v: project_name(v) != "default"),
+    "transform.debug": FieldRule("warn", "ignored: Tusk keeps each datum's output in its log always (tusk logs)"),
+    "transform.image_pull_secrets": FieldRule("warn", "ignored: Tusk pulls no images (image is used where a "
+                                                      "container engine answers)"),
+    "transform.dockerfile": FieldRule("warn", "ignored: Tusk does not build images"),
+    "transform.memory_volume": FieldRule("warn", f"ignored: {_KUBERNETES}"),
+    "egress": FieldRule("warn", "ignored: Tusk does not copy a job's output elsewhere; it stays in the output "
+                                "repo (tusk get file -r, or fsspec tusk://)"),
+    "salt": FieldRule("warn", "ignored: Tusk salts each pipeline version itself; run every datum again with "
+                              "`tusk pipeline update --reprocess`"),
+    **{name: FieldRule("warn", f"ignored: {_KUBERNETES}") for name in sorted(IGNORED_FIELDS) if name not in (
+        "s3_out", "egress", "salt", "service", "spout", "tf_job", "determined", "propagation_spec")},
+}
+
+_COMBINATORS = {"cross", "union", "join", "group"}
+
+
+def _pattern(path: str) -> str:
+    """``input.cross[1].pfs.s3`` → ``input.pfs.s3``: the path a rule is written for."""
+    parts = [re.sub(r"\[\d+\]$", "", part) for part in path.split(".")]
+    return ".".join(p for i, p in enumerate(parts) if not (i and p in _COMBINATORS))
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+
+
+def _walk(model: BaseModel, path: str) -> Iterator[tuple[str, FieldRule]]:
+    for name in type(model).model_fields:
+        if name == "ignored":
+            continue
+        value = getattr(model, name)
+        here = f"{path}.{name}" if path else name
+        rule = RULES.get(_pattern(here))
+        if rule is not None:
+            if rule.applies(value):
+                yield here, rule
+        elif isinstance(value, BaseModel):
+            yield from _walk(value, here)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    yield from _walk(item, f"{here}[{i}]")
+
+
+def _findings(spec: PipelineSpec) -> list[tuple[str, FieldRule]]:
+    found = list(_walk(spec, ""))
+    for key, value in spec.ignored.items():
+        rule = RULES.get(_snake(key))
+        if rule is not None and rule.applies(value):
+            found.append((key, rule))
+    return found
+
+
+def check_supported(spec: PipelineSpec) -> None:
+    """Refuse a spec with fields Tusk cannot honour, naming each field and why (InvalidArgument)."""
+    refused = [f"{path}: {rule.why}" for path, rule in _findings(spec) if rule.verdict == "refuse"]
+    if refused:
+        raise InvalidArgument(f"pipeline {spec.name}: " + "; ".join(refused))
+
+
+def spec_notes(spec: PipelineSpec) -> list[str]:
+    """One warning per reason, naming the fields it covers: what the spec asks for that Tusk ignores."""
+    by_reason: dict[str, list[str]] = {}
+    for path, rule in _findings(spec):
+        if rule.verdict == "warn":
+            by_reason.setdefault(rule.why, []).append(path)
+    return [f"{', '.join(paths)}: {why}" for why, paths in by_reason.items()]
