@@ -60,12 +60,7 @@ class LoadedModel:
     def n_features(self) -> int | None:
         """How many input columns the model expects, when the model says."""
         n = getattr(self.impl, "n_features_in_", None)
-        if isinstance(n, int):
-            return n
-        if self.flavor == "onnx":
-            shape = self.impl.get_inputs()[0].shape
-            return shape[-1] if len(shape) == 2 and isinstance(shape[-1], int) else None
-        return None
+        return n if isinstance(n, int) else None
 
     def __repr__(self) -> str:
         where = f"{self.manifest.repo}@{self.manifest.commit[:12]}" if self.manifest else "unverified"
@@ -125,24 +120,16 @@ def _with_predict(entry: ModelEntry, impl: Any, manifest: Manifest | None, keep:
     return LoadedModel(entry.flavor, impl, entry, manifest, predict, keep)
 
 
-_ONNX_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64",
-               "tensor(int32)": "int32", "tensor(string)": "object", "tensor(bool)": "bool"}
-
-
 def _onnx(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | None) -> LoadedModel:
     ort = _require("onnxruntime", "onnx", "onnx")
-    np = _require("numpy", "onnx", "onnx")
+    from tusk.models.onnx_model import OnnxModel
+
     try:
         session = ort.InferenceSession(files[entry.path], providers=["CPUExecutionProvider"])
     except Exception as e:
         raise ModelUnloadable(f"{entry.path} is not a loadable ONNX model: {e}") from e
-    first = session.get_inputs()[0]
-    dtype = _ONNX_TYPES.get(first.type, "float32")
-
-    def predict(x: Any) -> Any:
-        return session.run(None, {first.name: np.asarray(x, dtype=dtype)})[0]
-
-    return LoadedModel("onnx", session, entry, manifest, predict)
+    model = OnnxModel(session)  # inputs by name, predict, predict_proba where the graph has probabilities
+    return LoadedModel("onnx", model, entry, manifest, model.predict)
 
 
 def _unpack(entry: ModelEntry, files: Mapping[str, bytes]) -> tempfile.TemporaryDirectory[str]:

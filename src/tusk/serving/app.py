@@ -539,10 +539,11 @@ def _metadata(dep: LiveDeployment, predictors: list[Predictor]) -> dict[str, Any
         inputs = _input_tensors(served)
         impl = served.model.impl
         classes = getattr(impl, "classes_", None)  # a classifier's labels; a regressor predicts floats
-        label_type = datatype_of(np.asarray(classes)) if classes is not None else "FP64"
+        declared = getattr(impl, "oip_outputs", None) or {}  # what the model says it returns (ONNX: its graph)
+        label_type = declared.get("predict") or (datatype_of(np.asarray(classes)) if classes is not None else "FP64")
         outputs.append({"name": "predict", "datatype": label_type, "shape": [-1]})
         if hasattr(impl, "predict_proba"):
-            outputs.append({"name": "predict_proba", "datatype": "FP64",
+            outputs.append({"name": "predict_proba", "datatype": declared.get("predict_proba", "FP64"),
                             "shape": [-1, len(classes) if classes is not None else -1]})
     return {
         "name": dep.name,
@@ -561,8 +562,10 @@ def _metadata(dep: LiveDeployment, predictors: list[Predictor]) -> dict[str, Any
 def _input_tensors(served: Any) -> list[dict[str, Any]]:
     """Input tensors: one per named feature (typed from the model's column transformer when it has one)."""
     if served.feature_names is None:
-        return [{"name": "input-0", "datatype": "FP64", "shape": [-1, served.n_features or -1]}]
-    types = _feature_types(served.model.impl)
+        declared = list((getattr(served.model.impl, "oip_inputs", None) or {}).values())
+        return [{"name": "input-0", "datatype": declared[0] if len(declared) == 1 else "FP64",
+                 "shape": [-1, served.n_features or -1]}]
+    types = {**_feature_types(served.model.impl), **(getattr(served.model.impl, "oip_inputs", None) or {})}
     return [{"name": f, "datatype": types.get(f, "FP64"), "shape": [-1]} for f in served.feature_names]
 
 
