@@ -23,6 +23,9 @@ if ! command -v bwrap >/dev/null; then apt_install bubblewrap; fi
 # setpriv drops to an unprivileged uid inside the sandbox when Tusk runs as root; prlimit sets its limits
 if ! command -v setpriv >/dev/null || ! command -v prlimit >/dev/null; then apt_install util-linux; fi
 
+# Debian's Chromium for the dashboard's browser tests (Playwright drives /usr/bin/chromium; nothing is downloaded)
+if [ ! -x /usr/bin/chromium ]; then apt_install chromium fonts-dejavu-core; fi
+
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv || { apt_install python3-venv; "$PY" -m venv .venv; }
 fi
