@@ -31,4 +31,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[dev]"
+# pandas over the S3 gateway through s3fs: aiobotocore pins an older botocore than boto3 and the AWS CLI, so
+# s3fs lives apart, for a child process (tests/integration/test_s3_gateway_clients.py)
+if [ ! -f .venv/s3fs-lib/.complete ]; then
+  rm -rf .venv/s3fs-lib
+  .venv/bin/python -m pip install -q --no-deps --target .venv/s3fs-lib \
+    s3fs==2026.9.0 aiobotocore==3.10.0 aioitertools==0.13.0 botocore==1.43.117
+  touch .venv/s3fs-lib/.complete
+fi
 echo "bootstrap: python environment ready in .venv"

@@ -80,6 +80,23 @@ def _datum_limits(env: Mapping[str, str]) -> Limits:
 SERVING_MAX_BODY_BYTES = 64 << 20  # the default largest inference request body, also once decompressed
 
 
+def _duration(env: Mapping[str, str], var: str, default: float | None, positive: bool = False) -> float | None:
+    """A Go-style duration setting ("30s", "10m", "1h30m"), or ``default`` when unset."""
+    from tusk.schedules import parse_duration
+
+    raw = env.get(var, "").strip()
+    if not raw:
+        return default
+    try:
+        seconds = parse_duration(raw)
+    except ValueError:
+        seconds = None
+    if seconds is None or seconds < 0 or (positive and seconds == 0):
+        kind = "a positive" if positive else "a"
+        raise InvalidArgument(f"{var}={env[var]!r} is not {kind} duration (use e.g. 30s, 10m or 6h)")
+    return seconds
+
+
 def _serving_max_body(env: Mapping[str, str]) -> int:
     """TUSK_SERVING_MAX_BODY_BYTES: a positive size (K, M, G suffixes), default 64 MiB."""
     var = "TUSK_SERVING_MAX_BODY_BYTES"
@@ -131,6 +148,8 @@ class Settings:
     allow_unsandboxed: bool = False  # TUSK_ALLOW_UNSANDBOXED=1: an admin lets a server with auth run user code
     config_path: Path | None = None  # the contexts file (TUSK_CONFIG, else ~/.config/tusk/config.json)
     serving_max_body_bytes: int = SERVING_MAX_BODY_BYTES  # largest inference body, decompressed (TUSK_SERVING_...)
+    gc_interval: float | None = None  # TUSK_GC_INTERVAL: `tusk server` runs gc this often (off when unset)
+    gc_grace: float = 3600.0  # TUSK_GC_GRACE: what a scheduled gc spares (unreferenced objects younger than this)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, cwd: Path | None = None,
@@ -168,6 +187,8 @@ class Settings:
             allow_unsandboxed=env.get("TUSK_ALLOW_UNSANDBOXED", "") in ("1", "true", "yes"),
             config_path=config_path(env),
             serving_max_body_bytes=_serving_max_body(env),
+            gc_interval=_duration(env, "TUSK_GC_INTERVAL", None, positive=True),
+            gc_grace=_duration(env, "TUSK_GC_GRACE", 3600.0) or 0.0,
         )
 
     @classmethod

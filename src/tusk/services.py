@@ -17,12 +17,14 @@ from tusk.errors import InvalidArgument
 from tusk.storage.content import ContentStore
 from tusk.storage.metadata import Database, DbChunkIndex
 from tusk.storage.objects import ObjectStore, open_object_store
+from tusk.versioning.archive import ArchiveReport, Target, extract, restore
 from tusk.versioning.branches import BranchService
 from tusk.versioning.commits import CommitService
 from tusk.versioning.context import Context
 from tusk.versioning.files import FileService
 from tusk.versioning.fsck import fsck
-from tusk.versioning.records import CommitInfo, FsckReport
+from tusk.versioning.gc import DEFAULT_GRACE, collect_garbage
+from tusk.versioning.records import CommitInfo, FsckReport, GcReport
 from tusk.versioning.repos import RepoService
 from tusk.versioning.trees import TreeStore
 from tusk.versioning.triggers import TriggerService
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from tusk.pipelines.jobs import JobService
     from tusk.pipelines.registry import PipelineService
     from tusk.pipelines.runtimes import ConfiguredRuntime
+    from tusk.pipelines.s3 import DatumGateway
     from tusk.serving.algorithms import AlgorithmService
     from tusk.serving.deployments import DeploymentService
 
@@ -73,6 +76,18 @@ class Services:
         self.triggers = TriggerService(ctx, self.branches)
         self.files = FileService(ctx, self.commits)
         self.commits.listeners.append(self._on_commit)
+        self._datum_gateways: Callable[[Services], DatumGateway] | None = None
+
+    def use_datum_gateways(self, factory: Callable[[Services], DatumGateway]) -> None:
+        """Serve S3-enabled pipelines' datums (``input.pfs.s3``, ``s3_out``) with the endpoints ``factory`` makes.
+
+        Set by the interfaces that run jobs (the CLI, ``tusk server``), which may import the S3 gateway
+        (``tusk.s3gateway.datum_gateways``): these services, which the SDK imports too, may not. Without it
+        such datums fail, saying so.
+        """
+        self._datum_gateways = factory
+        if "jobs" in self.__dict__:
+            self.jobs.worker.gateway = factory(self)
 
     def _on_commit(self, commit: CommitInfo, moved: bool) -> None:
         self.models.on_commit(commit, moved)  # first: a model commit has its manifest before jobs read it
@@ -117,6 +132,8 @@ class Services:
         from tusk.pipelines.jobs import JobService
 
         jobs = JobService(self.ctx, self.commits, self.pipelines, self.runtime, self.settings.home / "scratch")
+        if self._datum_gateways is not None:
+            jobs.worker.gateway = self._datum_gateways(self)
         if self.settings.dask_address:
             from tusk.pipelines.executors import DaskExecutor
 
@@ -150,6 +167,18 @@ class Services:
 
     def fsck(self, verify_chunks: bool = True, repair: bool = False) -> FsckReport:
         return fsck(self.ctx, verify_chunks, repair)
+
+    def gc(self, dry_run: bool = False, grace: float = DEFAULT_GRACE) -> GcReport:
+        """Reclaim every unreferenced object older than ``grace`` seconds (``tusk.versioning.gc``)."""
+        return collect_garbage(self.ctx, dry_run, grace)
+
+    def extract(self, dest: Target) -> ArchiveReport:
+        """Write the whole store to a stream, a file or an ``s3://`` URL (``tusk.versioning.archive``)."""
+        return extract(self.ctx, dest, self.settings.s3_endpoint_url)
+
+    def restore(self, src: Target) -> ArchiveReport:
+        """Load an archive into this empty store, then fsck it."""
+        return restore(self.ctx, src, self.settings.s3_endpoint_url)
 
     def close(self) -> None:
         if "algorithms" in self.__dict__:  # only what was built needs closing

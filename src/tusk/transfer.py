@@ -23,8 +23,8 @@ from typing import IO, Any, BinaryIO
 
 from tusk.errors import InvalidArgument, InvalidPath
 
-__all__ = ["JOBS_HEADER", "SKIPPED_DIRS", "SKIPPED_SUFFIXES", "BatchWriter", "Pipe", "local_tree", "read_batch",
-           "tar_directory", "untar_directory"]
+__all__ = ["JOBS_HEADER", "SKIPPED_DIRS", "SKIPPED_SUFFIXES", "BatchWriter", "Pipe", "local_tree", "member_path",
+           "read_batch", "tar_directory", "untar_directory"]
 
 OPS_MEMBER = "ops.json"
 JOBS_HEADER = "X-Tusk-Jobs"  # on a response to a write that waited for its jobs: their ids, comma-separated
@@ -185,8 +185,8 @@ class BatchWriter:
             count += 1
         return count
 
-    def delete(self, path: str) -> None:
-        self.ops.append({"op": "delete", "path": path})
+    def delete(self, path: str, missing_ok: bool = False) -> None:
+        self.ops.append({"op": "delete", "path": path, **({"missing_ok": True} if missing_ok else {})})
 
     def copy(self, src: str, path: str) -> None:
         self.ops.append({"op": "copy", "src": src, "path": path})
@@ -306,7 +306,7 @@ def untar_directory(stream: IO[bytes], dest: Path) -> int:
     try:
         with tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
-                rel = _member_path(member)
+                rel = member_path(member)
                 if not member.isfile() or not rel.parts:
                     continue
                 _write_member(tar, member, dest.joinpath(*rel.parts))
@@ -316,7 +316,7 @@ def untar_directory(stream: IO[bytes], dest: Path) -> int:
     return count
 
 
-def _member_path(member: tarfile.TarInfo) -> PurePosixPath:
+def member_path(member: tarfile.TarInfo) -> PurePosixPath:
     rel = PurePosixPath(member.name)
     if rel.is_absolute() or ".." in rel.parts or "\0" in member.name:
         raise InvalidPath(f"{member.name!r} escapes the directory it is unpacked into")

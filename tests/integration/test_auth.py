@@ -111,6 +111,8 @@ def test_a_reader_can_read_but_every_write_is_refused(cluster: Cluster, tmp_path
             "grant herself": lambda: rita.set_role("data", "rita", "owner"),
             "admin token": lambda: rita.create_token("root"),
             "fsck": lambda: rita.fsck(),
+            "gc": lambda: rita.gc(grace=0),
+            "gc dry run": lambda: rita.gc(dry_run=True),
             "run jobs": lambda: rita.run_pending_jobs(),
             "tick crons": lambda: rita.tick_due_crons(),
             "promote": lambda: rita.promote_model("data@master", "production"),

@@ -41,14 +41,28 @@ def test_model_commands(tusk: Run, tmp_path: Path) -> None:  # noqa: F811
     predicted = tusk("model", "predict", f"models@{v1}", "-f", str(rows), "--json").json()
     assert [round(v, 6) for v in predicted["predictions"]] == [2.0, 8.0]  # type: ignore[index]
 
-    promoted = tusk("model", "promote", f"models@{v1}", "--to", "production")
-    assert promoted.code == 0 and "promoted by tester" in promoted.out
-    assert tusk("model", "promote", f"models@{v2}", "--to", "production").code == 0
-    back = tusk("model", "rollback", "models", "--to", "production", "--json").json()
+    promoted = tusk("model", "promote", f"models@{v1}", "--to", "production", "--reason", "baseline [v1]")
+    assert promoted.code == 0 and "(promoted by tester): baseline [v1]" in promoted.out
+    assert tusk("model", "promote", f"models@{v2}", "--to", "production").code == 0  # --reason is optional
+    back = tusk("model", "rollback", "models", "--to", "production", "--reason", "v2 drifts at night",
+                "--json").json()
     assert back["to_commit"] == v1 and back["reason"] == "rollback"  # type: ignore[index]
+    assert back["note"] == "v2 drifts at night"  # type: ignore[index]
     history = tusk("model", "history", "models@production", "--json").json()
     assert [h["reason"] for h in history] == ["rollback", "promote", "promote"]  # type: ignore[union-attr]
+    assert [h["note"] for h in history] == ["v2 drifts at night", None, "baseline [v1]"]  # type: ignore[union-attr]
     assert all(h["actor"] == "tester" for h in history)  # type: ignore[union-attr]
+    table = tusk("model", "history", "models@production")
+    header = next(line for line in table.out.splitlines() if "┃" in line)
+    assert header.split() == ["┃", "BRANCH", "┃", "FROM", "┃", "TO", "┃", "MOVE", "┃", "ACTOR", "┃", "MOVED", "┃",
+                              "WHY", "┃"]
+    moves = [line for line in table.out.splitlines() if "│" in line]
+    assert moves[0].rstrip(" │").endswith("v2 drifts at night") and "baseline [v1]" in moves[2]
+    too_long = tusk("model", "promote", f"models@{v2}", "--to", "production", "--reason", "x" * 1001)
+    assert too_long.code == 2 and "1000" in too_long.err and too_long.err.strip().count("\n") == 0, too_long.err
+    escape = tusk("model", "rollback", "models", "--to", "production", "--reason", "\x1b[2Jgone")
+    assert escape.code == 2 and "control character" in escape.err and escape.err.strip().count("\n") == 0
+    assert tusk("commit", "inspect", "models@production", "--json").json()["id"] == v1  # type: ignore[index]
     again = tusk("model", "rollback", "models", "--to", "production")
     assert again.code == 2 and "no earlier model" in again.err
 

@@ -7,6 +7,7 @@ import io
 import json
 import pickle
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,12 @@ import pytest
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sqlalchemy import update
 
+from tests.conftest import BACKENDS, CLI_BACKENDS, Backend, open_backend
 from tusk import Client
 from tusk.errors import (
     Conflict,
     IntegrityError,
+    InvalidArgument,
     ModelNotFound,
     ModelTampered,
     ModelUnloadable,
@@ -302,6 +305,87 @@ def test_rollback_walks_back_through_promotions_as_a_stack(pc: Client) -> None:
     assert pc.rollback_model("models@production", steps=1).to_commit == versions[0]
     with pytest.raises(Conflict):
         pc.rollback_model("models@production")
+
+
+@pytest.fixture(params=CLI_BACKENDS)
+def any_client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Client]:
+    """A client on each backend and through a server (remote): the note travels the SDK, the API and back."""
+    for backend in open_backend(request.param, request, tmp_path):
+        with backend.client() as c:
+            yield c
+
+
+def test_promotion_and_rollback_keep_the_note_given_with_them(any_client: Client) -> None:
+    c = any_client
+    v1, v2 = _commit_model(c, scale=1.0), _commit_model(c, scale=2.0)
+    first = c.promote_model(f"models@{v1}", "production", note="  first model that passed the backtest ")
+    assert (first.reason, first.note) == ("promote", "first model that passed the backtest")  # trimmed
+    second = c.promote_model(f"models@{v2}", "production", note="retrained on October — r² 0.91")
+    assert second.note == "retrained on October — r² 0.91"
+    back = c.rollback_model("models@production", note="v2 drifts on the night batch")
+    assert (back.to_commit, back.reason, back.note) == (v1, "rollback", "v2 drifts on the night batch")
+    assert c.promote_model(f"models@{v2}", "staging").note is None  # the note is optional
+    assert c.promote_model(f"models@{v1}", "staging", note="   ").note is None  # blank is no note
+    history = c.model_history("models@production")
+    assert [(m.reason, m.note) for m in history] == [
+        ("rollback", "v2 drifts on the night batch"), ("promote", "retrained on October — r² 0.91"),
+        ("promote", "first model that passed the backtest")]
+    assert all(m.actor == "tester" for m in history)
+    assert [m.note for m in c.model_history("models@master")] == [None, None]  # commits carry no note
+
+
+def test_a_note_too_long_or_with_control_characters_is_refused_and_nothing_moves(any_client: Client) -> None:
+    c = any_client
+    v1, v2 = _commit_model(c, scale=1.0), _commit_model(c, scale=2.0)
+    c.promote_model(f"models@{v1}", "production")
+    c.promote_model(f"models@{v2}", "production")
+    assert c.promote_model(f"models@{v1}", "staging", note="x" * 1000).note == "x" * 1000  # the limit itself
+    with pytest.raises(InvalidArgument, match="1000") as long:
+        c.promote_model(f"models@{v1}", "production", note="x" * 1001)
+    assert "\n" not in str(long.value)
+    for bad in ("line one\nline two", "red \x1b[31malert", "tab\there", "spoof \u202egnp.exe"):
+        with pytest.raises(InvalidArgument, match="control character") as refused:
+            c.rollback_model("models@production", note=bad)
+        assert "\n" not in str(refused.value)
+    with pytest.raises(InvalidArgument, match="control character"):
+        c.promote_model(f"models@{v1}", "production", note="\x00")
+    assert c.inspect_commit("models@production").id == v2
+    assert [m.reason for m in c.model_history("models@production")] == ["promote", "promote"]
+
+
+def test_moves_recorded_before_notes_existed_survive_the_migration(request: pytest.FixtureRequest,
+                                                                   tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import inspect
+
+    from tusk.storage.metadata import Database
+    from tusk.storage.metadata._db import _MIGRATIONS, SCHEMA_REVISION
+
+    for name in BACKENDS:
+        backend: Backend
+        for backend in open_backend(name, request, tmp_path / name):
+            with backend.client() as c:
+                v1, v2 = _commit_model(c, scale=1.0), _commit_model(c, scale=2.0)
+                c.promote_model(f"models@{v1}", "production")
+            db = Database(backend.settings().database_url)  # back to the schema before 0010: no note column
+            cfg = Config()
+            cfg.set_main_option("script_location", str(_MIGRATIONS))
+            with db._write_engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.downgrade(cfg, "0009")
+            assert db.current_revision() == "0009"
+            assert "note" not in {col["name"] for col in inspect(db._read_engine).get_columns("branch_moves")}
+            db.dispose()
+            with backend.client() as c:  # opening the store migrates it
+                old = c.model_history("models@production")
+                assert [(m.reason, m.to_commit, m.note) for m in old] == [("promote", v1, None)]
+                assert c.promote_model(f"models@{v2}", "production", note="after the upgrade").note == \
+                    "after the upgrade"
+                assert c.rollback_model("models@production", note="and back").to_commit == v1
+            db = Database(backend.settings().database_url)
+            assert db.current_revision() == SCHEMA_REVISION == "0010"
+            db.dispose()
 
 
 def test_pipeline_input_models_are_verified_against_their_manifest_in_the_datum(pc: Client, tmp_path: Path

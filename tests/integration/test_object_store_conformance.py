@@ -112,3 +112,41 @@ def test_size_without_reading(store: ObjectStore) -> None:
     assert store.size("sized/a") == 5
     store.put("sized/a", b"")
     assert store.size("sized/a") == 0
+
+
+def test_scan_gives_size_and_age(store: ObjectStore) -> None:
+    import time
+
+    before = time.time() - 5  # S3 stamps whole seconds, and its clock is not ours
+    store.put("chunks/aa/one", b"12345")
+    store.put("chunks/ab/two", b"")
+    store.put("trees/aa/three", b"x")
+    stats = {s.key: s for s in store.scan("chunks/")}
+    assert sorted(stats) == ["chunks/aa/one", "chunks/ab/two"]
+    assert stats["chunks/aa/one"].size == 5 and stats["chunks/ab/two"].size == 0
+    assert all(before <= s.modified <= time.time() + 5 for s in stats.values())
+
+
+def test_delete_many(store: ObjectStore) -> None:
+    keys = [f"chunks/{i:02x}/k{i}" for i in range(30)]
+    for key in keys:
+        store.put(key, b"v")
+    store.delete_many([*keys[:20], "chunks/ff/never-there"])
+    assert sorted(store.list("chunks/")) == sorted(keys[20:])
+    store.delete_many([])
+
+
+def test_leftovers_of_unfinished_writes_can_be_listed_and_removed(store: ObjectStore, tmp_path: Path) -> None:
+    if isinstance(store, LocalObjectStore):
+        (store.root / ".tmp" / "killed-writer").write_bytes(b"partial")
+    else:
+        from tusk.storage.objects._s3 import S3ObjectStore
+
+        assert isinstance(store, S3ObjectStore)
+        store._s3.create_multipart_upload(Bucket=store.bucket, Key=store.prefix + "chunks/aa/partial")
+    left = list(store.scan_temporary())
+    assert len(left) == 1 and left[0].modified > 0
+    assert list(store.list("")) == []  # not an object
+    store.delete_temporary(left[0].key)
+    store.delete_temporary(left[0].key)  # gone already: not an error
+    assert list(store.scan_temporary()) == []

@@ -261,8 +261,8 @@ def test_a_json_file_of_several_specs(pc: Client, tmp_path: Path) -> None:
 
 def test_refused_fields_write_nothing_and_warned_fields_are_named(pc: Client) -> None:
     pc.create_repo("images")
-    with pytest.raises(InvalidArgument, match=r"input\.pfs\.s3: .*needs an S3 gateway for each job"):
-        pc.create_pipeline(ENV_SPEC | {"input": {"pfs": {"glob": "/", "repo": "images", "s3": True}}})
+    with pytest.raises(InvalidArgument, match=r"input\.pfs\.s3: glob is '/\*': .*its glob must be \"/\""):
+        pc.create_pipeline(ENV_SPEC | {"input": {"pfs": {"glob": "/*", "repo": "images", "s3": True}}})
     with pytest.raises(InvalidArgument, match=r"transform\.secrets: Kubernetes secrets are not supported yet"):
         pc.create_pipeline(ENV_SPEC | {"transform": {"cmd": ["sh"], "secrets": [
             {"name": "aws", "env_var": "AWS_KEY", "key": "key"}]}})

@@ -635,7 +635,8 @@ def test_aws_cli_cp_ls_and_sync_through_tusk_server(tmp_path: Path) -> None:
     port, s3_port = _free_port(), _free_port()
     tusk_bin = str(Path(sys.executable).parent / "tusk")
     server = subprocess.Popen([tusk_bin, "server", "--port", str(port), "--s3-port", str(s3_port),
-                               "--log-level", "warning"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                               "--no-grpc", "--log-level", "warning"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
     endpoint = f"http://127.0.0.1:{s3_port}"
     config = tmp_path / "aws-config"
     config.write_text("[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n")

@@ -9,11 +9,12 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.census import census_frame, oip_inputs
+from tests.census import CATEGORICAL, FEATURES, census_frame, oip_inputs
 from tests.conftest import Backend
 from tests.integration.test_cli import Run, backend, tusk  # noqa: F401  (the fixtures: every CLI backend)
 from tests.serving_helpers import census_repos, wait_for
@@ -63,6 +64,25 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _grpc_census(address: str, frame: Any, request_id: str) -> str:
+    """One census inference over OIP gRPC (tritonclient at its defaults); the model commit that answered."""
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+
+    inputs = []
+    for col in FEATURES:
+        datatype = "BYTES" if col in CATEGORICAL else "INT64"
+        values = np.array(frame[col].tolist(), dtype=object) if col in CATEGORICAL else frame[col].to_numpy(np.int64)
+        tensor = grpcclient.InferInput(col, [len(frame)], datatype)
+        tensor.set_data_from_numpy(values)
+        inputs.append(tensor)
+    client = grpcclient.InferenceServerClient(address)
+    try:
+        return str(client.infer("census", inputs, request_id=request_id).get_response().model_version)
+    finally:
+        client.close()
+
+
 def test_server_with_two_workers_serves_sums_metrics_and_drains_on_sigterm(backend: Backend) -> None:  # noqa: F811
     if backend.name == "remote":
         pytest.skip("starts its own server on the store")
@@ -73,12 +93,12 @@ def test_server_with_two_workers_serves_sums_metrics_and_drains_on_sigterm(backe
                              "logging": {"flush_seconds": 3600}})  # nothing is committed until shutdown
     finally:
         c.close()
-    port = _free_port()
+    port, grpc_port = _free_port(), _free_port()
     base = f"http://127.0.0.1:{port}"
     tusk_bin = str(Path(sys.executable).parent / "tusk")
     proc = subprocess.Popen([tusk_bin, "server", "--port", str(port), "--workers", "2", "--poll", "0.2",
-                             "--log-level", "warning"], env=backend.subprocess_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                             "--grpc-port", str(grpc_port), "--log-level", "warning"], env=backend.subprocess_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         def ready() -> bool:
             try:
@@ -92,10 +112,12 @@ def test_server_with_two_workers_serves_sums_metrics_and_drains_on_sigterm(backe
             for i in range(40):
                 r = h.post("/v2/models/census/infer", json=body | {"id": f"r{i}"})
                 assert r.status_code == 200 and r.headers["x-tusk-model-commit"] == v1
+            for i in range(10):  # the workers share the gRPC port too: a new connection each
+                assert _grpc_census(f"127.0.0.1:{grpc_port}", census_frame(1, skip=20000), f"g{i}") == v1
             text = h.get("/metrics").text
         served = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                      if line.startswith("tusk_requests_total{") and f'model_version="{v1}"' in line)
-        assert served == 40  # summed over both workers
+        assert served == 50  # summed over both workers and both protocols
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         out, _ = proc.communicate(timeout=90)
@@ -106,6 +128,7 @@ def test_server_with_two_workers_serves_sums_metrics_and_drains_on_sigterm(backe
         for f in c.walk_files("census-requests@master:/"):
             if f.kind == "file":
                 ids += [json.loads(line)["id"] for line in c.get_file(f"census-requests@master:{f.path}").splitlines()]
-        assert sorted(ids) == sorted(f"r{i}" for i in range(40))  # every request, committed during shutdown
+        # every request, committed during shutdown
+        assert sorted(ids) == sorted([f"r{i}" for i in range(40)] + [f"g{i}" for i in range(10)])
     finally:
         c.close()

@@ -96,14 +96,11 @@ def _pfs(**extra: object) -> dict[str, object]:
 
 
 REFUSED = {  # Pachyderm's spec, as its docs write the field: (the change, the path and reason the error names)
-    "s3 input": (lambda s: s.update(input=_pfs(s3=True)),
-                 "input.pfs.s3: Pachyderm serves this input over S3 instead of /pfs; that needs an S3 gateway for each "
-                 "job; Tusk's gateway (tusk server --s3-port) serves repos to clients but not yet to datums"),
+    "s3 input with a glob": (lambda s: s.update(input=_pfs(s3=True)),
+                             "input.pfs.s3: glob is '/*': an s3 input is served whole, as one bucket, so its glob "
+                             "must be \"/\" (one datum), as in Pachyderm"),
     "s3 input in a cross": (lambda s: s.update(input={"cross": [_pfs(), _pfs(name="b", s3=True)]}),
-                            "input.cross[1].pfs.s3: "),
-    "s3_out": (lambda s: s.update(s3_out=True), "s3_out: Pachyderm takes the output over S3 instead of /pfs/out; "
-                                                "that needs an S3 gateway for each job"),
-    "s3Out": (lambda s: s.update(s3Out=True), "s3Out: "),
+                            "input.cross[1].pfs.s3: glob is '/*'"),
     "secrets": (lambda s: s["transform"].update(secrets=[{"name": "aws", "mount_path": "/aws"}]),
                 "transform.secrets: Kubernetes secrets are not supported yet; pass the values with transform.env"),
     "trigger": (lambda s: s.update(input=_pfs(trigger={"branch": "staging", "size": "1M"})),
@@ -128,6 +125,18 @@ def test_fields_tusk_cannot_honour_are_refused_by_path_and_reason(case: str) -> 
     with pytest.raises(InvalidArgument) as info:  # ...and are refused at create and update
         check_supported(spec)
     assert str(info.value).startswith("pipeline edges: ") and says in str(info.value), str(info.value)
+
+
+def test_s3_inputs_and_s3_out_are_honoured() -> None:
+    """Served by the datum's S3 endpoint (tests/integration/test_pipelines_s3.py); ``s3_out`` is stored with the
+    spec, and a spec without it keeps its canonical JSON."""
+    for out in ({"s3_out": True}, {"s3Out": True}):
+        spec = parse_spec(EDGES | out | {"input": {"cross": [_pfs(), _pfs(name="b", s3=True, glob="/")]}})
+        check_supported(spec)
+        assert spec.s3_out is True and spec_notes(spec) == []
+        assert '"s3_out":true' in spec.canonical_json()
+    assert "s3_out" not in parse_spec(EDGES | {"s3_out": False}).canonical_json()
+    assert parse_spec(EDGES).canonical_json() == parse_spec(EDGES | {"s3_out": False}).canonical_json()
 
 
 def test_fields_at_their_defaults_are_not_refused() -> None:

@@ -1,9 +1,10 @@
 """``create_app(services)``: the REST API, with the serving app and the scheduler, as one ASGI app.
 
 ``/api/v1/...`` is the management API (FastAPI; OpenAPI at ``/openapi.json``).
-Everything else falls through to the serving app (OIP V2, ``/invocations``,
-``/metrics``, ``/v1/algo``). With auth on, every request but the health
-checks and the API docs carries ``Authorization: Bearer <token>``.
+The dashboard is ``/`` and ``/ui/...`` (``tusk.ui``). Everything else falls through
+to the serving app (OIP V2, ``/invocations``, ``/metrics``, ``/v1/algo``). With auth
+on, every request but the health checks and the API docs carries ``Authorization:
+Bearer <token>`` (dashboard pages: the same token, in their session cookie).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from tusk.pipelines.scheduler import Scheduler
 from tusk.sdk import Client
 from tusk.services import Services
 from tusk.transfer import JOBS_HEADER
+from tusk.ui._paths import is_ui_path, open_ui_path, session_token
 from tusk.versioning.context import acting_as
 
 __all__ = ["OPEN_PATHS", "create_app"]
@@ -65,8 +67,13 @@ class Identify:
         if self.state.auth:
             auth = headers.get("authorization", "")
             token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+            page = is_ui_path(scope["path"])  # the dashboard: its session cookie counts (and only there)
+            token = token or (session_token(headers) if page else "")
             if scope["path"] in OPEN_PATHS or scope["path"].startswith(STATIC_PREFIX + "/"):
                 user = "anonymous"
+            elif page and (open_ui_path(scope["path"]) or not token):
+                await self.app(scope, receive, send)  # no caller: a page sends the browser to sign in
+                return
             elif not token:
                 await _error(401, "this server requires a token: set TUSK_TOKEN or run `tusk auth login`",
                              "Unauthenticated")(scope, receive, send)
@@ -75,6 +82,9 @@ class Identify:
                 try:
                     user = await anyio.to_thread.run_sync(self.state.tokens.authenticate, token)
                 except Unauthenticated as exc:
+                    if page:  # an expired or revoked session: sign in again
+                        await self.app(scope, receive, send)
+                        return
                     await _error(401, str(exc), "Unauthenticated")(scope, receive, send)
                     return
         elif headers.get("x-tusk-user"):
@@ -140,6 +150,9 @@ def create_app(services: Services, *, auth: bool = False, serving: bool = True, 
     runner = Scheduler(services, poll=poll) if scheduler else None
     if auth:
         services.jobs.authorize = lambda p: creator_may_run(state.roles, p)
+    from tusk.s3gateway.datums import datum_gateways  # S3-enabled pipelines' datums
+
+    services.use_datum_gateways(datum_gateways)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -182,6 +195,9 @@ def create_app(services: Services, *, auth: bool = False, serving: bool = True, 
         log.exception("unexpected error %s in %s %s", incident, request.method, request.url.path)
         return _error(500, f"internal error {incident}: the server's log has the details", "InternalError")
 
+    from tusk.ui.app import add_ui  # (here: the pages import the API's routes)
+
+    add_ui(app)  # the dashboard at / and /ui/...: before the serving app's catch-all mount
     if serving_app is not None:
         app.mount("/", serving_app)
     app.add_middleware(Identify, state=state)

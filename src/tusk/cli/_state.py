@@ -26,7 +26,9 @@ from tusk.ids import SHORT_ID, short_id
 from tusk.units import human_size
 
 if TYPE_CHECKING:
+    from tusk.pipelines.s3 import DatumGateway
     from tusk.sdk import Client
+    from tusk.services import Services
 
 __all__ = ["ID_COLUMNS", "emit", "err", "job_progress", "out", "print_wide", "progress_bar", "state"]
 
@@ -80,8 +82,16 @@ def job_progress(note: Callable[[], str | None]) -> _JobProgress:
     return _JobProgress(note)
 
 
+def _datum_gateways(services: Services) -> DatumGateway:
+    """S3-enabled pipelines' datum endpoints, for jobs this CLI runs (the gateway loads only for them)."""
+    from tusk.s3gateway.datums import datum_gateways
+
+    return datum_gateways(services)
+
+
 class _State:
     json: bool = False
+    quiet_interrupt: bool = False  # a command that Ctrl-C ends normally (`subscribe commit`): exit 0, quietly
     _client: Client | None = None
     _progress: _JobProgress | None = None
 
@@ -92,6 +102,8 @@ class _State:
 
             self._progress = _JobProgress(lambda: self.client.runtime_note)
             self._client = Client(job_progress=self._progress)
+            if not self._client.remote:  # embedded: jobs run in this process
+                self._client.services.use_datum_gateways(_datum_gateways)
         return self._client
 
     @property
@@ -100,6 +112,7 @@ class _State:
         return self._client
 
     def close(self) -> None:
+        self.quiet_interrupt = False
         if self._progress is not None:
             self._progress.stop()
         if self._client is not None:

@@ -33,6 +33,68 @@ def fsck(fast: bool = typer.Option(False, "--fast", help="check chunks exist, at
         raise typer.Exit(3)
 
 
+def gc(dry_run: bool = typer.Option(False, "--dry-run", help="report what would be reclaimed; delete nothing"),
+       grace: str = typer.Option("1h", "--grace", help="spare unreferenced objects younger than this (Go syntax:"
+                                 " 30s, 10m, 1h); 0s only when no writer runs")) -> None:
+    """Delete stored objects nothing refers to (chunks, packs, directories, leftovers of killed writes)."""
+    from tusk.schedules import parse_duration
+
+    try:
+        seconds = parse_duration(grace)
+    except ValueError as exc:
+        raise InvalidArgument(f"--grace: {exc}") from None
+    assert seconds is not None
+    report = state.client.gc(dry_run=dry_run, grace=seconds)
+    if state.json:
+        emit(report.to_dict(), [])
+        return
+    verb = "would reclaim" if report.dry_run else "reclaimed"
+    say(f"scanned {report.objects_scanned} objects ({human_size(report.bytes_scanned)}): "
+        f"{report.objects_live} live ({human_size(report.bytes_live)}), "
+        f"{report.objects_young} unreferenced but younger than {grace} ({human_size(report.bytes_young)})")
+    for note in report.notes:
+        err.print(f"[yellow]note[/yellow] {escape(note)}")
+    extra = f", {report.packs_rewritten} packs rewritten" if report.packs_rewritten else ""
+    temp = f", {report.temporary_swept} leftovers of unfinished writes" if report.temporary_swept else ""
+    out.print(f"[green]{verb}[/green] {human_size(report.bytes_swept)}: {report.objects_swept} objects{extra}{temp}")
+
+
+def extract(dest: str = typer.Argument(..., metavar="DEST",
+                                      help="a file, - for stdout, or s3://bucket/key")) -> None:
+    """Write the whole store (metadata and every object) as one archive, for `tusk restore`."""
+    import sys
+
+    report = state.client.extract(sys.stdout.buffer if dest == "-" else dest)
+    if state.json:
+        (err.print if dest == "-" else out.print)(json.dumps(report.to_dict()), markup=False, highlight=False)
+        return
+    (err.print if dest == "-" else out.print)(
+        f"extracted {report.rows} rows of {len(report.tables)} tables and {report.objects} objects "
+        f"({human_size(report.object_bytes)}) to {escape(dest)} ({human_size(report.archive_bytes)})")
+
+
+def restore(src: str = typer.Argument(..., metavar="SRC", help="a file, - for stdin, or s3://bucket/key")) -> None:
+    """Load an archive from `tusk extract` into this store, which must be empty; then fsck it (exit 3 if bad)."""
+    import sys
+
+    report = state.client.restore(sys.stdin.buffer if src == "-" else src)
+    check = report.fsck
+    if state.json:
+        emit(report.to_dict() | {"ok": check is None or check.ok}, [])
+    else:
+        say(f"restored {report.rows} rows of {len(report.tables)} tables and {report.objects} objects "
+            f"({human_size(report.object_bytes)})")
+        if check is not None:
+            say(f"fsck: checked {check.commits} commits, {check.trees} directories, {check.chunks} chunks")
+            for p in check.problems:
+                err.print(f"[red]problem[/red] {escape(f'{p.repo}@{p.commit or chr(45)}:{p.path or chr(47)}')}: "
+                          f"{escape(p.problem)}")
+            if check.ok:
+                out.print("[green]no problems found[/green]")
+    if check is not None and not check.ok:
+        raise typer.Exit(3)
+
+
 def demo(data: Path | None = typer.Option(None, "--data", help="directory with adult.data and adult.test"),
          home: Path | None = typer.Option(None, "--home", help="Tusk home for the demo (default: a new temp dir)"),
          example: Path | None = typer.Option(None, "--example", help="the examples/census-income directory"),
@@ -130,9 +192,13 @@ def server(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Op
                                                        "(or TUSK_ALLOW_UNSANDBOXED=1)"),
            s3_port: int = typer.Option(None, "--s3-port",
                                        help="also serve the S3 gateway on this port (off unless given; Pachyderm's "
-                                            "is 30600); see docs/s3-gateway.md")) -> None:
-    """Run the REST API (/api/v1, OpenAPI at /docs), the job scheduler and the deployments (OIP V2,
-    /invocations, /metrics, /v1/algo) until SIGTERM."""
+                                            "is 30600); see docs/s3-gateway.md"),
+           grpc_port: int = typer.Option(8081, "--grpc-port",
+                                         help="serve OIP V2 over gRPC (KServe's GRPCInferenceService) on this port; "
+                                              "see docs/serving.md"),
+           no_grpc: bool = typer.Option(False, "--no-grpc", help="do not serve gRPC")) -> None:
+    """Run the REST API (/api/v1, OpenAPI at /docs), the job scheduler and the deployments (OIP V2 over REST
+    and gRPC, /invocations, /metrics, /v1/algo) until SIGTERM."""
     from tusk.serving.server import ServeOptions, serve
 
     settings = state.client.settings
@@ -148,6 +214,11 @@ def server(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Op
     if auth and not state.client.list_roles("*"):
         raise InvalidArgument("auth is on but has no admin yet: run `tusk auth activate --admin NAME` first "
                               "(or pass --no-auth to serve without tokens)")
+    if not no_grpc and not 0 < grpc_port < 65536:
+        raise InvalidArgument(f"--grpc-port {grpc_port}: use a port between 1 and 65535, or --no-grpc")
+    if not no_grpc and grpc_port in (port, s3_port):
+        raise InvalidArgument(f"--grpc-port {grpc_port} is also the {'--port' if grpc_port == port else '--s3-port'}:"
+                              " give gRPC a port of its own, or pass --no-grpc")
     if log_format not in (None, "text", "json"):
         raise InvalidArgument(f"--log-format {log_format}: use text or json")
     fmt = log_format or ("text" if err.is_terminal else "json")
@@ -155,4 +226,5 @@ def server(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Op
     serve(settings, ServeOptions(host=host, port=port, workers=workers, deployments=tuple(deployment), poll=poll,
                                  request_logging=not no_request_log, log_level=log_level, log_format=fmt,
                                  auth=auth, scheduler=scheduler,
-                                 allow_unsandboxed=allow_unsandboxed or settings.allow_unsandboxed, s3_port=s3_port))
+                                 allow_unsandboxed=allow_unsandboxed or settings.allow_unsandboxed, s3_port=s3_port,
+                                 grpc_port=None if no_grpc else grpc_port))

@@ -13,7 +13,8 @@ from tusk.units import human_size
 if TYPE_CHECKING:
     from tusk.versioning.records import CommitInfo
 
-app = typer.Typer(help="Start, finish, list, inspect, wait for, squash and delete commits.", no_args_is_help=True)
+app = typer.Typer(help="Start, finish, list, inspect, wait for, subscribe to, squash and delete commits.",
+                  no_args_is_help=True)
 
 _COLUMNS = ["repo", "branch", "commit", "parent", "state", "started", "size", "origin", "description"]
 
@@ -46,10 +47,42 @@ def finish(ref: str = typer.Argument(..., metavar="REPO@BRANCH|REPO@COMMIT"),
 
 
 @app.command("list")
-def list_(ref: str = typer.Argument(..., metavar="REPO[@BRANCH]"),
+def list_(ref: str = typer.Argument(..., metavar="REPO[@BRANCH]|GLOBAL_ID"),
           number: int | None = typer.Option(None, "--number", "-n")) -> None:
-    """List commits, newest first."""
+    """List commits, newest first; or every commit of a global id (one commit set), in every repo."""
+    if "@" not in ref and is_id_prefix(ref):
+        try:
+            commits = state.client.inspect_commit_set(ref)
+        except CommitNotFound:
+            if is_commit_id(ref):
+                raise
+        else:  # (a repo whose name looks like an id is listed when no commit set has that id)
+            emit(commits[:number] if number else commits, _COLUMNS, _row, title=f"commit set {commits[0].global_id}")
+            return
     emit(state.client.list_commits(ref, number), _COLUMNS, _row)
+
+
+@app.command("subscribe")
+def subscribe(ref: str = typer.Argument(..., metavar="REPO@BRANCH"),
+              new: bool = typer.Option(False, "--new", help="only commits that land from now on"),
+              since: str | None = typer.Option(None, "--from", help="only commits after this commit"),
+              raw: bool = typer.Option(False, "--raw", help="one JSON object a line"),
+              poll: float = typer.Option(0.5, "--poll", help="seconds between looks"),
+              timeout: float | None = typer.Option(None, "--timeout", help="stop after this many seconds")) -> None:
+    """Print each commit of a branch as it lands (the ones already there first, unless --new or --from);
+    Ctrl-C ends it."""
+    import json
+
+    state.quiet_interrupt = True  # Ctrl-C is how a subscription ends
+    try:
+        for c in state.client.subscribe_commits(ref, new, poll, timeout, since):
+            if raw or state.json:
+                say(json.dumps(c.to_dict(), default=str))
+            else:
+                say("  ".join(str(v) for v in _row(c)[:8]) + (f"  {c.description}" if c.description else ""))
+            out.file.flush()
+    except KeyboardInterrupt:
+        return
 
 
 @app.command("inspect")

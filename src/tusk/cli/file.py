@@ -3,15 +3,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import typer
 from rich.markup import escape
 
 from tusk.cli._state import emit, err, out, progress_bar, say, state
 from tusk.errors import InvalidArgument
+from tusk.sources import is_url, open_source, read_source_list, url_path
 from tusk.transfer import local_tree
 from tusk.units import human_size
-from tusk.versioning.refs import parse_file_ref
+from tusk.versioning.loading import SPLITS, Loader, is_tar_name
+from tusk.versioning.refs import FileRef, parse_file_ref
 
 if TYPE_CHECKING:
     from tusk.versioning.records import DiffEntry, FileInfo
@@ -34,47 +37,105 @@ def _local_size(path: Path) -> int:
 
 @app.command("put")
 def put(dest: str = typer.Argument(..., metavar="REPO@BRANCH[:PATH]"),
-        sources: list[str] = typer.Option(..., "--file", "-f", help="local file or directory, or - for stdin"),
+        sources: list[str] = typer.Option([], "--file", "-f",
+                                          help="local file or directory, an http(s) URL, or - for stdin"),
+        input_file: str | None = typer.Option(None, "--input-file", "-i",
+                                              help="a file (or URL, or -) listing one source a line"),
         recursive: bool = typer.Option(False, "--recursive", "-r", help="put directories recursively"),
         append: bool = typer.Option(False, "--append", "-a", help="append instead of overwriting"),
+        overwrite: bool = typer.Option(False, "--overwrite", "-o", hidden=True,
+                                       help="overwrite (what put does anyway; pachctl 1.x's flag)"),
+        untar: bool = typer.Option(False, "--untar", help="unpack .tar, .tar.gz and .tgz sources into PATH"),
+        split: str | None = typer.Option(None, "--split", help="split each source into a directory of "
+                                         "numbered pieces: line, json or csv"),
+        target_datums: int = typer.Option(0, "--target-file-datums", help="with --split: records per piece"),
+        target_bytes: int = typer.Option(0, "--target-file-bytes", help="with --split: bytes per piece (at least)"),
+        header_records: int = typer.Option(0, "--header-records",
+                                           help="with --split: the first N records start every piece"),
         message: str | None = typer.Option(None, "--message", "-m", help="commit description"),
         no_wait: bool = typer.Option(False, "--no-wait", help="leave triggered jobs queued")) -> None:
     """Put files into a branch, as one commit (or into the branch's open commit).
 
-    Pipelines that read the branch run before this returns, unless --no-wait.
+    Sources are local files and directories, http(s) URLs (streamed), or - for stdin; -i names a file
+    listing them. --untar unpacks tar archives; --split line|json|csv makes the target a directory of
+    pieces named 0000000000000000, 0000000000000001, ... as pachctl does. Pipelines that read the branch
+    run before this returns, unless --no-wait.
     """
     ref = parse_file_ref(dest)
-    total = None if "-" in sources else sum(_local_size(Path(s)) for s in sources if Path(s).exists())
+    _check_put_flags(split, untar, append and overwrite, target_datums, target_bytes, header_records)
+    if input_file is not None:
+        sources = [*sources, *read_source_list(input_file, sys.stdin.buffer)]
+    if not sources:
+        raise InvalidArgument("name what to put: -f FILE (a path, an http(s) URL, or - for stdin) or -i LIST")
+    streamed = any(s == "-" or is_url(s) for s in sources)
+    total = None if streamed else sum(_local_size(Path(s)) for s in sources if Path(s).exists())
     client = state.client
     client.run_jobs = not no_wait
+    files = 0
+    into_dir = len(sources) > 1 or dest.endswith("/") or not ref.has_path
     with progress_bar(f"put {dest}", total) as progress:
         mod = client.modify(f"{ref.repo}@{ref.ref_text}", message, progress)  # (ancestry: refused there)
         for src in sources:
-            if src == "-":
-                if not ref.has_path:
-                    raise InvalidArgument("reading stdin needs a destination path: REPO@BRANCH:/path")
-                mod.put_stream(ref.path, sys.stdin.buffer, append)
-                continue
-            local = Path(src)
-            if not local.exists():
-                raise InvalidArgument(f"no such local file or directory: {src}")
-            into_dir = len(sources) > 1 or dest.endswith("/") or not ref.has_path
-            target = f"{ref.path.rstrip('/')}/{local.name}" if into_dir else ref.path
-            if local.is_dir():
-                if not recursive:
-                    raise InvalidArgument(f"{src} is a directory; pass -r to put it recursively")
-                mod.put_tree(ref.path if ref.has_path and len(sources) == 1 else target, local)
-            else:
-                mod.put_file(target, local, append)
+            files += _put_one(mod, ref, src, into_dir, recursive, append, untar, split,
+                              (target_datums, target_bytes, header_records), len(sources))
         commit = mod.land()
     for what in mod.skipped:
         err.print(f"[yellow]warning:[/yellow] skipped {escape(what)}")
     if state.json:
-        emit({"commit": commit.id if commit else None, "files": len(mod.ops)}, ["commit", "files"])
+        emit({"commit": commit.id if commit else None, "files": files}, ["commit", "files"])
     elif commit is not None:
-        say(f"{len(mod.ops)} file(s) committed to {ref.repo}@{ref.ref} as {commit.id}")
+        say(f"{files} file(s) committed to {ref.repo}@{ref.ref} as {commit.id}")
     else:
-        say(f"{len(mod.ops)} file(s) staged in the open commit on {ref.repo}@{ref.ref}")
+        say(f"{files} file(s) staged in the open commit on {ref.repo}@{ref.ref}")
+
+
+def _check_put_flags(split: str | None, untar: bool, both: bool, target_datums: int, target_bytes: int,
+                     header_records: int) -> None:
+    if both:
+        raise InvalidArgument("--append and --overwrite contradict each other: pass one")
+    if split is None:
+        for flag, value in (("--target-file-datums", target_datums), ("--target-file-bytes", target_bytes),
+                            ("--header-records", header_records)):
+            if value:
+                raise InvalidArgument(f"{flag} needs --split line|json|csv")
+        return
+    if split not in SPLITS:
+        raise InvalidArgument(f"unknown --split {split!r}: use one of {', '.join(SPLITS)}")
+    if untar:
+        raise InvalidArgument("--split and --untar cannot be combined: split files, or unpack an archive")
+
+
+def _put_one(mod: Loader, ref: FileRef, src: str, into_dir: bool, recursive: bool, append: bool, untar: bool,
+             split: str | None, limits: tuple[int, int, int], count: int) -> int:
+    """Put one source into the batch; return how many files it put."""
+    url = is_url(src)
+    if src == "-" and not untar and not ref.has_path:
+        raise InvalidArgument("reading stdin needs a destination path: REPO@BRANCH:/path")
+    name = url_path(src) if url else Path(src).name
+    target = f"{ref.path.rstrip('/')}/{name.lstrip('/')}" if into_dir and src != "-" else ref.path
+    if untar and (src == "-" or is_tar_name(urlsplit(src).path if url else src)):
+        with open_source(src, sys.stdin.buffer) as stream:
+            return mod.put_tar(ref.path, stream, where=src)
+    if not url and src != "-":
+        local = Path(src)
+        if not local.exists():
+            raise InvalidArgument(f"no such local file or directory: {src}")
+        if local.is_dir():
+            if split is not None:
+                raise InvalidArgument(f"{src} is a directory; --split takes files")
+            if not recursive:
+                raise InvalidArgument(f"{src} is a directory; pass -r to put it recursively")
+            return mod.put_tree(ref.path if ref.has_path and count == 1 else target, local)
+        if split is None:
+            mod.put_file(target, local, append)
+            return 1
+    with open_source(src, sys.stdin.buffer) as stream:
+        if split is not None:
+            datums, size, header = limits
+            return mod.put_split(target, stream, split, target_datums=datums, target_bytes=size,
+                                 header_records=header, append=append, where=src)
+        mod.put_stream(target, stream, append)
+        return 1
 
 
 @app.command("get")
@@ -101,8 +162,12 @@ def get(ref: str = typer.Argument(..., metavar="REPO@REF:PATH"),
 
 
 @app.command("list")
-def list_(ref: str = typer.Argument(..., metavar="REPO@REF[:PATH]")) -> None:
-    """List a directory."""
+def list_(ref: str = typer.Argument(..., metavar="REPO@REF[:PATH|:GLOB]")) -> None:
+    """List a directory, or the files and directories a glob pattern matches (as `glob file`)."""
+    _, _, path = ref.partition(":")
+    if any(c in path for c in "*?["):  # pachctl lists what a pattern matches
+        emit(state.client.glob_files(ref), _FILE_COLUMNS, _file_row)
+        return
     emit(state.client.list_files(ref), _FILE_COLUMNS, _file_row)
 
 

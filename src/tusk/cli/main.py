@@ -12,7 +12,8 @@ from collections.abc import Sequence
 import typer
 from rich.markup import escape
 
-from tusk.cli import admin, algo, auth, branch, commit, context, datum, deploy, file, job, model, pipeline, repo
+from tusk.cli import admin, algo, auth, branch, commit, context, datum, deploy, file, job, legacy, model, pipeline, repo
+from tusk.cli import ui as ui_cmd
 from tusk.cli._state import err, say, state
 from tusk.cli.completion import complete_if_asked, completion
 from tusk.errors import TuskError
@@ -55,10 +56,14 @@ app.add_typer(algo.app, name="algo")
 app.add_typer(auth.app, name="auth")
 app.add_typer(context.app, name="context")
 app.command("fsck")(admin.fsck)
+app.command("gc")(admin.gc)
+app.command("extract")(admin.extract)
+app.command("restore")(admin.restore)
 app.command("demo")(admin.demo)
 app.command("logs")(admin.logs)
 app.command("lineage")(admin.lineage)
 app.command("server")(admin.server)
+app.command("ui")(ui_cmd.ui)
 app.command("completion")(completion)
 
 
@@ -75,11 +80,13 @@ _plain_help(app)
 NOUNS = {"repo", "file", "commit", "branch", "pipeline", "job", "datum", "model", "deploy", "algo", "auth",
          "context"}
 VERBS = {"create", "list", "inspect", "delete", "put", "get", "glob", "diff", "copy", "start", "finish",
-         "wait", "squash", "update", "stop", "rerun", "publish", "call", "rollout", "rollback", "history", "use"}
+         "wait", "squash", "update", "stop", "rerun", "publish", "call", "rollout", "rollback", "history", "use",
+         "subscribe", "draw", "edit"}
 
 
 def normalize_argv(argv: Sequence[str]) -> tuple[list[str], bool]:
-    """Swap pachctl's verb-noun order to noun-verb and lift ``--json`` out."""
+    """Rewrite pachctl 1.x's hyphenated verbs, swap pachctl's verb-noun order to noun-verb, lift ``--json`` out."""
+    argv = legacy.translate(list(argv))
     args = [a for a in argv if a != "--json"]
     as_json = len(args) != len(argv)
     if len(args) >= 2 and args[0] in VERBS and args[1] in NOUNS:
@@ -128,16 +135,16 @@ def _interrupted() -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     complete_if_asked(app)
-    args, state.json = normalize_argv(sys.argv[1:] if argv is None else argv)
     code = 0
     on_main = threading.current_thread() is threading.main_thread()
     _SIGINT.clear()
     previous = signal.signal(signal.SIGINT, _on_sigint) if on_main else None
     try:
+        args, state.json = normalize_argv(sys.argv[1:] if argv is None else argv)  # (1.x verbs may be refused)
         result = app(args=args, prog_name="tusk", standalone_mode=False)
         if isinstance(result, int):  # typer.Exit(code) is returned, not raised, outside standalone mode
             code = result
-        if _SIGINT.is_set():
+        if _SIGINT.is_set() and not state.quiet_interrupt:
             raise KeyboardInterrupt
         client = state.opened
         if code == 0 and client is not None:
@@ -148,14 +155,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     except typer.Exit as exc:
         code = exc.exit_code
     except KeyboardInterrupt:
-        _error(_interrupted())
-        code = 130
+        code = 0 if state.quiet_interrupt else 130
+        if code:
+            _error(_interrupted())
     except BrokenPipeError:
         code = 0
     except typer.Abort as exc:  # click turns a Ctrl-C into Abort
         if isinstance(exc.__context__, KeyboardInterrupt):
-            _error(_interrupted())
-            code = 130
+            code = 0 if state.quiet_interrupt else 130
+            if code:
+                _error(_interrupted())
         else:
             code = 1
     except ImportError as exc:  # an optional dependency that is not installed

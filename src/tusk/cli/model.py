@@ -28,10 +28,12 @@ def _row(m: ModelInfo) -> list[object]:
 
 def _move_row(m: BranchMove) -> list[object]:
     return [m.branch, m.from_commit or "-", m.to_commit or "-", m.reason, m.actor,
-            m.moved_at.strftime("%Y-%m-%d %H:%M:%S")]
+            m.moved_at.strftime("%Y-%m-%d %H:%M:%S"), m.note or ""]
 
 
-_MOVE_COLUMNS = ["branch", "from", "to", "reason", "actor", "moved"]
+# MOVE is the kind of move (the record's `reason`: commit, promote, rollback, ...); WHY is the note given with it
+_MOVE_COLUMNS = ["branch", "from", "to", "move", "actor", "moved", "why"]
+_REASON_HELP = "why, in one line (at most 1000 characters): kept in `tusk model history`"
 
 
 def _print_move(move: BranchMove, verb: str) -> None:
@@ -39,7 +41,8 @@ def _print_move(move: BranchMove, verb: str) -> None:
         emit(move, _MOVE_COLUMNS)
     else:
         say(f"{move.repo}@{move.branch}: {short_id(move.from_commit or '(none)')} → "
-                  f"{short_id(move.to_commit or '')} ({verb} by {move.actor})")
+                  f"{short_id(move.to_commit or '')} ({verb} by {move.actor})"
+                  + (f": {move.note}" if move.note else ""))
 
 
 @app.command("list")
@@ -141,20 +144,22 @@ def predict(ref: str = typer.Argument(..., metavar="REPO@REF[:/PATH]"),
 
 @app.command("promote")
 def promote(ref: str = typer.Argument(..., metavar="REPO@COMMIT"),
-            to: str = typer.Option(..., "--to", help="branch to point at it, e.g. staging or production")) -> None:
+            to: str = typer.Option(..., "--to", help="branch to point at it, e.g. staging or production"),
+            reason: str | None = typer.Option(None, "--reason", help=_REASON_HELP)) -> None:
     """Point a branch of the model repo at a model commit; pipelines reading that branch re-run."""
-    _print_move(state.client.promote_model(ref, to), "promoted")
+    _print_move(state.client.promote_model(ref, to, note=reason), "promoted")
 
 
 @app.command("rollback")
 def rollback(repo: str = typer.Argument(..., metavar="REPO"),
              to: str = typer.Option(..., "--to", help="the branch to roll back, e.g. production"),
-             steps: int = typer.Option(1, "--steps", help="undo this many promotions")) -> None:
+             steps: int = typer.Option(1, "--steps", help="undo this many promotions"),
+             reason: str | None = typer.Option(None, "--reason", help=_REASON_HELP)) -> None:
     """Move a branch back to the model it had before its last promotion (a branch move: seconds, no new commit)."""
-    _print_move(state.client.rollback_model(f"{repo}@{to}", steps), "rolled back")
+    _print_move(state.client.rollback_model(f"{repo}@{to}", steps, note=reason), "rolled back")
 
 
 @app.command("history")
 def history(ref: str = typer.Argument(..., metavar="REPO@BRANCH")) -> None:
-    """Every move of a branch, newest first: commits, promotions, rollbacks, with who and when."""
+    """Every move of a branch, newest first: commits, promotions, rollbacks, with who, when and why."""
     emit(state.client.model_history(ref), _MOVE_COLUMNS, _move_row)

@@ -12,7 +12,8 @@ from tusk.errors import InvalidArgument
 if TYPE_CHECKING:
     from tusk.pipelines.records import PipelineInfo
 
-app = typer.Typer(help="Create, update, inspect, stop, start, rerun and delete pipelines.", no_args_is_help=True)
+app = typer.Typer(help="Create, update, edit, inspect, draw, stop, start, rerun and delete pipelines.",
+                  no_args_is_help=True)
 
 _COLUMNS = ["name", "version", "state", "input", "last job", "description"]
 
@@ -70,9 +71,114 @@ def run_cron(name: str | None = typer.Argument(None),
 
 
 @app.command("list")
-def list_() -> None:
-    """List pipelines."""
-    emit(state.client.list_pipelines(), _COLUMNS, _row)
+def list_(spec: bool = typer.Option(False, "--spec", "-s", help="print the specs (JSON), not a table"),
+          history: str | None = typer.Option(None, "--history", metavar="N|all",
+                                             help="also the N versions before the current one (or all)")
+          ) -> None:
+    """List pipelines (--spec: their specs, which `create pipeline -f` reads back; --history: older versions)."""
+    import json
+
+    pipelines = state.client.list_pipelines()
+    if history is None:
+        if spec:
+            for p in pipelines:
+                say(json.dumps(p.spec, indent=2))
+            return
+        emit(pipelines, _COLUMNS, _row)
+        return
+    back = _history(history)
+    rows: list[dict[str, object]] = []
+    for p in pipelines:
+        versions = state.client.pipeline_versions(p.name)
+        for v in reversed(versions if back is None else versions[-(back + 1):]):
+            rows.append({"name": p.name, **v})
+    if spec:
+        for r in rows:
+            say(json.dumps(r["spec"], indent=2))
+        return
+    emit(rows, ["name", "version", "created_by", "created_at"])
+
+
+def _history(text: str) -> int | None:
+    """``--history N`` (versions before the current one), ``all`` or ``-1`` (every version): None for all."""
+    if text in ("all", "-1"):
+        return None
+    if not text.isdigit():
+        raise InvalidArgument(f"--history takes a number of versions or 'all', not {text!r}")
+    return int(text)
+
+
+@app.command("draw")
+def draw() -> None:
+    """Draw the DAG of repos and pipelines, input to output, as text."""
+    pipelines = state.client.list_pipelines()
+    if not pipelines:
+        say("no pipelines: create one with `tusk create pipeline -f SPEC`")
+        return
+    for line in draw_dag({p.name: sorted(set(p.input_repos)) for p in pipelines}):
+        say(line)
+
+
+def draw_dag(inputs: dict[str, list[str]]) -> list[str]:
+    """Layers of boxes (source repos on top, each pipeline one layer below its deepest input), and under
+    each layer the edges that leave it: ``images ──▶ edges``."""
+    depth: dict[str, int] = {}
+
+    def layer(node: str, path: tuple[str, ...] = ()) -> int:
+        if node not in depth:
+            if node in path:  # a cycle cannot be created, but never loop on one
+                return 0
+            ups = inputs.get(node, [])
+            depth[node] = 1 + max((layer(u, (*path, node)) for u in ups), default=-1) if node in inputs else 0
+        return depth[node]
+
+    for name in inputs:
+        layer(name)
+    lines: list[str] = []
+    for d in range(max(depth.values()) + 1):
+        nodes = sorted(n for n, k in depth.items() if k == d)
+        labels = [f" {n} ({'pipeline' if n in inputs else 'repo'}) " for n in nodes]
+        lines.append("  ".join("+" + "-" * len(lb) + "+" for lb in labels))
+        lines.append("  ".join("|" + lb + "|" for lb in labels))
+        lines.append("  ".join("+" + "-" * len(lb) + "+" for lb in labels))
+        edges = [f"   {n} ──▶ {p}" for n in nodes for p in sorted(inputs) if n in inputs[p]]
+        lines += edges
+    return lines
+
+
+@app.command("edit")
+def edit(name: str, reprocess: bool = typer.Option(False, "--reprocess", help="process every datum again"),
+         editor: str | None = typer.Option(None, "--editor", help="the editor to run (default: $EDITOR, else vi)"),
+         no_wait: bool = typer.Option(False, "--no-wait")) -> None:
+    """Edit a pipeline's spec in $EDITOR, then update the pipeline with it (its code stays as it is)."""
+    import json
+    import os
+    import shlex
+    import subprocess
+    import tempfile
+
+    from tusk.documents import load_documents
+
+    before = json.dumps(state.client.inspect_pipeline(name).spec, indent=2) + "\n"
+    command = shlex.split(editor or os.environ.get("EDITOR") or "vi")
+    with tempfile.TemporaryDirectory(prefix="tusk-edit-") as tmp:
+        path = Path(tmp) / f"{name}.json"
+        path.write_text(before)
+        try:
+            ran = subprocess.run([*command, str(path)], check=False)
+        except OSError as exc:
+            raise InvalidArgument(f"cannot run the editor {command[0]!r}: {exc.strerror}; set $EDITOR") from None
+        if ran.returncode != 0:
+            raise InvalidArgument(f"the editor exited with status {ran.returncode}; the pipeline is unchanged")
+        after = path.read_text()
+        if after.strip() == before.strip():
+            raise InvalidArgument(f"the spec of {name} is unchanged: nothing to update")
+        docs = load_documents(path, "pipeline spec")
+    if len(docs) != 1 or not isinstance(docs[0], dict):
+        raise InvalidArgument(f"the edited spec must be one JSON object (the pipeline {name}); it is unchanged")
+    if docs[0] == json.loads(before):
+        raise InvalidArgument(f"the spec of {name} is unchanged: nothing to update")
+    _report(state.client.edit_pipeline(name, docs[0], reprocess, wait=not no_wait))
 
 
 @app.command("inspect")

@@ -41,6 +41,7 @@ from tusk.versioning.trees import EMPTY_TREE, Entry
 __all__ = ["build_manifest"]
 
 _MAX_METRICS_BYTES = 1 << 20
+_FILE_FLAVORS = ("xgboost", "lightgbm")  # a descriptor may name one of these flavors' save file
 _MAX_SOURCES_DEPTH = 64
 
 
@@ -106,8 +107,11 @@ class _Scan:
         except yaml.YAMLError as e:
             self.warnings.append(f"{path}: not valid YAML ({e}); ignored")
             return None
+        if isinstance(doc, dict) and doc.get("flavor") in _FILE_FLAVORS and "class" not in doc:
+            return self._described_file(path, directory, str(doc["flavor"]), doc.get("file"))
         if not isinstance(doc, dict) or not isinstance(doc.get("class"), str) or ":" not in doc["class"]:
-            self.warnings.append(f"{path}: expected `class: module.py:ClassName`; ignored")
+            self.warnings.append(f"{path}: expected `class: module.py:ClassName` (or `flavor: xgboost|lightgbm` "
+                                 "with `file: NAME`); ignored")
             return None
         module = doc["class"].split(":", 1)[0]
         if module.startswith("/") or ".." in module.split("/") or not module.endswith(".py"):
@@ -120,6 +124,18 @@ class _Scan:
             self.warnings.append(f"{path}: names {module}, which is not in the commit")
         flavor = str(doc.get("flavor", "python"))
         return ModelEntry(directory, flavor, (), doc["class"])
+
+    def _described_file(self, path: str, directory: str, flavor: str, file: object) -> ModelEntry | None:
+        """A descriptor naming a booster's own save file (``flavor: xgboost``, ``file: model.json``): names like
+        ``model.json`` or ``model.txt`` say nothing of a flavor, so the descriptor does."""
+        if not isinstance(file, str) or not file or file.startswith("/") or ".." in file.split("/"):
+            self.warnings.append(f"{path}: a {flavor} descriptor names its model file inside the directory "
+                                 "(`file: model.json`); ignored")
+            return None
+        self.add_dir(directory)
+        if f"{directory.rstrip('/')}/{file}" not in self.entries:
+            self.warnings.append(f"{path}: names {file}, which is not in the commit")
+        return ModelEntry(directory, flavor, (), file)
 
 
 def _hash(ctx: Context, path: str, entry: Entry, role: Any, reuse: dict[str, FileHashes]) -> FileHashes:

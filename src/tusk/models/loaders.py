@@ -29,12 +29,15 @@ class LoadedModel:
     """A model ready to predict, with the manifest it was verified against."""
 
     def __init__(self, flavor: str, impl: Any, entry: ModelEntry, manifest: Manifest | None,
-                 predict: Callable[[Any], Any], keep: object = None) -> None:
+                 predict: Callable[[Any], Any], keep: object = None,
+                 native: object = None) -> None:
         self.flavor = flavor
         self.impl = impl  # the library's own object (an sklearn estimator, an onnxruntime session, ...)
         self.entry = entry
         self.manifest = manifest
         self._predict = predict
+        # what answers predict_proba and classes_ where ``impl`` does not (MLflow: the sklearn flavor's estimator)
+        self._native = native if native is not None else impl
         self._keep = keep  # e.g. the directory an MLflow model was unpacked into; lives as long as the model
 
     @property
@@ -45,10 +48,19 @@ class LoadedModel:
         return self._predict(x)
 
     def predict_proba(self, x: Any) -> Any:
-        fn = getattr(self.impl, "predict_proba", None)
+        fn = getattr(self._native, "predict_proba", None)
         if fn is None:
             raise ModelUnloadable(f"the {self.flavor} model {self.entry.path} has no predict_proba")
         return fn(x)
+
+    @property
+    def has_predict_proba(self) -> bool:
+        return callable(getattr(self._native, "predict_proba", None))
+
+    @property
+    def classes(self) -> Any:
+        """A classifier's labels (``classes_``), or None (a regressor, or a model that does not say)."""
+        return getattr(self._native, "classes_", None)
 
     @property
     def feature_names(self) -> list[str] | None:
@@ -132,6 +144,29 @@ def _onnx(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | No
     return LoadedModel("onnx", model, entry, manifest, model.predict)
 
 
+def _native_file(entry: ModelEntry) -> str:
+    """The file a booster model is: the entry itself, or the file its descriptor names (``file: model.json``)."""
+    return f"{entry.path.rstrip('/')}/{entry.entry_point}" if entry.entry_point else entry.path
+
+
+def _xgboost(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | None) -> LoadedModel:
+    _require("xgboost", "xgboost", "xgboost")
+    from tusk.models.boosters import XGBoostModel
+
+    path = _native_file(entry)
+    model = XGBoostModel(files[path], path)
+    return LoadedModel("xgboost", model, entry, manifest, model.predict)
+
+
+def _lightgbm(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | None) -> LoadedModel:
+    _require("lightgbm", "lightgbm", "lightgbm")
+    from tusk.models.boosters import LightGBMModel
+
+    path = _native_file(entry)
+    model = LightGBMModel(files[path], path)
+    return LoadedModel("lightgbm", model, entry, manifest, model.predict)
+
+
 def _unpack(entry: ModelEntry, files: Mapping[str, bytes]) -> tempfile.TemporaryDirectory[str]:
     """Write a directory model's verified files into a private temporary directory."""
     tmp = tempfile.TemporaryDirectory(prefix="tusk-model-")
@@ -158,7 +193,22 @@ def _mlflow(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | 
     except Exception as e:
         tmp.cleanup()
         raise ModelUnloadable(_relative(f"{entry.path} is not a loadable MLflow model: {e}", tmp)) from e
-    return LoadedModel("mlflow", impl, entry, manifest, impl.predict, keep=tmp)
+    return LoadedModel("mlflow", impl, entry, manifest, impl.predict, keep=tmp, native=_mlflow_native(impl, tmp))
+
+
+def _mlflow_native(impl: Any, tmp: tempfile.TemporaryDirectory[str]) -> object:
+    """An MLflow model's probabilities, where its native flavor has them: pyfunc has ``predict`` only, so the
+    sklearn flavor's estimator (the same verified files) answers ``predict_proba``."""
+    flavors = getattr(getattr(impl, "metadata", None), "flavors", None) or {}
+    if "sklearn" not in flavors:
+        return None
+    try:
+        import mlflow.sklearn
+
+        estimator = mlflow.sklearn.load_model(tmp.name)
+    except Exception:  # (pyfunc loaded it: predict works; only probabilities are missing, and say so when asked)
+        return None
+    return estimator
 
 
 _module_ids = itertools.count()
@@ -199,6 +249,8 @@ LOADERS: dict[str, Loader] = {
     "onnx": _onnx,
     "mlflow": _mlflow,
     "python": _python,
+    "xgboost": _xgboost,
+    "lightgbm": _lightgbm,
 }
 
 

@@ -126,7 +126,7 @@ class ModelEntry:
     path: str
     flavor: str
     files: tuple[str, ...]  # every file the model needs, all of them hashed in the manifest
-    entry_point: str | None = None  # python flavor: ``module.py:ClassName``
+    entry_point: str | None = None  # python flavor: ``module.py:ClassName``; xgboost/lightgbm: the file's name
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "flavor": self.flavor, "files": list(self.files),

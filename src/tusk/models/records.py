@@ -32,5 +32,6 @@ class BranchMove(_Record):
     from_commit: str | None
     to_commit: str | None
     actor: str
-    reason: str
+    reason: str  # the kind of move: commit, promote, rollback, trigger, delete, branch
     moved_at: datetime
+    note: str | None = None  # why, in the words of who promoted or rolled back (None if they gave none)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import unicodedata
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,27 @@ from tusk.versioning.context import Context, _aware, now
 from tusk.versioning.records import CommitInfo
 from tusk.versioning.refs import parse_file_ref
 
-__all__ = ["ModelService", "metrics_summary"]
+__all__ = ["MOVE_NOTE_MAX", "ModelService", "check_move_note", "metrics_summary"]
+
+MOVE_NOTE_MAX = 1000  # characters in the note of a promotion or rollback (a sentence or two, not a document)
+# Shown as they are in tables and pages: nothing that breaks a line or reorders the text around it.
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def check_move_note(note: str | None) -> str | None:
+    """The note of a promotion or rollback, trimmed (None when blank); InvalidArgument if it is too long or holds
+    a control character (a newline, a tab, a terminal escape, a bidirectional override)."""
+    if note is None or not note.strip():
+        return None
+    note = note.strip()
+    if len(note) > MOVE_NOTE_MAX:
+        raise InvalidArgument(f"the reason (note) given is {len(note)} characters long; "
+                              f"keep it to {MOVE_NOTE_MAX} or fewer")
+    for i, ch in enumerate(note):
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in _BIDI_CONTROLS:
+            raise InvalidArgument(f"the reason (note) given has a control character (U+{ord(ch):04X}) at "
+                                  f"position {i + 1}: write it as one line of plain text")
+    return note
 
 
 def metrics_summary(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -170,14 +191,16 @@ class ModelService:
         return manifest
 
     # -- promotion -----------------------------------------------------------
-    def promote(self, ref: str, to: str) -> BranchMove:
-        """Point branch ``to`` of the model's repo at the model commit ``ref`` (created if needed)."""
+    def promote(self, ref: str, to: str, note: str | None = None) -> BranchMove:
+        """Point branch ``to`` of the model's repo at the model commit ``ref`` (created if needed); ``note`` is
+        the person's why, kept with the move (see ``check_move_note``)."""
         validate_branch_name(to)
+        note = check_move_note(note)
         manifest = self.manifest(ref)
-        self.branches.create(manifest.repo, to, head=manifest.commit, reason="promote")
+        self.branches.create(manifest.repo, to, head=manifest.commit, reason="promote", note=note)
         return self.history(manifest.repo, to)[0]
 
-    def rollback(self, repo: str, branch: str, steps: int = 1) -> BranchMove:
+    def rollback(self, repo: str, branch: str, steps: int = 1, note: str | None = None) -> BranchMove:
         """Move ``branch`` back to what it pointed at before its last ``steps`` promotions.
 
         Moves are replayed as a stack: every move pushes its target, every
@@ -186,6 +209,7 @@ class ModelService:
         """
         if steps < 1:
             raise InvalidArgument("--steps must be at least 1")
+        note = check_move_note(note)
         stack: list[str | None] = []
         for move in reversed(self.history(repo, branch)):
             if move.reason == "rollback":  # it went back to an earlier entry: drop what was above it
@@ -201,15 +225,15 @@ class ModelService:
         target = stack[-1 - steps]
         if target is None:
             raise Conflict(f"{repo}@{branch} pointed at no commit before; nothing to roll back to")
-        self.branches.create(repo, branch, head=target, reason="rollback")
+        self.branches.create(repo, branch, head=target, reason="rollback", note=note)
         return self.history(repo, branch)[0]
 
     def history(self, repo: str, branch: str) -> builtins.list[BranchMove]:
-        """Every move of the branch, newest first: commits, promotions, rollbacks, triggers."""
+        """Every move of the branch, newest first: commits, promotions, rollbacks, triggers, with their notes."""
         with self.ctx.db.read() as s:
             repo_row = self.ctx.repo_row(s, repo)
             rows = s.scalars(select(BranchMoveRow).where(BranchMoveRow.repo_id == repo_row.id,
                                                          BranchMoveRow.branch == branch)
                              .order_by(BranchMoveRow.id.desc()))
-            return [BranchMove(repo, branch, r.from_commit, r.to_commit, r.actor, r.reason, _aware(r.moved_at))
-                    for r in rows]
+            return [BranchMove(repo, branch, r.from_commit, r.to_commit, r.actor, r.reason, _aware(r.moved_at),
+                               r.note) for r in rows]

@@ -49,6 +49,7 @@ class DatumInput:
     size: int
     lazy: bool = False
     empty_files: bool = False
+    s3: bool = False  # served over the datum's S3 endpoint, not put at /pfs/<name> (tusk.pipelines.s3)
     join_key: str | None = None
     group_key: str | None = None
 
@@ -104,7 +105,7 @@ def _pfs(inp: PfsInput, globber: Globber) -> list[Datum]:
     return [
         Datum((DatumInput(
             name=inp.input_name, repo=inp.repo, branch=inp.branch, commit=commit, path=m.path, kind=m.entry.kind,
-            digest=m.entry.digest, size=m.entry.size, lazy=inp.lazy, empty_files=inp.empty_files,
+            digest=m.entry.digest, size=m.entry.size, lazy=inp.lazy, empty_files=inp.empty_files, s3=inp.s3,
             join_key=_key(inp.join_on, m.groups, where), group_key=_key(inp.group_by, m.groups, where),
         ),))
         for m in matches

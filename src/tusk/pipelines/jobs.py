@@ -40,6 +40,7 @@ from tusk.pipelines.spec import PfsInput
 from tusk.pipelines.support import project_name
 from tusk.pipelines.worker import DatumOutcome, DatumWorker, JobLabels
 from tusk.storage.metadata import BranchRow, CommitRow, DatumCacheRow, DatumRunRow, JobRow, PipelineRow, RepoRow
+from tusk.versioning import fence
 from tusk.versioning.commits import CommitService
 from tusk.versioning.context import Context, _aware, acting_as, expand_id, now
 from tusk.versioning.records import CommitInfo
@@ -330,6 +331,7 @@ class JobService:
         return self.inspect(job_id)
 
     def _run(self, job_id: str, progress: Progress | None) -> JobInfo:
+        generation = fence.writer_token(self.ctx)  # before any datum stores output: a gc meanwhile is checked
         with self.ctx.db.read() as s:
             job = s.get(JobRow, job_id)
             assert job is not None
@@ -398,7 +400,8 @@ class JobService:
         failures: list[tuple[Datum, DatumOutcome]] = []
         order = {d.id: i for i, d in enumerate(todo)}
         code = self.job_code(p) if todo else JobCode(None, Path(p.version.code_dir), "")
-        labels = JobLabels(p.name, p.version.version, p.spec_commit, project_name(spec.pipeline.project))
+        labels = JobLabels(p.name, p.version.version, p.spec_commit, project_name(spec.pipeline.project),
+                           creator=p.row.created_by or self.ctx.user)
         for d, outcome in self.executor.run(job_id, spec, code, roots, todo, deadline, labels):
             self._record(job_id, p, d, hashes[d.id], outcome)  # at once: a resumed job does not redo it
             counter["done"] += 1
@@ -423,7 +426,8 @@ class JobService:
                 root = self._merge(datums, outputs, base)
             except Conflict as exc:
                 error = str(exc)
-        return self._finish(job_id, p, global_id, inputs, root, error, processed, skipped, len(failures))
+        return self._finish(job_id, p, global_id, inputs, root, error, processed, skipped, len(failures),
+                            generation)
 
     def job_code(self, p: StoredPipeline) -> JobCode:
         """The version's stored code, materialized and verified on this host (``IntegrityError`` on a mismatch:
@@ -538,7 +542,8 @@ class JobService:
                       .on_conflict_do_nothing(index_elements=["pipeline_id", "hash"]))
 
     def _finish(self, job_id: str, p: StoredPipeline, global_id: str, inputs: list[dict[str, str]], root: str,
-                error: str | None, processed: int, skipped: int, failed: int) -> JobInfo:
+                error: str | None, processed: int, skipped: int, failed: int,
+                generation: int | None = None) -> JobInfo:
         with self.ctx.db.read() as s:
             job = s.get(JobRow, job_id)
             held = job is not None and job.state == "running" and job.owner == self.owner
@@ -548,7 +553,8 @@ class JobService:
         provenance = [(i["repo"], i["branch"], i["commit"]) for i in inputs if i["commit"]]
         commit = self.commits.land(p.name, p.spec.output_branch, ops, origin="auto", global_id=global_id,
                                    provenance=provenance, error=error, job_id=job_id, notify=False,
-                                   description=f"{p.name} v{p.row.version} job {job_id}", new_id=job_id)
+                                   description=f"{p.name} v{p.row.version} job {job_id}", new_id=job_id,
+                                   generation=generation)
         with self.ctx.db.write() as s:
             s.execute(update(JobRow).where(JobRow.id == job_id).values(
                 state="failure" if error else "running", reason=error, output_commit_id=commit.id,

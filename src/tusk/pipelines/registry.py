@@ -157,6 +157,11 @@ class PipelineService:
             info = replace(info, notes=[*info.notes, f"{why}: every datum runs again"])
         return info
 
+    def current_code(self, name: str) -> PipelineCode:
+        """The code the pipeline's current version runs (``edit pipeline`` keeps it)."""
+        with self.ctx.db.read() as s:
+            return self.stored_code(self.load(s, name).version)
+
     def rerun(self, name: str, reprocess: bool = False) -> PipelineInfo:
         with self.ctx.db.read() as s:
             current = self.load(s, name)

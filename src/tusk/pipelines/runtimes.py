@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +27,7 @@ from typing import ClassVar, Protocol
 
 from tusk.config import Limits
 from tusk.errors import InvalidArgument
+from tusk.pipelines.s3 import Endpoint
 from tusk.pipelines.sandbox import Mount, SandboxCommand, resolve_user
 
 __all__ = ["BwrapRuntime", "ConfiguredRuntime", "DockerRuntime", "LocalRuntime", "RunRequest", "RunResult", "Runtime",
@@ -62,6 +64,8 @@ class RunRequest:
     accept_return_code: Sequence[int] = ()
     code_dir: Path | None = None  # the pipeline's code on this host
     user: str | None = None  # the spec's transform.user
+    # the datum's S3 endpoint (s3 inputs, s3_out: tusk.pipelines.s3), which the code reaches at its URL on loopback
+    s3: Endpoint | None = None
 
 
 @dataclass
@@ -209,7 +213,17 @@ class BwrapRuntime:
             mounts.append(Mount(req.code_dir, cwd))
         stdin = "\n".join(req.stdin) + "\n" if req.stdin else None
         env = self.base_env | dict(req.env) | {"TUSK_PFS": "/pfs", "PFS": "/pfs"}
-        argv = self.sandbox.argv(req.cmd, mounts, cwd, user, ["--dir", "/pfs"])
+        cmd = list(req.cmd)
+        if req.s3 is not None and req.s3.socket is not None:
+            # no network in the sandbox: its own loopback, where a bridge listens on the endpoint's port and
+            # relays to the endpoint's unix socket, bound in; the bridge runs the command and exits with it
+            mounts.append(Mount(req.s3.socket.parent, _S3_DIR))
+            port = req.s3.url.rsplit(":", 1)[-1]
+            cmd = [sys.executable, "-c", _BRIDGE, f"{_S3_DIR}/{req.s3.socket.name}", port, *cmd]
+        elif req.s3 is not None:
+            return RunResult(False, None, "", 0.0, "the datum's S3 endpoint has no unix socket, the only way into "
+                                                   "the bwrap sandbox (which has no network)")
+        argv = self.sandbox.argv(cmd, mounts, cwd, user, ["--dir", "/pfs"])
         result = _execute(argv, stdin, env, None, req.timeout, req.accept_return_code, shown=req.cmd[0])
         limit = self.sandbox.limits.output_bytes
         if result.ok and limit is not None:
@@ -218,6 +232,50 @@ class BwrapRuntime:
                 result.ok = False
                 result.error = f"the datum wrote {size} bytes to /pfs/out, over the limit of {limit}"
         return result
+
+
+_S3_DIR = "/run/tusk-s3"
+# Listens on 127.0.0.1:PORT in the sandbox's network namespace and relays each connection to the unix socket;
+# runs the command meanwhile and exits with its code (so the sandbox's wrapper finds nothing left running).
+_BRIDGE = r'''
+import socket, subprocess, sys, threading
+path, port, cmd = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", port))
+server.listen(128)
+def relay(src, dst, done):
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    try:
+        dst.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    if done.acquire(blocking=False) is False:
+        src.close()
+        dst.close()
+def accept():
+    while True:
+        client, _ = server.accept()
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            upstream.connect(path)
+        except OSError:
+            client.close()
+            continue
+        done = threading.Lock()
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=relay, args=(a, b, done), daemon=True).start()
+threading.Thread(target=accept, daemon=True).start()
+try:
+    sys.exit(subprocess.call(cmd))
+except OSError as exc:
+    print(f"cannot start {cmd[0]!r}: {exc.strerror}", file=sys.stderr)
+    sys.exit(127)
+'''
 
 
 def _tree_size(root: Path) -> int:
@@ -252,7 +310,7 @@ class DockerRuntime:
 
     def run(self, req: RunRequest) -> RunResult:
         pfs = req.pfs_dir
-        argv = [self.docker, "run", "--rm", "-i", "--network", "none"]
+        argv = [self.docker, "run", "--rm", "-i", "--network", "host" if req.s3 is not None else "none"]
         if req.user:  # transform.user, as Pachyderm runs the user container
             argv += ["--user", req.user]
         for name in req.input_names:

@@ -8,7 +8,9 @@ User code (a pipeline's datum, a published algorithm) runs in bubblewrap with:
   mounts the caller names (the datum's inputs read-only, ``/pfs/out``, the
   pipeline's code). Never the store, the database, token files, home or
   temporary directories of the host;
-- new pid, network, ipc and uts namespaces (no network at all), a private
+- new pid, network, ipc and uts namespaces (no network at all: an S3-enabled
+  pipeline's datum reaches its S3 endpoint through a unix socket bound in,
+  relayed to the sandbox's own loopback, ``tusk.pipelines.runtimes``), a private
   ``/tmp``, and an environment made of the variables the caller passes only;
 - a user namespace with no capabilities in which further user namespaces are
   disabled (``--disable-userns``): no mount, remount, mknod or unshare inside.

@@ -4,12 +4,17 @@ Any number of servers may share one database: each claims a job with a
 compare-and-set and holds it by renewing a lease (``JobService``), so a job,
 and every datum in it, runs once; a server that dies stops renewing, and
 another takes the job over and resumes it, skipping the datums already done.
+
+With ``TUSK_GC_INTERVAL`` set, the scheduler also runs ``gc`` that often: the
+replica that takes the ``gc`` lease (held for one interval) runs it, the
+others skip that turn.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -61,6 +66,10 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self.jobs_run = 0
         self.last_error: str | None = None
+        self.gc_interval = services.settings.gc_interval
+        self._gc_next = time.monotonic() + (self.gc_interval or 0.0)
+        self._gc_thread: threading.Thread | None = None
+        self.last_gc: dict[str, Any] | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="tusk-scheduler", daemon=True)
@@ -71,14 +80,43 @@ class Scheduler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._gc_thread is not None:
+            self._gc_thread.join(timeout)
 
     def status(self) -> dict[str, Any]:
         return {"running": self._thread is not None and self._thread.is_alive(), "jobs_run": self.jobs_run,
-                "owner": self.services.jobs.owner, "last_error": self.last_error}
+                "owner": self.services.jobs.owner, "last_error": self.last_error,
+                "gc_interval": self.gc_interval, "last_gc": self.last_gc}
+
+    def _maybe_gc(self) -> None:
+        """Start a scheduled gc when one is due and this replica wins the turn; it runs in its own thread, so
+        jobs keep running meanwhile."""
+        if self.gc_interval is None or time.monotonic() < self._gc_next:
+            return
+        if self._gc_thread is not None and self._gc_thread.is_alive():
+            return
+        self._gc_next = time.monotonic() + self.gc_interval
+        # held for (almost) one interval and never released: the other replicas skip this turn
+        if not hold_lease(self.services, "gc", self.services.jobs.owner, max(self.gc_interval * 0.9, 1.0)):
+            return
+        self._gc_thread = threading.Thread(target=self._run_gc, name="tusk-gc", daemon=True)
+        self._gc_thread.start()
+
+    def _run_gc(self) -> None:
+        try:
+            report = self.services.gc(grace=self.services.settings.gc_grace)
+            self.last_gc = {"at": now().isoformat(), "bytes_swept": report.bytes_swept,
+                            "objects_swept": report.objects_swept, "seconds": report.seconds, "error": None}
+            log.info("gc reclaimed %d bytes (%d objects) in %.1fs", report.bytes_swept, report.objects_swept,
+                     report.seconds)
+        except Exception as exc:  # a failed gc deletes nothing more; the next turn tries again
+            self.last_gc = {"at": now().isoformat(), "error": f"{type(exc).__name__}: {exc}"}
+            log.exception("scheduled gc failed")
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
+                self._maybe_gc()
                 # one scheduler ticks crons at a time, or two replicas would commit the same tick twice
                 if self.cron and hold_lease(self.services, "cron", self.services.jobs.owner, CRON_LEASE_SECONDS):
                     self.services.cron.tick_due()

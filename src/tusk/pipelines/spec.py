@@ -40,7 +40,7 @@ __all__ = [
 IGNORED_FIELDS = {
     "resource_requests", "resource_limits", "sidecar_resource_limits", "sidecar_resource_requests",
     "autoscaling", "scheduling_spec", "pod_spec", "pod_patch", "tolerations", "node_selector", "metadata",
-    "service", "spout", "egress", "s3_out", "datum_set_spec", "tf_job", "cache_size", "max_queue_size",
+    "service", "spout", "egress", "datum_set_spec", "tf_job", "cache_size", "max_queue_size",
     "enable_stats", "standby", "chunk_spec", "salt", "determined", "propagation_spec",
 }
 
@@ -230,6 +230,9 @@ class PipelineSpec(_Spec):
     reprocess_spec: Literal["until_success", "every_job"] = "until_success"
     output_branch: str = "master"
     autoscaling: bool = False
+    # the output is also taken over S3, bucket ``out`` of the datum's endpoint (tusk.pipelines.s3); None when
+    # unset, so that specs without it keep their canonical JSON
+    s3_out: bool | None = None
     ignored: dict[str, Any] = Field(default_factory=dict, exclude=True)
 
     @field_validator("datum_timeout", "job_timeout", mode="before")
@@ -241,6 +244,11 @@ class PipelineSpec(_Spec):
     @classmethod
     def _branch(cls, v: str) -> str:
         return _named(validate_branch_name, v)
+
+    @field_validator("s3_out")
+    @classmethod
+    def _s3_out(cls, v: bool | None) -> bool | None:
+        return True if v else None
 
     @model_validator(mode="after")
     def _unique_input_names(self) -> PipelineSpec:

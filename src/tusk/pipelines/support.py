@@ -7,9 +7,9 @@ it. One table (``RULES``), keyed by the field's path with list positions and
 combinators left out (``input.pfs.s3`` matches ``input.cross[1].pfs.s3``),
 decides for every field, nested or top-level, so there is nothing to special-case::
 
-    refused   input.pfs.s3, s3_out, input.pfs.trigger, input.pfs.reference, input.pfs.repo_type,
-              transform.secrets, transform.datum_batching, service, spout, tf_job, determined,
-              propagation_spec
+    refused   input.pfs.trigger, input.pfs.reference, input.pfs.repo_type, transform.secrets,
+              transform.datum_batching, service, spout, tf_job, determined, propagation_spec,
+              and input.pfs.s3 with a glob other than "/" (as Pachyderm refuses it)
     warned    project (pipeline, pfs, cron), transform.debug, transform.image_pull_secrets,
               transform.dockerfile, transform.memory_volume, egress, salt, and the fields that
               configure Pachyderm's Kubernetes workers (resource_requests, pod_patch, ...)
@@ -29,12 +29,12 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from tusk.errors import InvalidArgument
-from tusk.pipelines.spec import IGNORED_FIELDS, PipelineSpec
+from tusk.pipelines.spec import IGNORED_FIELDS, Input, PipelineSpec
 
 __all__ = ["RULES", "FieldRule", "check_supported", "project_name", "spec_notes"]
 
-_S3 = ("needs an S3 gateway for each job; Tusk's gateway (tusk server --s3-port) serves repos to clients but "
-       "not yet to datums")
+_S3_GLOB = ("an s3 input is served whole, as one bucket, so its glob must be \"/\" (one datum), as in "
+            "Pachyderm: set glob to \"/\", or drop s3 and read the files at /pfs/<name>")
 _KUBERNETES = "it configures Pachyderm's Kubernetes workers; Tusk runs datums itself (limits: TUSK_DATUM_*)"
 _PROJECT = "Tusk has one namespace of repos and pipelines, Pachyderm's default project"
 
@@ -67,10 +67,6 @@ class FieldRule:
 
 RULES: dict[str, FieldRule] = {
     # refused: the pipeline would compute something else, or not run at all, if Tusk went on without them
-    "input.pfs.s3": FieldRule("refuse", f"Pachyderm serves this input over S3 instead of /pfs; that {_S3} "
-                                        "(drop it and read the files at /pfs/<name>)"),
-    "s3_out": FieldRule("refuse", f"Pachyderm takes the output over S3 instead of /pfs/out; that {_S3} "
-                                  "(drop it and write to /pfs/out)"),
     "transform.secrets": FieldRule("refuse", "Kubernetes secrets are not supported yet; pass the values with "
                                              "transform.env"),
     "input.pfs.trigger": FieldRule("refuse", "input triggers are not honoured yet (Pachyderm runs on this input "
@@ -109,7 +105,7 @@ RULES: dict[str, FieldRule] = {
     "salt": FieldRule("warn", "ignored: Tusk salts each pipeline version itself; run every datum again with "
                               "`tusk pipeline update --reprocess`"),
     **{name: FieldRule("warn", f"ignored: {_KUBERNETES}") for name in sorted(IGNORED_FIELDS) if name not in (
-        "s3_out", "egress", "salt", "service", "spout", "tf_job", "determined", "propagation_spec")},
+        "egress", "salt", "service", "spout", "tf_job", "determined", "propagation_spec")},
 }
 
 _COMBINATORS = {"cross", "union", "join", "group"}
@@ -143,8 +139,17 @@ def _walk(model: BaseModel, path: str) -> Iterator[tuple[str, FieldRule]]:
                     yield from _walk(item, f"{here}[{i}]")
 
 
+def _s3_globs(inp: Input, path: str) -> Iterator[tuple[str, FieldRule]]:
+    """``input.pfs.s3`` (served by the datum's S3 endpoint, ``tusk.pipelines.s3``) with a glob other than "/"."""
+    if inp.pfs is not None and inp.pfs.s3 and inp.pfs.glob.strip() != "/":
+        yield f"{path}.pfs.s3", FieldRule("refuse", f"glob is {inp.pfs.glob!r}: {_S3_GLOB}")
+    for name in ("cross", "union", "join", "group"):
+        for i, child in enumerate(getattr(inp, name) or ()):
+            yield from _s3_globs(child, f"{path}.{name}[{i}]")
+
+
 def _findings(spec: PipelineSpec) -> list[tuple[str, FieldRule]]:
-    found = list(_walk(spec, ""))
+    found = list(_walk(spec, "")) + list(_s3_globs(spec.input, "input"))
     for key, value in spec.ignored.items():
         rule = RULES.get(_snake(key))
         if rule is not None and rule.applies(value):

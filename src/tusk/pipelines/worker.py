@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 from tusk.errors import TuskError
 from tusk.pipelines.datums import Datum
 from tusk.pipelines.runtimes import DockerRuntime, RunRequest, Runtime, explain_failure, image_note
+from tusk.pipelines.s3 import DatumGateway, Endpoint, InputBucket, endpoint_env, wants_s3_out
 from tusk.pipelines.spec import PipelineSpec
 from tusk.storage.metadata import ModelManifestRow
 from tusk.versioning.context import Context
@@ -31,6 +33,7 @@ class JobLabels:
     version: int
     spec_commit: str  # PPS_SPEC_COMMIT: one id per pipeline version, as Pachyderm's spec commit is
     project: str = "default"
+    creator: str = ""  # whose rights the datum's S3 endpoint acts with (the pipeline's creator)
 
 
 @dataclass
@@ -48,6 +51,8 @@ class DatumWorker:
         self.ctx = ctx
         self.runtime = runtime
         self.scratch = scratch
+        # serves s3 inputs and s3_out to a datum (tusk.pipelines.s3); set by the composition root
+        self.gateway: DatumGateway | None = None
         # commit id → its model manifest, for the current job (a manifest built on demand later is seen next job)
         self._manifests: dict[str, str | None] = {}
         self._manifests_job: str | None = None
@@ -76,8 +81,32 @@ class DatumWorker:
                 runtime = DockerRuntime(getattr(self.runtime, "base_env", {}), spec.transform.image)
             elif note := image_note(spec.transform.image):
                 logs.append(f"[tusk] {note}\n")
-            result = None
-            tries = 0
+            endpoint = contextlib.ExitStack()
+            served = None
+            s3_inputs = [InputBucket(i.name, i.repo, i.commit) for i in datum.inputs if i.s3]
+            s3_out = wants_s3_out(spec)
+            if s3_inputs or s3_out:
+                if self.gateway is None:
+                    return DatumOutcome("failed", None, 0, "", "this pipeline's s3 inputs or s3_out need the S3 "
+                                                               "gateway, which this worker was not given", stats)
+                (pfs / "out").mkdir(parents=True, exist_ok=True)
+                served = endpoint.enter_context(self.gateway.serve(
+                    s3_inputs, pfs / "out" if s3_out else None, (labels.creator if labels else "") or self.ctx.user))
+                env |= endpoint_env(served)
+            with endpoint:
+                return self._run_tries(job_id, runtime, spec, env, pfs, datum, working_dir, code_dir,
+                                       deadline, lazy, logs, stats, local, workdir, served)
+        except TuskError as exc:
+            return DatumOutcome("failed", None, 0, "", str(exc), stats)
+
+    def _run_tries(self, job_id: str, runtime: Runtime, spec: PipelineSpec, env: dict[str, str], pfs: Path,
+                   datum: Datum, working_dir: str | None, code_dir: Path, deadline: float | None,
+                   lazy: list[tuple[Path, Entry, str]], logs: list[str], stats: dict[str, float],
+                   local: dict[str, Entry], workdir: Path, s3: Endpoint | None) -> DatumOutcome:
+        """Run the code up to ``datum_tries`` times (then ``err_cmd``), and ingest /pfs/out after a success."""
+        result = None
+        tries = 0
+        try:
             for tries in range(1, spec.datum_tries + 1):
                 shutil.rmtree(pfs / "out", ignore_errors=True)
                 (pfs / "out").mkdir(parents=True)
@@ -90,7 +119,7 @@ class DatumWorker:
                         cmd=spec.transform.cmd, stdin=spec.transform.stdin, env=env, pfs_dir=pfs,
                         input_names=[i.name for i in datum.inputs], working_dir=working_dir, timeout=timeout,
                         accept_return_code=spec.transform.accept_return_code, code_dir=code_dir,
-                        user=spec.transform.user,
+                        user=spec.transform.user, s3=s3,
                     ))
                 finally:
                     stats["download_bytes"] += sum(f.finish() for f in feeders)
@@ -111,7 +140,7 @@ class DatumWorker:
                         cmd=spec.transform.err_cmd, stdin=spec.transform.err_stdin, env=env, pfs_dir=pfs,
                         input_names=[i.name for i in datum.inputs], working_dir=working_dir,
                         timeout=_remaining(spec.datum_timeout, deadline), code_dir=code_dir,
-                        user=spec.transform.user))
+                        user=spec.transform.user, s3=s3))
                     logs.append(err.log)
                     if err.ok:
                         logs.append("[tusk] err_cmd succeeded: datum recovered, its output is skipped\n")
@@ -159,6 +188,8 @@ class DatumWorker:
         local: dict[str, Entry] = {}
         total = 0
         for inp in datum.inputs:
+            if inp.s3:  # served by the datum's S3 endpoint instead, as in Pachyderm
+                continue
             base = pfs / inp.name
             base.mkdir(parents=True, exist_ok=True)
             root = roots[inp.name]

@@ -30,6 +30,7 @@ from tusk.s3gateway.calls import Call, Shared
 from tusk.s3gateway.credentials import lookup_secret
 from tusk.s3gateway.errors import S3Error, from_tusk
 from tusk.s3gateway.multipart import Uploads
+from tusk.s3gateway.outbucket import OUT_BUCKET, DatumScope, route_out
 from tusk.s3gateway.payloads import ChunkSigner
 from tusk.s3gateway.xmldocs import error_document
 from tusk.sdk import Client
@@ -104,10 +105,13 @@ def _route(call: Call) -> tuple[Operation | None, BodyOperation | None]:
 
 
 class Gateway:
-    def __init__(self, services: Services, auth: bool, spool: Path) -> None:
+    def __init__(self, services: Services, auth: bool, spool: Path, scope: DatumScope | None = None) -> None:
         self.services = services
+        self.scope = scope
         self.shared = Shared(ops=Client(services=services, run_jobs=False), auth=auth,
-                             roles=RoleService(services.ctx), uploads=Uploads(spool))
+                             roles=RoleService(services.ctx), uploads=Uploads(spool),
+                             buckets=scope.inputs if scope is not None else None,
+                             keys=scope.keys if scope is not None else None)
 
     def _call(self, request: Request) -> Call:
         """Who is calling (the signature checked), and what they ask; S3Error if the signature is wrong."""
@@ -122,7 +126,18 @@ class Gateway:
         sig = sigv4.parse_signature(headers, query_pairs)
         user = self.services.ctx.default_user
         signer = None
-        if sig is None:
+        if self.shared.keys is not None:  # a datum's endpoint: its own key, whatever the server's auth
+            if sig is None:
+                raise S3Error("AccessDenied", "this datum's S3 endpoint requires requests signed with the key in "
+                                              "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
+            if sig.credential.access_key not in self.shared.keys:
+                raise S3Error("InvalidAccessKeyId", "that access key is not this datum's: use AWS_ACCESS_KEY_ID")
+            user, secret = self.shared.keys[sig.credential.access_key]
+            raw_path = request.scope.get("raw_path") or path.encode()
+            key_bytes = sigv4.verify(sig, secret, request.method, raw_path.decode("latin-1"), query_pairs,
+                                     raw_headers)
+            signer = ChunkSigner(key_bytes, sig.amz_date, sig.credential.scope, sig.signature)
+        elif sig is None:
             if self.shared.auth:
                 raise S3Error("AccessDenied", "this gateway requires signed requests: derive an access key from "
                                               "your Tusk token with `python -m tusk.s3gateway.credentials`")
@@ -138,7 +153,10 @@ class Gateway:
     def _run(self, request: Request, raw: IO[bytes] | None, state: dict[str, object]) -> Response:
         call = self._call(request)
         state["call"] = call
-        operation, body_operation = _route(call)
+        if self.scope is not None and self.scope.out is not None and call.bucket_name == OUT_BUCKET:
+            operation, body_operation = route_out(call, self.scope.out)
+        else:
+            operation, body_operation = _route(call)
         with acting_as(call.user):
             if operation is not None:
                 return operation(call)
@@ -178,11 +196,12 @@ class Gateway:
 
 
 def create_s3_app(services: Services, *, auth: bool = False, spool: Path | None = None,
-                  close_services: bool = False) -> Starlette:
+                  close_services: bool = False, scope: DatumScope | None = None) -> Starlette:
     """The gateway over ``services``: ``auth`` requires SigV4 with keys derived from Tusk tokens (anonymous
     access otherwise); ``spool`` holds multipart uploads until they complete (default:
-    ``$TUSK_HOME/tmp/s3-uploads``)."""
-    gateway = Gateway(services, auth, spool or services.settings.home / "tmp" / "s3-uploads")
+    ``$TUSK_HOME/tmp/s3-uploads``); ``scope``: a datum's endpoint, serving its buckets only
+    (``tusk.s3gateway.datums``)."""
+    gateway = Gateway(services, auth, spool or services.settings.home / "tmp" / "s3-uploads", scope)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -32,6 +32,9 @@ class Shared:
     auth: bool
     roles: RoleService
     uploads: Uploads
+    # a datum's endpoint (tusk.s3gateway.datums): only these buckets, by name, and only these keys sign
+    buckets: Mapping[str, Bucket] | None = None
+    keys: Mapping[str, tuple[str, str]] | None = None  # access key id -> (user, secret access key)
 
 
 @dataclass
@@ -69,6 +72,14 @@ class Call:
 
     def bucket(self, existing: bool = True) -> Bucket:
         """The bucket of the request, readable by the caller; ``existing``: not a branch yet to be created."""
+        if self._bucket is None and self.shared.buckets is not None:
+            found = self.shared.buckets.get(self.bucket_name)
+            if found is None:
+                raise S3Error("NoSuchBucket", f"no bucket {self.bucket_name}: this datum's endpoint serves "
+                                              f"{', '.join(sorted(self.shared.buckets)) or 'no input bucket'}",
+                              BucketName=self.bucket_name)
+            self._bucket = found
+            self.require(found.repo, "reader")
         if self._bucket is None:
             self._bucket = resolve(self.ops, self.bucket_name, self.readable)
             self.require(self._bucket.repo, "reader")

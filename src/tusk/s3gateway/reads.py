@@ -42,7 +42,9 @@ def list_buckets_op(call: Call) -> Response:
     sub(owner, "ID", call.user)
     sub(owner, "DisplayName", call.user)
     buckets = sub(root, "Buckets")
-    for name, created in list_buckets(call.ops, call.readable):
+    listed = list_buckets(call.ops, call.readable) if call.shared.buckets is None else [  # a datum's: its own
+        (b.name, call.ops.inspect_commit(f"{b.repo}@{b.ref}").started_at) for b in call.shared.buckets.values()]
+    for name, created in listed:
         b = sub(buckets, "Bucket")
         sub(b, "Name", name)
         sub(b, "CreationDate", iso(created))

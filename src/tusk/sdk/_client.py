@@ -20,8 +20,9 @@ from tusk.services import Services
 from tusk.versioning.refs import FileRef, parse_file_ref, parse_ref
 
 if TYPE_CHECKING:
+    from tusk.versioning.archive import ArchiveReport
     from tusk.versioning.files import Modification
-    from tusk.versioning.records import BranchInfo, CommitInfo, DiffEntry, FileInfo, FsckReport, RepoInfo
+    from tusk.versioning.records import BranchInfo, CommitInfo, DiffEntry, FileInfo, FsckReport, GcReport, RepoInfo
     from tusk.versioning.triggers import BranchTrigger
 
 __all__ = ["Client", "FileWriter"]
@@ -205,6 +206,36 @@ class Client(AuthMethods):
         repo, _, branch = ref.partition("@")
         return self.services.commits.list(repo, branch or None, limit)
 
+    def subscribe_commits(self, ref: str, new: bool = False, poll: float = 0.5, timeout: float | None = None,
+                          since: str | None = None) -> Iterator[CommitInfo]:
+        """Each finished commit of a branch as it lands, oldest first (``pachctl subscribe commit``): the
+        commits already there first, unless ``new`` (or only those after the commit ``since``). Ends after
+        ``timeout`` seconds, if given."""
+        import time
+
+        repo, branch, anc = parse_ref(ref)
+        if anc:
+            raise InvalidRef(f"{ref}: subscribe to a branch, not an ancestry ref")
+        if new and since is not None:
+            raise InvalidArgument("--new and --from cannot both be given: --new is from now, --from from a commit")
+        after = self.inspect_commit(f"{repo}@{since}").id if since is not None else None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        seen: set[str] = set()
+        first = True
+        while True:
+            commits = self.list_commits(f"{repo}@{branch}", None if first else 256)
+            landed = [c for c in reversed(commits) if c.state != "open" and c.id not in seen]
+            seen.update(c.id for c in commits if c.state != "open")
+            if first and after is not None:
+                ids = [c.id for c in landed]
+                landed = landed[ids.index(after) + 1:] if after in ids else []
+            if not (first and new):
+                yield from landed
+            first = False
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))
+
     def wait_commit(self, ref: str, timeout: float | None = None) -> CommitInfo:
         repo, name, _ = parse_ref(ref)
         return self.services.commits.wait(repo, name, timeout)
@@ -259,11 +290,13 @@ class Client(AuthMethods):
             return FileWriter(self, _writable(fref), append=mode == "ab")
         raise InvalidArgument(f"unsupported mode {mode!r}: use 'rb', 'wb' or 'ab'")
 
-    def get_file(self, ref: str) -> bytes:
-        return self.services.files.read_bytes(_ref(ref))
+    def get_file(self, ref: str, start: int = 0, end: int | None = None) -> bytes:
+        """The file's bytes, or bytes ``[start, end)`` of it (clamped to its size, as a slice is)."""
+        return self.services.files.read_bytes(_ref(ref), start, end)
 
-    def iter_file(self, ref: str) -> Iterator[bytes]:
-        return self.services.files.iter_bytes(_ref(ref))
+    def iter_file(self, ref: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """The file's bytes as they are read, or bytes ``[start, end)`` of it: only the chunks that hold them."""
+        return self.services.files.iter_bytes(_ref(ref), start, end)
 
     def download(self, ref: str, dest: str | Path, progress: Progress | None = None) -> int:
         return self.services.files.download(_ref(ref), Path(dest), progress)
@@ -304,3 +337,19 @@ class Client(AuthMethods):
     def fsck(self, verify_chunks: bool = True, repair: bool = False) -> FsckReport:
         """Verify every commit's tree and chunks; ``repair`` rewrites bad chunks from any good stored copy."""
         return self.services.fsck(verify_chunks, repair)
+
+    def gc(self, dry_run: bool = False, grace: float | None = None) -> GcReport:
+        """Delete every object nothing refers to that is older than ``grace`` seconds (default: an hour);
+        ``dry_run`` only reports. Safe while writers run (docs/decisions/0014-gc.md)."""
+        if grace is None:
+            return self.services.gc(dry_run)
+        return self.services.gc(dry_run, grace)
+
+    def extract(self, dest: str | Path | BinaryIO) -> ArchiveReport:
+        """Write the whole store (every metadata row and every object) as one archive to a binary stream, a
+        local file or an ``s3://bucket/key`` URL (docs/extract-restore.md)."""
+        return self.services.extract(dest)
+
+    def restore(self, src: str | Path | BinaryIO) -> ArchiveReport:
+        """Load an archive into this store, which must be empty, then fsck it (``report.fsck``)."""
+        return self.services.restore(src)

@@ -38,22 +38,28 @@ class ModelMethods(PipelineMethods):
         """Write the model's files and tusk-manifest.json into ``dest`` (load them with tusk.models.load_dir)."""
         return self.services.models.export(ref, Path(dest))
 
-    def promote_model(self, ref: str, to: str) -> BranchMove:
-        """Point branch ``to`` (e.g. production) at the model commit ``ref``; pipelines reading it re-run."""
-        move = self.services.models.promote(ref, to)
+    def promote_model(self, ref: str, to: str, note: str | None = None) -> BranchMove:
+        """Point branch ``to`` (e.g. production) at the model commit ``ref``; pipelines reading it re-run.
+
+        ``note`` says why, in a line of at most 1000 characters; the history keeps it with the move.
+        """
+        move = self.services.models.promote(ref, to, note)
         self._after_write()
         return move
 
-    def rollback_model(self, ref: str, steps: int = 1) -> BranchMove:
-        """``repo@branch``: move the branch back to the model it had before its last ``steps`` promotions."""
+    def rollback_model(self, ref: str, steps: int = 1, note: str | None = None) -> BranchMove:
+        """``repo@branch``: move the branch back to the model it had before its last ``steps`` promotions.
+
+        ``note`` says why (as for ``promote_model``).
+        """
         repo, branch, anc = parse_ref(ref, default_branch=None)
         if anc:
             raise InvalidRef(f"{ref}: name a branch (repo@production), not an ancestry")
-        move = self.services.models.rollback(repo, branch, steps)
+        move = self.services.models.rollback(repo, branch, steps, note)
         self._after_write()
         return move
 
     def model_history(self, ref: str) -> list[BranchMove]:
-        """``repo@branch``: every move of the branch, newest first, with who, when and why."""
+        """``repo@branch``: every move of the branch, newest first, with who, when, its kind and its note."""
         repo, branch, _ = parse_ref(ref, default_branch=None)
         return self.services.models.history(repo, branch)

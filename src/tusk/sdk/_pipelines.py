@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # the pipeline spec (pydantic) and the datum engine load when
     from tusk.pipelines.spec import PfsInput, PipelineSpec
     from tusk.services import Services
 
-__all__ = ["FAILED_STATES", "CodeUpload", "PipelineMethods", "SpecSource", "describe_failures"]
+__all__ = ["FAILED_STATES", "CodeUpload", "PipelineMethods", "SpecSource", "describe_failures", "same_name"]
 
 JobProgress = Callable[[str, int, int, int], None]  # (pipeline, datums done, total, failed)
 SpecSource = Union["PipelineSpec", dict[str, Any], str, Path]
@@ -37,6 +37,15 @@ def _specs(source: SpecSource) -> tuple[list[PipelineSpec], Path]:
     if not path.is_file():
         raise InvalidArgument(f"no such spec file: {path}")
     return load_spec(path), path.resolve().parent
+
+
+def same_name(name: str, spec: dict[str, Any]) -> None:
+    from tusk.pipelines.spec import parse_spec
+
+    edited = parse_spec(spec).name
+    if edited != name:
+        raise InvalidArgument(f"the edited spec names pipeline {edited!r}, not {name!r}: editing cannot rename a "
+                              f"pipeline; create {edited!r} with `tusk create pipeline -f`")
 
 
 def _with_notes(info: PipelineInfo, spec: PipelineSpec, extra: list[str] | None = None) -> PipelineInfo:
@@ -88,9 +97,24 @@ class PipelineMethods:
         if failed:
             raise JobFailed(describe_failures(failed, self.list_datums), failed)
 
-    def run_pending_jobs(self, progress: JobProgress | None = None) -> list[JobInfo]:
-        """Run every queued job now, in DAG order (embedded mode)."""
+    def run_pending_jobs(self, progress: JobProgress | None = None, *, wait_for_held: bool = False
+                         ) -> list[JobInfo]:
+        """Run every queued job now, in DAG order (and take over those whose runner's lease lapsed).
+
+        ``wait_for_held``: also wait for the jobs other runners hold, until no job is active, as a server's
+        ``POST /api/v1/jobs/run-pending`` (what a remote client calls) does.
+        """
+        if wait_for_held:
+            return self.services.jobs.drain(progress or self.job_progress)
         return self.services.jobs.run_pending(progress or self.job_progress)
+
+    def has_code(self, digest: str) -> bool:
+        """Whether the code tree ``digest`` (and every chunk under it) is stored."""
+        return self.services.pipelines.code.has(digest)
+
+    def store_code(self, directory: str | Path) -> str:
+        """Store a code directory as a tree (nothing is written when it is stored already); return its digest."""
+        return self.services.pipelines.code.store(Path(directory)).digest
 
     def _run_caused(self) -> list[JobInfo]:
         """Run the jobs this client's writes triggered (their whole DAG), not other people's queued work:
@@ -135,6 +159,13 @@ class PipelineMethods:
         if self.run_jobs if wait is None else wait:
             self._run_caused()
         return [_with_notes(self.services.pipelines.inspect(s.name), s, notes[s.name]) for s in specs]
+
+    def edit_pipeline(self, name: str, spec: dict[str, Any], reprocess: bool = False, wait: bool | None = None
+                      ) -> list[PipelineInfo]:
+        """A new version of pipeline ``name`` with this spec and the code its current version runs
+        (``pachctl edit pipeline``: the spec changes, the code stays)."""
+        same_name(name, spec)
+        return self.update_pipeline(spec, reprocess, wait, code=self.services.pipelines.current_code(name))
 
     def rerun_pipeline(self, name: str, reprocess: bool = False, wait: bool | None = None) -> PipelineInfo:
         self.services.pipelines.rerun(name, reprocess)

@@ -25,7 +25,7 @@ import tusk.errors as errors
 from tusk.auth import RoleBinding, TokenInfo
 from tusk.config import Settings
 from tusk.documents import load_documents
-from tusk.errors import InvalidArgument, InvalidRef, StorageUnavailable, TuskError
+from tusk.errors import FileNotFound, InvalidArgument, InvalidRef, StorageUnavailable, TuskError
 from tusk.models.loaders import LoadedModel
 from tusk.models.local import load_dir
 from tusk.models.manifest import Manifest
@@ -36,14 +36,16 @@ from tusk.pipelines.datums import Datum, DatumInput
 from tusk.pipelines.records import DatumInfo, JobInfo, PipelineInfo
 from tusk.pipelines.spec import PipelineSpec, parse_spec
 from tusk.sdk._client import Client, FileWriter, Progress, Source, _ref, _writable
-from tusk.sdk._pipelines import CodeUpload, JobProgress, SpecSource
+from tusk.sdk._pipelines import CodeUpload, JobProgress, SpecSource, same_name
 from tusk.services import Services
 from tusk.serving.algorithms import AlgoResponse, AlgorithmHandle, AlgorithmVersion
 from tusk.serving.deployments import DeploymentInfo, DeploymentRevision
 from tusk.serving.spec import DeploymentSpec, load_deployment_specs
 from tusk.transfer import JOBS_HEADER, BatchWriter, Pipe, tar_directory, untar_directory
+from tusk.versioning.archive import ArchiveReport
 from tusk.versioning.files import write_file_atomically
-from tusk.versioning.records import BranchInfo, CommitInfo, DiffEntry, FileInfo, FsckReport, RepoInfo
+from tusk.versioning.loading import Loader
+from tusk.versioning.records import BranchInfo, CommitInfo, DiffEntry, FileInfo, FsckReport, GcReport, RepoInfo
 from tusk.versioning.refs import FileRef, parse_file_ref, parse_ref
 from tusk.versioning.triggers import BranchTrigger
 
@@ -96,7 +98,7 @@ class _Reader(Pipe):
         super().close()
 
 
-class RemoteModification:
+class RemoteModification(Loader):
     """``client.modify(...)`` against a server: the same calls as ``Modification``, sent as one batch."""
 
     def __init__(self, client: RemoteClient, repo: str, target: str, description: str | None,
@@ -125,8 +127,14 @@ class RemoteModification:
     def put_tree(self, path: str, source: Path) -> int:
         return self.batch.put_tree(path, source)
 
-    def delete(self, path: str) -> None:
-        self.batch.delete(path)
+    def delete(self, path: str, missing_ok: bool = False) -> None:
+        self.batch.delete(path, missing_ok)
+
+    def count_children(self, path: str) -> int:
+        try:
+            return len(self.client.list_files(f"{self.repo}@{self.target}:{path}"))
+        except FileNotFound:
+            return 0
 
     def copy(self, src: FileRef, dst_path: str) -> None:
         self.batch.copy(str(src), dst_path)
@@ -202,7 +210,9 @@ class RemoteClient(Client):
         self.http.close()
 
     # -- transport -------------------------------------------------------------
-    def _send(self, method: str, url: str, stream: bool = False, **kw: Any) -> httpx.Response:
+    def _send(self, method: str, url: str, stream: bool = False, allow: int | None = None, **kw: Any
+              ) -> httpx.Response:
+        """The response, or its error raised as a TuskError (except an ``allow`` status, the caller's to handle)."""
         try:
             request = self.http.build_request(method, url, **kw)
             response = self.http.send(request, stream=stream)
@@ -210,7 +220,7 @@ class RemoteClient(Client):
             raise StorageUnavailable(f"cannot reach the Tusk server at {self.settings.address}: {exc}; "
                                      "is `tusk server` running there? (unset TUSK_ADDRESS to work embedded)"
                                      ) from None
-        if response.status_code >= 400:
+        if response.status_code >= 400 and response.status_code != allow:
             if stream:
                 response.read()
             _raise(response)
@@ -296,6 +306,10 @@ class RemoteClient(Client):
         return self._get(list[CommitInfo], f"/api/v1/repos/{_q(repo)}/commits", branch=branch or None,
                          limit=limit)
 
+    def subscribe_commits(self, ref: str, new: bool = False, poll: float = 0.5, timeout: float | None = None,
+                          since: str | None = None) -> Iterator[CommitInfo]:
+        return super().subscribe_commits(ref, new, poll, timeout, since)  # (it polls list_commits, on the server)
+
     def wait_commit(self, ref: str, timeout: float | None = None) -> CommitInfo:
         repo, name, _ = parse_ref(ref)
         params = {"timeout": timeout} if timeout is not None else {}
@@ -358,15 +372,40 @@ class RemoteClient(Client):
             return FileWriter(self, _writable(fref), append=mode == "ab")
         raise InvalidArgument(f"unsupported mode {mode!r}: use 'rb', 'wb' or 'ab'")
 
-    def get_file(self, ref: str) -> bytes:
-        return b"".join(self.iter_file(ref))
+    def get_file(self, ref: str, start: int = 0, end: int | None = None) -> bytes:
+        return b"".join(self.iter_file(ref, start, end))
 
-    def iter_file(self, ref: str) -> Iterator[bytes]:
-        response = self._send("GET", self._file_url("files", _ref(ref)), stream=True)
+    def iter_file(self, ref: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """The file's bytes, or bytes ``[start, end)`` of it (an HTTP Range: the server reads only those chunks)."""
+        fref = _ref(ref)
+        if start < 0 or (end is not None and end < 0):
+            raise InvalidArgument(f"{ref}: a byte range is [start, end) with start, end >= 0 (got {start}, {end})")
+        ranged = start > 0 or end is not None
+        if end is not None and end <= start:  # nothing to read, but a missing file or a directory still says so
+            if self.inspect_file(ref).kind != "file":
+                raise InvalidArgument(f"{ref} is a directory; get it recursively")
+            return iter(())
+        headers = {"Range": f"bytes={start}-{'' if end is None else end - 1}"} if ranged else {}
+        response = self._send("GET", self._file_url("files", fref), stream=True, allow=416, headers=headers)
+        if response.status_code == 416:  # the range starts at or past the end: empty, as a slice is
+            response.close()
+            return iter(())
+        skip = start if ranged and response.status_code == 200 else 0  # a server that ignored the Range
+        left = None if end is None else end - start
 
         def chunks() -> Iterator[bytes]:
+            nonlocal skip, left
             try:
-                yield from response.iter_bytes()
+                for data in response.iter_bytes():
+                    if skip:
+                        data, skip = data[skip:], max(0, skip - len(data))
+                    if left is not None:
+                        data = data[:left]
+                        left -= len(data)
+                    if data:
+                        yield data
+                    if left == 0:
+                        return
             except httpx.HTTPError as exc:  # the server hit an error after the first bytes (its log says which)
                 raise TuskError(f"the server stopped sending {ref} part way: {exc}") from None
             finally:
@@ -423,6 +462,21 @@ class RemoteClient(Client):
         return _load(FsckReport, self._json("POST", "/api/v1/fsck", params={
             "verify_chunks": str(verify_chunks).lower(), "repair": str(repair).lower()}))
 
+    def gc(self, dry_run: bool = False, grace: float | None = None) -> GcReport:
+        params = {"dry_run": str(dry_run).lower()} | ({} if grace is None else {"grace": str(grace)})
+        return _load(GcReport, self._json("POST", "/api/v1/gc", params=params))
+
+    def extract(self, dest: str | Path | BinaryIO) -> ArchiveReport:
+        raise InvalidArgument(self._on_the_store("extract"))
+
+    def restore(self, src: str | Path | BinaryIO) -> ArchiveReport:
+        raise InvalidArgument(self._on_the_store("restore"))
+
+    def _on_the_store(self, verb: str) -> str:
+        return (f"{verb} works on the store itself, not through the server {self.settings.address}: run `tusk "
+                f"{verb}` where the store is, with the server's TUSK_DATABASE_URL and TUSK_OBJECTS_URL (and "
+                "TUSK_CONTEXT=none)")
+
     # -- pipelines -----------------------------------------------------------------
     def _pipeline_request(self, source: SpecSource, reprocess: bool = False, with_code: bool = True
                           ) -> dict[str, Any]:
@@ -445,20 +499,28 @@ class RemoteClient(Client):
             request["code"] = {"digest": self._store_code(code_dir), "info": describe_code(code_dir)}
         return request
 
+    def has_code(self, digest: str) -> bool:
+        try:
+            self._json("GET", f"/api/v1/code/{digest}")
+            return True
+        except errors.NotFound:
+            return False
+
+    def store_code(self, directory: str | Path) -> str:
+        return self._store_code(Path(directory))
+
     def _store_code(self, code_dir: Path) -> str:
         """The digest of the code directory's tree, stored on the server: hashed here, uploaded only when the
         server does not hold that tree already."""
         digest = hash_code(code_dir).digest
-        try:
-            self._json("GET", f"/api/v1/code/{digest}")
+        if self.has_code(digest):
             return digest
-        except errors.NotFound:
-            pass
         uploaded = self._json("POST", "/api/v1/code", content=tar_directory(code_dir),
                               headers={"Content-Type": "application/x-tar"})
         return str(uploaded["digest"])
 
-    def run_pending_jobs(self, progress: JobProgress | None = None) -> list[JobInfo]:
+    def run_pending_jobs(self, progress: JobProgress | None = None, *, wait_for_held: bool = True
+                         ) -> list[JobInfo]:  # (the server always waits for the jobs its replicas hold)
         return _load(list[JobInfo], self._json("POST", "/api/v1/jobs/run-pending"))
 
     def create_pipeline(self, source: SpecSource, wait: bool | None = None, *, code: CodeUpload | None = None
@@ -470,6 +532,16 @@ class RemoteClient(Client):
                         code: CodeUpload | None = None) -> list[PipelineInfo]:
         return _load(list[PipelineInfo], self._json("PUT", "/api/v1/pipelines",
                                                     json=self._pipeline_request(source, reprocess),
+                                                    params=self._wait(wait)))
+
+    def edit_pipeline(self, name: str, spec: dict[str, Any], reprocess: bool = False, wait: bool | None = None
+                      ) -> list[PipelineInfo]:
+        same_name(name, spec)
+        code = self.inspect_pipeline(name).code or {}
+        request: dict[str, Any] = {"specs": [spec], "reprocess": reprocess}
+        if code.get("tree"):  # the code the current version runs, stored on the server already
+            request["code"] = {"digest": code["tree"], "info": code}
+        return _load(list[PipelineInfo], self._json("PUT", "/api/v1/pipelines", json=request,
                                                     params=self._wait(wait)))
 
     def rerun_pipeline(self, name: str, reprocess: bool = False, wait: bool | None = None) -> PipelineInfo:
@@ -565,13 +637,13 @@ class RemoteClient(Client):
             manifest = self.export_model(ref, where)
             return load_dir(where, fref.path if fref.has_path else None, manifest)
 
-    def promote_model(self, ref: str, to: str) -> BranchMove:
-        return _load(BranchMove, self._json("POST", "/api/v1/models/promote", json={"ref": ref, "to": to},
-                                            params=self._wait()))
+    def promote_model(self, ref: str, to: str, note: str | None = None) -> BranchMove:
+        body = {"ref": ref, "to": to} | ({"note": note} if note is not None else {})
+        return _load(BranchMove, self._json("POST", "/api/v1/models/promote", json=body, params=self._wait()))
 
-    def rollback_model(self, ref: str, steps: int = 1) -> BranchMove:
-        return _load(BranchMove, self._json("POST", "/api/v1/models/rollback", json={"ref": ref, "steps": steps},
-                                            params=self._wait()))
+    def rollback_model(self, ref: str, steps: int = 1, note: str | None = None) -> BranchMove:
+        body = {"ref": ref, "steps": steps} | ({"note": note} if note is not None else {})
+        return _load(BranchMove, self._json("POST", "/api/v1/models/rollback", json=body, params=self._wait()))
 
     def model_history(self, ref: str) -> list[BranchMove]:
         return self._get(list[BranchMove], "/api/v1/models/history", ref=ref)

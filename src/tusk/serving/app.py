@@ -33,7 +33,8 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,7 @@ from starlette.routing import Route
 import tusk
 from tusk.errors import InputError, NotReady, TuskError, UnsupportedMediaType
 from tusk.services import Services
-from tusk.serving.binary import HEADER, split_request
+from tusk.serving.binary import HEADER, BinarySection, split_request
 from tusk.serving.bodies import compress, parse_json, read_body, response_coding
 from tusk.serving.detectors import Detection
 from tusk.serving.live import LiveDeployment, Predictor, ServingState
@@ -62,7 +63,7 @@ from tusk.serving.tensors import (
     rows_from_json,
 )
 
-__all__ = ["create_app"]
+__all__ = ["Handlers", "Inference", "create_app"]
 
 log = logging.getLogger("tusk.serving")
 
@@ -85,10 +86,19 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 def _internal(exc: BaseException, request: Request) -> str:
+    return internal_error(exc, f"{request.method} {request.url.path}")
+
+
+def internal_error(exc: BaseException, where: str) -> str:
     """Log an unexpected error with its stack trace; the client gets only the incident id (no paths, no code)."""
     incident = secrets.token_hex(4)
-    log.error("unexpected error %s in %s %s", incident, request.method, request.url.path, exc_info=exc)
+    log.error("unexpected error %s in %s", incident, where, exc_info=exc)
     return f"internal error {incident}: the server's log has the details"
+
+
+def status_of(exc: BaseException) -> int:
+    """The HTTP status an error answers with (gRPC maps it to its own codes)."""
+    return exc.http_status if isinstance(exc, TuskError) else 500
 
 
 def _error(exc: BaseException, request: Request) -> Response:
@@ -98,9 +108,12 @@ def _error(exc: BaseException, request: Request) -> Response:
 
 
 def _authorize(request: Request, resource: str) -> None:
-    """With auth on (the API server puts the caller in the scope), the caller must be a reader of the
-    deployment or algorithm; serving alone (no caller) is open, as before."""
-    caller = request.scope.get("tusk_caller")
+    authorize(request.scope.get("tusk_caller"), resource)
+
+
+def authorize(caller: Any, resource: str) -> None:
+    """With auth on (the API server puts the caller in the scope; the gRPC server identifies one from the
+    metadata), the caller must be a reader of the deployment or algorithm; serving alone (no caller) is open."""
     if caller is not None:
         caller.require(resource, "reader")
 
@@ -141,6 +154,34 @@ def _may_read(request: Request) -> Callable[[str], bool]:
     return lambda resource: bool(caller.can(resource, "reader"))
 
 
+@dataclass(frozen=True)
+class Inference:
+    """One OIP inference, answered by a model but not yet sent: what REST and gRPC each encode their way."""
+
+    dep: LiveDeployment
+    predictor: Predictor
+    served: Any  # the Served model that answered
+    set_cookie: bool  # REST: (re)set the sticky-routing cookie
+    rows: Rows
+    wanted: list[tuple[str, bool]]  # the outputs to answer, each with whether REST sends it binary
+    outputs: dict[str, Any]  # the model's outputs by name
+    parameters: dict[str, Any]  # the response's parameters: predictor, model_repo, global_id, ...
+    request_id: str | None
+
+    @property
+    def want(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.wanted)
+
+    @property
+    def provenance(self) -> dict[str, str]:
+        """What answered, as REST sends it in headers and gRPC in trailing metadata."""
+        return _headers(self.dep, self.predictor, self.served)
+
+
+# reads a request's OIP body (a JSON-shaped dict) and its binary tensor data, if any
+BodyReader = Callable[[], Awaitable[tuple[Any, BinarySection | None]]]
+
+
 class Handlers:
     def __init__(self, state: ServingState, max_body_bytes: int) -> None:
         self.state = state
@@ -175,16 +216,13 @@ class Handlers:
         return _json({"ready": ok, "waiting": waiting}, 200 if ok else 400)
 
     async def server_metadata(self, request: Request) -> Response:
-        return _json({"name": "tusk", "version": tusk.__version__,
-                      "extensions": ["binary_tensor_data", "tusk_invocations", "tusk_algorithms", "tusk_metrics"]})
+        return _json(server_metadata())
 
     async def model_metadata(self, request: Request) -> Response:
         try:
             _authorize(request, f"deployment/{request.path_params['model']}")
             dep = self.state.get(request.path_params["model"])
-            version = request.path_params.get("version")
-            predictors = [dep.by_version(version)] if version else list(dep.predictors.values())
-            return _json(_metadata(dep, predictors))
+            return _json(model_metadata(dep, request.path_params.get("version")))
         except Exception as exc:
             return _error(exc, request)
 
@@ -194,13 +232,11 @@ class Handlers:
         try:
             _authorize(request, f"deployment/{request.path_params['model']}")
             dep = self.state.get(request.path_params["model"])
-            version = request.path_params.get("version")
-            predictors = [dep.by_version(version)] if version else list(dep.predictors.values())
+            reason = model_not_ready(dep, request.path_params.get("version"))
         except Exception as exc:
             return _error(exc, request)
-        reasons = [f"predictor {p.name}: {p.error or 'loading'}" for p in predictors if p.served is None]
-        if reasons:
-            return _json({"name": dep.name, "ready": False, "reason": "; ".join(reasons)}, 400)
+        if reason:
+            return _json({"name": dep.name, "ready": False, "reason": reason}, 400)
         return _json({"name": dep.name, "ready": True})
 
     async def metrics(self, request: Request) -> Response:
@@ -213,23 +249,63 @@ class Handlers:
 
     # -- inference -------------------------------------------------------------
     def _route(self, dep: LiveDeployment, request: Request, version: str | None) -> tuple[Predictor, bool]:
-        """The predictor for this request, and whether to (re)set the sticky cookie."""
+        return self.route(dep, version, request.cookies, request.headers.get("x-tusk-route-key"))
+
+    @staticmethod
+    def route(dep: LiveDeployment, version: str | None, cookies: Mapping[str, str],
+              route_key: str | None) -> tuple[Predictor, bool]:
+        """The predictor for this request, and whether to (re)set the sticky cookie: ``version`` pins one;
+        else the traffic split, sticky by the route key or the cookie when the deployment is sticky."""
         if version:
             return dep.by_version(version), False
-        pinned = request.cookies.get(cookie_name(dep.name)) if dep.spec.sticky else None
-        key = request.headers.get("x-tusk-route-key") if dep.spec.sticky else None
+        pinned = cookies.get(cookie_name(dep.name)) if dep.spec.sticky else None
+        key = route_key if dep.spec.sticky else None
         name = choose(dep.weights, draw=random.random(), key=key, pinned=pinned)
         return dep.predictors[name], dep.spec.sticky and pinned != name and not key
 
     async def infer(self, request: Request) -> Response:
         started = time.perf_counter()
+
+        async def read() -> tuple[Any, BinarySection | None]:
+            raw = await read_body(request, self.max_body)
+            return split_request(raw, request.headers.get(HEADER))
+
+        try:
+            inference = await self.run_inference(request.scope.get("tusk_caller"), request.path_params["model"],
+                                                 request.path_params.get("version"), read, request.cookies,
+                                                 request.headers.get("x-tusk-route-key"), "v2")
+        except Exception as exc:
+            return _error(exc, request)  # counted by run_inference
+        i = inference
+        try:
+            outputs, blobs = [], []
+            for name, as_binary in i.wanted:
+                if as_binary:
+                    tensor, blob = encode_binary_output(name, i.outputs[name])
+                    outputs.append(tensor)
+                    blobs.append(blob)
+                else:
+                    outputs.append(encode_output(name, i.outputs[name]))
+            response: dict[str, Any] = {"model_name": i.dep.name, "model_version": i.served.commit,
+                                        "outputs": outputs, "parameters": i.parameters}
+            if i.request_id is not None:
+                response["id"] = i.request_id
+            return await self._answer(request, response, blobs, i.dep, i.predictor, i.served, i.set_cookie, i.rows,
+                                      i.want, i.outputs, "v2", started, i.request_id)
+        except Exception as exc:
+            return self._failed(request, i.dep, i.predictor, exc, "v2")
+
+    async def run_inference(self, caller: Any, model: str, version: str | None, read: BodyReader,
+                            cookies: Mapping[str, str], route_key: str | None, protocol: str) -> Inference:
+        """An OIP V2 inference, whatever the transport: authorize, read and decode the request, route it
+        (version, traffic split, stickiness), predict through the batcher, detect. A failure is counted in the
+        metrics and raised; the transport answers it, encodes the outputs, then calls :meth:`after`."""
         dep: LiveDeployment | None = None
         predictor: Predictor | None = None
         try:
-            _authorize(request, f"deployment/{request.path_params['model']}")
-            dep = self.state.get(request.path_params["model"])
-            raw = await read_body(request, self.max_body)
-            body, binary = split_request(raw, request.headers.get(HEADER))
+            authorize(caller, f"deployment/{model}")
+            dep = self.state.get(model)
+            body, binary = await read()
             if not isinstance(body, dict):
                 raise InputError("the request body must be a JSON object with inputs")
             request_id = _request_id(body)
@@ -239,32 +315,20 @@ class Handlers:
             rows = decode_inputs(body.get("inputs"), binary)
             wanted = _wanted(body.get("outputs"), params)
             want = tuple(name for name, _ in wanted)
-            predictor, set_cookie = self._route(dep, request, request.path_params.get("version"))
+            predictor, set_cookie = self.route(dep, version, cookies, route_key)
             result, served, ignored = await self._predict(dep, predictor, rows, want)
             detection = await self._detect(dep, served, rows, inline=bool(params.get("detect")))
-            outputs, blobs = [], []
-            for name, as_binary in wanted:
-                if as_binary:
-                    tensor, blob = encode_binary_output(name, result.outputs[name])
-                    outputs.append(tensor)
-                    blobs.append(blob)
-                else:
-                    outputs.append(encode_output(name, result.outputs[name]))
-            response: dict[str, Any] = {
-                "model_name": dep.name, "model_version": served.commit, "outputs": outputs,
-                "parameters": {"predictor": predictor.name, "model_repo": served.repo,
-                               "global_id": served.global_id},
-            }
-            if request_id is not None:
-                response["id"] = request_id
+            parameters: dict[str, Any] = {"predictor": predictor.name, "model_repo": served.repo,
+                                          "global_id": served.global_id}
             if ignored:
-                response["parameters"]["ignored_inputs"] = ignored
+                parameters["ignored_inputs"] = ignored
             if detection is not None:
-                response["parameters"].update(_detection(detection))
-            return await self._answer(request, response, blobs, dep, predictor, served, set_cookie, rows, want,
-                                      result.outputs, "v2", started, body)
+                parameters.update(_detection(detection))
+            return Inference(dep, predictor, served, set_cookie, rows, wanted, result.outputs, parameters,
+                             request_id)
         except Exception as exc:
-            return self._failed(request, dep, predictor, exc, "v2")
+            self.count_failure(dep, predictor, exc, protocol, status_of(exc))
+            raise
 
     async def invocations(self, request: Request) -> Response:
         """MLflow scoring protocol: ``{"predictions": [...]}``."""
@@ -280,7 +344,8 @@ class Handlers:
             result, served, _ = await self._predict(dep, predictor, rows, want)
             await self._detect(dep, served, rows, inline=False)
             return await self._answer(request, {"predictions": result.outputs["predict"]}, [], dep, predictor,
-                                      served, set_cookie, rows, want, result.outputs, "invocations", started, None)
+                                      served, set_cookie, rows, want, result.outputs, "invocations", started,
+                                      None)
         except Exception as exc:
             return self._failed(request, dep, predictor, exc, "invocations")
 
@@ -327,7 +392,7 @@ class Handlers:
 
     async def _answer(self, request: Request, doc: dict[str, Any], blobs: list[bytes], dep: LiveDeployment,
                       predictor: Predictor, served: Any, set_cookie: bool, rows: Rows, want: tuple[str, ...],
-                      outputs: dict[str, Any], protocol: str, started: float, body: Any) -> Response:
+                      outputs: dict[str, Any], protocol: str, started: float, request_id: str | None) -> Response:
         """The response with provenance headers (and the sticky cookie), its binary outputs after the JSON, and
         compressed if the client asks; then metrics, log and shadow copy."""
         headers = _headers(dep, predictor, served)
@@ -347,11 +412,16 @@ class Handlers:
         out = Response(content, 200, headers, media_type=media_type)
         if set_cookie:
             out.set_cookie(cookie_name(dep.name), predictor.name, httponly=True, samesite="lax")
-        self._after(dep, predictor, served, rows, want, outputs, protocol, started, body)
+        self._after(dep, predictor, served, rows, want, outputs, protocol, started, request_id)
         return out
 
+    def after(self, inference: Inference, protocol: str, started: float) -> None:
+        """Once the answer is encoded: metrics, the request log and the shadow copy (none awaited)."""
+        i = inference
+        self._after(i.dep, i.predictor, i.served, i.rows, i.want, i.outputs, protocol, started, i.request_id)
+
     def _after(self, dep: LiveDeployment, predictor: Predictor, served: Any, rows: Rows, want: tuple[str, ...],
-               outputs: dict[str, Any], protocol: str, started: float, body: Any) -> None:
+               outputs: dict[str, Any], protocol: str, started: float, request_id: str | None) -> None:
         """Metrics, the request log and the shadow copy: all after the answer is ready, none awaited."""
         elapsed = time.perf_counter() - started
         served.metric("requests", protocol, "200").inc()
@@ -359,7 +429,7 @@ class Handlers:
         served.metric("rows").inc(rows.n)
         if dep.log is not None:
             record = _log_record(dep, predictor, served, protocol, elapsed, rows, outputs, want)
-            record["id"] = body.get("id") if isinstance(body, dict) else None
+            record["id"] = request_id
             dep.log.record(record)
         shadow = dep.shadow
         if shadow is not None:
@@ -386,17 +456,23 @@ class Handlers:
             dep.log.record(_log_record(dep, shadow, served, protocol, time.perf_counter() - started, rows,
                                        result.outputs, want))
 
-    @staticmethod
-    def _failed(request: Request, dep: LiveDeployment | None, predictor: Predictor | None, exc: BaseException,
+    @classmethod
+    def _failed(cls, request: Request, dep: LiveDeployment | None, predictor: Predictor | None, exc: BaseException,
                 protocol: str) -> Response:
         """Count the failure against what was chosen so far, and answer ``{"error": ..., "error_type": ...}``."""
         response = _error(exc, request)
+        cls.count_failure(dep, predictor, exc, protocol, response.status_code)
+        return response
+
+    @staticmethod
+    def count_failure(dep: LiveDeployment | None, predictor: Predictor | None, exc: BaseException, protocol: str,
+                      status: int) -> None:
+        """A failed request in the metrics, against the deployment and predictor chosen so far."""
         name = dep.name if dep else ""
         pname = predictor.name if predictor else ""
         version = predictor.served.commit if predictor and predictor.served else ""
         METRICS.errors.labels(name, pname, version, type(exc).__name__).inc()
-        METRICS.requests.labels(name, pname, version, protocol, str(response.status_code)).inc()
-        return response
+        METRICS.requests.labels(name, pname, version, protocol, str(status)).inc()
 
     # -- algorithms ------------------------------------------------------------
     async def algo(self, request: Request) -> Response:
@@ -463,6 +539,24 @@ def _request_id(body: dict[str, Any]) -> str | None:
             type(value), "null")
         raise InputError(f"id must be a string (it is echoed in the response), got {kind}")
     return value
+
+
+def server_metadata() -> dict[str, Any]:
+    return {"name": "tusk", "version": tusk.__version__,
+            "extensions": ["binary_tensor_data", "tusk_invocations", "tusk_algorithms", "tusk_metrics"]}
+
+
+def model_metadata(dep: LiveDeployment, version: str | None) -> dict[str, Any]:
+    """OIP model metadata of a deployment, or of the one predictor a version names."""
+    predictors = [dep.by_version(version)] if version else list(dep.predictors.values())
+    return _metadata(dep, predictors)
+
+
+def model_not_ready(dep: LiveDeployment, version: str | None) -> str | None:
+    """Why the deployment (or the predictor a version names) cannot answer yet; None when it can."""
+    predictors = [dep.by_version(version)] if version else list(dep.predictors.values())
+    reasons = [f"predictor {p.name}: {p.error or 'loading'}" for p in predictors if p.served is None]
+    return "; ".join(reasons) or None
 
 
 def _log_record(dep: LiveDeployment, predictor: Predictor, served: Any, protocol: str, elapsed: float, rows: Rows,
@@ -538,11 +632,11 @@ def _metadata(dep: LiveDeployment, predictors: list[Predictor]) -> dict[str, Any
     if served is not None:
         inputs = _input_tensors(served)
         impl = served.model.impl
-        classes = getattr(impl, "classes_", None)  # a classifier's labels; a regressor predicts floats
+        classes = served.model.classes  # a classifier's labels; a regressor predicts floats
         declared = getattr(impl, "oip_outputs", None) or {}  # what the model says it returns (ONNX: its graph)
         label_type = declared.get("predict") or (datatype_of(np.asarray(classes)) if classes is not None else "FP64")
         outputs.append({"name": "predict", "datatype": label_type, "shape": [-1]})
-        if hasattr(impl, "predict_proba"):
+        if served.model.has_predict_proba:
             outputs.append({"name": "predict_proba", "datatype": declared.get("predict_proba", "FP64"),
                             "shape": [-1, len(classes) if classes is not None else -1]})
     return {
@@ -657,6 +751,7 @@ def create_app(services: Services, deployments: list[str] | None = None, poll: f
     add("/v1/algo/{owner}/{name}/{version}", h.algo, ["POST"])
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.serving = state
+    app.state.handlers = h  # what the gRPC endpoint (tusk.serving.grpc) answers with
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return _json({"error": f"no such endpoint: {request.method} {request.url.path}", "error_type": "NotFound"},

@@ -1,5 +1,8 @@
 """``tusk server``: the REST API, the scheduler and the deployments, under uvicorn, in one or several processes.
 
+Each process also serves OIP V2 over gRPC (:mod:`tusk.serving.grpc`) on its own port, on the same event loop,
+started once the deployments are loaded and stopped (gracefully) before they are.
+
 Workers share the listening socket; each loads the models itself (verified
 against their manifests) and follows branch moves on its own, so one slow load
 never stalls the others. SIGTERM or Ctrl-C is a graceful shutdown: stop
@@ -15,16 +18,19 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 
 from tusk.config import Settings
 
-__all__ = ["ServeOptions", "app_from_env", "serve", "serve_in_thread"]
+__all__ = ["GRPC_PORT", "ServeOptions", "app_from_env", "serve", "serve_in_thread", "with_grpc"]
+
+GRPC_PORT = 8081  # `tusk server`'s default gRPC port: MLServer's, beside the same REST port 8080
 
 _OPTIONS_ENV = "TUSK_SERVE_OPTIONS"  # internal: how the parent hands its options to spawned workers
 
@@ -44,15 +50,77 @@ class ServeOptions:
     scheduler: bool = True  # run triggered jobs and cron ticks in this server
     allow_unsandboxed: bool = False  # with auth on, run user code without a sandbox all the same (an admin's call)
     s3_port: int | None = None  # also serve the S3 gateway on this port (tusk.s3gateway); None: no gateway
+    grpc_port: int | None = None  # also serve OIP V2 over gRPC on this port (0: any free one); None: no gRPC
 
 
 def _app(settings: Settings, options: ServeOptions) -> Starlette:
     from tusk.api import create_app
     from tusk.services import Services
 
-    return create_app(Services.open(settings), auth=options.auth, scheduler=options.scheduler,
-                      deployments=list(options.deployments) or None, poll=options.poll,
-                      request_logging=options.request_logging, close_services=True)
+    app = create_app(Services.open(settings), auth=options.auth, scheduler=options.scheduler,
+                     deployments=list(options.deployments) or None, poll=options.poll,
+                     request_logging=options.request_logging, close_services=True)
+    if options.grpc_port is not None:
+        with_grpc(app, options.host, options.grpc_port, reuse_port=options.workers > 1,
+                  grace=options.graceful_seconds)
+    return app
+
+
+def with_grpc(app: Starlette, host: str, port: int, reuse_port: bool = False, grace: float = 30.0) -> Starlette:
+    """Serve the app's deployments over gRPC too, on ``port`` (0: any free one, in ``app.state.grpc_port`` once
+    started), for as long as the app runs: the gRPC server starts after the app's startup (models loaded) and
+    stops, letting calls in flight finish, before its shutdown. ``app``: the API app or the serving app."""
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(a: Any) -> AsyncIterator[Any]:
+        async with inner(a) as value:
+            from tusk.serving.grpc import GrpcEndpoint  # grpcio only where gRPC is served
+
+            api = getattr(app.state, "api", None)
+            endpoint = GrpcEndpoint(_serving_handlers(app), host, port, _grpc_identify(api) if api else None,
+                                    reuse_port=reuse_port)
+            app.state.grpc_port = await endpoint.start()
+            try:
+                yield value
+            finally:
+                await endpoint.stop(grace)
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
+def _serving_handlers(app: Starlette) -> Any:
+    """The serving app's handlers: the app's own, or those of the serving app the API app mounts."""
+    for candidate in (app, *(getattr(r, "app", None) for r in app.routes)):
+        handlers = getattr(getattr(candidate, "state", None), "handlers", None)
+        if handlers is not None:
+            return handlers
+    raise RuntimeError("gRPC needs the serving app: this app does not serve deployments")
+
+
+def _grpc_identify(api: Any) -> Any:
+    """Who makes a gRPC call, as the API's Identify middleware decides it for REST: with auth on, the user of
+    the ``authorization: Bearer TOKEN`` metadata; else the ``x-tusk-user`` metadata or the server's user."""
+    import anyio
+
+    from tusk.api._deps import Caller
+    from tusk.errors import Unauthenticated
+
+    async def identify(metadata: Mapping[str, str]) -> Any:
+        user = api.ops.services.ctx.default_user
+        if api.auth:
+            auth = metadata.get("authorization", "")
+            token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+            if not token:
+                raise Unauthenticated("this server requires a token: send `authorization: Bearer TOKEN` metadata "
+                                      "(a token from `tusk auth login` or `tusk auth token create`)")
+            user = await anyio.to_thread.run_sync(api.tokens.authenticate, token)
+        elif metadata.get("x-tusk-user"):
+            user = metadata["x-tusk-user"][:255]
+        return Caller(user, api)
+
+    return identify
 
 
 def app_from_env() -> Starlette:
@@ -80,8 +148,25 @@ def serve(settings: Settings, options: ServeOptions) -> None:
     from tusk.s3gateway.server import gateway_beside
 
     require_sandbox(settings, options)
+    if options.grpc_port:
+        _require_free(options.host, options.grpc_port)
     with gateway_beside(settings, options.host, options.s3_port, auth=options.auth):  # in this (parent) process
         _serve_api(settings, options)
+
+
+def _require_free(host: str, port: int) -> None:
+    """A one-line error up front, not a traceback from the workers' startup, when the gRPC port is taken."""
+    import socket
+
+    from tusk.errors import InvalidArgument
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc binds: TIME_WAIT is no obstacle
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise InvalidArgument(f"cannot serve gRPC on {host}:{port} ({exc.strerror}): pass --grpc-port N for "
+                                  "another port, or --no-grpc") from None
 
 
 def _serve_api(settings: Settings, options: ServeOptions) -> None:

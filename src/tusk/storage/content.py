@@ -148,6 +148,14 @@ class ContentStore:
         self.objects.delete(SUSPECT_PREFIX + digest)
         self._suspect.discard(digest)
 
+    def forget(self) -> None:
+        """Drop what this process remembers about stored chunks: a gc may have deleted some
+        (``tusk.versioning.fence``). Chunks of a pack being filled stay: they are not stored yet."""
+        with self._pack_lock:
+            self._known.clear()
+            pending = {d for d, *_ in [*self._pack_rows, *self._unindexed]}
+            self._located = {d: r for d, r in self._located.items() if d in pending}
+
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 

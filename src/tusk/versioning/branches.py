@@ -21,11 +21,13 @@ class BranchService:
         self.ctx = ctx
         self.commits = commits
 
-    def create(self, repo: str, name: str, head: str | None = None, reason: str = "branch") -> BranchInfo:
+    def create(self, repo: str, name: str, head: str | None = None, reason: str = "branch",
+               note: str | None = None) -> BranchInfo:
         """Create a branch, optionally at ``head`` (a ref in the same repo).
 
         An existing branch is an error unless ``head`` is given, in which case
-        the branch moves there (recorded as a branch move).
+        the branch moves there (recorded as a branch move of kind ``reason``,
+        with the caller's ``note``, already checked, on why).
         """
         validate_branch_name(name)
         with self.ctx.db.write() as s:
@@ -52,7 +54,7 @@ class BranchService:
                 s.add(branch)
             if target is not None and previous != target:
                 s.add(BranchMoveRow(repo_id=repo_row.id, branch=name, from_commit=previous, to_commit=target,
-                                    actor=self.ctx.user, reason=reason, moved_at=now()))
+                                    actor=self.ctx.user, reason=reason, moved_at=now(), note=note))
             s.flush()
             info = BranchInfo(repo, branch.name, branch.head_id, _aware(branch.created_at), describe_trigger(branch))
             moved = target is not None and previous != target

@@ -17,7 +17,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
-from tusk.errors import BranchNotFound, CommitNotFound, Conflict, InvalidRef, Timeout
+from tusk.errors import BranchNotFound, CommitNotFound, Conflict, InvalidRef, ObjectMissing, Timeout
 from tusk.ids import ID_PREFIX_MIN, is_commit_id, is_id_prefix, new_commit_id, validate_branch_name
 from tusk.storage.metadata import (
     BranchMoveRow,
@@ -28,6 +28,7 @@ from tusk.storage.metadata import (
     RepoRow,
     StagedOpRow,
 )
+from tusk.versioning import fence
 from tusk.versioning.context import Context, expand_id, now
 from tusk.versioning.records import CommitInfo
 from tusk.versioning.staging import Op, apply_ops, decode_op_payload, encode_op_payload
@@ -40,6 +41,10 @@ _MAX_RETRIES = 1000
 
 class _HeadMoved(Exception):
     pass
+
+
+class _Fenced(Exception):
+    """A gc may have deleted objects since the writer began (``tusk.versioning.fence``)."""
 
 
 class CommitService:
@@ -170,19 +175,35 @@ class CommitService:
             commit_set_id=set_id, author=self.ctx.user, started_at=now(), finished_at=None,
         )
 
-    def stage(self, commit_id: str, ops: Sequence[Op]) -> None:
-        """Record ops in an open commit, after checking they apply cleanly."""
+    def stage(self, commit_id: str, ops: Sequence[Op], generation: int | None = None) -> None:
+        """Record ops in an open commit, after checking they apply cleanly (and, when a gc ran since the
+        writer's ``generation``, that the chunks they name are still stored)."""
         with self.ctx.db.read() as s:
             row = self.ctx.commit_row(s, commit_id)
             self._require_open(row)
             base = self._head_tree(s, row.repo_id, row.branch)
             tree = MutableTree(self.ctx.trees, base)
             apply_ops(tree, self.ctx.content, [*self.staged_ops(s, commit_id), *ops])
-        with self.ctx.db.write() as s:
-            self._require_open(self.ctx.commit_row(s, commit_id))
-            for op in ops:
-                s.add(StagedOpRow(commit_id=commit_id, op=op.kind, path=op.path,
-                                  payload=encode_op_payload(op.entry)))
+        token = fence.writer_token(self.ctx) if generation is None else generation
+        while True:
+            try:
+                with self.ctx.db.write() as s:
+                    if fence.fenced(self.ctx, s, token):
+                        raise _Fenced
+                    self._require_open(self.ctx.commit_row(s, commit_id))
+                    for op in ops:
+                        s.add(StagedOpRow(commit_id=commit_id, op=op.kind, path=op.path,
+                                          payload=encode_op_payload(op.entry)))
+                return
+            except _Fenced:
+                fence.wait_idle(self.ctx)
+                token = fence.writer_token(self.ctx)
+                for op in ops:
+                    for ref in op.entry.file.chunks if op.entry is not None and op.entry.file is not None else ():
+                        if not self.ctx.content.has_chunk(ref):
+                            raise ObjectMissing(
+                                f"{op.path}: chunk {ref.digest[:16]}… this write reused was deleted by a `tusk gc`"
+                                " that ran meanwhile, so nothing was staged; put the file again") from None
 
     @staticmethod
     def _require_open(row: CommitRow) -> None:
@@ -201,7 +222,7 @@ class CommitService:
              description: str | None = None, origin: str = "user", global_id: str | None = None,
              provenance: Sequence[tuple[str, str, str]] = (), error: str | None = None,
              job_id: str | None = None, notify: bool = True, started_at: datetime | None = None,
-             new_id: str | None = None) -> CommitInfo:
+             new_id: str | None = None, generation: int | None = None) -> CommitInfo:
         """Apply ops on the branch head and move the head, atomically.
 
         With ``commit_id`` the open commit of that id is finished; otherwise a
@@ -212,9 +233,16 @@ class CommitService:
         A commit finished with ``error`` is recorded as failed and does not move
         the head. ``provenance`` may name one source commit several times (a
         pipeline that reads one repo under two names): it is recorded once.
+
+        ``generation`` is the gc generation the writer noted before it stored
+        the chunks the ops name (``fence.writer_token``; default: now). When a
+        gc has run since, the landing waits for it to end and checks that every
+        object the commit adds is still stored (``ObjectMissing`` if not).
         """
         validate_branch_name(branch)
         self.ensure_branch(repo, branch)
+        token = fence.writer_token(self.ctx) if generation is None else generation
+        verify = False
         for _attempt in range(_MAX_RETRIES):
             with self.ctx.db.read() as s:
                 repo_row = self.ctx.repo_row(s, repo)
@@ -227,23 +255,42 @@ class CommitService:
             tree = MutableTree(self.ctx.trees, base)
             apply_ops(tree, self.ctx.content, list(ops))
             root, size = tree.finish()
+            if verify:
+                self._require_stored(base, root, repo, branch)
             self.ctx.objects.flush()
             try:
                 info = self._publish(repo, branch, head, root, size, commit_id, description, origin, global_id,
-                                     provenance, error, job_id, started_at, new_id)
+                                     provenance, error, job_id, started_at, new_id, token)
             except _HeadMoved:
                 continue  # someone else moved the head: replay our ops on the new one
+            except _Fenced:  # a gc ran: once it is over, rebuild (rewriting trees it took) and check the chunks
+                fence.wait_idle(self.ctx)
+                token, verify = fence.writer_token(self.ctx), True
+                continue
             if notify and error is None:
                 self.notify(info)
             return info
         raise Conflict(f"could not commit to {repo}@{branch}: the head kept moving ({_MAX_RETRIES} attempts)")
 
+    def _require_stored(self, base: str, root: str, repo: str, branch: str) -> None:
+        """Every chunk the new tree adds over ``base`` is stored (a gc ran while this commit was written)."""
+        for path, _old, new in self.ctx.trees.diff(base, root):
+            if new is None or new.file is None:
+                continue
+            for ref in new.file.chunks:
+                if not self.ctx.content.has_chunk(ref):
+                    raise ObjectMissing(
+                        f"{repo}@{branch}:{path}: chunk {ref.digest[:16]}… this write reused was deleted by a"
+                        " `tusk gc` that ran meanwhile, so nothing was committed; put the file again")
+
     def _publish(self, repo: str, branch: str, head: str | None, root: str, size: int, commit_id: str | None,
                  description: str | None, origin: str, global_id: str | None,
                  provenance: Sequence[tuple[str, str, str]], error: str | None, job_id: str | None,
-                 started_at: datetime | None = None, new_id: str | None = None) -> CommitInfo:
-        """One transaction: compare-and-set the head and make the commit visible."""
+                 started_at: datetime | None = None, new_id: str | None = None, token: int = 0) -> CommitInfo:
+        """One transaction: check the gc fence, compare-and-set the head and make the commit visible."""
         with self.ctx.db.write() as s:
+            if fence.fenced(self.ctx, s, token):
+                raise _Fenced
             repo_row = self.ctx.repo_row(s, repo)
             branch_row = self.ctx.branch_row(s, repo_row, branch)
             if commit_id is not None:

@@ -68,6 +68,7 @@ class Context:
     content: ContentStore
     trees: TreeStore
     default_user: str  # who acts when no request or job says otherwise (TUSK_USER)
+    gc_generation_seen: int = -1  # the gc generation this process's caches are valid for (versioning.fence)
 
     @property
     def user(self) -> str:

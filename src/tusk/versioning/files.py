@@ -16,11 +16,13 @@ from sqlalchemy import select
 
 from tusk.errors import Conflict, FileNotFound, InvalidArgument
 from tusk.ids import normalize_path
-from tusk.storage.content import FileNode
+from tusk.storage.content import ChunkRef, ContentStore, FileNode
 from tusk.storage.metadata import BranchRow, CommitRow
 from tusk.transfer import local_tree
 from tusk.versioning.commits import CommitService
 from tusk.versioning.context import Context, now
+from tusk.versioning.fence import writer_token
+from tusk.versioning.loading import Loader
 from tusk.versioning.records import CommitInfo, DiffEntry, FileInfo
 from tusk.versioning.refs import FileRef
 from tusk.versioning.staging import Op
@@ -52,12 +54,38 @@ def write_file_atomically(target: Path, chunks: Iterable[bytes], progress: Progr
     return total
 
 
+def _byte_range(content: ContentStore, node: FileNode, name: str, start: int, end: int) -> Iterator[bytes]:
+    """Bytes ``[start, end)`` of a file, from the chunks that overlap them (verified, as every read is)."""
+    chunks: list[ChunkRef] = []
+    offset = first = 0
+    for chunk in node.chunks:
+        if offset + chunk.size > start and offset < end:
+            if not chunks:
+                first = offset
+            chunks.append(chunk)
+        offset += chunk.size
+    left = max(0, min(end, offset) - start)
+    if not left:
+        return iter(())
+
+    def pieces() -> Iterator[bytes]:
+        nonlocal left
+        for data in content.iter_bytes(FileNode(tuple(chunks)), name, start - first):
+            piece = data[:left] if len(data) > left else data
+            left -= len(piece)
+            yield piece
+            if not left:
+                return
+
+    return pieces()
+
+
 def _info(path: str, e: Entry) -> FileInfo:
     return FileInfo(path, e.kind, e.size, e.digest, len(e.file.chunks) if e.file else 0)
 
 
 @dataclass
-class Modification:
+class Modification(Loader):
     """A batch of file changes to one branch (or open commit), applied atomically.
 
     Bytes are chunked and stored as you go; nothing becomes visible until the
@@ -73,6 +101,7 @@ class Modification:
     skipped: list[str] = field(default_factory=list)  # what put_tree could not put (transfer.local_tree)
     after_land: Callable[[], None] | None = None
     started_at: datetime = field(default_factory=now)
+    generation: int | None = None  # the gc generation before the first byte was stored (versioning.fence)
 
     def put_bytes(self, path: str, data: bytes, append: bool = False) -> None:
         self._put(path, self.files.ctx.content.write_bytes(data, self.progress), append)
@@ -92,6 +121,11 @@ class Modification:
             self._put(target, node, append=False)
         return len(targets)
 
+    @property
+    def small_file_limit(self) -> int:
+        """The largest file ``put_small`` takes: larger ones go through ``put_bytes`` or ``put_stream``."""
+        return self.files.ctx.content.small_file_limit
+
     def put_small(self, items: Sequence[tuple[str, bytes]]) -> None:
         """Put small files (each at most ``content.small_file_limit``) into packs, sealed before this returns."""
         if not items:
@@ -109,8 +143,14 @@ class Modification:
         entry = file_entry(path.rsplit("/", 1)[-1], node)
         self.ops.append(Op("append" if append else "put", path, entry))
 
-    def delete(self, path: str) -> None:
-        self.ops.append(Op("delete", normalize_path(path)))
+    def delete(self, path: str, missing_ok: bool = False) -> None:
+        self.ops.append(Op("delete", normalize_path(path), missing_ok=missing_ok))
+
+    def count_children(self, path: str) -> int:
+        try:
+            return len(self.files.list(FileRef(self.repo, self.target, 0, normalize_path(path), True)))
+        except FileNotFound:
+            return 0
 
     def copy(self, src: FileRef, dst_path: str) -> None:
         entry = self.files.lookup(src)
@@ -122,7 +162,8 @@ class Modification:
 
     def land(self) -> CommitInfo | None:
         """Apply the batch: stage into the open commit, or commit to the branch."""
-        commit = self.files.apply(self.repo, self.target, self.ops, self.description, self.started_at)
+        commit = self.files.apply(self.repo, self.target, self.ops, self.description, self.started_at,
+                                  self.generation)
         if self.after_land is not None:
             self.after_land()
         return commit
@@ -143,10 +184,10 @@ class FileService:
     # -- writing -------------------------------------------------------------
     def modify(self, repo: str, target: str, description: str | None = None,
                progress: Progress | None = None) -> Modification:
-        return Modification(self, repo, target, description, progress)
+        return Modification(self, repo, target, description, progress, generation=writer_token(self.ctx))
 
     def apply(self, repo: str, target: str, ops: Sequence[Op], description: str | None = None,
-              started_at: datetime | None = None) -> CommitInfo | None:
+              started_at: datetime | None = None, generation: int | None = None) -> CommitInfo | None:
         """Open commit (by id, or the branch's open commit) → staged; else a new commit."""
         with self.ctx.db.read() as s:
             repo_row = self.ctx.repo_row(s, repo)
@@ -164,9 +205,10 @@ class FileService:
                 open_row = self.commits.open_commit_on(s, repo_row, target)
                 open_id = open_row.id if open_row is not None else None
         if open_id is not None:
-            self.commits.stage(open_id, ops)
+            self.commits.stage(open_id, ops, generation)
             return None
-        return self.commits.land(repo, target, ops, description=description or "", started_at=started_at)
+        return self.commits.land(repo, target, ops, description=description or "", started_at=started_at,
+                                 generation=generation)
 
     # -- reading -------------------------------------------------------------
     def _tree(self, ref: FileRef) -> str:
@@ -203,14 +245,20 @@ class FileService:
             raise InvalidArgument(f"{ref} is a directory; use `tusk get file -r` or list it")
         return io.BufferedReader(self.ctx.content.open(entry.file, str(ref)), buffer_size=1 << 20)
 
-    def iter_bytes(self, ref: FileRef) -> Iterator[bytes]:
+    def iter_bytes(self, ref: FileRef, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """The file's bytes, or bytes ``[start, end)`` of it (clamped to its size, as a slice is), reading only
+        the chunks that hold them: a ranged read of a big file costs the range, not the file."""
         entry = self._file(ref)
         if entry.kind != "file" or entry.file is None:
             raise InvalidArgument(f"{ref} is a directory; get it recursively")
-        return self.ctx.content.iter_bytes(entry.file, str(ref))
+        if start < 0 or (end is not None and end < 0):
+            raise InvalidArgument(f"{ref}: a byte range is [start, end) with start, end >= 0 (got {start}, {end})")
+        if start == 0 and end is None:
+            return self.ctx.content.iter_bytes(entry.file, str(ref))
+        return _byte_range(self.ctx.content, entry.file, str(ref), start, entry.size if end is None else end)
 
-    def read_bytes(self, ref: FileRef) -> bytes:
-        return b"".join(self.iter_bytes(ref))
+    def read_bytes(self, ref: FileRef, start: int = 0, end: int | None = None) -> bytes:
+        return b"".join(self.iter_bytes(ref, start, end))
 
     def download(self, ref: FileRef, dest: Path, progress: Progress | None = None) -> int:
         """Write a file or a directory tree to ``dest``; return bytes written.

@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["BranchInfo", "CommitInfo", "DiffEntry", "FileInfo", "FsckProblem", "FsckReport", "RepoInfo"]
+__all__ = ["BranchInfo", "CommitInfo", "DiffEntry", "FileInfo", "FsckProblem", "FsckReport", "GcReport",
+           "RepoInfo"]
 
 
 def _jsonable(value: Any) -> Any:
@@ -98,3 +99,27 @@ class FsckReport(_Record):
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+@dataclass
+class GcReport(_Record):
+    """What one ``tusk gc`` found and reclaimed (``dry_run``: would reclaim). Objects are chunks, directory
+    objects, packs and ``suspect/`` flags; temporary leftovers of unfinished writes are counted apart."""
+
+    dry_run: bool = False
+    grace_seconds: float = 0.0
+    generation: int | None = None  # the gc fence generation this run deleted under (None for a dry run)
+    objects_scanned: int = 0
+    bytes_scanned: int = 0
+    objects_live: int = 0
+    bytes_live: int = 0
+    objects_swept: int = 0
+    bytes_swept: int = 0  # reclaimed: swept objects, the dead part of rewritten packs, and temporary leftovers
+    objects_young: int = 0  # unreferenced, but younger than the grace period: kept
+    bytes_young: int = 0
+    packs_rewritten: int = 0  # partly live packs whose live chunks were copied out before the pack was deleted
+    bytes_rewritten: int = 0
+    temporary_swept: int = 0
+    index_rows_dropped: int = 0  # chunk-index rows of packs that are not stored
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)

@@ -148,6 +148,10 @@ class TreeStore:
         self._cache: OrderedDict[str, dict[str, Entry]] = OrderedDict()
         self._cache_size = cache_size
 
+    def forget(self) -> None:
+        """Drop the cache: ``store`` trusts it to skip writes, and a gc may have deleted those objects."""
+        self._cache.clear()
+
     def load(self, digest: str) -> dict[str, Entry]:
         hit = self._cache.get(digest)
         if hit is not None:

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import IO, Annotated, BinaryIO, cast
+from typing import IO, Annotated, Any, BinaryIO, cast
 
-from fastapi import APIRouter, Body, Request
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Body, Header, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from tusk.api._body import with_body
@@ -36,23 +36,60 @@ def _file(repo: str, ref: str, path: str) -> str:
     return f"{repo}@{ref}:/{path.lstrip('/')}"
 
 
-@router.get("/files/{path:path}", responses={200: _OCTETS}, response_class=StreamingResponse)
-def get_file(repo: str, ref: str, path: str, caller: CallerDep) -> StreamingResponse:
-    """The file's bytes, streamed (verified chunk by chunk as they are read)."""
+def _byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """A ``Range: bytes=A-B`` (or ``A-``, or ``-N``: the last N) as ``[start, end)``; None for a header to ignore
+    (another unit, several ranges, malformed: RFC 9110 serves the whole file); ``(size, size)`` when unsatisfiable."""
+    unit, _, spec = header.partition("=")
+    first, dash, last = spec.strip().partition("-")
+    if unit.strip().lower() != "bytes" or "," in spec or not dash:
+        return None
+    try:
+        if not first:
+            n = int(last)
+            return (max(0, size - n), size) if n > 0 and size else (size, size)
+        start, end = int(first), int(last) + 1 if last else size
+    except ValueError:
+        return None
+    if start >= size:
+        return size, size
+    return (start, min(end, size)) if start < end else None
+
+
+_RANGED: dict[int | str, dict[str, Any]] = {
+    200: _OCTETS, 206: {"description": "The bytes the Range asked for", **_OCTETS},
+    416: {"description": "The Range starts at or past the end of the file"}}
+RangeHeader = Annotated[str | None, Header(alias="range", description="bytes=START-END (inclusive), START- or -N")]
+
+
+@router.get("/files/{path:path}", responses=_RANGED, response_class=StreamingResponse)
+def get_file(repo: str, ref: str, path: str, caller: CallerDep, byte_range: RangeHeader = None) -> Response:
+    """The file's bytes, streamed (verified chunk by chunk as they are read); with ``Range``, only those bytes
+    (206), read from only the chunks that hold them."""
     caller.require_repo(repo, "reader")
     target = _file(repo, ref, path)
     info = caller.ops.inspect_file(target)
     if info.kind != "file":
         raise InvalidArgument(f"{target} is a directory; list it, or get its files one by one")
-    chunks = caller.ops.iter_file(target)
+    size = info.size_bytes
+    headers = {"Accept-Ranges": "bytes", "X-Tusk-Digest": info.digest}
+    wanted = _byte_range(byte_range, size) if byte_range is not None else None
+    if wanted is not None and wanted[0] >= size:
+        message = f"{target} is {size} bytes: the range {byte_range!r} starts at or past its end"
+        return JSONResponse({"error": message, "error_type": "InvalidArgument"}, 416,
+                            headers={"Content-Range": f"bytes */{size}"})
+    start, end = wanted if wanted is not None else (0, size)
+    chunks = caller.ops.iter_file(target, start, end) if wanted is not None else caller.ops.iter_file(target)
     first = next(chunks, b"")  # a bad first chunk is still a clean error response, not a cut-off stream
 
     def body() -> Iterator[bytes]:
         yield first
         yield from chunks
 
-    return StreamingResponse(body(), media_type="application/octet-stream",
-                             headers={"Content-Length": str(info.size_bytes), "X-Tusk-Digest": info.digest})
+    if wanted is not None:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    return StreamingResponse(body(), status_code=206 if wanted is not None else 200,
+                             media_type="application/octet-stream",
+                             headers=headers | {"Content-Length": str(end - start)})
 
 
 @router.get("/stat/{path:path}")
@@ -111,7 +148,7 @@ async def apply_batch(repo: str, ref: str, request: Request, caller: CallerDep,
     def work(body: IO[bytes]) -> Landed:
         mod = caller.ops.modify(f"{repo}@{ref}", description)
         small: list[tuple[str, bytes]] = []  # packed together, as a local `put file -r` would
-        limit = caller.ops.services.ctx.content.small_file_limit
+        limit = mod.small_file_limit
         for op, data, size in read_batch(body):
             if op["op"] == "put" and data is not None and size <= limit:
                 small.append((op["path"], data.read()))
@@ -122,7 +159,7 @@ async def apply_batch(repo: str, ref: str, request: Request, caller: CallerDep,
             mod.put_small(small)
             small = []
             if op["op"] == "delete":
-                mod.delete(op["path"])
+                mod.delete(op["path"], missing_ok=op.get("missing_ok") is True)
             elif op["op"] == "copy":
                 src = _ref(str(op.get("src", "")))
                 caller.require_repo(src.repo, "reader")

@@ -105,7 +105,7 @@ def logs(caller: CallerDep, pipeline: str | None = None, job: str | None = None,
 def run_pending_jobs(caller: CallerDep) -> list[JobInfo]:
     """Run every queued job now and wait for those other schedulers hold."""
     caller.require_admin()
-    return caller.ops.services.jobs.drain()
+    return caller.ops.run_pending_jobs(wait_for_held=True)
 
 
 @router.get("/api/v1/lineage")

@@ -12,20 +12,28 @@ from pydantic import BaseModel, Field
 
 from tusk.api._deps import MAX_COUNT, CallerDep, Limit, Wait, finish_write
 from tusk.models.records import BranchMove, ModelInfo
+from tusk.models.registry import MOVE_NOTE_MAX
 from tusk.transfer import tar_directory
 from tusk.versioning.refs import parse_file_ref, parse_ref
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 
 
+def _note() -> Any:
+    return Field(default=None, max_length=MOVE_NOTE_MAX,
+                 description="why, in one line of plain text (no control characters); kept in the branch's history")
+
+
 class Promotion(BaseModel):
     ref: str  # repo@commit-or-branch[:/path]
     to: str  # the branch to point at it (staging, production, ...)
+    note: str | None = _note()
 
 
 class Rollback(BaseModel):
     ref: str  # repo@branch
     steps: int = Field(default=1, le=MAX_COUNT)
+    note: str | None = _note()
 
 
 @router.get("")
@@ -73,7 +81,7 @@ def export_model(ref: str, caller: CallerDep) -> StreamingResponse:
 @router.post("/promote")
 def promote_model(body: Promotion, caller: CallerDep, wait: Wait = False) -> BranchMove:
     caller.require_repo(parse_file_ref(body.ref).repo, "writer")
-    move = caller.ops.promote_model(body.ref, body.to)
+    move = caller.ops.promote_model(body.ref, body.to, body.note)
     finish_write(caller, wait)
     return move
 
@@ -81,13 +89,13 @@ def promote_model(body: Promotion, caller: CallerDep, wait: Wait = False) -> Bra
 @router.post("/rollback")
 def rollback_model(body: Rollback, caller: CallerDep, wait: Wait = False) -> BranchMove:
     caller.require_repo(parse_ref(body.ref, default_branch=None)[0], "writer")
-    move = caller.ops.rollback_model(body.ref, body.steps)
+    move = caller.ops.rollback_model(body.ref, body.steps, body.note)
     finish_write(caller, wait)
     return move
 
 
 @router.get("/history")
 def model_history(ref: str, caller: CallerDep) -> list[BranchMove]:
-    """Every move of ``repo@branch``, newest first, with who, when and why."""
+    """Every move of ``repo@branch``, newest first, with who, when, its kind (``reason``) and its ``note``."""
     caller.require_repo(parse_ref(ref, default_branch=None)[0], "reader")
     return caller.ops.model_history(ref)

@@ -55,7 +55,7 @@ def _code(caller: Caller, ref: CodeRef | None) -> PipelineCode:
     if ref is None:
         return PipelineCode(EMPTY_TREE, {"dir": None, "digest": None, "files": 0, "git": None, "tree": EMPTY_TREE,
                                          "note": "created without code"})
-    if not caller.ops.services.pipelines.code.has(ref.digest):
+    if not caller.ops.has_code(ref.digest):
         raise InvalidArgument(f"no stored code {ref.digest[:16]}…; upload the directory first (POST /api/v1/code)")
     return PipelineCode(Digest(ref.digest), ref.info | {"tree": ref.digest}, str(ref.info.get("dir") or ""))
 
@@ -74,7 +74,7 @@ def _check_inputs(caller: Caller, spec: PipelineSpec) -> None:
 def stored_code(digest: str, caller: CallerDep) -> StoredCode:
     """Whether the code tree ``digest`` is stored (404 if not): a client that hashed its directory uploads only
     code the server does not have."""
-    if re.fullmatch(_DIGEST, digest) is None or not caller.ops.services.pipelines.code.has(digest):
+    if re.fullmatch(_DIGEST, digest) is None or not caller.ops.has_code(digest):
         raise NotFound(f"no stored code {digest[:16]}…; upload the directory (POST /api/v1/code)")
     return StoredCode(digest=digest)
 
@@ -91,10 +91,10 @@ async def upload_code(request: Request, caller: CallerDep) -> StoredCode:
         staging = Path(tempfile.mkdtemp(prefix=".upload-", dir=root))
         try:
             count = untar_directory(body, staging)
-            tree = caller.ops.services.pipelines.code.store(staging)
+            digest = caller.ops.store_code(staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        return StoredCode(digest=tree.digest, files=count)
+        return StoredCode(digest=digest, files=count)
 
     return await with_body(request, work)
 
@@ -200,6 +200,6 @@ def run_cron(name: str, body: CronRequest, caller: CallerDep, wait: Wait = False
 def tick_due_crons(caller: CallerDep, wait: Wait = False) -> list[dict[str, Any]]:
     """Commit the cron ticks whose schedule has come round (the scheduler does this on its own)."""
     caller.require_admin()
-    ticks = caller.ops.services.cron.tick_due()
+    ticks = caller.ops.tick_due_crons()  # (the API's client runs no jobs: the scheduler does)
     finish_write(caller, wait)
     return [t.to_dict() for t in ticks]

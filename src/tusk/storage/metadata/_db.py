@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -16,7 +16,7 @@ __all__ = ["SCHEMA_REVISION", "Database"]
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest Alembic revision. Checked by a test against the migrations directory, so
 # start-up can compare it with the database in one query, without importing Alembic.
-SCHEMA_REVISION = "0008"
+SCHEMA_REVISION = "0010"
 _PG_MIGRATION_LOCK = 0x7475736B  # "tusk"
 
 
@@ -79,6 +79,16 @@ class Database:
     def write(self) -> Iterator[Session]:
         with self._guard(), self._writer() as session, session.begin():
             yield session
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read transaction that sees one moment throughout (REPEATABLE READ on PostgreSQL; a SQLite read
+        transaction under WAL already does), for reads that must agree across tables, such as an extract."""
+        with self._guard(), self._read_engine.connect() as conn:
+            if not self.is_sqlite:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:

@@ -30,6 +30,7 @@ __all__ = [
     "DatumRunRow",
     "DeploymentRevisionRow",
     "DeploymentRow",
+    "GcFenceRow",
     "JobRow",
     "LeaseRow",
     "PipelineRow",
@@ -132,7 +133,8 @@ class ChunkIndexRow(Base):
 
 
 class BranchMoveRow(Base):
-    """Every move of a branch head: who, when, from and to."""
+    """Every move of a branch head: who, when, from and to; ``reason`` is the kind of move (commit, promote,
+    rollback, trigger, ...), ``note`` what the person who promoted or rolled back wrote about why."""
 
     __tablename__ = "branch_moves"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -143,6 +145,7 @@ class BranchMoveRow(Base):
     actor: Mapped[str] = mapped_column(String(255))
     reason: Mapped[str] = mapped_column(String(32))
     moved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)  # its length limit is enforced in code
 
 
 class PipelineRow(Base):
@@ -310,3 +313,19 @@ class LeaseRow(Base):
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     owner: Mapped[str] = mapped_column(String(255))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class GcFenceRow(Base):
+    """The one row (id 1) that fences ``gc`` against writers (docs/decisions/0014-gc.md).
+
+    ``generation`` goes up each time a gc begins to delete; ``holder`` runs
+    that gc until ``expires_at`` (renewed while it runs). A writer notes the
+    generation when it starts and, when it lands, checks it in the same
+    transaction: unchanged, nothing it relies on can have been swept.
+    """
+
+    __tablename__ = "gc_fence"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger)
+    holder: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -6,10 +6,11 @@ import ctypes
 import ctypes.util
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from tusk.errors import InvalidArgument, ObjectMissing, StorageUnavailable
+from tusk.storage.objects._protocol import ObjectStat
 
 __all__ = ["LocalObjectStore"]
 
@@ -117,6 +118,32 @@ class LocalObjectStore:
                 key = name if rel == "." else f"{rel}/{name}"
                 if key.startswith(prefix):
                     yield key
+
+    def scan(self, prefix: str = "") -> Iterator[ObjectStat]:
+        for key in self.list(prefix):
+            try:
+                st = os.stat(f"{self._root}/{key}")
+            except FileNotFoundError:  # deleted since it was listed
+                continue
+            yield ObjectStat(key, st.st_size, st.st_mtime)
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self.delete(key)
+
+    def scan_temporary(self) -> Iterator[ObjectStat]:
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.root / _TMP):
+                with contextlib.suppress(FileNotFoundError):
+                    st = entry.stat()
+                    yield ObjectStat(f"{_TMP}/{entry.name}", st.st_size, st.st_mtime)
+
+    def delete_temporary(self, key: str) -> None:
+        name = key.removeprefix(f"{_TMP}/")
+        if not name or "/" in name or name in (".", ".."):
+            raise InvalidArgument(f"invalid temporary object {key!r}")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.root / _TMP / name)
 
     def flush(self) -> None:
         fd = os.open(self.root, os.O_RDONLY)

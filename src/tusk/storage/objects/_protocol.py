@@ -1,9 +1,19 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["ObjectStore"]
+__all__ = ["ObjectStat", "ObjectStore"]
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectStat:
+    """One stored object as a listing sees it: what ``gc`` needs to judge it (its age, its size)."""
+
+    key: str
+    size: int
+    modified: float  # seconds since the epoch (mtime, S3 LastModified)
 
 
 @runtime_checkable
@@ -44,3 +54,20 @@ class ObjectStore(Protocol):
         ...
 
     def flush(self) -> None: ...
+
+    def scan(self, prefix: str = "") -> Iterator[ObjectStat]:
+        """Like ``list``, with each object's size and last-modified time (one listing, no per-object call)."""
+        ...
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        """Delete these objects (batched where the backend can); absent keys are not an error."""
+        ...
+
+    def scan_temporary(self) -> Iterator[ObjectStat]:
+        """What unfinished writes left behind (a local temp file, an S3 multipart upload never completed),
+        keyed by an opaque name for ``delete_temporary``."""
+        ...
+
+    def delete_temporary(self, key: str) -> None:
+        """Remove one leftover that ``scan_temporary`` named (gone already is not an error)."""
+        ...

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import builtins
+import contextlib
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from tusk.errors import ObjectMissing, StorageUnavailable
+from tusk.storage.objects._protocol import ObjectStat
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -83,11 +86,130 @@ class S3ObjectStore:
             for obj in page.get("Contents", []):
                 yield obj["Key"][cut:]
 
+    def scan(self, prefix: str = "") -> Iterator[ObjectStat]:
+        paginator = self._s3.get_paginator("list_objects_v2")
+        cut = len(self.prefix)
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            for obj in page.get("Contents", []):
+                yield ObjectStat(obj["Key"][cut:], int(obj["Size"]), obj["LastModified"].timestamp())
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        batch: builtins.list[str] = []
+        for key in keys:
+            batch.append(key)
+            if len(batch) == 1000:  # the most one DeleteObjects call takes
+                self._delete_batch(batch)
+                batch = []
+        if batch:
+            self._delete_batch(batch)
+
+    def _delete_batch(self, keys: builtins.list[str]) -> None:
+        try:
+            out = self._s3.delete_objects(Bucket=self.bucket, Delete={
+                "Objects": [{"Key": self._key(k)} for k in keys], "Quiet": True})
+        except self._errors.ClientError as exc:
+            raise StorageUnavailable(f"cannot delete objects from {self.url}: {exc}") from exc
+        failed = [e for e in out.get("Errors", []) if e.get("Code") not in ("NoSuchKey", "404")]
+        if failed:
+            raise StorageUnavailable(f"cannot delete {len(failed)} object(s) from {self.url}: "
+                                     f"{failed[0].get('Code')} {failed[0].get('Message')}")
+
+    def scan_temporary(self) -> Iterator[ObjectStat]:
+        """Multipart uploads begun under the prefix and never completed or aborted (their parts cost space)."""
+        cut = len(self.prefix)
+        try:
+            paginator = self._s3.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for up in page.get("Uploads", []):
+                    yield ObjectStat(f"{up['UploadId']}/{up['Key'][cut:]}", 0, up["Initiated"].timestamp())
+        except self._errors.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NotImplemented", "501"):
+                return  # a server without multipart listing has nothing to report
+            raise StorageUnavailable(f"cannot list unfinished uploads in {self.url}: {exc}") from exc
+
+    def delete_temporary(self, key: str) -> None:
+        upload_id, _, rest = key.partition("/")
+        try:
+            self._s3.abort_multipart_upload(Bucket=self.bucket, Key=self._key(rest), UploadId=upload_id)
+        except self._errors.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("NoSuchUpload", "404"):
+                raise StorageUnavailable(f"cannot abort upload {upload_id} in {self.url}: {exc}") from exc
+
     def flush(self) -> None:
         return None
+
+    def open_upload(self, key: str, part_size: int = 8 << 20) -> _Upload:
+        """A writable stream that lands as one object at ``key`` on ``close()`` (a multipart upload, one part
+        in memory at a time); ``abort()`` drops it, so a failed writer leaves no half object behind."""
+        return _Upload(self, self._key(key), part_size)
+
+    def open_download(self, key: str) -> Any:
+        """A readable stream of the object at ``key`` (read as it is consumed, never whole)."""
+        try:
+            return self._s3.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        except self._errors.NoSuchKey:
+            raise ObjectMissing(f"object {key} is missing from {self.url}") from None
+        except self._errors.ClientError as exc:
+            raise StorageUnavailable(f"cannot read object {key} from {self.url}: {exc}") from exc
 
     def ensure_bucket(self) -> None:
         try:
             self._s3.head_bucket(Bucket=self.bucket)
         except self._errors.ClientError:
             self._s3.create_bucket(Bucket=self.bucket)
+
+
+class _Upload:
+    """The writer behind ``S3ObjectStore.open_upload``."""
+
+    def __init__(self, store: S3ObjectStore, key: str, part_size: int) -> None:
+        self._store, self._key, self._part_size = store, key, part_size
+        self._buf = bytearray()
+        self._parts: builtins.list[dict[str, Any]] = []
+        self._upload_id: str | None = None
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self._buf += data
+        while len(self._buf) >= self._part_size:
+            self._send(bytes(self._buf[:self._part_size]))
+            del self._buf[:self._part_size]
+        return len(data)
+
+    def _send(self, part: bytes) -> None:
+        s3 = self._store._s3
+        try:
+            if self._upload_id is None:
+                self._upload_id = s3.create_multipart_upload(Bucket=self._store.bucket, Key=self._key)["UploadId"]
+            n = len(self._parts) + 1
+            out = s3.upload_part(Bucket=self._store.bucket, Key=self._key, UploadId=self._upload_id,
+                                 PartNumber=n, Body=part)
+        except self._store._errors.ClientError as exc:
+            self.abort()
+            raise StorageUnavailable(f"cannot upload to s3://{self._store.bucket}/{self._key}: {exc}") from exc
+        self._parts.append({"ETag": out["ETag"], "PartNumber": n})
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        s3 = self._store._s3
+        try:
+            if self._upload_id is None:  # small: one PUT
+                s3.put_object(Bucket=self._store.bucket, Key=self._key, Body=bytes(self._buf))
+            else:
+                if self._buf:
+                    self._send(bytes(self._buf))
+                s3.complete_multipart_upload(Bucket=self._store.bucket, Key=self._key, UploadId=self._upload_id,
+                                             MultipartUpload={"Parts": self._parts})  # type: ignore[typeddict-item]
+        except self._store._errors.ClientError as exc:
+            self.abort()
+            raise StorageUnavailable(f"cannot upload to s3://{self._store.bucket}/{self._key}: {exc}") from exc
+        self.closed = True
+
+    def abort(self) -> None:
+        if self._upload_id is not None and not self.closed:
+            with contextlib.suppress(Exception):
+                self._store._s3.abort_multipart_upload(Bucket=self._store.bucket, Key=self._key,
+                                                       UploadId=self._upload_id)
+        self._buf.clear()
+        self.closed = True
