@@ -100,7 +100,7 @@ def main() -> None:
         port = _free_port()
         server_env = os.environ | env | {"TUSK_HOME": str(work / "server")}
         proc = subprocess.Popen([str(Path(sys.executable).parent / "tusk"), "server", "--port", str(port),
-                                 "--no-auth", "--log-level", "warning"], env=server_env,
+                                 "--no-auth", "--no-grpc", "--no-s3", "--log-level", "warning"], env=server_env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         try:

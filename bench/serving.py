@@ -213,7 +213,7 @@ def main() -> None:
     for workers in [int(w) for w in args.tusk_workers.split(",")]:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        cmd = [*tusk, "server", "--port", str(port), "--workers", str(workers), "--log-level", "warning"]
+        cmd = [*tusk, "server", "--port", str(port), "--workers", str(workers), "--no-s3", "--log-level", "warning"]
         with process(cmd, env, f"{base}/v2/health/ready", work / f"tusk-{workers}.log"):
             check_predictions("tusk", f"{base}/v2/models/census/infer", check_body, expected)
             measure(f"tusk (workers={workers})", f"{base}/v2/models/census/infer")

@@ -81,7 +81,8 @@ def test_the_readme_runs_as_written(tmp_path: Path) -> None:
         for fixed, free in ports.items():
             text = text.replace(fixed, free)
         # each server's gRPC port (default 8081) free too: a stopping server may still hold the last one
-        text = re.sub(r"\btusk server ", lambda _: f"tusk server --grpc-port {_free_port()} ", text)
+        text = re.sub(r"\btusk server ", lambda _: f"tusk server --grpc-port {_free_port()} "
+                      f"--s3-port {_free_port()} ", text)  # (a later --s3-port in the line wins)
         script = "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n" + text
         proc = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True,
                               timeout=600)

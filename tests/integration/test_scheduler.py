@@ -45,7 +45,7 @@ def test_two_replicas_share_jobs_and_never_run_a_datum_twice(backend: Backend, t
         port = _free_port()
         log = open(tmp_path / f"replica{i}.log", "wb")  # noqa: SIM115 - closed with the process
         replicas.append((subprocess.Popen([tusk_bin, "server", "--port", str(port), "--poll", "0.2", "--no-auth",
-                                           "--no-grpc"],
+                                           "--no-grpc", "--no-s3"],
                                           env=env | {"TUSK_HOME": str(tmp_path / f"replica{i}")}, stdout=log,
                                           stderr=subprocess.STDOUT, start_new_session=True), log))
         urls.append(f"http://127.0.0.1:{port}")
@@ -107,7 +107,8 @@ def _server(env: dict[str, str], tmp_path: Path, name: str, *extra: str) -> tupl
     port = _free_port()
     log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - the process holds it; closed on exit
     proc = subprocess.Popen([str(Path(sys.executable).parent / "tusk"), "server", "--port", str(port), "--poll",
-                             "0.2", "--no-auth", "--no-grpc", *extra], env=env | {"TUSK_HOME": str(tmp_path / name)},
+                             "0.2", "--no-auth", "--no-grpc", "--no-s3", *extra],
+                            env=env | {"TUSK_HOME": str(tmp_path / name)},
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: _healthy(url), timeout=120)

@@ -97,7 +97,8 @@ def test_server_with_two_workers_serves_sums_metrics_and_drains_on_sigterm(backe
     base = f"http://127.0.0.1:{port}"
     tusk_bin = str(Path(sys.executable).parent / "tusk")
     proc = subprocess.Popen([tusk_bin, "server", "--port", str(port), "--workers", "2", "--poll", "0.2",
-                             "--grpc-port", str(grpc_port), "--log-level", "warning"], env=backend.subprocess_env(),
+                             "--grpc-port", str(grpc_port), "--no-s3", "--log-level", "warning"],
+                            env=backend.subprocess_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         def ready() -> bool:

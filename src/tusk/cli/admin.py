@@ -190,9 +190,10 @@ def server(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Op
            allow_unsandboxed: bool = typer.Option(False, "--allow-unsandboxed",
                                                   help="with auth on, run user code without a sandbox anyway "
                                                        "(or TUSK_ALLOW_UNSANDBOXED=1)"),
-           s3_port: int = typer.Option(None, "--s3-port",
-                                       help="also serve the S3 gateway on this port (off unless given; Pachyderm's "
-                                            "is 30600); see docs/s3-gateway.md"),
+           s3_port: int = typer.Option(30600, "--s3-port",
+                                       help="serve the S3 gateway on this port (Pachyderm's default); see "
+                                            "docs/s3-gateway.md"),
+           no_s3: bool = typer.Option(False, "--no-s3", help="do not serve the S3 gateway"),
            grpc_port: int = typer.Option(8081, "--grpc-port",
                                          help="serve OIP V2 over gRPC (KServe's GRPCInferenceService) on this port; "
                                               "see docs/serving.md"),
@@ -216,7 +217,11 @@ def server(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Op
                               "(or pass --no-auth to serve without tokens)")
     if not no_grpc and not 0 < grpc_port < 65536:
         raise InvalidArgument(f"--grpc-port {grpc_port}: use a port between 1 and 65535, or --no-grpc")
-    if not no_grpc and grpc_port in (port, s3_port):
+    gateway_port = None if no_s3 else s3_port
+    if gateway_port == port:
+        raise InvalidArgument(f"--s3-port {s3_port} is also the --port: give the S3 gateway a port of its own, or "
+                              "pass --no-s3")
+    if not no_grpc and grpc_port in (port, gateway_port):
         raise InvalidArgument(f"--grpc-port {grpc_port} is also the {'--port' if grpc_port == port else '--s3-port'}:"
                               " give gRPC a port of its own, or pass --no-grpc")
     if log_format not in (None, "text", "json"):
@@ -226,5 +231,6 @@ def server(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Op
     serve(settings, ServeOptions(host=host, port=port, workers=workers, deployments=tuple(deployment), poll=poll,
                                  request_logging=not no_request_log, log_level=log_level, log_format=fmt,
                                  auth=auth, scheduler=scheduler,
-                                 allow_unsandboxed=allow_unsandboxed or settings.allow_unsandboxed, s3_port=s3_port,
+                                 allow_unsandboxed=allow_unsandboxed or settings.allow_unsandboxed,
+                                 s3_port=gateway_port,
                                  grpc_port=None if no_grpc else grpc_port))

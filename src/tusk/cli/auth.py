@@ -76,7 +76,7 @@ def _print_token(token_id: str, user: str, token: str) -> None:
 @app.command("s3-credentials")
 def s3_credentials(token: str | None = typer.Argument(None, metavar="[TOKEN]",
                                                help="a token (default: TUSK_TOKEN or the logged-in one)")) -> None:
-    """The AWS keys for the S3 gateway (`tusk server --s3-port`), derived from a token: `eval $(tusk auth
+    """The AWS keys for the S3 gateway (`tusk server`, port 30600), derived from a token: `eval $(tusk auth
     s3-credentials)` sets them for boto3 and the AWS CLI."""
     from tusk.config import Settings
     from tusk.s3gateway.credentials import s3_credentials as derive

@@ -1,8 +1,8 @@
 """The S3 gateway: Tusk's repos as S3 buckets, for any S3 client (boto3, the AWS CLI, s3fs, Spark...).
 
 Buckets are ``branch.repo`` (read-write: each write is one commit) and ``commit.repo`` (read-only), as in
-Pachyderm. ``tusk server --s3-port 30600`` serves it; requests are signed with SigV4, with keys derived
-from Tusk tokens (``tusk.s3gateway.credentials``). See docs/s3-gateway.md.
+Pachyderm. ``tusk server`` serves it on port 30600 (``--s3-port N``, ``--no-s3``); requests are signed with
+SigV4, with keys derived from Tusk tokens (``tusk.s3gateway.credentials``). See docs/s3-gateway.md.
 
 Modules: ``app`` (routing, authentication), ``reads`` and ``writes`` (the operations), ``buckets`` (names),
 ``listing`` (ListObjects pages), ``multipart`` (uploads spooled to disk), ``payloads`` (aws-chunked bodies

@@ -1,5 +1,5 @@
 """The S3 gateway beside ``tusk server``: on its own port, in a thread of the server's (parent) process,
-with services of its own on the same store. Off unless ``--s3-port`` is given (docs/decisions/0013)."""
+with services of its own on the same store. On at 30600 unless ``--no-s3`` (docs/decisions/0013)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from tusk.errors import InvalidArgument
 
 __all__ = ["DEFAULT_PORT", "gateway_beside"]
 
-DEFAULT_PORT = 30600  # Pachyderm's: what `--s3-port` is usually given
+DEFAULT_PORT = 30600  # Pachyderm's, and `tusk server`'s default
 
 
 @contextlib.contextmanager
@@ -32,7 +32,7 @@ def gateway_beside(settings: Settings, host: str, port: int | None, auth: bool) 
         url = running.__enter__()
     except RuntimeError:
         raise InvalidArgument(f"the S3 gateway could not listen on {host}:{port} (is the port in use?): pick "
-                              "another with --s3-port") from None
+                              "another with --s3-port N, or pass --no-s3") from None
     try:
         yield url
     finally:

@@ -149,13 +149,15 @@ def serve(settings: Settings, options: ServeOptions) -> None:
 
     require_sandbox(settings, options)
     if options.grpc_port:
-        _require_free(options.host, options.grpc_port)
+        _require_free(options.host, options.grpc_port, "gRPC", "--grpc-port N for another port, or --no-grpc")
+    if options.s3_port:
+        _require_free(options.host, options.s3_port, "the S3 gateway", "--s3-port N for another port, or --no-s3")
     with gateway_beside(settings, options.host, options.s3_port, auth=options.auth):  # in this (parent) process
         _serve_api(settings, options)
 
 
-def _require_free(host: str, port: int) -> None:
-    """A one-line error up front, not a traceback from the workers' startup, when the gRPC port is taken."""
+def _require_free(host: str, port: int, what: str, fix: str) -> None:
+    """A one-line error up front, not a traceback from a server's startup, when a port is taken."""
     import socket
 
     from tusk.errors import InvalidArgument
@@ -165,8 +167,7 @@ def _require_free(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise InvalidArgument(f"cannot serve gRPC on {host}:{port} ({exc.strerror}): pass --grpc-port N for "
-                                  "another port, or --no-grpc") from None
+            raise InvalidArgument(f"cannot serve {what} on {host}:{port} ({exc.strerror}): pass {fix}") from None
 
 
 def _serve_api(settings: Settings, options: ServeOptions) -> None:
