@@ -285,7 +285,7 @@ def test_gc_in_a_loop_while_writers_run_and_get_killed(backend: Backend, tmp_pat
     procs: dict[int, subprocess.Popen[str]] = {}
     logs: dict[int, Path] = {}
     rng = random.Random(7)
-    writers = 6
+    writers = 8  # as the issue asks: 8 writer processes, some SIGKILLed and replaced
     next_id = 0
 
     def spawn() -> None:
