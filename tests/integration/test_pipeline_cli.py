@@ -105,7 +105,9 @@ def test_sigkill_mid_job_resumes_without_redoing_datums(backend: Backend, tmp_pa
     finished = json.loads(run(backend, "wait", "job", job["id"], "--json").stdout)
     assert finished["state"] == "success" and finished["datums_total"] == finished["datums_processed"] == 12
     runs = counter.read_text().split()
-    # each datum recorded before the kill ran once; only the one in flight at the kill may run twice
-    assert len(set(runs)) == 12 and len(runs) <= 13
+    # each datum recorded before the kill ran once; only those unrecorded at the kill may run twice: the one in
+    # flight, and the one before it, whose outcome the job may still have been recording (the pool starts the
+    # next datum while the last one's outcome is written; under load that write can be what the kill cut)
+    assert len(set(runs)) == 12 and len(runs) <= 14
     assert sorted(f["path"] for f in json.loads(run(backend, "list", "file", "slow@master", "--json").stdout)) == \
         [f"/f{i:02}" for i in range(12)]
