@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import io
-import json
-import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.cli_runner import Run, cli_runner
 from tests.conftest import CLI_BACKENDS, Backend, open_backend
-from tusk.cli.main import main
 
 
 @pytest.fixture(params=CLI_BACKENDS)
@@ -21,39 +17,9 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     yield from open_backend(request.param, request, tmp_path)
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> object:
-        return json.loads(self.out)
-
-
-Run = Callable[..., Result]
-
-
 @pytest.fixture
 def tusk(backend: Backend, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    for key in list(__import__("os").environ):
-        if key.startswith("TUSK_"):
-            monkeypatch.delenv(key)
-    for key, value in backend.env.items():
-        monkeypatch.setenv(key, value)
-
-    def run(*args: str, stdin: bytes | None = None) -> Result:
-        if stdin is not None:
-            monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return run
+    return cli_runner(backend.env, monkeypatch, capsys)
 
 
 def test_repo_and_file_roundtrip(tusk: Run, tmp_path: Path) -> None:

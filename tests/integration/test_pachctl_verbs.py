@@ -7,32 +7,20 @@ from __future__ import annotations
 import http.server
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.cli_runner import Run, cli_runner
 from tests.conftest import Backend, open_backend
-from tusk.cli.main import main
 from tusk.versioning.loading import pieces, records
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-Run = Callable[..., Result]
 
 
 @pytest.fixture(params=["sqlite-local", "remote"])
@@ -42,25 +30,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
 
 @pytest.fixture
 def tusk(backend: Backend, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    for key in list(os.environ):
-        if key.startswith("TUSK_"):
-            monkeypatch.delenv(key)
-    for key, value in backend.env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("TUSK_RUNTIME", "local")
-
-    def run(*args: str, stdin: bytes | None = None) -> Result:
-        if stdin is not None:
-            monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return run
+    return cli_runner(backend.env | {"TUSK_RUNTIME": "local"}, monkeypatch, capsys)
 
 
 def _paths(tusk: Run, ref: str) -> dict[str, int]:
