@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import shutil
 import statistics
 import sys
 import tempfile
@@ -49,9 +50,20 @@ def median_time(fn: Callable[[], Any], runs: int = 5) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (about 1.2 GB at full size)")
     args = ap.parse_args()
-    rows, files = (200_000, 10_000) if args.quick else (2_000_000, 100_000)
     work = Path(tempfile.mkdtemp(prefix="tusk-bench-models-"))
+    try:
+        run(work, args.quick)
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def run(work: Path, quick: bool) -> None:
+    rows, files = (200_000, 10_000) if quick else (2_000_000, 100_000)
     client = tusk.Client(settings=Settings.for_home(work / "home", TUSK_RUNTIME="local"))
     models = client.services.models
     spent: list[float] = []

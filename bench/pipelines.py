@@ -103,7 +103,8 @@ def main() -> None:
     work = args.work
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    dvc = None if args.no_dvc else Dvc(ROOT / "bench" / ".work")
+    # DVC's venv beside --work (not inside it: the work directory is emptied first), its projects inside it
+    dvc = None if args.no_dvc else Dvc(work.parent)
     small, big = work / "small", work / "big"
     make_files(small, small_n)
     make_files(big, big_n)

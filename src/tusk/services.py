@@ -74,7 +74,7 @@ class Services:
         self.repos = RepoService(ctx)
         self.branches = BranchService(ctx, self.commits)
         self.triggers = TriggerService(ctx, self.branches)
-        self.files = FileService(ctx, self.commits)
+        self.files = FileService(ctx, self.commits, stat_cache=settings.home / "cache" / "stat.db")
         self.commits.listeners.append(self._on_commit)
         self._datum_gateways: Callable[[Services], DatumGateway] | None = None
 
@@ -87,7 +87,7 @@ class Services:
         """
         self._datum_gateways = factory
         if "jobs" in self.__dict__:
-            self.jobs.worker.gateway = factory(self)
+            self.jobs.worker.gateway_factory = lambda: factory(self)
 
     def _on_commit(self, commit: CommitInfo, moved: bool) -> None:
         self.models.on_commit(commit, moved)  # first: a model commit has its manifest before jobs read it
@@ -133,7 +133,8 @@ class Services:
 
         jobs = JobService(self.ctx, self.commits, self.pipelines, self.runtime, self.settings.home / "scratch")
         if self._datum_gateways is not None:
-            jobs.worker.gateway = self._datum_gateways(self)
+            make = self._datum_gateways
+            jobs.worker.gateway_factory = lambda: make(self)
         if self.settings.dask_address:
             from tusk.pipelines.executors import DaskExecutor
 

@@ -23,8 +23,8 @@ from typing import IO, Any, BinaryIO
 
 from tusk.errors import InvalidArgument, InvalidPath
 
-__all__ = ["JOBS_HEADER", "SKIPPED_DIRS", "SKIPPED_SUFFIXES", "BatchWriter", "Pipe", "local_tree", "member_path",
-           "read_batch", "tar_directory", "untar_directory"]
+__all__ = ["JOBS_HEADER", "SKIPPED_DIRS", "SKIPPED_SUFFIXES", "BatchWriter", "Pipe", "local_tree", "local_tree_stats",
+           "member_path", "read_batch", "tar_directory", "untar_directory"]
 
 OPS_MEMBER = "ops.json"
 JOBS_HEADER = "X-Tusk-Jobs"  # on a response to a write that waited for its jobs: their ids, comma-separated
@@ -106,12 +106,18 @@ def local_tree(source: Path, skipped: list[str]) -> Iterator[tuple[str, Path, in
     loop), a dangling or self-referential link, FIFOs, sockets, devices, unreadable directories. A FIFO is
     never opened, so a put cannot hang on one.
     """
+    for rel, local, st in local_tree_stats(source, skipped):
+        yield rel, local, st.st_size
+
+
+def local_tree_stats(source: Path, skipped: list[str]) -> Iterator[tuple[str, Path, os.stat_result]]:
+    """As ``local_tree``, with each file's ``stat`` (of what a link leads to) in place of its size."""
     top = os.stat(source)
     yield from _walk_local(str(source), "", {(top.st_dev, top.st_ino)}, skipped)
 
 
 def _walk_local(local: str, prefix: str, ancestors: set[tuple[int, int]], skipped: list[str]
-                ) -> Iterator[tuple[str, Path, int]]:
+                ) -> Iterator[tuple[str, Path, os.stat_result]]:
     try:
         with os.scandir(local) as it:
             entries = sorted(it, key=lambda e: e.name)
@@ -134,7 +140,7 @@ def _walk_local(local: str, prefix: str, ancestors: set[tuple[int, int]], skippe
                 continue
             yield from _walk_local(e.path, f"{rel}/", ancestors | {key}, skipped)
         elif stat.S_ISREG(st.st_mode):
-            yield rel, Path(e.path), st.st_size
+            yield rel, Path(e.path), st
         else:
             kind = "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a socket" \
                 if stat.S_ISSOCK(st.st_mode) else "a device or special file"

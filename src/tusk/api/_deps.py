@@ -13,7 +13,7 @@ from tusk.errors import AmbiguousId, CommitNotFound, RepoNotFound, TuskError
 from tusk.sdk import Client
 from tusk.versioning.records import CommitInfo
 
-__all__ = ["MAX_COUNT", "MAX_SQL_INT", "ApiState", "Caller", "CallerDep", "Limit", "Timeout", "Wait",
+__all__ = ["MAX_COUNT", "MAX_SQL_INT", "ApiState", "Caller", "CallerDep", "Limit", "Offset", "Timeout", "Wait",
            "finish_write"]
 
 # Bounds for every integer and duration a request carries: past them SQL drivers overflow (a 500), so the
@@ -116,6 +116,7 @@ def _caller(request: Request) -> Caller:
 CallerDep = Annotated[Caller, Depends(_caller)]
 Wait = Annotated[bool, Query(description="wait until the jobs this write triggers are done")]
 Limit = Annotated[int | None, Query(ge=0, le=MAX_COUNT, description="at most this many (0 or none: all)")]
+Offset = Annotated[int, Query(ge=0, le=MAX_COUNT, description="skip this many first (for a page: with limit)")]
 Timeout = Annotated[float | None, Query(ge=0, le=MAX_WAIT, description="seconds to wait at most (none: no limit)")]
 
 

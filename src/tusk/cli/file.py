@@ -68,7 +68,9 @@ def put(dest: str = typer.Argument(..., metavar="REPO@BRANCH[:PATH]"),
     if not sources:
         raise InvalidArgument("name what to put: -f FILE (a path, an http(s) URL, or - for stdin) or -i LIST")
     streamed = any(s == "-" or is_url(s) for s in sources)
-    total = None if streamed else sum(_local_size(Path(s)) for s in sources if Path(s).exists())
+    # the bar's total costs a walk of every source tree: only where a bar can be shown (issue 18: put -r)
+    shown = err.is_terminal and not streamed
+    total = sum(_local_size(Path(s)) for s in sources if Path(s).exists()) if shown else None
     client = state.client
     client.run_jobs = not no_wait
     files = 0

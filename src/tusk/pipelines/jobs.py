@@ -25,7 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, not_, select, update
 from sqlalchemy.orm import Session
 
 from tusk.errors import Conflict, IntegrityError, InvalidArgument, JobNotFound, NotFound, Timeout, TuskError
@@ -39,7 +39,16 @@ from tusk.pipelines.runtimes import Runtime
 from tusk.pipelines.spec import PfsInput
 from tusk.pipelines.support import project_name
 from tusk.pipelines.worker import DatumOutcome, DatumWorker, JobLabels
-from tusk.storage.metadata import BranchRow, CommitRow, DatumCacheRow, DatumRunRow, JobRow, PipelineRow, RepoRow
+from tusk.storage.metadata import (
+    DATUM_TROUBLED,
+    BranchRow,
+    CommitRow,
+    DatumCacheRow,
+    DatumRunRow,
+    JobRow,
+    PipelineRow,
+    RepoRow,
+)
 from tusk.versioning import fence
 from tusk.versioning.commits import CommitService
 from tusk.versioning.context import Context, _aware, acting_as, expand_id, now
@@ -623,14 +632,16 @@ class JobService:
         with self.ctx.db.read() as s:
             return self._info(s, self.job_row(s, job_id))
 
-    def list(self, pipeline: str | None = None, global_id: str | None = None) -> list[JobInfo]:
+    def list(self, pipeline: str | None = None, global_id: str | None = None, limit: int | None = None,
+             offset: int = 0) -> list[JobInfo]:
+        """Newest first; ``offset`` skips that many, ``limit`` keeps at most that many (none or 0: all)."""
         with self.ctx.db.read() as s:
-            q = select(JobRow).order_by(JobRow.created_at.desc())
+            q = select(JobRow).order_by(JobRow.created_at.desc(), JobRow.id.desc())
             if pipeline is not None:
                 q = q.where(JobRow.pipeline_id == self.pipelines._row(s, pipeline).id)
             if global_id is not None:
                 q = q.where(JobRow.global_id == self.commits.set_id(s, global_id))
-            return [self._info(s, j) for j in s.scalars(q)]
+            return [self._info(s, j) for j in s.scalars(q.offset(offset or None).limit(limit or None))]
 
     def wait(self, job_id: str, timeout: float | None = None) -> JobInfo:
         """Run pending work in-process (embedded mode) until the job is done."""
@@ -652,10 +663,27 @@ class JobService:
                 job.state, job.reason, job.finished_at = "killed", f"stopped by {self.ctx.user}", now()
             return self._info(s, job)
 
-    def datums(self, job_id: str) -> builtins.list[DatumInfo]:
+    def datums(self, job_id: str, limit: int | None = None, offset: int = 0, failed_first: bool = False
+               ) -> builtins.list[DatumInfo]:
+        """By datum id; with ``failed_first``, the troubled ones (failed, or recovered with an error) first.
+        ``offset`` skips that many, ``limit`` keeps at most that many (none or 0: all).
+
+        Failures first is two ranges, each in datum id order: the troubled datums (a partial index holds just
+        them), then the others from where the troubled ones end; so no page sorts all of a job's datums.
+        """
+        limit = limit or None
         with self.ctx.db.read() as s:
             job_id = self.job_row(s, job_id).id
-            rows = s.scalars(select(DatumRunRow).where(DatumRunRow.job_id == job_id).order_by(DatumRunRow.datum_id))
+            mine = select(DatumRunRow).where(DatumRunRow.job_id == job_id).order_by(DatumRunRow.datum_id)
+            if not failed_first:
+                return [_datum_info(r) for r in s.scalars(mine.offset(offset or None).limit(limit))]
+            rows = list(s.scalars(mine.where(DATUM_TROUBLED).offset(offset or None).limit(limit)))
+            if limit is not None and len(rows) == limit:
+                return [_datum_info(r) for r in rows]
+            troubled = offset + len(rows) if rows else s.scalar(select(func.count()).select_from(DatumRunRow)
+                                                                .where(DatumRunRow.job_id == job_id, DATUM_TROUBLED))
+            rest = mine.where(not_(DATUM_TROUBLED)).offset(max(0, offset - (troubled or 0)) or None)
+            rows += s.scalars(rest.limit(None if limit is None else limit - len(rows)))
             return [_datum_info(r) for r in rows]
 
     def datum(self, job_id: str, datum_id: str) -> DatumInfo:

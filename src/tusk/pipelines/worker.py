@@ -9,6 +9,7 @@ import shutil
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +54,10 @@ class DatumWorker:
         self.scratch = scratch
         # serves s3 inputs and s3_out to a datum (tusk.pipelines.s3); set by the composition root
         self.gateway: DatumGateway | None = None
+        # or what makes one, on the first datum that needs it: the gateway's imports are paid for by S3-enabled
+        # pipelines only, not by every command that runs a job
+        self.gateway_factory: Callable[[], DatumGateway] | None = None
+        self._gateway_lock = threading.Lock()
         # commit id → its model manifest, for the current job (a manifest built on demand later is seen next job)
         self._manifests: dict[str, str | None] = {}
         self._manifests_job: str | None = None
@@ -86,6 +91,10 @@ class DatumWorker:
             s3_inputs = [InputBucket(i.name, i.repo, i.commit) for i in datum.inputs if i.s3]
             s3_out = wants_s3_out(spec)
             if s3_inputs or s3_out:
+                if self.gateway is None and self.gateway_factory is not None:
+                    with self._gateway_lock:
+                        if self.gateway is None:
+                            self.gateway = self.gateway_factory()
                 if self.gateway is None:
                     return DatumOutcome("failed", None, 0, "", "this pipeline's s3 inputs or s3_out need the S3 "
                                                                "gateway, which this worker was not given", stats)

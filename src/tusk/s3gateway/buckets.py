@@ -29,6 +29,7 @@ class Bucket:
     ref: str  # the branch, or the full commit id
     writable: bool  # a branch; a commit bucket is read-only
     exists: bool = True  # False: a branch the first write will create
+    seen_head: str | None = None  # the branch's head when the bucket was resolved (one lookup per request)
 
     def at(self, ref: str, key: str) -> str:
         """``repo@ref:/key``."""
@@ -37,10 +38,11 @@ class Bucket:
     def head(self, ops: Client) -> CommitInfo | None:
         """The commit reads see (None: a branch with no commits yet)."""
         if self.writable:
-            branch = next((b for b in ops.list_branches(self.repo) if b.name == self.ref), None)
-            if branch is None or branch.head is None:
-                return None
-            return ops.inspect_commit(f"{self.repo}@{branch.head}")
+            head = self.seen_head
+            if head is None and self.exists:
+                branch = next((b for b in ops.list_branches(self.repo) if b.name == self.ref), None)
+                head = branch.head if branch is not None else None
+            return ops.inspect_commit(f"{self.repo}@{head}") if head is not None else None
         return ops.inspect_commit(f"{self.repo}@{self.ref}")
 
     def refuse_writes(self) -> None:
@@ -63,11 +65,11 @@ def resolve(ops: Client, name: str, readable: Callable[[str], bool]) -> Bucket:
         if not ref or not repo or not readable(repo):
             continue
         try:
-            branches = {b.name for b in ops.list_branches(repo)}
+            branches = {b.name: b.head for b in ops.list_branches(repo)}
         except NotFound:
             continue
         if ref in branches:
-            return Bucket(name, repo, ref, writable=True)
+            return Bucket(name, repo, ref, writable=True, seen_head=branches[ref])
         repos.append((ref, repo))
         if is_id_prefix(ref):
             try:

@@ -202,9 +202,10 @@ class Client(AuthMethods):
     def inspect_commit_set(self, global_id: str) -> list[CommitInfo]:
         return self.services.commits.inspect_set(global_id)
 
-    def list_commits(self, ref: str, limit: int | None = None) -> list[CommitInfo]:
+    def list_commits(self, ref: str, limit: int | None = None, offset: int = 0) -> list[CommitInfo]:
+        """Newest first (with a branch: its history); ``offset`` skips that many, for a page."""
         repo, _, branch = ref.partition("@")
-        return self.services.commits.list(repo, branch or None, limit)
+        return self.services.commits.list(repo, branch or None, limit, offset)
 
     def subscribe_commits(self, ref: str, new: bool = False, poll: float = 0.5, timeout: float | None = None,
                           since: str | None = None) -> Iterator[CommitInfo]:
@@ -304,8 +305,9 @@ class Client(AuthMethods):
     def inspect_file(self, ref: str) -> FileInfo:
         return self.services.files.inspect(_ref(ref))
 
-    def list_files(self, ref: str) -> list[FileInfo]:
-        return self.services.files.list(_ref(ref))
+    def list_files(self, ref: str, limit: int | None = None, offset: int = 0) -> list[FileInfo]:
+        """A directory's entries in name order; ``offset`` skips that many, ``limit`` keeps at most that many."""
+        return self.services.files.list(_ref(ref), limit, offset)
 
     def walk_files(self, ref: str) -> Iterator[FileInfo]:
         return self.services.files.walk(_ref(ref))
@@ -315,8 +317,11 @@ class Client(AuthMethods):
         pattern = ref.split(":", 1)[1] if ":" in ref else "/"
         return self.services.files.glob(fref, pattern)
 
-    def diff_files(self, new: str, old: str | None = None) -> list[DiffEntry]:
-        return self.services.files.diff(_ref(new), _ref(old) if old else None)
+    def diff_files(self, new: str, old: str | None = None, limit: int | None = None, offset: int = 0
+                   ) -> list[DiffEntry]:
+        """What changed from ``old`` (default: new's parent) to ``new``, in path order; ``offset`` skips that
+        many, ``limit`` keeps at most that many."""
+        return self.services.files.diff(_ref(new), _ref(old) if old else None, limit, offset)
 
     def delete_file(self, ref: str, description: str | None = None) -> CommitInfo | None:
         fref = _writable(_ref(ref))

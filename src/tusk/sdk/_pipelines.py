@@ -206,8 +206,10 @@ class PipelineMethods:
     def start_pipeline(self, name: str) -> PipelineInfo:
         return self.services.pipelines.set_state(name, "running")
 
-    def list_jobs(self, pipeline: str | None = None, global_id: str | None = None) -> list[JobInfo]:
-        return self.services.jobs.list(pipeline, global_id)
+    def list_jobs(self, pipeline: str | None = None, global_id: str | None = None, limit: int | None = None,
+                  offset: int = 0) -> list[JobInfo]:
+        """Newest first; ``offset`` skips that many, ``limit`` keeps at most that many (none or 0: all)."""
+        return self.services.jobs.list(pipeline, global_id, limit, offset)
 
     def inspect_job(self, job_id: str) -> JobInfo:
         return self.services.jobs.inspect(job_id)
@@ -226,8 +228,11 @@ class PipelineMethods:
     def stop_job(self, job_id: str) -> JobInfo:
         return self.services.jobs.stop(job_id)
 
-    def list_datums(self, job_id: str) -> list[DatumInfo]:
-        return self.services.jobs.datums(job_id)
+    def list_datums(self, job_id: str, limit: int | None = None, offset: int = 0, failed_first: bool = False
+                    ) -> list[DatumInfo]:
+        """By datum id (with ``failed_first``: the failed ones, and those with an error, first); ``offset`` skips
+        that many, ``limit`` keeps at most that many (none or 0: all)."""
+        return self.services.jobs.datums(job_id, limit, offset, failed_first)
 
     def inspect_datum(self, job_id: str, datum_id: str) -> DatumInfo:
         return self.services.jobs.datum(job_id, datum_id)

@@ -301,10 +301,10 @@ class RemoteClient(Client):
     def inspect_commit_set(self, global_id: str) -> list[CommitInfo]:
         return self._get(list[CommitInfo], f"/api/v1/commitsets/{_q(global_id)}")
 
-    def list_commits(self, ref: str, limit: int | None = None) -> list[CommitInfo]:
+    def list_commits(self, ref: str, limit: int | None = None, offset: int = 0) -> list[CommitInfo]:
         repo, _, branch = ref.partition("@")
         return self._get(list[CommitInfo], f"/api/v1/repos/{_q(repo)}/commits", branch=branch or None,
-                         limit=limit)
+                         limit=limit, offset=offset or None)
 
     def subscribe_commits(self, ref: str, new: bool = False, poll: float = 0.5, timeout: float | None = None,
                           since: str | None = None) -> Iterator[CommitInfo]:
@@ -428,8 +428,8 @@ class RemoteClient(Client):
     def inspect_file(self, ref: str) -> FileInfo:
         return self._get(FileInfo, self._file_url("stat", _ref(ref)))
 
-    def list_files(self, ref: str) -> list[FileInfo]:
-        return self._get(list[FileInfo], self._file_url("tree", _ref(ref)))
+    def list_files(self, ref: str, limit: int | None = None, offset: int = 0) -> list[FileInfo]:
+        return self._get(list[FileInfo], self._file_url("tree", _ref(ref)), limit=limit, offset=offset or None)
 
     def walk_files(self, ref: str) -> Iterator[FileInfo]:
         return iter(self._get(list[FileInfo], self._file_url("tree", _ref(ref)), recursive="true"))
@@ -440,10 +440,11 @@ class RemoteClient(Client):
         return self._get(list[FileInfo], f"{self._commit_url(fref.repo, fref.ref_text)}/glob",
                          pattern=pattern)
 
-    def diff_files(self, new: str, old: str | None = None) -> list[DiffEntry]:
+    def diff_files(self, new: str, old: str | None = None, limit: int | None = None, offset: int = 0
+                   ) -> list[DiffEntry]:
         nref = _ref(new)
         return self._get(list[DiffEntry], f"{self._commit_url(nref.repo, nref.ref_text)}/diff",
-                         path=nref.path, old=old)
+                         path=nref.path, old=old, limit=limit, offset=offset or None)
 
     def delete_file(self, ref: str, description: str | None = None) -> CommitInfo | None:
         fref = _writable(_ref(ref))
@@ -574,8 +575,10 @@ class RemoteClient(Client):
     def start_pipeline(self, name: str) -> PipelineInfo:
         return _load(PipelineInfo, self._json("POST", f"/api/v1/pipelines/{_q(name)}/start"))
 
-    def list_jobs(self, pipeline: str | None = None, global_id: str | None = None) -> list[JobInfo]:
-        return self._get(list[JobInfo], "/api/v1/jobs", pipeline=pipeline, global_id=global_id)
+    def list_jobs(self, pipeline: str | None = None, global_id: str | None = None, limit: int | None = None,
+                  offset: int = 0) -> list[JobInfo]:
+        return self._get(list[JobInfo], "/api/v1/jobs", pipeline=pipeline, global_id=global_id, limit=limit,
+                         offset=offset or None)
 
     def inspect_job(self, job_id: str) -> JobInfo:
         return self._get(JobInfo, f"/api/v1/jobs/{_q(job_id)}")
@@ -590,8 +593,10 @@ class RemoteClient(Client):
     def stop_job(self, job_id: str) -> JobInfo:
         return _load(JobInfo, self._json("POST", f"/api/v1/jobs/{_q(job_id)}/stop"))
 
-    def list_datums(self, job_id: str) -> list[DatumInfo]:
-        return self._get(list[DatumInfo], f"/api/v1/jobs/{_q(job_id)}/datums")
+    def list_datums(self, job_id: str, limit: int | None = None, offset: int = 0, failed_first: bool = False
+                    ) -> list[DatumInfo]:
+        return self._get(list[DatumInfo], f"/api/v1/jobs/{_q(job_id)}/datums", limit=limit, offset=offset or None,
+                         failed_first="true" if failed_first else None)
 
     def inspect_datum(self, job_id: str, datum_id: str) -> DatumInfo:
         return self._get(DatumInfo, f"/api/v1/jobs/{_q(job_id)}/datums/{_q(datum_id)}")

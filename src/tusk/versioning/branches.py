@@ -52,7 +52,9 @@ class BranchService:
                 previous = None
                 branch = BranchRow(repo_id=repo_row.id, name=name, head_id=target, created_at=now())
                 s.add(branch)
-            if target is not None and previous != target:
+            # a move with a note is kept even to the head the branch has (a promotion confirmed, with its why);
+            # it moves nothing, so it triggers nothing
+            if target is not None and (previous != target or note is not None):
                 s.add(BranchMoveRow(repo_id=repo_row.id, branch=name, from_commit=previous, to_commit=target,
                                     actor=self.ctx.user, reason=reason, moved_at=now(), note=note))
             s.flush()

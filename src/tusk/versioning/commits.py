@@ -9,11 +9,12 @@ branch are serialized and none of their commits is lost.
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Integer, delete, literal_column, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
@@ -361,28 +362,46 @@ class CommitService:
                 raise CommitNotFound(f"no commit or global id {global_id}")
             return [self.ctx.commit_info(s, r) for r in rows]
 
-    def list(self, repo: str, branch: str | None = None, limit: int | None = None) -> list[CommitInfo]:
-        """Newest first; with a branch, its history (open commit first, then ancestry)."""
+    def list(self, repo: str, branch: str | None = None, limit: int | None = None, offset: int = 0
+             ) -> list[CommitInfo]:
+        """Newest first; with a branch, its history (open commit first, then ancestry). ``offset`` skips that
+        many, ``limit`` keeps at most that many (none or 0: all): a page costs the page, in SQL."""
+        limit = limit or None
         with self.ctx.db.read() as s:
             repo_row = self.ctx.repo_row(s, repo)
             if branch is None:
-                q = select(CommitRow).where(CommitRow.repo_id == repo_row.id).order_by(
-                    CommitRow.started_at.desc())
-                rows = list(s.scalars(q.limit(limit) if limit else q))
-                return [self.ctx.commit_info(s, r, repo) for r in rows]
+                q = (select(CommitRow).where(CommitRow.repo_id == repo_row.id)
+                     .order_by(CommitRow.started_at.desc(), CommitRow.id.desc()).offset(offset or None).limit(limit))
+                return self.ctx.commit_infos(s, list(s.scalars(q)), repo)
             branch_row = self.ctx.branch_row(s, repo_row, branch)
-            out = []
+            rows: list[CommitRow] = []
             open_row = self.open_commit_on(s, repo_row, branch)
-            if open_row is not None:
-                out.append(open_row)
-            cur = branch_row.head_id
-            while cur is not None and (limit is None or len(out) < limit):
-                row = s.get(CommitRow, cur)
-                if row is None:
-                    break
-                out.append(row)
-                cur = row.parent_id
-            return [self.ctx.commit_info(s, r, repo) for r in out[:limit]]
+            if open_row is not None:  # the open commit is the history's first entry
+                if offset == 0:
+                    rows.append(open_row)
+                else:
+                    offset -= 1
+            want = None if limit is None else limit - len(rows)
+            if branch_row.head_id is not None and want != 0:
+                rows += self._ancestry(s, branch_row.head_id, offset, want)
+            return self.ctx.commit_infos(s, rows, repo)
+
+    @staticmethod
+    def _ancestry(s: Session, head: str, offset: int, limit: int | None) -> builtins.list[CommitRow]:
+        """``head`` and its ancestors, nearest first, from the ``offset``-th: one recursive query. The walk up
+        the parent links runs in the database, one index lookup a step, and stops at the page's end; so a page
+        deep in a long history costs a walk to it (microseconds a commit), not the commits before it."""
+        zero, one = literal_column("0", Integer), literal_column("1", Integer)  # inline: PostgreSQL types by them
+        walk = (select(CommitRow.id.label("id"), CommitRow.parent_id.label("parent"), zero.label("depth"))
+                .where(CommitRow.id == head).cte("ancestry", recursive=True))
+        step = select(CommitRow.id, CommitRow.parent_id, walk.c.depth + one).join(walk, CommitRow.id == walk.c.parent)
+        if limit is not None:
+            step = step.where(walk.c.depth + one < offset + limit)
+        walk = walk.union_all(step)
+        # the page is the depths from ``offset`` on (not OFFSET: the commits skipped are walked through, not read)
+        q = select(CommitRow).join(walk, CommitRow.id == walk.c.id).where(walk.c.depth >= offset)
+        q = q.order_by(walk.c.depth).limit(limit)
+        return list(s.scalars(q))
 
     def wait(self, repo: str, ref: str, timeout: float | None = None, poll: float = 0.2) -> CommitInfo:
         """Block until the commit is no longer open."""

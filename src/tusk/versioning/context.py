@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -100,25 +100,43 @@ class Context:
         if repo_name is None:
             repo_name = s.get(RepoRow, row.repo_id).name  # type: ignore[union-attr]
         prov = s.scalars(select(CommitProvenanceRow).where(CommitProvenanceRow.commit_id == row.id)).all()
-        return CommitInfo(
-            id=row.id,
-            repo=repo_name,
-            branch=row.branch,
-            parent=row.parent_id,
-            origin=row.origin,
-            description=row.description,
-            state=row.state,
-            size_bytes=row.size_bytes,
-            global_id=row.commit_set_id,
-            author=row.author,
-            started_at=_aware(row.started_at),
-            finished_at=_aware(row.finished_at) if row.finished_at else None,
-            tree=row.tree_digest,
-            error=row.error,
-            provenance=[
-                {"repo": p.source_repo, "branch": p.source_branch, "commit": p.source_commit_id} for p in prov
-            ],
-        )
+        return _commit_info(row, repo_name, prov)
+
+    def commit_infos(self, s: Session, rows: Sequence[CommitRow], repo_name: str) -> list[CommitInfo]:
+        """``commit_info`` of each row of one repo, with their provenance read in one query (a page of a
+        history is two queries, not one per commit)."""
+        prov: dict[str, list[CommitProvenanceRow]] = {}
+        ids = [r.id for r in rows]
+        for at in range(0, len(ids), _IN_BATCH):
+            for p in s.scalars(select(CommitProvenanceRow).where(
+                    CommitProvenanceRow.commit_id.in_(ids[at:at + _IN_BATCH]))):
+                prov.setdefault(p.commit_id, []).append(p)
+        return [_commit_info(r, repo_name, prov.get(r.id, [])) for r in rows]
+
+
+_IN_BATCH = 500  # ids per ``IN (...)``: well under SQLite's and PostgreSQL's bound-parameter limits
+
+
+def _commit_info(row: CommitRow, repo_name: str, prov: Sequence[CommitProvenanceRow]) -> CommitInfo:
+    return CommitInfo(
+        id=row.id,
+        repo=repo_name,
+        branch=row.branch,
+        parent=row.parent_id,
+        origin=row.origin,
+        description=row.description,
+        state=row.state,
+        size_bytes=row.size_bytes,
+        global_id=row.commit_set_id,
+        author=row.author,
+        started_at=_aware(row.started_at),
+        finished_at=_aware(row.finished_at) if row.finished_at else None,
+        tree=row.tree_digest,
+        error=row.error,
+        provenance=[
+            {"repo": p.source_repo, "branch": p.source_branch, "commit": p.source_commit_id} for p in prov
+        ],
+    )
 
 
 def _aware(value: datetime) -> datetime:

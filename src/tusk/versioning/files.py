@@ -6,9 +6,11 @@ import builtins
 import contextlib
 import io
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
 
@@ -17,8 +19,8 @@ from sqlalchemy import select
 from tusk.errors import Conflict, FileNotFound, InvalidArgument
 from tusk.ids import normalize_path
 from tusk.storage.content import ChunkRef, ContentStore, FileNode
-from tusk.storage.metadata import BranchRow, CommitRow
-from tusk.transfer import local_tree
+from tusk.storage.metadata import BranchRow, CommitRow, StoreIdentityRow
+from tusk.transfer import local_tree_stats
 from tusk.versioning.commits import CommitService
 from tusk.versioning.context import Context, now
 from tusk.versioning.fence import writer_token
@@ -26,6 +28,7 @@ from tusk.versioning.loading import Loader
 from tusk.versioning.records import CommitInfo, DiffEntry, FileInfo
 from tusk.versioning.refs import FileRef
 from tusk.versioning.staging import Op
+from tusk.versioning.statcache import StatCache
 from tusk.versioning.trees import EMPTY_TREE, Entry, file_entry
 
 __all__ = ["FileService", "Modification", "write_file_atomically"]
@@ -102,6 +105,7 @@ class Modification(Loader):
     after_land: Callable[[], None] | None = None
     started_at: datetime = field(default_factory=now)
     generation: int | None = None  # the gc generation before the first byte was stored (versioning.fence)
+    cached_files: int = 0  # files put_tree took from the stat cache, unread
 
     def put_bytes(self, path: str, data: bytes, append: bool = False) -> None:
         self._put(path, self.files.ctx.content.write_bytes(data, self.progress), append)
@@ -113,12 +117,31 @@ class Modification(Loader):
         self._put(path, self.files.ctx.content.write_file(source, self.progress), append)
 
     def put_tree(self, path: str, source: Path) -> int:
-        """Put every file below a local directory under ``path``; return the count."""
+        """Put every file below a local directory under ``path``; return the count.
+
+        Files the stat cache knows unchanged (``versioning.statcache``) are not read again."""
         base = normalize_path(path).rstrip("/")
-        targets = [(f"{base}/{rel}", str(local), size) for rel, local, size in local_tree(source, self.skipped)]
-        nodes = self.files.ctx.content.write_many(((local, size) for _, local, size in targets), self.progress)
-        for (target, _, _), node in zip(targets, nodes, strict=True):
+        began = time.time_ns()
+        targets = [(f"{base}/{rel}", os.path.abspath(local), st)
+                   for rel, local, st in local_tree_stats(source, self.skipped)]
+        cache, store = self.files.stat_cache()
+        generation = self.generation if self.generation is not None else -1
+        known = cache.lookup(store, [(local, st) for _, local, st in targets], generation) if cache else \
+            [None] * len(targets)
+        unread = [t for t, node in zip(targets, known, strict=True) if node is None]
+        written = iter(self.files.ctx.content.write_many(((local, st.st_size) for _, local, st in unread),
+                                                         self.progress))
+        fresh: list[tuple[str, os.stat_result, FileNode]] = []
+        for (target, local, st), node in zip(targets, known, strict=True):
+            if node is None:
+                node = next(written)
+                fresh.append((local, st, node))
+            elif self.progress is not None:
+                self.progress(st.st_size)
             self._put(target, node, append=False)
+        self.cached_files += len(targets) - len(unread)
+        if cache is not None and fresh:
+            cache.record(store, fresh, generation, began)
         return len(targets)
 
     @property
@@ -177,9 +200,21 @@ class Modification(Loader):
 
 
 class FileService:
-    def __init__(self, ctx: Context, commits: CommitService) -> None:
+    def __init__(self, ctx: Context, commits: CommitService, stat_cache: Path | None = None) -> None:
         self.ctx = ctx
         self.commits = commits
+        self._stat_cache = StatCache(stat_cache) if stat_cache is not None else None
+        self._store_key: str | None = None
+
+    def stat_cache(self) -> tuple[StatCache | None, str]:
+        """The stat cache of ``put -r`` and this store's key in it (its identity and object store)."""
+        if self._stat_cache is None:
+            return None, ""
+        if self._store_key is None:
+            with self.ctx.db.read() as s:
+                identity = s.scalar(select(StoreIdentityRow.store_id).where(StoreIdentityRow.id == 1))
+            self._store_key = f"{identity}:{self.ctx.objects.url}"
+        return self._stat_cache, self._store_key
 
     # -- writing -------------------------------------------------------------
     def modify(self, repo: str, target: str, description: str | None = None,
@@ -229,8 +264,10 @@ class FileService:
     def inspect(self, ref: FileRef) -> FileInfo:
         return _info(ref.path, self._file(ref))
 
-    def list(self, ref: FileRef) -> builtins.list[FileInfo]:
-        return [_info(p, e) for p, e in self.ctx.trees.list_dir(self._tree(ref), ref.path)]
+    def list(self, ref: FileRef, limit: int | None = None, offset: int = 0) -> builtins.list[FileInfo]:
+        """A directory's entries in name order (a file: itself); ``offset`` skips that many, ``limit`` keeps at
+        most that many (none or 0: all)."""
+        return [_info(p, e) for p, e in self.ctx.trees.list_dir(self._tree(ref), ref.path, offset, limit or None)]
 
     def walk(self, ref: FileRef) -> Iterator[FileInfo]:
         for p, e in self.ctx.trees.walk(self._tree(ref), ref.path):
@@ -278,8 +315,11 @@ class FileService:
                 entry.file, f"{ref.repo}@{ref.ref_text}:{path}"), progress)
         return total
 
-    def diff(self, new: FileRef, old: FileRef | None = None) -> builtins.list[DiffEntry]:
-        """Changes from ``old`` (default: the parent of ``new``) to ``new``, under new's path."""
+    def diff(self, new: FileRef, old: FileRef | None = None, limit: int | None = None, offset: int = 0
+             ) -> builtins.list[DiffEntry]:
+        """Changes from ``old`` (default: the parent of ``new``) to ``new``, under new's path, in path order;
+        ``offset`` skips that many, ``limit`` keeps at most that many (none or 0: all). The trees are compared
+        as the changes are taken, so a page stops the comparison at its end."""
         new_tree = self._tree(new)
         if old is None:
             with self.ctx.db.read() as s:
@@ -290,10 +330,8 @@ class FileService:
         else:
             old_tree = self._tree(old)
         prefix = new.path.rstrip("/")
-        out = []
-        for path, a, b in self.ctx.trees.diff(old_tree, new_tree):
-            if prefix and not (path == prefix or path.startswith(prefix + "/")):
-                continue
-            change = "added" if a is None else "deleted" if b is None else "modified"
-            out.append(DiffEntry(path, change, a.size if a else None, b.size if b else None))
-        return out
+        changes = ((path, a, b) for path, a, b in self.ctx.trees.diff(old_tree, new_tree)
+                   if not prefix or path == prefix or path.startswith(prefix + "/"))
+        return [DiffEntry(path, "added" if a is None else "deleted" if b is None else "modified",
+                          a.size if a else None, b.size if b else None)
+                for path, a, b in islice(changes, offset, offset + limit if limit else None)]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
@@ -37,17 +39,22 @@ class RepoService:
             return self._info(s, repo)
 
     def list(self) -> list[RepoInfo]:
+        """Every repo by name: three queries (repos, branches, the sizes of branch heads), however many."""
         with self.ctx.db.read() as s:
-            return [self._info(s, r) for r in s.scalars(select(RepoRow).order_by(RepoRow.name))]
+            repos = s.scalars(select(RepoRow).order_by(RepoRow.name)).all()
+            branches: dict[int, list[BranchRow]] = {}
+            for b in s.scalars(select(BranchRow).order_by(BranchRow.repo_id, BranchRow.name)):
+                branches.setdefault(b.repo_id, []).append(b)
+            heads = select(BranchRow.head_id).where(BranchRow.head_id.is_not(None))
+            sized = select(CommitRow.id, CommitRow.size_bytes).where(CommitRow.id.in_(heads))
+            sizes = {c: n for c, n in s.execute(sized)}
+            return [_repo_info(r, branches.get(r.id, []), sizes) for r in repos]
 
     def _info(self, s: Session, repo: RepoRow) -> RepoInfo:
         branches = s.scalars(select(BranchRow).where(BranchRow.repo_id == repo.id).order_by(BranchRow.name)).all()
-        size = 0
-        master = next((b for b in branches if b.name == "master"), branches[0] if branches else None)
-        if master is not None and master.head_id:
-            head = s.get(CommitRow, master.head_id)
-            size = head.size_bytes if head else 0
-        return RepoInfo(repo.name, repo.description, _aware(repo.created_at), [b.name for b in branches], size)
+        head = _sized(branches)
+        sizes = {c: n for c, n in s.execute(select(CommitRow.id, CommitRow.size_bytes).where(CommitRow.id == head))}
+        return _repo_info(repo, branches, sizes)
 
     def delete(self, name: str, force: bool = False) -> None:
         """Delete a repo's metadata and its role bindings (whoever next creates the name owns a new repo, with
@@ -70,3 +77,15 @@ class RepoService:
             for set_id in sets:
                 if s.scalar(select(CommitRow.id).where(CommitRow.commit_set_id == set_id).limit(1)) is None:
                     s.execute(delete(CommitSetRow).where(CommitSetRow.id == set_id))
+
+
+def _sized(branches: Sequence[BranchRow]) -> str | None:
+    """The commit whose size is the repo's: master's head, or the first branch's."""
+    master = next((b for b in branches if b.name == "master"), branches[0] if branches else None)
+    return master.head_id if master is not None else None
+
+
+def _repo_info(repo: RepoRow, branches: Sequence[BranchRow], sizes: dict[str, int]) -> RepoInfo:
+    head = _sized(branches)
+    return RepoInfo(repo.name, repo.description, _aware(repo.created_at), [b.name for b in branches],
+                    sizes.get(head, 0) if head else 0)

@@ -9,9 +9,11 @@ a commit costs O(depth * directory width), not O(repo).
 
 from __future__ import annotations
 
+import heapq
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice, pairwise
 from typing import Literal
 
 import blake3
@@ -163,19 +165,23 @@ class TreeStore:
             data = self.objects.get(tree_key(digest))
             if blake3.blake3(data).hexdigest() != digest:
                 raise ObjectCorrupt(f"directory object {digest[:16]}… is corrupt; run `tusk fsck`")
-            entries = {e.name: e for e in decode_entries(data)}
+            decoded = decode_entries(data)
+            if any(a.name >= b.name for a, b in pairwise(decoded)):
+                decoded.sort(key=lambda e: e.name)  # (every writer sorts them; ``list_dir`` pages on that order)
+            entries = {e.name: e for e in decoded}
         self._cache[digest] = entries
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return entries
 
     def store(self, entries: dict[str, Entry]) -> tuple[Digest, int]:
-        data = encode_entries([entries[k] for k in sorted(entries)])
+        ordered = {k: entries[k] for k in sorted(entries)}
+        data = encode_entries(list(ordered.values()))
         digest = Digest(blake3.blake3(data).hexdigest())
         key = tree_key(digest)
         if digest != EMPTY_TREE and digest not in self._cache and not self.objects.exists(key):
             self.objects.put(key, data)
-        self._cache[digest] = dict(entries)
+        self._cache[digest] = ordered
         return digest, sum(e.size for e in entries.values())
 
     # -- queries -------------------------------------------------------------
@@ -195,14 +201,20 @@ class TreeStore:
             digest = entry.digest
         return entry
 
-    def list_dir(self, root: str, path: str) -> list[tuple[str, Entry]]:
+    def list_dir(self, root: str, path: str, offset: int = 0, limit: int | None = None) -> list[tuple[str, Entry]]:
+        """A directory's entries in name order, from the ``offset``-th, at most ``limit`` of them.
+
+        A directory is one object, so its first read decodes every entry (then the decoded directory is
+        cached); a page past that is a slice of the cached, sorted entries: ``limit`` of them are handed out.
+        """
         entry = self.lookup(root, path)
         if entry is None:
             raise FileNotFound(f"no file or directory at {path}")
         if entry.kind == "file":
-            return [(path, entry)]
+            return [(path, entry)][offset:offset + limit if limit else None]
         prefix = path.rstrip("/")
-        return [(f"{prefix}/{name}", e) for name, e in sorted(self.load(entry.digest).items())]
+        items = self.load(entry.digest).items()  # (in name order: ``load`` and ``store`` keep them so)
+        return [(f"{prefix}/{name}", e) for name, e in islice(items, offset, offset + limit if limit else None)]
 
     def walk(self, root: str, path: str = "/", dirs: bool = False) -> Iterator[tuple[str, Entry]]:
         """Every file below ``path`` in sorted order (and directories if asked)."""
@@ -216,7 +228,7 @@ class TreeStore:
 
     def _walk(self, digest: str, prefix: str, dirs: bool, max_depth: int | None = None
               ) -> Iterator[tuple[str, Entry]]:
-        for name, e in sorted(self.load(digest).items()):
+        for name, e in self.load(digest).items():  # (in name order)
             p = f"{prefix}/{name}"
             if e.kind == "dir":
                 if dirs:
@@ -250,7 +262,7 @@ class TreeStore:
         if old == new:
             return
         a, b = self.load(old), self.load(new)
-        for name in sorted(a.keys() | b.keys()):
+        for name in _merged(a, b):
             ea, eb = a.get(name), b.get(name)
             p = f"{prefix}/{name}"
             if ea is not None and eb is not None and ea.digest == eb.digest and ea.kind == eb.kind:
@@ -270,6 +282,15 @@ class TreeStore:
                         yield sp, None, se
                 else:
                     yield p, (ea if ea is not None and ea.kind == "file" else None), eb
+
+
+def _merged(a: Iterable[str], b: Iterable[str]) -> Iterator[str]:
+    """The names of two directories (each in name order), in name order, each once: as they are asked for."""
+    last = None
+    for name in heapq.merge(a, b):
+        if name != last:
+            yield name
+            last = name
 
 
 def _fixed_depth(pattern: str) -> int | None:

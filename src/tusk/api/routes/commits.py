@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from tusk.api._deps import CallerDep, Limit, Timeout, Wait, finish_write
+from tusk.api._deps import CallerDep, Limit, Offset, Timeout, Wait, finish_write
 from tusk.errors import CommitNotFound
 from tusk.versioning.records import CommitInfo
 
@@ -21,11 +21,13 @@ class Finish(BaseModel):
 
 
 @router.get("/api/v1/repos/{repo}/commits")
-def list_commits(repo: str, caller: CallerDep, branch: str | None = None, limit: Limit = None
+def list_commits(repo: str, caller: CallerDep, branch: str | None = None, limit: Limit = None, offset: Offset = 0
                  ) -> list[CommitInfo]:
-    """Newest first; with ``branch``, its history (open commit first, then ancestry)."""
+    """Newest first; with ``branch``, its history (open commit first, then ancestry). A page: ``offset`` and
+    ``limit``."""
     caller.require_repo(repo, "reader")
-    return [caller.commit(c) for c in caller.ops.list_commits(f"{repo}@{branch}" if branch else repo, limit)]
+    ref = f"{repo}@{branch}" if branch else repo
+    return [caller.commit(c) for c in caller.ops.list_commits(ref, limit, offset)]
 
 
 @router.post("/api/v1/repos/{repo}/commits", status_code=201)

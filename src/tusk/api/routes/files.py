@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import IO, Annotated, Any, BinaryIO, cast
 
@@ -8,7 +9,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from tusk.api._body import with_body
-from tusk.api._deps import CallerDep, Wait, finish_write
+from tusk.api._deps import CallerDep, Limit, Offset, Wait, finish_write
 from tusk.errors import InvalidArgument
 from tusk.sdk._client import _ref
 from tusk.transfer import read_batch
@@ -99,11 +100,15 @@ def inspect_file(repo: str, ref: str, path: str, caller: CallerDep) -> FileInfo:
 
 
 @router.get("/tree/{path:path}")
-def list_files(repo: str, ref: str, path: str, caller: CallerDep, recursive: bool = False) -> list[FileInfo]:
-    """A directory's entries, or with ``recursive`` every file below it."""
+def list_files(repo: str, ref: str, path: str, caller: CallerDep, recursive: bool = False, limit: Limit = None,
+               offset: Offset = 0) -> list[FileInfo]:
+    """A directory's entries in name order, or with ``recursive`` every file below it. A page: ``offset`` and
+    ``limit``."""
     caller.require_repo(repo, "reader")
     target = _file(repo, ref, path)
-    return list(caller.ops.walk_files(target)) if recursive else caller.ops.list_files(target)
+    if recursive:
+        return list(itertools.islice(caller.ops.walk_files(target), offset, offset + limit if limit else None))
+    return caller.ops.list_files(target, limit, offset)
 
 
 @router.get("/glob")
@@ -113,13 +118,14 @@ def glob_files(repo: str, ref: str, caller: CallerDep, pattern: str = "/") -> li
 
 
 @router.get("/diff")
-def diff_files(repo: str, ref: str, caller: CallerDep, path: str = "/", old: str | None = None
-               ) -> list[DiffEntry]:
-    """Changes from ``old`` (``repo@ref[:/path]``; default: the parent commit) to this commit, under ``path``."""
+def diff_files(repo: str, ref: str, caller: CallerDep, path: str = "/", old: str | None = None,
+               limit: Limit = None, offset: Offset = 0) -> list[DiffEntry]:
+    """Changes from ``old`` (``repo@ref[:/path]``; default: the parent commit) to this commit, under ``path``,
+    in path order. A page: ``offset`` and ``limit``."""
     caller.require_repo(repo, "reader")
     if old is not None:
         caller.require_repo(_ref(old).repo, "reader")
-    return caller.ops.diff_files(_file(repo, ref, path), old)
+    return caller.ops.diff_files(_file(repo, ref, path), old, limit, offset)
 
 
 @router.put("/files/{path:path}", openapi_extra={"requestBody": {"required": True, **_OCTETS}})

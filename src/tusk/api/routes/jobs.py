@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from tusk.api._deps import Caller, CallerDep, Timeout
+from tusk.api._deps import Caller, CallerDep, Limit, Offset, Timeout
 from tusk.errors import AmbiguousId, JobNotFound
 from tusk.pipelines.records import DatumInfo, JobInfo
 from tusk.versioning.refs import parse_file_ref
@@ -52,11 +52,18 @@ def _prune(caller: Caller, node: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 @router.get("/api/v1/jobs")
-def list_jobs(caller: CallerDep, pipeline: str | None = None, global_id: str | None = None) -> list[JobInfo]:
+def list_jobs(caller: CallerDep, pipeline: str | None = None, global_id: str | None = None, limit: Limit = None,
+              offset: Offset = 0) -> list[JobInfo]:
+    """Newest first, of the pipelines the caller may read. A page: ``offset`` and ``limit``."""
     if global_id is not None:
         global_id = caller.global_id(global_id)
-    return [_visible_job(caller, j) for j in caller.ops.list_jobs(pipeline, global_id)
-            if caller.can(j.pipeline, "reader")]
+    if pipeline is not None or not caller.state.auth:  # every job listed is readable, or none: page in SQL
+        if pipeline is not None and not caller.can(pipeline, "reader"):
+            return []
+        return [_visible_job(caller, j) for j in caller.ops.list_jobs(pipeline, global_id, limit, offset)]
+    readable = [_visible_job(caller, j) for j in caller.ops.list_jobs(None, global_id)
+                if caller.can(j.pipeline, "reader")]
+    return readable[offset:offset + limit if limit else None]
 
 
 @router.get(_JOB)
@@ -77,9 +84,12 @@ def stop_job(job_id: str, caller: CallerDep) -> JobInfo:
 
 
 @router.get(_JOB + "/datums")
-def list_datums(job_id: str, caller: CallerDep) -> list[DatumInfo]:
+def list_datums(job_id: str, caller: CallerDep, limit: Limit = None, offset: Offset = 0,
+                failed_first: Annotated[bool, Query(description="the failed datums, and those with an error, "
+                                                                "first")] = False) -> list[DatumInfo]:
+    """By datum id (or failures first). A page: ``offset`` and ``limit``."""
     job_id = _job(caller, job_id).id
-    return [_visible_datum(caller, d) for d in caller.ops.list_datums(job_id)]
+    return [_visible_datum(caller, d) for d in caller.ops.list_datums(job_id, limit, offset, failed_first)]
 
 
 @router.get(_JOB + "/datums/{datum_id}")

@@ -3,6 +3,7 @@
 from tusk.storage.metadata._chunk_index import DbChunkIndex
 from tusk.storage.metadata._db import Database
 from tusk.storage.metadata.models import (
+    DATUM_TROUBLED,
     AlgorithmVersionRow,
     ApiTokenRow,
     Base,
@@ -25,9 +26,11 @@ from tusk.storage.metadata.models import (
     RepoRow,
     RoleBindingRow,
     StagedOpRow,
+    StoreIdentityRow,
 )
 
 __all__ = [
+    "DATUM_TROUBLED",
     "AlgorithmVersionRow",
     "ApiTokenRow",
     "Base",
@@ -52,4 +55,5 @@ __all__ = [
     "RepoRow",
     "RoleBindingRow",
     "StagedOpRow",
+    "StoreIdentityRow",
 ]

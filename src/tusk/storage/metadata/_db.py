@@ -16,7 +16,7 @@ __all__ = ["SCHEMA_REVISION", "Database"]
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest Alembic revision. Checked by a test against the migrations directory, so
 # start-up can compare it with the database in one query, without importing Alembic.
-SCHEMA_REVISION = "0010"
+SCHEMA_REVISION = "0012"
 _PG_MIGRATION_LOCK = 0x7475736B  # "tusk"
 
 
@@ -148,3 +148,9 @@ class Database:
     def dispose(self) -> None:
         self._read_engine.dispose()
         self._write_engine.dispose()
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop the pooled connections inherited from the parent without closing them (they
+        are still the parent's); the child opens its own when it needs one."""
+        self._read_engine.dispose(close=False)
+        self._write_engine.dispose(close=False)

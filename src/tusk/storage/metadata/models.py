@@ -13,10 +13,14 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    literal_column,
+    not_,
+    or_,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "DATUM_TROUBLED",
     "AlgorithmVersionRow",
     "ApiTokenRow",
     "Base",
@@ -80,7 +84,8 @@ class CommitSetRow(Base):
 class CommitRow(Base):
     __tablename__ = "commits"
     __table_args__ = (
-        Index("ix_commits_repo_started", "repo_id", "started_at"),
+        Index("ix_commits_repo_started", "repo_id", "started_at", "id"),  # a repo's commits in order (a page:
+        #                                                                   an index range; id breaks ties)
         Index("ix_commits_parent", "parent_id"),
         Index("ix_commits_set", "commit_set_id"),
     )
@@ -176,7 +181,8 @@ class PipelineVersionRow(Base):
 
 class JobRow(Base):
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_pipeline_state", "pipeline_id", "state"), Index("ix_jobs_set", "global_id"))
+    __table_args__ = (Index("ix_jobs_pipeline_state", "pipeline_id", "state"), Index("ix_jobs_set", "global_id"),
+                      Index("ix_jobs_pipeline_created", "pipeline_id", "created_at", "id"))  # its jobs in order
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id", ondelete="CASCADE"))
     pipeline_version: Mapped[int] = mapped_column(Integer)
@@ -217,6 +223,17 @@ class DatumRunRow(Base):
     log: Mapped[str] = mapped_column(Text, default="")
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# The datums a job's page lists first: failed, or recovered with an error. Two partial indexes (migration 0012)
+# split a job's datums into these and the others, each in datum id order, so a page of either is a range of
+# one index: a deep page skips index entries, never reads the rows it skips, and nothing sorts all the datums.
+# (The literal is inline: a planner matches a query to a partial index by its text; a bound one would not.)
+DATUM_TROUBLED = or_(DatumRunRow.state == literal_column("'failed'"), DatumRunRow.error.is_not(None))
+Index("ix_datum_runs_troubled", DatumRunRow.job_id, DatumRunRow.datum_id, sqlite_where=DATUM_TROUBLED,
+      postgresql_where=DATUM_TROUBLED)
+Index("ix_datum_runs_untroubled", DatumRunRow.job_id, DatumRunRow.datum_id, sqlite_where=not_(DATUM_TROUBLED),
+      postgresql_where=not_(DATUM_TROUBLED))
 
 
 class DatumCacheRow(Base):
@@ -329,3 +346,12 @@ class GcFenceRow(Base):
     generation: Mapped[int] = mapped_column(BigInteger)
     holder: Mapped[str | None] = mapped_column(String(255), nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class StoreIdentityRow(Base):
+    """The one row (id 1) naming this store: a random id made when the store was created (migration 0011).
+    What a machine caches about a store (``tusk.versioning.statcache``) is keyed by it."""
+
+    __tablename__ = "store_identity"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    store_id: Mapped[str] = mapped_column(String(32))
