@@ -21,6 +21,22 @@ def test_layers_run_from_inputs_to_outputs_and_every_node_links() -> None:
     assert "a &lt;graph&gt;" in svg and "http" not in svg  # escaped, and no xmlns or outside URL
 
 
+def test_a_highlighted_graph_marks_what_was_touched_in_text_not_only_colour() -> None:
+    g = Graph()
+    g.add(Node("raw", "raw", "commit abc", "/ui/repos/raw/browse/abc/", touched=True))
+    g.add(Node("train", "train", "job def · success", "/ui/jobs/def", "pipeline", "success", touched=True))
+    g.add(Node("other", "other", "not in this set", "/ui/pipelines/other", "pipeline", touched=False))
+    g.link("raw", "train", touched=True)
+    g.link("raw", "other")
+    svg = str(render_svg(g, "what a global id touched"))
+    assert ">✓ raw</text>" in svg and ">✓ train</text>" in svg and ">other</text>" in svg  # the marker is text
+    assert 'class="node pipeline state-success touched"' in svg and 'class="node pipeline untouched"' in svg
+    assert svg.count('class="edge touched"') == 1 and svg.count('class="edge untouched"') == 1
+    plain = Graph()
+    plain.add(Node("raw", "raw"))
+    assert "touched" not in str(render_svg(plain, "a plain graph")).split("</defs>", 1)[1]
+
+
 def test_a_cycle_does_not_hang_the_layout() -> None:
     g = Graph()
     g.add(Node("a", "a"))

@@ -85,15 +85,16 @@ class Page:
         return self.number + 1 if self.more else None
 
 
-def page_of(request: Request, fetch: Callable[[int], Sequence[T]], size: int = PAGE) -> Page:
-    """Page ``?page=N`` of a list: ``fetch(limit)`` returns at most ``limit`` rows from the start."""
+def page_of(request: Request, fetch: Callable[[int, int], Sequence[T]], size: int = PAGE) -> Page:
+    """Page ``?page=N`` of a list: ``fetch(offset, limit)`` returns at most ``limit`` rows from the
+    ``offset``-th. One row past the page is asked for, to know whether there is a next page; so a page costs
+    its own rows, wherever it is in the list."""
     try:
         number = max(1, min(int(request.query_params.get("page", "1")), 10_000))
     except ValueError:
         number = 1
-    rows = list(fetch(number * size + 1))
-    start = (number - 1) * size
-    return Page(rows[start:start + size], number, len(rows) > start + size)
+    rows = list(fetch((number - 1) * size, size + 1))
+    return Page(rows[:size], number, len(rows) > size)
 
 
 def ui_caller(request: Request) -> Caller | None:

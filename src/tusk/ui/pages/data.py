@@ -34,7 +34,7 @@ def crumbs(repo: str, ref: str, path: str) -> list[tuple[str, str]]:
 @router.get("/ui/repos")
 def repo_list(request: Request) -> Response:
     def build(caller: Caller) -> Response:
-        found = page_of(request, lambda n: repos.list_repos(caller)[:n])
+        found = page_of(request, lambda at, n: repos.list_repos(caller)[at:at + n])
         return render(request, "data/repos.html", title="Data", pager=found)
     return page(request, build)
 
@@ -46,7 +46,7 @@ def repo_page(request: Request, repo: str) -> Response:
     def build(caller: Caller) -> Response:
         info = repos.inspect_repo(repo, caller)
         heads = branches.list_branches(repo, caller)
-        history = page_of(request, lambda n: commits.list_commits(repo, caller, branch, n))
+        history = page_of(request, lambda at, n: commits.list_commits(repo, caller, branch, n, at))
         extra = f"&branch={urllib.parse.quote(branch)}" if branch else ""
         return render(request, "data/repo.html", title=f"Repo {repo}", repo=info, branches=heads,
                       pager=history, pager_extra=extra, branch=branch)
@@ -63,8 +63,8 @@ def browse(request: Request, repo: str, ref: str, path: str) -> Response:
         common: dict[str, Any] = {"repo": repo, "ref": ref, "commit": commit, "path": here,
                                   "crumbs": crumbs(repo, ref, here)}
         if info is None or info.kind != "file":
-            entries = files.list_files(repo, ref, here, caller)
-            listing = page_of(request, lambda n: entries[:n], PAGE * 4)
+            listing = page_of(request, lambda at, n: files.list_files(repo, ref, here, caller, limit=n, offset=at),
+                              PAGE * 4)
             return render(request, "data/browse.html", title=f"{repo}@{ref}:{here}", pager=listing, **common)
         shown = preview(here, caller.ops.iter_file(f"{repo}@{ref}:{here}"))
         return render(request, "data/file.html", title=f"{repo}@{ref}:{here}", file=info, preview=shown,
@@ -98,8 +98,8 @@ def diff(request: Request, repo: str) -> Response:
 
     def build(caller: Caller) -> Response:
         target = commits.inspect_commit(repo, new, caller)
-        changes = files.diff_files(repo, new, caller, "/", f"{repo}@{old}" if old else None)
-        found = page_of(request, lambda n: changes[:n], PAGE * 4)
+        since = f"{repo}@{old}" if old else None
+        found = page_of(request, lambda at, n: files.diff_files(repo, new, caller, "/", since, n, at), PAGE * 4)
         extra = f"&new={urllib.parse.quote(new)}" + (f"&old={urllib.parse.quote(old)}" if old else "")
         return render(request, "data/diff.html", title=f"Diff of {repo}", repo=repo, new=new, old=old,
                       commit=target, pager=found, pager_extra=extra)

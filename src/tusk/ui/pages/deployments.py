@@ -31,7 +31,7 @@ _MAX_LOG_FILE = 4 << 20  # a log file bigger than this is linked, not read
 @router.get("/ui/deployments")
 def deployment_list(request: Request) -> Response:
     def build(caller: Caller) -> Response:
-        found = page_of(request, lambda n: deployments.list_deployments(caller)[:n])
+        found = page_of(request, lambda at, n: deployments.list_deployments(caller)[at:at + n])
         return render(request, "deployments/list.html", title="Deployments", pager=found)
     return page(request, build)
 
@@ -78,7 +78,7 @@ def _recent(log_repo: str, caller: Caller, limit: int = RECENT) -> list[dict[str
             ref = f"{log_repo}@{c.id}:{change.path}"
             body = b"".join(caller.ops.iter_file(ref)) if (change.new_size or 0) <= _MAX_LOG_FILE else b""
             lines = body.splitlines()
-            for line in reversed(lines):
+            for number, line in reversed(list(enumerate(lines))):  # (number: the prediction's page)
                 try:
                     rec = orjson.loads(line)
                 except orjson.JSONDecodeError:
@@ -94,7 +94,7 @@ def _recent(log_repo: str, caller: Caller, limit: int = RECENT) -> list[dict[str
                             "latency_ms": rec.get("latency_ms"), "failed": "error" in rec,
                             "inputs": "(not logged: too big)" if rec.get("truncated") else _cut(rec.get("inputs")),
                             "answer": "(not logged: too big)" if rec.get("truncated") else _cut(answer),
-                            "file": ref})
+                            "file": ref, "line": number})
                 if len(out) >= limit:
                     return out
     return out

@@ -46,14 +46,14 @@ def model_repos(request: Request) -> Response:
             entry["stages"] |= set(m.aliases)
         rows = sorted(found.values(), key=lambda e: e["repo"])
         return render(request, "models/list.html", title="Models",
-                      pager=page_of(request, lambda n: rows[:n]))
+                      pager=page_of(request, lambda at, n: rows[at:at + n]))
     return page(request, build)
 
 
 @router.get("/ui/models/{repo}")
 def model_repo(request: Request, repo: str) -> Response:
     def build(caller: Caller) -> Response:
-        found = page_of(request, lambda n: models.list_models(caller, repo, n), PAGE)
+        found = page_of(request, lambda at, n: models.list_models(caller, repo, at + n)[at:], PAGE)
         versions = list(reversed(found.rows))  # oldest first, as the chart reads
         metrics = [_flat(m.metrics) for m in versions]
         keys = sorted({k for m in metrics for k in m})

@@ -18,7 +18,7 @@ router = APIRouter(include_in_schema=False)
 @router.get("/ui/pipelines")
 def pipeline_list(request: Request) -> Response:
     def build(caller: Caller) -> Response:
-        found = page_of(request, lambda n: pipelines.list_pipelines(caller)[:n])
+        found = page_of(request, lambda at, n: pipelines.list_pipelines(caller)[at:at + n])
         return render(request, "pipelines/list.html", title="Pipelines", pager=found)
     return page(request, build)
 
@@ -28,7 +28,7 @@ def pipeline_page(request: Request, name: str) -> Response:
     def build(caller: Caller) -> Response:
         info = pipelines.inspect_pipeline(name, caller)
         versions = pipelines.pipeline_versions(name, caller)
-        found = page_of(request, lambda n: jobs.list_jobs(caller, name)[:n])
+        found = page_of(request, lambda at, n: jobs.list_jobs(caller, name, limit=n, offset=at))
         return render(request, "pipelines/pipeline.html", title=f"Pipeline {name}", pipeline=info,
                       versions=versions, pager=found, owner=caller.can(name, "owner"))
     return page(request, build)
@@ -38,11 +38,11 @@ def pipeline_page(request: Request, name: str) -> Response:
 def job_page(request: Request, job_id: str) -> Response:
     def build(caller: Caller) -> Response:
         job = jobs.inspect_job(job_id, caller)
-        datums = jobs.list_datums(job.id, caller)
-        failed = [d for d in datums if d.state == "failed" or d.error]
-        datums.sort(key=lambda d: (d.state != "failed", d.id))  # failures first
-        found = page_of(request, lambda n: datums[:n], PAGE * 2)
-        return render(request, "pipelines/job.html", title=f"Job {job.id[:12]}", job=job, failed=failed[:1],
+        first = jobs.list_datums(job.id, caller, limit=1, failed_first=True)  # failures first: the first one
+        failed = [d for d in first if d.state == "failed" or d.error]
+        found = page_of(request, lambda at, n: jobs.list_datums(job.id, caller, limit=n, offset=at,
+                                                                failed_first=True), PAGE * 2)
+        return render(request, "pipelines/job.html", title=f"Job {job.id[:12]}", job=job, failed=failed,
                       pager=found, writer=caller.can(job.pipeline, "writer"))
     return page(request, build)
 
