@@ -2,7 +2,8 @@
 
 Versioned data with deferred processing, three training pipelines, models
 gathered by reference, promotion to production, a bad model found and rolled
-back, a shadow rollout, and the lineage of a prediction back to the raw CSV.
+back, a shadow rollout, the lineage of a prediction back to the raw CSV, and
+why v2 answered as it did (its explainer, trained beside it).
 It runs the pipelines of ``examples/census-income`` in its own Tusk home, so
 it never touches the user's repos, and it uses only the public SDK: the calls
 a user would make.
@@ -256,7 +257,9 @@ def run_demo(say: Say, data_dir: Path | None = None, home: Path | None = None, e
                if git else ""))
     story.step("8. Serve it: the production model over HTTP, hot swap by branch move, drift, request log")
     _serve(story, prepared, v1, v3)
-    story.step("9. A team server: the same store over the REST API, with tokens and roles")
+    story.step("9. Explain it: per-column attributions from the explainer trained beside each model")
+    _explain(story, prepared, v1, v2)
+    story.step("10. A team server: the same store over the REST API, with tokens and roles")
     _team(story)
 
     report = client.fsck()
@@ -341,6 +344,53 @@ def _serve(story: _Story, prepared: Path, v1: str, v3: str) -> None:
     models = sorted({story.version(p["commit"]) for commit in logged for p in commit.provenance})
     say(f"   census-requests: {rows} requests in {len(logged)} commit(s), provenance {', '.join(models)}: "
         "logged traffic is data with lineage")
+
+
+def _explain(story: _Story, prepared: Path, v1: str, v2: str) -> None:
+    """v1 and v2 side by side (one deployment, two pinned predictors): what drives each one's predictions."""
+    from collections import Counter
+
+    import httpx
+    import pandas as pd
+
+    from tusk.serving.app import create_app
+    from tusk.serving.server import serve_in_thread
+
+    c, say = story.c, story.say
+    c.create_deployment({
+        "name": "census-audit", "description": "v1 and v2 pinned, to explain them side by side",
+        "predictors": [{"name": "v1", "model": f"copy_models@{v1}:/income/model.joblib", "weight": 1},
+                       {"name": "v2", "model": f"copy_models@{v2}:/income/model.joblib", "weight": 0}],
+        "logging": {"enabled": False}})
+    say("   tusk deploy create census-audit: predictors v1 and v2 pinned to their commits; each model's "
+        "/income/explainer.json was trained beside it by train_income and is verified with it")
+    batch = pd.read_csv(prepared / "requests" / "batch-1.csv").head(50)
+    tops: dict[str, list[tuple[str, float]]] = {}
+    with serve_in_thread(create_app(c.services, deployments=["census-audit"], poll=0.2)) as url, \
+            httpx.Client(base_url=url, timeout=60) as h:
+        for name in ("v1", "v2"):
+            r = h.post(f"/v2/models/census-audit/versions/{name}/explain", json={"inputs": _tensors(batch)})
+            doc = r.json()
+            if r.status_code != 200:
+                say(f"   {name}: explain answered {r.status_code} {doc.get('error')}")
+                return
+            by_column = {o["name"]: o["data"] for o in doc["outputs"]}
+            tops[name] = [max(((col, v[i]) for col, v in by_column.items()), key=lambda kv: abs(kv[1]))
+                          for i in range(len(batch))]
+            params = doc["parameters"]
+            say(f"   POST /v2/models/census-audit/versions/{name}/explain: {len(batch)} rows, {params['method']} "
+                f"attributions to {len(by_column)} input columns, in the {params['output'].replace('_', '-')} of "
+                f"class {params['class']} (>50K), answered by {story.version(r.headers['x-tusk-model-commit'])}")
+    for i in range(3):
+        row = batch.iloc[i]
+        (c1, a1), (c2, a2) = tops["v1"][i], tops["v2"][i]
+        say(f"   row {i + 1}: v2's top attribution {c2}={row[c2]} ({a2:+.2f} log-odds); "
+            f"v1's {c1}={row[c1]} ({a1:+.2f})")
+    counts = {name: Counter(col for col, _ in t) for name, t in tops.items()}
+    v2_top, v2_n = counts["v2"].most_common(1)[0]
+    say(f"   over {len(batch)} rows, {v2_top} is v2's top attribution for {v2_n}; v1's are "
+        + ", ".join(f"{col} {n}" for col, n in counts["v1"].most_common(3))
+        + ": v2's individual predictions are explained by the vendor's score")
 
 
 def _team(story: _Story) -> None:

@@ -68,6 +68,14 @@ def test_census_story_end_to_end(backend: Backend, tmp_path: Path) -> None:
         assert "drift detected True, lowest p-value age" in text
         assert "a request without the age column: 400 the inputs lack 1 of the model's features: age" in text
         assert "ignored and reported: ['fnlwgt', 'vendor_score']" in text
+        # explanations: each model's explainer was trained beside it and travels with it
+        assert {m.path: m.explainer for m in manifest.models}["/income/model.joblib"] == "/income/explainer.json"
+        assert manifest.upstream["/income/explainer.json"]["repo"] == "train_income"
+        assert "row 1: v2's top attribution vendor_score=" in text
+        top = next(line for line in lines if "is v2's top attribution for" in line)
+        assert top.split("over ")[1].startswith("50 rows, vendor_score is v2's top attribution for ")
+        assert int(top.split("top attribution for ")[1].split(";")[0]) > 25  # most of v2's predictions
+        assert "vendor_score" not in top.split("v1's are ")[1].split(":")[0]  # v1 never saw the column
         logged = client.list_commits("census-requests@master")
         assert logged and {p["repo"] for c in logged for p in c.provenance} == {"copy_models"}
         # server mode: an analyst with a reader token reads, and is refused a promotion

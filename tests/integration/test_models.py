@@ -334,6 +334,19 @@ def test_promotion_and_rollback_keep_the_note_given_with_them(any_client: Client
     assert [m.note for m in c.model_history("models@master")] == [None, None]  # commits carry no note
 
 
+def test_promoting_the_model_a_branch_already_has_keeps_the_note_and_rolls_back_past_it(pc: Client) -> None:
+    v1, v2 = _commit_model(pc, scale=1.0), _commit_model(pc, scale=2.0)
+    pc.promote_model(f"models@{v1}", "production")
+    pc.promote_model(f"models@{v2}", "production")
+    jobs = len(pc.list_jobs())
+    again = pc.promote_model(f"models@{v2}", "production", note="reviewed by the risk team")
+    assert (again.from_commit, again.to_commit, again.note) == (v2, v2, "reviewed by the risk team")
+    assert len(pc.list_jobs()) == jobs  # nothing moved, so nothing ran
+    pc.promote_model(f"models@{v2}", "production")  # without a note, nothing to keep: no move recorded
+    assert len(pc.model_history("models@production")) == 3
+    assert pc.rollback_model("models@production").to_commit == v1  # the confirmation is not a step to undo
+
+
 def test_a_note_too_long_or_with_control_characters_is_refused_and_nothing_moves(any_client: Client) -> None:
     c = any_client
     v1, v2 = _commit_model(c, scale=1.0), _commit_model(c, scale=2.0)
@@ -384,7 +397,7 @@ def test_moves_recorded_before_notes_existed_survive_the_migration(request: pyte
                     "after the upgrade"
                 assert c.rollback_model("models@production", note="and back").to_commit == v1
             db = Database(backend.settings().database_url)
-            assert db.current_revision() == SCHEMA_REVISION == "0010"
+            assert db.current_revision() == SCHEMA_REVISION
             db.dispose()
 
 
@@ -446,3 +459,13 @@ def test_a_descriptor_naming_code_outside_its_directory_is_ignored_with_a_warnin
     manifest = pc.model_manifest("bad@master")
     assert [m.path for m in manifest.models] == ["/model.joblib"]
     assert any("inside the model's directory" in w for w in manifest.warnings)
+
+
+def test_a_descriptor_key_tusk_does_not_read_is_named_in_a_warning(pc: Client) -> None:
+    pc.create_repo("typo")
+    with pc.modify("typo@master") as m:
+        m.put_bytes("/py/tusk-model.yaml", b"class: doubler.py:Doubler\nversion: 2\nweights: w.bin\n")
+        m.put_bytes("/py/doubler.py", b"class Doubler:\n    def predict(self, x):\n        return x\n")
+    manifest = pc.model_manifest("typo@master")
+    assert [m.path for m in manifest.models] == ["/py"]  # still loaded: the keys it has are read
+    assert any("version, weights are not read" in w for w in manifest.warnings), manifest.warnings

@@ -64,9 +64,10 @@ def inspect(ref: str = typer.Argument(..., metavar="REPO@REF")) -> None:
     say(f"created {manifest.created_at} by {manifest.author} ({manifest.origin}), global id "
               f"{manifest.global_id}")
     for m in manifest.models:
-        say(f"model {m.path} ({m.flavor}{', ' + m.entry_point if m.entry_point else ''})")
+        say(f"model {m.path} ({m.flavor}{', ' + m.entry_point if m.entry_point else ''})"
+            + (f", explained by {m.explainer}" if m.explainer else ""))
     for f in manifest.files:
-        say(f"  {f.role:8} {f.path}  {f.size} B  blake3 {f.blake3[:16]}…  sha256 {f.sha256[:16]}…",
+        say(f"  {f.role:9} {f.path}  {f.size} B  blake3 {f.blake3[:16]}…  sha256 {f.sha256[:16]}…",
                   highlight=False)
     training = manifest.training
     if training:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from tusk.models.manifest import (
     DESCRIPTOR,
+    EXPLAINER,
     METRICS,
     MLMODEL,
     FileHashes,
@@ -42,6 +43,8 @@ __all__ = ["build_manifest"]
 
 _MAX_METRICS_BYTES = 1 << 20
 _FILE_FLAVORS = ("xgboost", "lightgbm")  # a descriptor may name one of these flavors' save file
+_FILE_DESCRIPTOR_KEYS = ("flavor", "file")  # tusk-model.yaml naming a booster's save file
+_CLASS_DESCRIPTOR_KEYS = ("class", "flavor")  # tusk-model.yaml naming a Python class
 _MAX_SOURCES_DEPTH = 64
 
 
@@ -98,7 +101,32 @@ class _Scan:
             flavor = flavor_of(path)
             if flavor is not None and not any(_under(path, d) for d in dirs):
                 models.append(ModelEntry(path, flavor, (path,)))
-        return sorted(models, key=lambda m: m.path)
+        return self._explained(sorted(models, key=lambda m: m.path))
+
+    def _explained(self, models: list[ModelEntry]) -> list[ModelEntry]:
+        """Link each ``explainer.json`` to the model it explains: a directory model's own, or the model file
+        beside it that its ``model`` field names (or the only model file in its directory)."""
+        linked = {m.path: m for m in models}
+        for path in sorted(p for p in self.entries if p.rsplit("/", 1)[-1] == EXPLAINER):
+            directory = _dirname(path)
+            if directory in linked and path in linked[directory].files:  # a directory model's own
+                target = linked[directory]
+            else:
+                beside = [m for m in models if len(m.files) == 1 and m.files[0] == m.path
+                          and _dirname(m.path) == directory]
+                try:
+                    named = json.loads(self.read(path, _MAX_METRICS_BYTES) or b"{}").get("model")
+                except (ValueError, AttributeError):
+                    named = None
+                if isinstance(named, str):
+                    beside = [m for m in beside if m.path.rsplit("/", 1)[-1] == named]
+                if len(beside) != 1:
+                    self.warnings.append(f"{path}: explains no model (its `model` names {named!r}; model files "
+                                         f"beside it: {len(beside)}); ignored")
+                    continue
+                target = beside[0]
+            linked[target.path] = ModelEntry(target.path, target.flavor, target.files, target.entry_point, path)
+        return [linked[m.path] for m in models]
 
     def _described(self, path: str, directory: str) -> ModelEntry | None:
         raw = self.read(path, _MAX_METRICS_BYTES)
@@ -108,11 +136,13 @@ class _Scan:
             self.warnings.append(f"{path}: not valid YAML ({e}); ignored")
             return None
         if isinstance(doc, dict) and doc.get("flavor") in _FILE_FLAVORS and "class" not in doc:
+            self._unknown_keys(path, doc, _FILE_DESCRIPTOR_KEYS)
             return self._described_file(path, directory, str(doc["flavor"]), doc.get("file"))
         if not isinstance(doc, dict) or not isinstance(doc.get("class"), str) or ":" not in doc["class"]:
             self.warnings.append(f"{path}: expected `class: module.py:ClassName` (or `flavor: xgboost|lightgbm` "
                                  "with `file: NAME`); ignored")
             return None
+        self._unknown_keys(path, doc, _CLASS_DESCRIPTOR_KEYS)
         module = doc["class"].split(":", 1)[0]
         if module.startswith("/") or ".." in module.split("/") or not module.endswith(".py"):
             self.warnings.append(f"{path}: {module!r} must be a .py file inside the model's directory; ignored")
@@ -124,6 +154,13 @@ class _Scan:
             self.warnings.append(f"{path}: names {module}, which is not in the commit")
         flavor = str(doc.get("flavor", "python"))
         return ModelEntry(directory, flavor, (), doc["class"])
+
+    def _unknown_keys(self, path: str, doc: dict[str, Any], known: tuple[str, ...]) -> None:
+        """A descriptor key Tusk does not read is named, not silently ignored (a typo like ``fille:``)."""
+        unknown = sorted(str(k) for k in doc if k not in known)
+        if unknown:
+            self.warnings.append(f"{path}: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not read "
+                                 f"(a descriptor has {', '.join(known)}); ignored")
 
     def _described_file(self, path: str, directory: str, flavor: str, file: object) -> ModelEntry | None:
         """A descriptor naming a booster's own save file (``flavor: xgboost``, ``file: model.json``): names like
@@ -220,12 +257,13 @@ def _upstream(s: Session, training: dict[str, Any] | None, files: list[FileHashe
         for f in source.files:
             known.setdefault(f.tusk_digest, {"repo": source.repo, "commit": source.commit, "path": f.path,
                                              "manifest": row.digest})
-    return {f.path: known[f.tusk_digest] for f in files if f.role == "model" and f.tusk_digest in known}
+    return {f.path: known[f.tusk_digest] for f in files if f.role in ("model", "explainer")
+            and f.tusk_digest in known}
 
 
 def _relevant(path: str) -> bool:
     """A path a manifest looks at: a model marker, or a metrics file."""
-    return is_model_marker(path) or path.rsplit("/", 1)[-1] == METRICS
+    return is_model_marker(path) or path.rsplit("/", 1)[-1] in (METRICS, EXPLAINER)
 
 
 def build_manifest(ctx: Context, s: Session, row: CommitRow, parent: Manifest | None, full: bool = False
@@ -260,10 +298,12 @@ def build_manifest(ctx: Context, s: Session, row: CommitRow, parent: Manifest | 
         return None
     reuse = {f.tusk_digest: f for f in parent.files} if parent is not None else {}
     model_files = {p for m in models for p in m.files}
+    explainers = {m.explainer for m in models if m.explainer}
     files = []
     for path in sorted(scan.entries):
         name = path.rsplit("/", 1)[-1]
-        role = "model" if path in model_files else "metrics" if name == METRICS else "artifact"
+        role: Any = ("model" if path in model_files else "explainer" if path in explainers
+                     else "metrics" if name == METRICS else "artifact")
         files.append(_hash(ctx, path, scan.entries[path], role, reuse))
     repo = s.get(RepoRow, row.repo_id)
     training = _training(s, row)

@@ -17,10 +17,13 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tusk.errors import ModelUnloadable
 from tusk.models.manifest import Manifest, ModelEntry
+
+if TYPE_CHECKING:
+    from tusk.models.explainers import Explainer
 
 __all__ = ["LOADERS", "LoadedModel", "load_model"]
 
@@ -39,6 +42,8 @@ class LoadedModel:
         # what answers predict_proba and classes_ where ``impl`` does not (MLflow: the sklearn flavor's estimator)
         self._native = native if native is not None else impl
         self._keep = keep  # e.g. the directory an MLflow model was unpacked into; lives as long as the model
+        self.explainer: Explainer | None = None  # its explainer.json, prepared (load_model attaches it)
+        self.explainer_error: str | None = None  # why the model has an explainer that cannot explain it
 
     @property
     def commit(self) -> str | None:
@@ -261,4 +266,20 @@ def load_model(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest
             f"{entry.path} is a {entry.flavor} model; Tusk versions, verifies and promotes it but has no loader "
             f"for it (loaders: {', '.join(sorted(LOADERS))}). Load its files with your framework: "
             "`tusk model export` writes them with their manifest")
-    return loader(entry, files, manifest)
+    model = loader(entry, files, manifest)
+    if entry.explainer is not None and entry.explainer in files:
+        _attach_explainer(model, entry.explainer, files[entry.explainer])
+    return model
+
+
+def _attach_explainer(model: LoadedModel, path: str, data: bytes) -> None:
+    """Prepare the model's (verified) explainer. One that cannot explain the model leaves the model serving
+    predictions; explaining then answers why (``explainer_error``)."""
+    from tusk.models.explainers import load_explainer
+
+    try:
+        model.explainer = load_explainer(path, data, model)
+    except ModelUnloadable as e:
+        model.explainer_error = str(e)
+    except Exception as e:  # the model's own code ran in preparing it (a transform): its failure is the explainer's
+        model.explainer_error = f"{path} cannot explain {model.entry.path}: {type(e).__name__}: {e}"

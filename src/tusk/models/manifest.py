@@ -24,6 +24,7 @@ from tusk.errors import ModelNotFound, ModelTampered
 
 __all__ = [
     "DESCRIPTOR",
+    "EXPLAINER",
     "FORMAT",
     "METRICS",
     "MLMODEL",
@@ -40,6 +41,7 @@ FORMAT = "tusk-manifest:v1"
 MLMODEL = "MLmodel"  # an MLflow model directory holds this file
 DESCRIPTOR = "tusk-model.yaml"  # names a Python class (``class: module.py:Name``) or overrides a flavor
 METRICS = "metrics.json"
+EXPLAINER = "explainer.json"  # beside a model file: its explainer (tusk.models.explainers), hashed with it
 
 # file suffix → flavor; the flavors without a loader are still hashed, verified and promoted
 _SUFFIXES = {
@@ -48,7 +50,7 @@ _SUFFIXES = {
     ".cbm": "catboost", ".ubj": "xgboost", ".xgb": "xgboost", ".lgb": "lightgbm", ".gguf": "gguf",
 }
 
-Role = Literal["model", "artifact", "metrics"]
+Role = Literal["model", "artifact", "metrics", "explainer"]
 
 
 def flavor_of(path: str) -> str | None:
@@ -127,14 +129,19 @@ class ModelEntry:
     flavor: str
     files: tuple[str, ...]  # every file the model needs, all of them hashed in the manifest
     entry_point: str | None = None  # python flavor: ``module.py:ClassName``; xgboost/lightgbm: the file's name
+    explainer: str | None = None  # the explainer.json that explains this model (hashed in the manifest too)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "flavor": self.flavor, "files": list(self.files),
-                "entry_point": self.entry_point}
+        d: dict[str, Any] = {"path": self.path, "flavor": self.flavor, "files": list(self.files),
+                             "entry_point": self.entry_point}
+        if self.explainer is not None:  # only when set: manifests written before explainers keep their digest
+            d["explainer"] = self.explainer
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelEntry:
-        return cls(path=d["path"], flavor=d["flavor"], files=tuple(d["files"]), entry_point=d.get("entry_point"))
+        return cls(path=d["path"], flavor=d["flavor"], files=tuple(d["files"]), entry_point=d.get("entry_point"),
+                   explainer=d.get("explainer"))
 
 
 @dataclass(frozen=True)

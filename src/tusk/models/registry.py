@@ -154,9 +154,13 @@ class ModelService:
     # -- verification and loading ---------------------------------------------
     def read_verified(self, ref: str, only_model: bool = False, sha256: bool = False
                       ) -> tuple[Manifest, str | None, dict[str, bytes]]:
-        """The manifest, the named model path and the files (all, or the named model's), checked against it."""
+        """The manifest, the named model path and the files (all, or the named model's and its explainer), checked
+        against it."""
         manifest, tree, path = self._resolved(ref)
-        wanted = set(manifest.model(path).files) if only_model else None
+        wanted = None
+        if only_model:  # the model's files, and its explainer: verified and loaded with it
+            model = manifest.model(path)
+            wanted = set(model.files) | ({model.explainer} if model.explainer else set())
         files: dict[str, bytes] = {}
         for expected in manifest.files:
             if wanted is not None and expected.path not in wanted:
@@ -217,7 +221,7 @@ class ModelService:
                     stack.pop()
                 if not stack:
                     stack.append(move.to_commit)
-            else:
+            elif not stack or stack[-1] != move.to_commit:  # a promotion to the head it had moved nothing
                 stack.append(move.to_commit)
         if len(stack) <= steps:
             raise Conflict(f"{repo}@{branch} has no earlier model to roll back to "

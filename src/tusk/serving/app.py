@@ -5,9 +5,12 @@ Endpoints (OIP V2 REST, as specified)::
     GET  /v2/health/live            GET  /v2/health/ready           GET  /v2
     GET  /v2/models/{m}[/versions/{v}]            GET  .../ready
     POST /v2/models/{m}[/versions/{v}]/infer
+    POST /v2/models/{m}[/versions/{v}]/explain   (also: the model ``{m}:explain``)
 
 A model name ``m`` is a deployment; a version ``v`` is a predictor's name or
 the model commit it serves (8+ characters), which bypasses the traffic split.
+``explain`` answers per-column attributions from the explainer trained beside
+the model (:mod:`~tusk.serving.explanations`).
 Also: ``POST /invocations`` (MLflow: dataframe_split, dataframe_records,
 instances, inputs, or CSV), ``GET /metrics`` (Prometheus) and
 ``POST /v1/algo/{owner}/{name}[/{version}]``.
@@ -46,10 +49,12 @@ from starlette.routing import Route
 
 import tusk
 from tusk.errors import InputError, NotReady, TuskError, UnsupportedMediaType
+from tusk.models.explainers import Attributions
 from tusk.services import Services
 from tusk.serving.binary import HEADER, BinarySection, split_request
 from tusk.serving.bodies import compress, parse_json, read_body, response_coding
 from tusk.serving.detectors import Detection
+from tusk.serving.explanations import deployment_of, explainer_metadata, explainer_not_ready, explainer_of
 from tusk.serving.live import LiveDeployment, Predictor, ServingState
 from tusk.serving.metrics import CONTENT_TYPE, METRICS, render, visible
 from tusk.serving.routing import choose, cookie_name
@@ -63,11 +68,12 @@ from tusk.serving.tensors import (
     rows_from_json,
 )
 
-__all__ = ["Handlers", "Inference", "create_app"]
+__all__ = ["Explanation", "Handlers", "Inference", "create_app"]
 
 log = logging.getLogger("tusk.serving")
 
 _OUTPUTS = ("predict", "predict_proba")
+_INPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError)  # what a model raises on input it cannot take
 _SHADOW_BACKLOG = 256  # queued shadow copies beyond this are dropped (and counted), never waited for
 _COMPRESS_MIN = 512  # smaller responses are sent as they are: compressing them saves nothing
 _COMPRESS_INLINE = 64 << 10  # larger responses are compressed on a worker thread, not on the event loop
@@ -178,6 +184,28 @@ class Inference:
         return _headers(self.dep, self.predictor, self.served)
 
 
+@dataclass(frozen=True)
+class Explanation:
+    """One explanation, answered by a predictor's explainer but not yet sent (REST and gRPC encode it)."""
+
+    dep: LiveDeployment
+    predictor: Predictor
+    served: Any  # the Served model whose explainer answered
+    set_cookie: bool
+    wanted: list[tuple[str, bool]]  # the input columns whose attributions to answer, each with binary or not
+    outputs: dict[str, Any]  # attributions by input column
+    parameters: dict[str, Any]  # predictor, model_repo, global_id, explainer, method, output, class, base_value
+    request_id: str | None
+
+    @property
+    def want(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.wanted)
+
+    @property
+    def provenance(self) -> dict[str, str]:
+        return _headers(self.dep, self.predictor, self.served)
+
+
 # reads a request's OIP body (a JSON-shaped dict) and its binary tensor data, if any
 BodyReader = Callable[[], Awaitable[tuple[Any, BinarySection | None]]]
 
@@ -220,9 +248,10 @@ class Handlers:
 
     async def model_metadata(self, request: Request) -> Response:
         try:
-            _authorize(request, f"deployment/{request.path_params['model']}")
-            dep = self.state.get(request.path_params["model"])
-            return _json(model_metadata(dep, request.path_params.get("version")))
+            name, explain = deployment_of(request.path_params["model"])
+            _authorize(request, f"deployment/{name}")
+            dep = self.state.get(name)
+            return _json(model_metadata(dep, request.path_params.get("version"), explain))
         except Exception as exc:
             return _error(exc, request)
 
@@ -230,14 +259,15 @@ class Handlers:
         """200 when every predictor that takes traffic has a model (or the one ``/versions/{v}`` names);
         else 400 with the reason, e.g. the model that failed to load and why."""
         try:
-            _authorize(request, f"deployment/{request.path_params['model']}")
-            dep = self.state.get(request.path_params["model"])
-            reason = model_not_ready(dep, request.path_params.get("version"))
+            name, explain = deployment_of(request.path_params["model"])
+            _authorize(request, f"deployment/{name}")
+            dep = self.state.get(name)
+            reason = model_not_ready(dep, request.path_params.get("version"), explain)
         except Exception as exc:
             return _error(exc, request)
         if reason:
-            return _json({"name": dep.name, "ready": False, "reason": reason}, 400)
-        return _json({"name": dep.name, "ready": True})
+            return _json({"name": request.path_params["model"], "ready": False, "reason": reason}, 400)
+        return _json({"name": request.path_params["model"], "ready": True})
 
     async def metrics(self, request: Request) -> Response:
         """Prometheus text; with auth on (a token is needed), only the deployments and algorithms the caller
@@ -264,6 +294,8 @@ class Handlers:
         return dep.predictors[name], dep.spec.sticky and pinned != name and not key
 
     async def infer(self, request: Request) -> Response:
+        if deployment_of(request.path_params["model"])[1]:  # {m}:explain, as OIP clients name the explainer
+            return await self.explain(request)
         started = time.perf_counter()
 
         async def read() -> tuple[Any, BinarySection | None]:
@@ -326,6 +358,91 @@ class Handlers:
                 parameters.update(_detection(detection))
             return Inference(dep, predictor, served, set_cookie, rows, wanted, result.outputs, parameters,
                              request_id)
+        except Exception as exc:
+            self.count_failure(dep, predictor, exc, protocol, status_of(exc))
+            raise
+
+    # -- explanations ------------------------------------------------------------
+    async def explain(self, request: Request) -> Response:
+        """Per-column attributions of each row, by the explainer of the model that answers (see
+        :mod:`~tusk.serving.explanations`); the response is an OIP inference response."""
+        async def read() -> tuple[Any, BinarySection | None]:
+            raw = await read_body(request, self.max_body)
+            return split_request(raw, request.headers.get(HEADER))
+
+        try:
+            e = await self.run_explanation(request.scope.get("tusk_caller"), request.path_params["model"],
+                                           request.path_params.get("version"), read, request.cookies,
+                                           request.headers.get("x-tusk-route-key"), "v2")
+        except Exception as exc:
+            return _error(exc, request)  # counted by run_explanation
+        try:
+            outputs, blobs = [], []
+            for name, as_binary in e.wanted:
+                if as_binary:
+                    tensor, blob = encode_binary_output(name, e.outputs[name])
+                    outputs.append(tensor)
+                    blobs.append(blob)
+                else:
+                    outputs.append(encode_output(name, e.outputs[name]))
+            response: dict[str, Any] = {"model_name": request.path_params["model"],
+                                        "model_version": e.served.commit, "outputs": outputs,
+                                        "parameters": e.parameters}
+            if e.request_id is not None:
+                response["id"] = e.request_id
+            out = await self._respond(request, response, blobs, e.provenance)
+        except Exception as exc:
+            return self._failed(request, e.dep, e.predictor, exc, "v2-explain")
+        if e.set_cookie:
+            out.set_cookie(cookie_name(e.dep.name), e.predictor.name, httponly=True, samesite="lax")
+        return out
+
+    async def run_explanation(self, caller: Any, model: str, version: str | None, read: BodyReader,
+                              cookies: Mapping[str, str], route_key: str | None, protocol: str) -> Explanation:
+        """An explanation, whatever the transport: authorize, read and decode the request as an inference, route
+        it as one, then explain the rows with the answering model's explainer (on a worker thread: it costs more
+        than a prediction, and is not batched). ``model`` is ``m`` or ``m:explain``. Counted in the metrics
+        with protocol ``{protocol}-explain``; not logged, not shadowed."""
+        dep: LiveDeployment | None = None
+        predictor: Predictor | None = None
+        protocol = f"{protocol}-explain"
+        try:
+            name, _ = deployment_of(model)
+            authorize(caller, f"deployment/{name}")
+            dep = self.state.get(name)
+            body, binary = await read()
+            if not isinstance(body, dict):
+                raise InputError("the request body must be a JSON object with inputs")
+            request_id = _request_id(body)
+            params = body.get("parameters") or {}
+            if not isinstance(params, dict):
+                raise InputError("parameters must be an object")
+            rows = decode_inputs(body.get("inputs"), binary)
+            predictor, set_cookie = self.route(dep, version, cookies, route_key)
+            served = predictor.current()
+            explainer = explainer_of(dep, predictor, served)
+            ignored = rows.check(served.feature_names, served.n_features)
+            columns = tuple(explainer.columns)
+            wanted = _wanted(body.get("outputs"), params, columns, columns, "this explainer")
+            target = params.get("class")
+            if target is not None and not isinstance(target, str | int):
+                raise InputError(f"parameters.class must be a class label, got {target!r}")
+            x = rows.model_input(served.feature_names)
+            try:
+                attributions: Attributions = await asyncio.to_thread(explainer.explain, x, target)
+            except _INPUT_ERRORS as exc:
+                raise InputError(f"the model rejected the input: {exc}") from exc
+            parameters: dict[str, Any] = {"predictor": predictor.name, "model_repo": served.repo,
+                                          "global_id": served.global_id, "explainer": explainer.path,
+                                          "method": attributions.method, "output": attributions.output,
+                                          "base_value": attributions.base_value}
+            if attributions.target is not None:
+                parameters["class"] = attributions.target
+            if ignored:
+                parameters["ignored_inputs"] = ignored
+            outputs = {c: attributions.values[:, i] for i, c in enumerate(attributions.columns)}
+            served.metric("requests", protocol, "200").inc()
+            return Explanation(dep, predictor, served, set_cookie, wanted, outputs, parameters, request_id)
         except Exception as exc:
             self.count_failure(dep, predictor, exc, protocol, status_of(exc))
             raise
@@ -395,7 +512,16 @@ class Handlers:
                       outputs: dict[str, Any], protocol: str, started: float, request_id: str | None) -> Response:
         """The response with provenance headers (and the sticky cookie), its binary outputs after the JSON, and
         compressed if the client asks; then metrics, log and shadow copy."""
-        headers = _headers(dep, predictor, served)
+        out = await self._respond(request, doc, blobs, _headers(dep, predictor, served))
+        if set_cookie:
+            out.set_cookie(cookie_name(dep.name), predictor.name, httponly=True, samesite="lax")
+        self._after(dep, predictor, served, rows, want, outputs, protocol, started, request_id)
+        return out
+
+    @staticmethod
+    async def _respond(request: Request, doc: dict[str, Any], blobs: list[bytes], headers: dict[str, str]
+                       ) -> Response:
+        """The JSON document with its binary outputs after it, compressed if the client asks."""
         content = orjson.dumps(doc, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
         media_type = "application/json"
         if blobs:  # the binary tensor data extension: the JSON's length in a header, the tensors after it
@@ -409,11 +535,7 @@ class Handlers:
             content = (await asyncio.to_thread(compress, content, coding) if len(content) > _COMPRESS_INLINE
                        else compress(content, coding))
             headers["content-encoding"] = coding
-        out = Response(content, 200, headers, media_type=media_type)
-        if set_cookie:
-            out.set_cookie(cookie_name(dep.name), predictor.name, httponly=True, samesite="lax")
-        self._after(dep, predictor, served, rows, want, outputs, protocol, started, request_id)
-        return out
+        return Response(content, 200, headers, media_type=media_type)
 
     def after(self, inference: Inference, protocol: str, started: float) -> None:
         """Once the answer is encoded: metrics, the request log and the shadow copy (none awaited)."""
@@ -543,18 +665,24 @@ def _request_id(body: dict[str, Any]) -> str | None:
 
 def server_metadata() -> dict[str, Any]:
     return {"name": "tusk", "version": tusk.__version__,
-            "extensions": ["binary_tensor_data", "tusk_invocations", "tusk_algorithms", "tusk_metrics"]}
+            "extensions": ["binary_tensor_data", "tusk_invocations", "tusk_algorithms", "tusk_metrics",
+                           "tusk_explain"]}
 
 
-def model_metadata(dep: LiveDeployment, version: str | None) -> dict[str, Any]:
-    """OIP model metadata of a deployment, or of the one predictor a version names."""
+def model_metadata(dep: LiveDeployment, version: str | None, explain: bool = False) -> dict[str, Any]:
+    """OIP model metadata of a deployment, or of the one predictor a version names (``explain``: of its
+    explainer, the model ``{m}:explain``)."""
     predictors = [dep.by_version(version)] if version else list(dep.predictors.values())
-    return _metadata(dep, predictors)
+    doc = _metadata(dep, predictors)
+    return explainer_metadata(doc, predictors) if explain else doc
 
 
-def model_not_ready(dep: LiveDeployment, version: str | None) -> str | None:
-    """Why the deployment (or the predictor a version names) cannot answer yet; None when it can."""
+def model_not_ready(dep: LiveDeployment, version: str | None, explain: bool = False) -> str | None:
+    """Why the deployment (or the predictor a version names, or with ``explain`` its explainer) cannot answer
+    yet; None when it can."""
     predictors = [dep.by_version(version)] if version else list(dep.predictors.values())
+    if explain:
+        return explainer_not_ready(dep, predictors)
     reasons = [f"predictor {p.name}: {p.error or 'loading'}" for p in predictors if p.served is None]
     return "; ".join(reasons) or None
 
@@ -582,19 +710,21 @@ def _flag(params: dict[str, Any], key: str, where: str, default: bool) -> bool:
     return value
 
 
-def _wanted(outputs: Any, params: dict[str, Any]) -> list[tuple[str, bool]]:
-    """The outputs to answer, each with whether it goes binary: its own ``parameters.binary_data``, else the
-    request's ``parameters.binary_data_output`` (the binary tensor data extension)."""
+def _wanted(outputs: Any, params: dict[str, Any], known: tuple[str, ...] = _OUTPUTS,
+            default: tuple[str, ...] = ("predict",), what: str = "this model") -> list[tuple[str, bool]]:
+    """The outputs to answer (of ``known``; ``default`` when none are named), each with whether it goes binary:
+    its own ``parameters.binary_data``, else the request's ``parameters.binary_data_output`` (the binary
+    tensor data extension)."""
     binary = _flag(params, "binary_data_output", "parameters.", False)
     if outputs is None:
-        return [("predict", binary)]
+        return [(name, binary) for name in default]
     if not isinstance(outputs, list) or not outputs:
         raise InputError("outputs must be a non-empty list of {\"name\": ...}")
     wanted: list[tuple[str, bool]] = []
     for i, o in enumerate(outputs):
         name = o.get("name") if isinstance(o, dict) else None
-        if name not in _OUTPUTS:
-            raise InputError(f"outputs[{i}]: unknown output {name!r}; this model has {', '.join(_OUTPUTS)}")
+        if name not in known:
+            raise InputError(f"outputs[{i}]: unknown output {name!r}; {what} has {', '.join(known)}")
         if any(name == seen for seen, _ in wanted):
             raise InputError(f"outputs[{i}]: {name} is requested twice")
         out_params = o.get("parameters") or {}
@@ -744,6 +874,8 @@ def create_app(services: Services, deployments: list[str] | None = None, poll: f
     add("/v2/models/{model}/versions/{version}/ready", h.model_ready, ["GET"])
     add("/v2/models/{model}/infer", h.infer, ["POST"])
     add("/v2/models/{model}/versions/{version}/infer", h.infer, ["POST"])
+    add("/v2/models/{model}/explain", h.explain, ["POST"])
+    add("/v2/models/{model}/versions/{version}/explain", h.explain, ["POST"])
     add("/invocations", h.invocations, ["POST"])
     add("/deployments/{model}/invocations", h.invocations, ["POST"])
     add("/metrics", h.metrics, ["GET"])

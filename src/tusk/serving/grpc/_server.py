@@ -3,7 +3,8 @@
 Every call goes through the REST endpoint's code (:class:`tusk.serving.app.Handlers`): the same routing
 (version pin, traffic split, stickiness by the ``x-tusk-route-key`` metadata), batching, shadow copy, detectors,
 metrics (protocol ``grpc``), request log and errors. What answered an inference goes out as trailing metadata,
-with the names REST gives its headers (``x-tusk-model-commit``, ...).
+with the names REST gives its headers (``x-tusk-model-commit``, ...). A deployment's explainer is the model
+``{m}:explain`` (OIP has no explain call): ModelInfer on it answers REST's ``/explain``.
 
 Auth as REST: with auth on, a token in the ``authorization: Bearer TOKEN`` metadata, and the caller must be a
 reader of the deployment; ServerLive and ServerReady are open, as ``/v2/health/*`` are. Errors are gRPC status
@@ -21,6 +22,7 @@ import grpc  # type: ignore[import-untyped]
 
 from tusk.errors import InvalidArgument, TuskError
 from tusk.serving.app import (
+    Explanation,
     Handlers,
     authorize,
     internal_error,
@@ -29,6 +31,7 @@ from tusk.serving.app import (
     server_metadata,
     status_of,
 )
+from tusk.serving.explanations import deployment_of
 from tusk.serving.grpc import grpc_predict_v2_pb2 as pb
 from tusk.serving.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 from tusk.serving.grpc._codec import infer_response, metadata_response, request_body
@@ -85,16 +88,18 @@ class _Service(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelMetadata(self, request: Any, context: Any) -> Any:
         async def answer() -> Any:
-            authorize(await self.identify(_metadata(context)), f"deployment/{request.name}")
-            return metadata_response(model_metadata(self.h.state.get(request.name), request.version or None))
+            name, explain = deployment_of(request.name)
+            authorize(await self.identify(_metadata(context)), f"deployment/{name}")
+            return metadata_response(model_metadata(self.h.state.get(name), request.version or None, explain))
 
         return await self._call(context, "ModelMetadata", answer)
 
     async def ModelReady(self, request: Any, context: Any) -> Any:
         async def answer() -> Any:
-            authorize(await self.identify(_metadata(context)), f"deployment/{request.name}")
-            dep = self.h.state.get(request.name)
-            return pb.ModelReadyResponse(ready=model_not_ready(dep, request.version or None) is None)
+            name, explain = deployment_of(request.name)
+            authorize(await self.identify(_metadata(context)), f"deployment/{name}")
+            dep = self.h.state.get(name)
+            return pb.ModelReadyResponse(ready=model_not_ready(dep, request.version or None, explain) is None)
 
         return await self._call(context, "ModelReady", answer)
 
@@ -107,6 +112,8 @@ class _Service(pb_grpc.GRPCInferenceServiceServicer):
             async def read() -> Any:
                 return request_body(request)
 
+            if deployment_of(request.model_name)[1]:
+                return await self._explain(context, request, caller, metadata, read)
             i = await self.h.run_inference(caller, request.model_name, request.model_version or None, read, {},
                                            metadata.get("x-tusk-route-key"), "grpc")
             try:
@@ -120,6 +127,19 @@ class _Service(pb_grpc.GRPCInferenceServiceServicer):
             return response
 
         return await self._call(context, "ModelInfer", answer)
+
+    async def _explain(self, context: Any, request: Any, caller: Any, metadata: Mapping[str, str],
+                       read: Callable[[], Awaitable[Any]]) -> Any:
+        e: Explanation = await self.h.run_explanation(caller, request.model_name, request.model_version or None,
+                                                      read, {}, metadata.get("x-tusk-route-key"), "grpc")
+        try:
+            response = infer_response(request.model_name, e.served.commit, e.request_id, e.parameters, e.want,
+                                      e.outputs)
+        except Exception as exc:
+            self.h.count_failure(e.dep, e.predictor, exc, "grpc-explain", status_of(exc))
+            raise
+        context.set_trailing_metadata(tuple(e.provenance.items()))
+        return response
 
 
 class GrpcEndpoint:
