@@ -133,3 +133,98 @@ def test_server_with_two_workers_serves_sums_metrics_and_drains_on_sigterm(backe
         assert sorted(ids) == sorted([f"r{i}" for i in range(40)] + [f"g{i}" for i in range(10)])
     finally:
         c.close()
+
+
+def _model_loads(base: str) -> dict[str, float]:
+    """``tusk_model_loads_total`` by who loaded: the parent for every worker (shared), or a worker itself."""
+    loads: dict[str, float] = {}
+    for line in httpx.get(f"{base}/metrics", timeout=10).text.splitlines():
+        if line.startswith("tusk_model_loads_total{"):
+            by = line.split('by="', 1)[1].split('"', 1)[0]
+            loads[by] = loads.get(by, 0.0) + float(line.rsplit(" ", 1)[1])
+    return loads
+
+
+def _children(pid: int) -> list[int]:
+    """The live child processes of ``pid``."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                out.append(int(entry.name))
+    return sorted(out)
+
+
+def _commits_seen(base: str, connections: int) -> set[str]:
+    """The model commits that answer requests made over ``connections`` fresh connections (two each)."""
+    body = {"inputs": oip_inputs(census_frame(1, skip=20000))}
+    seen = set()
+    for _ in range(connections):
+        with httpx.Client(base_url=base, timeout=30) as h:  # a new connection: any worker may take it
+            for _ in range(2):
+                r = h.post("/v2/models/census/infer", json=body)
+                assert r.status_code == 200, r.text
+                seen.add(r.headers["x-tusk-model-commit"])
+    return seen
+
+
+def test_server_with_two_workers_loads_a_model_once_and_hot_swaps_every_worker(backend: Backend) -> None:  # noqa: F811
+    """Pre-fork: the parent loads and verifies the model once for both workers; a branch move reaches every
+    worker (and the parent shares the new version, rolling the workers onto it); SIGTERM exits 0."""
+    if backend.name == "remote":
+        pytest.skip("starts its own server on the store")
+    c = backend.client()
+    try:
+        v1, v2 = census_repos(c)
+        c.create_deployment({"name": "census", "predictors": [{"name": "main", "model": "census-model@production"}],
+                             "logging": {"enabled": False}})
+    finally:
+        c.close()
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    tusk_bin = str(Path(sys.executable).parent / "tusk")
+    proc = subprocess.Popen([tusk_bin, "server", "--port", str(port), "--workers", "2", "--poll", "0.2",
+                             "--no-grpc", "--no-s3", "--log-level", "info"], env=backend.subprocess_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def ready() -> bool:
+            try:
+                return httpx.get(f"{base}/v2/health/ready", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, 120, "tusk server to be ready")
+        assert _commits_seen(base, 20) == {v1}
+        assert _model_loads(base) == {"shared": 1.0}  # loaded and verified once, by the parent; no worker loaded
+
+        c = backend.client()
+        try:
+            c.promote_model(f"census-model@{v2}", "production")
+        finally:
+            c.close()
+        # every worker swaps on its own; then the parent shares v2 and rolls the workers onto it
+        wait_for(lambda: _model_loads(base).get("shared") == 2.0 and _commits_seen(base, 10) == {v2}, 120,
+                 "every worker to serve v2, shared by the parent")
+        wait_for(lambda: _commits_seen(base, 20) == {v2}, 60, "the old workers to have drained")
+        assert _commits_seen(base, 30) == {v2}  # across many connections: no worker serves v1 any more
+
+        # a worker that dies is replaced, and the new one takes the shared model too
+        workers = _children(proc.pid)
+        assert len(workers) == 2
+        loads = _model_loads(base)
+        os.kill(workers[0], signal.SIGKILL)
+        wait_for(lambda: len(_children(proc.pid)) == 2 and workers[0] not in _children(proc.pid), 60,
+                 "the parent to start another worker")
+        wait_for(lambda: _commits_seen(base, 20) == {v2}, 60, "the new worker to serve")
+        assert _model_loads(base) == loads
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=90)
+    log = out.decode()
+    assert proc.returncode == 0, log[-3000:]
+    assert log.count("loaded and verified census-model@") == 2, log[-3000:]  # v1, then v2: once each
+    assert "workers rolled onto the shared models" in log, log[-3000:]

@@ -451,3 +451,37 @@ def test_outliers_are_flagged_against_the_training_data(method: str) -> None:
     odd = typical.head(5).copy()
     odd["age"], odd["hours-per-week"], odd["capital-gain"] = 95, 99, 99999
     assert all(detectors.observe(odd)[0].outlier or [])
+
+
+def test_a_pre_fork_parent_shares_only_what_loads_without_starting_threads() -> None:
+    """The probe loads in a throwaway child: a load that starts a thread (as OpenMP or onnxruntime do) is
+    not shared, and neither is one that fails; the parent itself starts nothing."""
+    import threading
+    import time
+
+    from tusk.serving.prefork import _probe, _threads
+
+    before = _threads()
+    assert _probe(lambda: None) == ""
+    assert "thread" in _probe(lambda: threading.Thread(target=time.sleep, args=(2,), daemon=True).start())
+    assert "failed" in _probe(lambda: 1 / 0)
+    assert _threads() <= before  # (OpenBLAS stops its pool before a fork, and starts it again when used)
+
+
+def test_a_worker_takes_shared_models_and_loads_the_others_itself() -> None:
+    from typing import Any, cast
+
+    from tusk.serving.prefork import SharedModels
+
+    shared_model, own_model = object(), object()
+    shared = SharedModels(cast(Any, None), models={"m@" + "a" * 32: cast(Any, shared_model)})
+    loaded: list[str] = []
+
+    def own(ref: str) -> Any:
+        loaded.append(ref)
+        return own_model
+
+    load = shared.loader(own)
+    assert load("m@" + "a" * 32) is shared_model
+    assert load("m@" + "b" * 32) is own_model
+    assert loaded == ["m@" + "b" * 32]

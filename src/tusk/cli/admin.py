@@ -176,7 +176,8 @@ def lineage(ref: str = typer.Argument(..., metavar="REPO@REF[:/PATH]")) -> None:
 
 
 def server(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8080, "--port", "-p"),
-           workers: int = typer.Option(1, "--workers", "-w", help="server processes sharing the port"),
+           workers: int = typer.Option(1, "--workers", "-w",
+                                       help="worker processes sharing the port and the loaded models"),
            deployment: list[str] = typer.Option([], "--deployment", "-d", help="serve only these (repeatable)"),
            poll: float = typer.Option(1.0, "--poll", help="seconds between checks for branch moves and rollouts"),
            no_request_log: bool = typer.Option(False, "--no-request-log", help="do not commit request logs"),

@@ -87,11 +87,12 @@ class Predictor:
     def name(self) -> str:
         return self.spec.name
 
-    def load(self, services: Services, commit: str) -> None:
-        """Load the model at ``commit`` and swap it in; if that fails, keep the old model and remember the refusal."""
+    def load(self, services: Services, commit: str, loader: Callable[[str], LoadedModel] | None = None) -> None:
+        """Load the model at ``commit`` and swap it in; if that fails, keep the old model and remember the refusal.
+        ``loader``: how a pinned ref becomes a verified model (default ``services.models.load``)."""
         ref = str(FileRef(self.ref.repo, commit, 0, self.ref.path, self.ref.has_path))
         try:
-            model = services.models.load(ref)
+            model = (loader or services.models.load)(ref)
         except Exception as exc:  # any failure is this predictor's, never the watcher's or another deployment's
             if not isinstance(exc, TuskError):
                 log.exception("deployment %s, predictor %s: loading %s failed", self.deployment, self.name, ref)
@@ -198,6 +199,9 @@ class ServingState:
         self._thread: threading.Thread | None = None
         self.detector_pool = ThreadPoolExecutor(1, thread_name_prefix="tusk-detect")
         self._sync_lock = threading.Lock()
+        # how predictors load a pinned ref (None: services.models.load); a pre-fork server's workers take the
+        # models their parent loaded once (tusk.serving.prefork)
+        self.loader: Callable[[str], LoadedModel] | None = None
 
     # -- lifecycle -----------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -339,7 +343,7 @@ class ServingState:
                 p.error = f"{p.spec.model}: {exc}"
                 return
         if (p.served is None or p.served.commit != target) and target != p.refused:
-            p.load(self.services, commit=target)  # a refused commit is not re-hashed every poll
+            p.load(self.services, commit=target, loader=self.loader)  # a refused commit is not re-hashed every poll
 
     def _load_detectors(self, dep: LiveDeployment) -> None:
         spec = dep.spec.detectors

@@ -51,6 +51,10 @@ class Metrics:
                              ["deployment", "predictor"])
         self.load_errors = Counter("tusk_model_load_errors", "Model loads refused or failed",
                                    ["deployment", "predictor"])
+        self.model_loads = Counter("tusk_model_loads", "Models loaded and verified by `tusk server --workers N`: "
+                                   "once by the parent for every worker (by=shared), or by one worker for itself "
+                                   "(by=worker: a model that cannot be shared, or a version the parent has not "
+                                   "shared yet)", ["by"])
         self.logged = Counter("tusk_request_log_records", "Request records committed to the log repo",
                               ["deployment"])
         self.log_dropped = Counter("tusk_request_log_dropped", "Request records dropped (log buffer full)",

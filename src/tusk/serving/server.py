@@ -3,36 +3,32 @@
 Each process also serves OIP V2 over gRPC (:mod:`tusk.serving.grpc`) on its own port, on the same event loop,
 started once the deployments are loaded and stopped (gracefully) before they are.
 
-Workers share the listening socket; each loads the models itself (verified
-against their manifests) and follows branch moves on its own, so one slow load
-never stalls the others. SIGTERM or Ctrl-C is a graceful shutdown: stop
-accepting, finish in-flight requests, commit the request logs, exit.
+With ``--workers N`` the server is pre-fork (:mod:`tusk.serving.prefork`): the
+parent binds the socket and loads and verifies the models once, and the forked
+workers share them (copy-on-write); each worker follows branch moves on its own,
+and the parent rolls the workers onto newly shared models. SIGTERM or Ctrl-C is
+a graceful shutdown: stop accepting, finish in-flight requests, commit the
+request logs, exit 0.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 
 from tusk.config import Settings
 
-__all__ = ["GRPC_PORT", "ServeOptions", "app_from_env", "serve", "serve_in_thread", "with_grpc"]
+__all__ = ["GRPC_PORT", "ServeOptions", "serve", "serve_in_thread", "with_grpc"]
 
 GRPC_PORT = 8081  # `tusk server`'s default gRPC port: MLServer's, beside the same REST port 8080
-
-_OPTIONS_ENV = "TUSK_SERVE_OPTIONS"  # internal: how the parent hands its options to spawned workers
 
 
 @dataclass(frozen=True)
@@ -123,13 +119,6 @@ def _grpc_identify(api: Any) -> Any:
     return identify
 
 
-def app_from_env() -> Starlette:
-    """The app of one spawned worker (uvicorn calls this in each)."""
-    raw = json.loads(os.environ[_OPTIONS_ENV])
-    raw["deployments"] = tuple(raw["deployments"])
-    return _app(Settings.from_env(), ServeOptions(**raw))
-
-
 def require_sandbox(settings: Settings, options: ServeOptions) -> None:
     """With auth on, a server runs other users' code: refuse to start without a sandbox, unless allowed."""
     if not options.auth or options.allow_unsandboxed:
@@ -152,7 +141,16 @@ def serve(settings: Settings, options: ServeOptions) -> None:
         _require_free(options.host, options.grpc_port, "gRPC", "--grpc-port N for another port, or --no-grpc")
     if options.s3_port:
         _require_free(options.host, options.s3_port, "the S3 gateway", "--s3-port N for another port, or --no-s3")
-    with gateway_beside(settings, options.host, options.s3_port, auth=options.auth):  # in this (parent) process
+    if options.workers > 1:  # pre-fork: the gateway runs in a child, as the parent must run no thread
+        from tusk.serving.prefork import serve_prefork
+
+        gateway = (lambda: gateway_beside(settings, options.host, options.s3_port, auth=options.auth)) \
+            if options.s3_port else None
+        code = serve_prefork(settings, options, gateway)
+        if code:
+            raise SystemExit(code)
+        return
+    with gateway_beside(settings, options.host, options.s3_port, auth=options.auth):  # in this process
         _serve_api(settings, options)
 
 
@@ -171,30 +169,17 @@ def _require_free(host: str, port: int, what: str, fix: str) -> None:
 
 
 def _serve_api(settings: Settings, options: ServeOptions) -> None:
+    """One process: the app under uvicorn, here."""
     import uvicorn
 
     from tusk.logs import log_config
 
-    common = {"host": options.host, "port": options.port, "log_level": options.log_level,
-              "timeout_graceful_shutdown": int(options.graceful_seconds), "access_log": False,
-              "log_config": log_config(options.log_format, options.log_level)}
-    if options.workers <= 1:
-        # uvicorn re-raises SIGTERM/SIGINT once it has shut down gracefully; with this handler in place the
-        # re-raised signal ends the process with status 0, as a clean stop should (and as --workers N does)
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        uvicorn.run(_app(settings, options), **common)  # type: ignore[arg-type]
-        return
-    # Spawned workers rebuild Settings from the environment, and sum their metrics through a shared directory.
-    os.environ.update({"TUSK_HOME": str(settings.home), "TUSK_DATABASE_URL": settings.database_url,
-                       "TUSK_OBJECTS_URL": settings.objects_url, "TUSK_USER": settings.user})
-    if settings.s3_endpoint_url:
-        os.environ["TUSK_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
-    metrics_dir = Path(tempfile.mkdtemp(prefix="tusk-metrics-"))
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    opts = dict(options.__dict__, deployments=list(options.deployments))
-    os.environ[_OPTIONS_ENV] = json.dumps(opts)
-    uvicorn.run("tusk.serving.server:app_from_env", factory=True, workers=options.workers,
-                **common)  # type: ignore[arg-type]
+    # uvicorn re-raises SIGTERM/SIGINT once it has shut down gracefully; with this handler in place the
+    # re-raised signal ends the process with status 0, as a clean stop should (and as --workers N does)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    uvicorn.run(_app(settings, options), host=options.host, port=options.port,
+                log_level=options.log_level, timeout_graceful_shutdown=int(options.graceful_seconds),
+                access_log=False, log_config=log_config(options.log_format, options.log_level))
 
 
 @contextmanager

@@ -159,6 +159,12 @@ class ContentStore:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
+    def stop_threads(self) -> None:
+        """End the pool's idle threads (the next read or write starts new ones): a process about to fork must
+        run no thread of its own (``tusk.serving.prefork``)."""
+        old, self._pool = self._pool, ThreadPoolExecutor(max_workers=4, thread_name_prefix="tusk-put")
+        old.shutdown(wait=True)
+
     # -- writing -------------------------------------------------------------
     def _hash_and_store(self, piece: bytes | memoryview) -> ChunkRef:
         """Runs in the pool: BLAKE3 releases the GIL, so hashing overlaps chunking."""
