@@ -39,4 +39,12 @@ if [ ! -f .venv/s3fs-lib/.complete ]; then
     s3fs==2026.9.0 aiobotocore==3.10.0 aioitertools==0.13.0 botocore==1.43.117
   touch .venv/s3fs-lib/.complete
 fi
+# KServe's SDK and the OIP's generated clients: KServe pins pandas<3, and both register their own 'inference'
+# protobuf package, so they live apart, for child processes (tests/integration/test_oip_more_clients.py)
+if [ ! -f .venv/kserve-lib/.complete ]; then
+  rm -rf .venv/kserve-lib
+  .venv/bin/python -m pip install -q --target .venv/kserve-lib \
+    kserve==0.21.0 open-inference-openapi==2.0.0.1 open-inference-grpc==2.0.0
+  touch .venv/kserve-lib/.complete
+fi
 echo "bootstrap: python environment ready in .venv"

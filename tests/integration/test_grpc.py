@@ -19,7 +19,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.serving_helpers import joblib_bytes, live_server, python_model, wait_for
+from tests.serving_helpers import (
+    ECHO,
+    echoed,
+    iris_repo,
+    labels,
+    live_server,
+    python_model,
+    sample,
+    triton_client,
+    wait_for,
+)
 from tusk.api import create_app
 from tusk.config import Settings
 from tusk.sdk import Client
@@ -32,18 +42,6 @@ grpc = pytest.importorskip("grpc")
 from tritonclient.grpc import service_pb2, service_pb2_grpc  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
-ECHO = """
-import numpy as np
-
-
-class Model:
-    def predict(self, x):
-        x = np.asarray(x)
-        if x.dtype.kind in "iuf" and (x == 666).any():
-            raise RuntimeError("boom at /work/secret/place.py")  # an unexpected failure: never shown to clients
-        return np.array([x.dtype.name + "|" + " ".join(repr(v) for v in row.tolist()) for row in x], dtype=object)
-"""
-
 
 @dataclass
 class Served:
@@ -54,22 +52,12 @@ class Served:
     echo: str
 
 
-def _iris(c: Client) -> str:
-    from sklearn.datasets import load_iris
-    from sklearn.linear_model import LogisticRegression
-
-    x, y = load_iris(return_X_y=True)
-    c.create_repo("iris")
-    c.put_file("iris@master:/model.joblib", joblib_bytes(LogisticRegression(max_iter=500).fit(x, y)))
-    return c.inspect_commit("iris@master").id
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("grpc")
     c = Client(home=root / "home")
     try:
-        iris = _iris(c)
+        iris = iris_repo(c)
         c.create_deployment({"name": "iris", "predictors": [{"name": "only", "model": "iris@master"}],
                              "shadow": {"name": "candidate", "model": "iris@master"},
                              "logging": {"flush_seconds": 0.2}})
@@ -84,11 +72,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 @pytest.fixture
 def triton(served: Served) -> Iterator[Any]:
-    client = grpcclient.InferenceServerClient(served.grpc)  # every setting at its default
-    try:
+    with triton_client("grpc", served.grpc) as client:
         yield client
-    finally:
-        client.close()
 
 
 @pytest.fixture
@@ -101,10 +86,6 @@ def _input(name: str, array: np.ndarray[Any, Any], datatype: str) -> Any:
     tensor = grpcclient.InferInput(name, list(array.shape), datatype)
     tensor.set_data_from_numpy(array)
     return tensor
-
-
-def _labels(values: np.ndarray[Any, Any]) -> list[str]:
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in values.ravel()]
 
 
 def _code(exc: pytest.ExceptionInfo[Any]) -> str:
@@ -175,30 +156,14 @@ def test_iris_with_requested_outputs(served: Served, triton: Any) -> None:
     assert _code(exc) == "INVALID_ARGUMENT" and "unknown output 'nope'" in exc.value.message()
 
 
-def _sample(datatype: str) -> np.ndarray[Any, Any]:
-    if datatype == "BOOL":
-        return np.array([[True, False, True], [False, False, True]])
-    if datatype == "BYTES":
-        return np.array([["Private", "café", ""], ["a b", "<=50K", "x"]], dtype=object)
-    dtype = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32, "UINT8": np.uint8}
-    if datatype == "INT64":
-        return np.array([[1, 2, 3], [-(2**63), 0, 2**63 - 1]], dtype=np.int64)
-    return np.array([[1, 2, 3], [0, 0.5 if datatype[0] == "F" else 7, 9]], dtype=dtype[datatype])
-
-
-def _echoed(array: np.ndarray[Any, Any], dtype: str) -> list[str]:
-    return [f"{dtype}|" + " ".join(repr(v) for v in row.tolist()) for row in array]
-
-
-DATATYPES = {"FP32": "float32", "FP64": "float64", "INT64": "int64", "INT32": "int32", "UINT8": "uint8",
-             "BOOL": "bool", "BYTES": "object"}
+DATATYPES = ["FP32", "FP64", "INT64", "INT32", "UINT8", "BOOL", "BYTES"]
 
 
 @pytest.mark.parametrize("datatype", list(DATATYPES))
 def test_raw_contents_reach_the_model_exactly(triton: Any, datatype: str) -> None:
-    array = _sample(datatype)
+    array = sample(datatype)
     result = triton.infer("echo", [_input("x", array, datatype)])
-    assert _labels(result.as_numpy("predict")) == _echoed(array, DATATYPES[datatype])
+    assert labels(result.as_numpy("predict")) == echoed(array)
     assert result.get_response().outputs[0].datatype == "BYTES"
 
 
@@ -215,10 +180,10 @@ def _typed(name: str, array: np.ndarray[Any, Any], datatype: str) -> Any:
 
 @pytest.mark.parametrize("datatype", list(DATATYPES))
 def test_typed_contents_reach_the_model_exactly(stub: Any, datatype: str) -> None:
-    array = _sample(datatype)
+    array = sample(datatype)
     request = service_pb2.ModelInferRequest(model_name="echo", inputs=[_typed("x", array, datatype)])
     response = stub.ModelInfer(request)
-    assert _labels(grpcclient.InferResult(response).as_numpy("predict")) == _echoed(array, DATATYPES[datatype])
+    assert labels(grpcclient.InferResult(response).as_numpy("predict")) == echoed(array)
 
 
 def test_named_columns_as_several_inputs(stub: Any) -> None:
@@ -226,7 +191,7 @@ def test_named_columns_as_several_inputs(stub: Any) -> None:
     request = service_pb2.ModelInferRequest(model_name="echo", inputs=[
         _typed("a", np.array([1.5, 2.5]), "FP64"), _typed("b", np.array([3.0, 4.0]), "FP64")])
     response = stub.ModelInfer(request)
-    assert _labels(grpcclient.InferResult(response).as_numpy("predict")) == ["float64|1.5 3.0", "float64|2.5 4.0"]
+    assert labels(grpcclient.InferResult(response).as_numpy("predict")) == ["float64|1.5 3.0", "float64|2.5 4.0"]
 
 
 def test_provenance_in_trailing_metadata(served: Served, stub: Any) -> None:
@@ -345,7 +310,7 @@ def test_auth_no_token_is_unauthenticated_a_reader_may_infer(secured: Secured) -
             assert _code(exc) == "UNAUTHENTICATED"
         rita = {"authorization": f"Bearer {secured.tokens['rita']}"}
         result = client.infer("echo", x, headers=rita)
-        assert _labels(result.as_numpy("predict")) == ["float64|1.0 2.0"]
+        assert labels(result.as_numpy("predict")) == ["float64|1.0 2.0"]
         assert client.is_model_ready("echo", headers=rita) and client.get_server_metadata(headers=rita)
         for who, model in (("rita", "other"), ("nobody", "echo")):
             with pytest.raises(InferenceServerException) as exc:

@@ -24,25 +24,24 @@ import orjson
 import pytest
 
 from tests.census import CATEGORICAL, FEATURES, census_frame
-from tests.serving_helpers import census_repos, joblib_bytes, live_server, python_model
+from tests.serving_helpers import (
+    DATATYPES,
+    ECHO,
+    census_repos,
+    echoed,
+    iris_repo,
+    labels,
+    live_server,
+    python_model,
+    sample,
+    triton_client,
+)
 from tusk.sdk import Client
 from tusk.serving.app import create_app
 
 httpclient = pytest.importorskip("tritonclient.http")
 
 MAX_BODY = 2 << 20  # this server's TUSK_SERVING_MAX_BODY_BYTES
-
-ECHO = """
-import numpy as np
-
-
-class Model:
-    def predict(self, x):
-        x = np.asarray(x)
-        if x.dtype.kind in "iuf" and (x == 666).any():
-            raise RuntimeError("boom at /work/secret/place.py")  # an unexpected failure: never shown to clients
-        return np.array([x.dtype.name + "|" + " ".join(repr(v) for v in row.tolist()) for row in x], dtype=object)
-"""
 
 BROKEN = """
 class Model:
@@ -64,17 +63,12 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    from sklearn.datasets import load_iris
-    from sklearn.linear_model import LogisticRegression
-
     root = tmp_path_factory.mktemp("oip")
     c = Client(home=root / "home")
     try:
         v1, _ = census_repos(c)
         c.create_deployment({"name": "census", "predictors": [{"name": "main", "model": "census-model@production"}]})
-        x, y = load_iris(return_X_y=True)
-        c.create_repo("iris")
-        c.put_file("iris@master:/model.joblib", joblib_bytes(LogisticRegression(max_iter=500).fit(x, y)))
+        iris_repo(c)
         c.create_deployment({"name": "iris", "predictors": [{"name": "only", "model": "iris@master"}]})
         python_model(c, "echo-model", ECHO)
         c.create_deployment({"name": "echo", "predictors": [{"name": "only", "model": "echo-model@master"}]})
@@ -95,11 +89,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 @pytest.fixture
 def triton(served: Served) -> Iterator[Any]:
-    client = httpclient.InferenceServerClient(served.address)  # every setting at its default
-    try:
+    with triton_client("http", served.address) as client:
         yield client
-    finally:
-        client.close()
 
 
 def _input(name: str, array: np.ndarray[Any, Any], datatype: str, binary: bool = True) -> Any:
@@ -118,10 +109,6 @@ def _census_inputs(frame: Any, binary: bool | list[str] = True) -> list[Any]:
         else:
             out.append(_input(col, frame[col].to_numpy(dtype=np.int64), "INT64", as_binary))
     return out
-
-
-def _labels(values: np.ndarray[Any, Any]) -> list[str]:
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in values.ravel()]
 
 
 # -- tritonclient.http at its defaults ------------------------------------------------------------------------
@@ -143,14 +130,14 @@ def test_census_with_binary_json_and_mixed_inputs_and_outputs(served: Served, tr
     proba = served.client.load_model("census-model@production").predict_proba(frame[FEATURES])
     for binary in (True, False, ["age", "sex", "hours-per-week"]):
         result = triton.infer("census", _census_inputs(frame, binary), request_id=f"r-{binary}")
-        assert _labels(result.as_numpy("predict")) == expected, binary
+        assert labels(result.as_numpy("predict")) == expected, binary
         response = result.get_response()
         assert response["id"] == f"r-{binary}" and response["model_version"] == served.production
         assert response["outputs"][0]["parameters"]["binary_data_size"] > 0  # no outputs named: all binary
     outputs = [httpclient.InferRequestedOutput("predict", binary_data=False),
                httpclient.InferRequestedOutput("predict_proba", binary_data=True)]
     result = triton.infer("census", _census_inputs(frame), outputs=outputs)
-    assert _labels(result.as_numpy("predict")) == expected
+    assert labels(result.as_numpy("predict")) == expected
     np.testing.assert_allclose(result.as_numpy("predict_proba"), proba)
     predict, probabilities = result.get_response()["outputs"]
     assert "data" in predict and "parameters" not in predict
@@ -170,34 +157,16 @@ def test_compressed_requests_and_responses(served: Served, triton: Any, request_
                           response_compression_algorithm=response_coding,
                           outputs=[httpclient.InferRequestedOutput("predict"),
                                    httpclient.InferRequestedOutput("predict_proba")])
-    assert _labels(result.as_numpy("predict")) == expected
+    assert labels(result.as_numpy("predict")) == expected
     assert result.as_numpy("predict_proba").shape == (40, 2)
-
-
-DATATYPES = {"BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
-             "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64, "FP16": np.float16,
-             "FP32": np.float32, "FP64": np.float64, "BYTES": np.object_}
-
-
-def _sample(datatype: str) -> np.ndarray[Any, Any]:
-    if datatype == "BOOL":
-        return np.array([[True, False, True], [False, False, True]])
-    if datatype == "BYTES":
-        return np.array([["Private", "café", ""], ["a b", "<=50K", "x"]], dtype=object)
-    info = np.iinfo(DATATYPES[datatype]) if datatype[0] in "IU" else None
-    top = int(info.max) if info is not None else 1.5
-    low = int(info.min) if info is not None else -0.25
-    return np.array([[1, 2, 3], [low, 0, top]], dtype=DATATYPES[datatype])
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
 @pytest.mark.parametrize("datatype", list(DATATYPES))
 def test_every_datatype_reaches_the_model_exactly(triton: Any, datatype: str, binary: bool) -> None:
-    array = _sample(datatype)
+    array = sample(datatype)
     result = triton.infer("echo", [_input("x", array, datatype, binary)])
-    seen = np.dtype(DATATYPES[datatype]).name
-    assert _labels(result.as_numpy("predict")) == [f"{seen}|" + " ".join(repr(v) for v in row.tolist())
-                                                   for row in array]
+    assert labels(result.as_numpy("predict")) == echoed(array)
 
 
 def test_bf16_is_binary_only_and_reaches_the_model_as_float32(triton: Any) -> None:
@@ -205,7 +174,7 @@ def test_bf16_is_binary_only_and_reaches_the_model_as_float32(triton: Any) -> No
 
     array = np.array([[1.5, -2.0, 0.25]], dtype=ml_dtypes.bfloat16)
     result = triton.infer("echo", [_input("x", array, "BF16")])
-    assert _labels(result.as_numpy("predict")) == ["float32|1.5 -2.0 0.25"]
+    assert labels(result.as_numpy("predict")) == ["float32|1.5 -2.0 0.25"]
 
 
 def test_a_real_numeric_model_takes_every_numeric_datatype(triton: Any) -> None:
