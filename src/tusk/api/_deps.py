@@ -123,9 +123,6 @@ Timeout = Annotated[float | None, Query(ge=0, le=MAX_WAIT, description="seconds 
 def finish_write(caller: Caller, wait: bool) -> None:
     """With ``wait``: return once every job this request's writes triggered is done, as an embedded client
     would; other users' jobs are not waited for, and a failed job is the job's failure, not the write's."""
-    jobs = caller.ops.services.jobs
-    caused = jobs.take_caused()
+    done = caller.ops.finish_caused_jobs(wait)
     if wait:
-        jobs.drain(global_ids=caused)  # (the scheduler may have run some of them: ask the database which)
-        caller.waited = [j.id for gid in sorted(caused) for j in reversed(jobs.list(global_id=gid))
-                         if caller.can(j.pipeline, "reader")]  # (the jobs the caller may see)
+        caller.waited = [j.id for j in done if caller.can(j.pipeline, "reader")]  # (the jobs the caller may see)

@@ -63,7 +63,7 @@ class Identify:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        user = self.state.ops.services.ctx.default_user
+        user = self.state.ops.settings.user
         if self.state.auth:
             auth = headers.get("authorization", "")
             token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""

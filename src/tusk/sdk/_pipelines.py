@@ -108,6 +108,17 @@ class PipelineMethods:
             return self.services.jobs.drain(progress or self.job_progress)
         return self.services.jobs.run_pending(progress or self.job_progress)
 
+    def finish_caused_jobs(self, wait: bool) -> list[JobInfo]:
+        """The jobs this client's writes triggered since the last call, taken off its list; with ``wait``,
+        once every one is done (the scheduler may have run some: the database says which), oldest first.
+        Without ``wait``: none (they run in the background). What a server's write route ends with."""
+        jobs = self.services.jobs
+        caused = jobs.take_caused()
+        if not wait:
+            return []
+        jobs.drain(global_ids=caused)
+        return [j for gid in sorted(caused) for j in reversed(jobs.list(global_id=gid))]
+
     def has_code(self, digest: str) -> bool:
         """Whether the code tree ``digest`` (and every chunk under it) is stored."""
         return self.services.pipelines.code.has(digest)

@@ -500,6 +500,10 @@ class RemoteClient(Client):
             request["code"] = {"digest": self._store_code(code_dir), "info": describe_code(code_dir)}
         return request
 
+    def finish_caused_jobs(self, wait: bool) -> list[JobInfo]:
+        """The server waited for the jobs a write caused when it was asked to (``run_jobs``): those."""
+        return list(self.last_jobs) if wait else []
+
     def has_code(self, digest: str) -> bool:
         try:
             self._json("GET", f"/api/v1/code/{digest}")

@@ -104,7 +104,7 @@ def _grpc_identify(api: Any) -> Any:
     from tusk.errors import Unauthenticated
 
     async def identify(metadata: Mapping[str, str]) -> Any:
-        user = api.ops.services.ctx.default_user
+        user = api.ops.settings.user
         if api.auth:
             auth = metadata.get("authorization", "")
             token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
