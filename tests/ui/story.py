@@ -1,12 +1,15 @@
 """The census story for the dashboard tests, on a small sample of the UCI file the repo ships: the raw CSV in
 income_data, the census example's own train_income pipeline run on two releases of it (two model commits, with
 their metrics), a pipeline that succeeds and one that fails, model v1 in production, and a deployment that
-follows production, with a canary, drift detectors fitted on the raw CSV and a request log."""
+follows production, with a canary, drift detectors fitted on the raw CSV and a request log; and a tiny
+algorithm, root/clean, in two versions."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from tests.census import ROOT, census_frame
@@ -29,6 +32,23 @@ BROKEN: dict[str, Any] = {
     "input": {"pfs": {"repo": "income_data", "glob": "/"}},
     "datum_tries": 1,
 }
+
+
+CLEAN = """
+def apply(words):
+    return [w.strip().lower() for w in words] if isinstance(words, list) else words.strip().lower()
+"""
+
+
+def publish_clean(c: Client) -> None:
+    """root/clean 1.0.0 and 1.1.0: lower-cased, stripped words (a list) or text."""
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        (d / "clean.py").write_text(CLEAN)
+        for version in ("1.0.0", "1.1.0"):
+            (d / "algorithm.yaml").write_text(f"entrypoint: clean.py:apply\ndescription: census words, cleaned "
+                                              f"({version})\ncache: true\n")
+            c.publish_algorithm(d, "root/clean", version)
 
 
 def census_csv(rows: int, skip: int = 0) -> bytes:
@@ -72,4 +92,5 @@ def build(c: Client) -> dict[str, str]:
         "detectors": {"reference": "income_data@master:/census.csv", "label": "income",
                       "drift": {"window": 20, "every": 10}},
         "logging": {"flush_seconds": 0.5}})
+    publish_clean(c)
     return {"raw1": raw1.id, "raw2": raw2.id, "v1": v1, "v2": v2}

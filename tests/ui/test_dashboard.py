@@ -1,8 +1,8 @@
 """The dashboard in a real browser (Debian chromium through Playwright) against a real server with auth on:
 the census story a user walks (a job on the DAG and its global id, data, a failed datum, two models' metrics,
-promote with a reason while the deployment's traffic moves, roll back, a prediction's lineage to the raw CSV),
-what a reader may not do, axe-core accessibility checks on every page, no outside URLs, and screenshots into
-docs/ui/."""
+promote with a reason while the deployment's traffic moves, roll back, a prediction's lineage to the raw CSV;
+an algorithm called from its page, a spec diff, Reprocess, a branch's head history), what a reader may not do,
+axe-core accessibility checks on every page, no outside URLs, and screenshots into docs/ui/."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.ui.story import FIRST_NOTE, ROWS, build, tensors
+from tests.ui.story import FIRST_NOTE, ROWS, WC, build, tensors
 from tusk.api import create_app
 from tusk.config import Settings
 from tusk.ids import short_id
@@ -179,6 +179,8 @@ def test_the_census_story_through_the_pages(browser: Any, site: Site) -> None:
     _visit(page, site, "/ui/repos/income_data", "data-repo")
     expect(page.get_by_role("cell", name="census data, first release")).to_be_visible()
     expect(page.get_by_role("row", name=re.compile(r"^staging"))).to_contain_text("master")  # its trigger
+    expect(page.get_by_role("link", name="Moves of staging")).to_have_attribute(
+        "href", "/ui/repos/income_data/branches/staging")
     release = site.root.inspect_commit(f"income_data@{ids['raw2']}").global_id  # its commit set
     expect(page.get_by_role("link", name=f"global {short_id(release)}").first).to_have_attribute(
         "href", f"/ui/global/{release}")
@@ -279,6 +281,11 @@ def test_the_census_story_through_the_pages(browser: Any, site: Site) -> None:
         assert r.status_code == 400 and "say why" in r.text
     assert site.root.inspect_commit("train_income@production").id == v1  # none of them moved it
     _visit(page, site, f"/ui/models/train_income?manifest={v1}", "model-manifest")
+    _visit(page, site, "/ui/repos/train_income/branches/production", "branch-history")  # the same moves
+    moves = page.get_by_test_id("branch-moves").locator("tbody tr")
+    expect(moves).to_have_count(3)
+    expect(moves.nth(0)).to_contain_text("v2 drifts on the night batch")
+    expect(moves.nth(2).get_by_role("cell", name=FIRST_NOTE)).to_be_visible()
 
     # lineage: from a served prediction (the newest request-log record, answered by v1) back to the raw CSV
     deadline = time.monotonic() + 20  # the request log commits every half second; the page reads it on load
@@ -311,10 +318,56 @@ def test_the_census_story_through_the_pages(browser: Any, site: Site) -> None:
     expect(watch.get_by_test_id("preview-table").locator("th").first).to_have_text("age")  # the raw CSV itself
     assert ids["raw1"] in watch.content()
 
+    _the_algorithm_spec_diff_and_reprocess(page, site)
     _visit(page, site, "/ui/deployments", "deployments")
     _visit(page, site, "/ui/lineage?ref=train_income@master", "lineage")
     assert page.locator("svg.dag a").count() >= 2  # income_data → train_income
     _visit(page, site, "/ui/login", "login")
+
+
+def _finished_job(site: Site, pipeline: str, after: str | None = None) -> str:
+    deadline = time.monotonic() + 60
+    while (job := site.root.list_jobs(pipeline)[0]).id == after or job.state in ("created", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    return job.id
+
+
+def _the_algorithm_spec_diff_and_reprocess(page: Any, site: Site) -> None:
+    """Call root/clean from its page; a new version of wc and the diff of its spec; Reprocess wc: every datum
+    processed again, none skipped."""
+    from playwright.sync_api import expect
+
+    _visit(page, site, "/ui/algorithms", "algorithms")
+    page.get_by_role("link", name="root/clean", exact=True).click()
+    page.wait_for_url(f"{site.url}/ui/algorithms/root/clean")
+    page.get_by_label("Version").select_option("1.0.0")
+    page.get_by_label("Input", exact=True).fill('[" Bachelors", "HS-grad "]')
+    page.get_by_role("button", name="Call root/clean").click()
+    answer = page.get_by_test_id("algo-answer")
+    expect(answer).to_contain_text('"bachelors"')
+    expect(answer).to_contain_text("1.0.0 (commit")
+    _axe(page)
+    _shot(page, "algorithm")
+
+    site.root.edit_pipeline("wc", WC | {"description": "line counts of the census files"})
+    _finished_job(site, "wc")
+    page.goto(f"{site.url}/ui/pipelines/wc")
+    page.get_by_role("link", name="Diff of the spec from version 1 to 2").click()
+    page.wait_for_url(f"{site.url}/ui/pipelines/wc/diff?old=1&new=2")
+    expect(page.get_by_test_id("spec-diff").locator("ins")).to_contain_text(
+        '+  "description": "line counts of the census files"')
+    _axe(page)
+    _shot(page, "pipeline-diff")
+
+    before = _finished_job(site, "wc")
+    page.goto(f"{site.url}/ui/pipelines/wc")
+    page.get_by_role("button", name="Reprocess").click()
+    expect(page.locator(".notice")).to_contain_text("every datum runs again")
+    job = site.root.inspect_job(_finished_job(site, "wc", after=before))
+    assert job.datums_processed == job.datums_total > 0 and job.datums_skipped == 0, job
+    _visit(page, site, f"/ui/jobs/{job.id}", "job-reprocessed")
+    expect(page.locator("dl.facts")).to_contain_text(f"{job.datums_total} processed, 0 skipped")
 
 
 def test_the_deployment_page_shows_live_traffic_and_requests_and_rolls_out(browser: Any, site: Site) -> None:
@@ -365,11 +418,16 @@ def test_a_reader_sees_no_write_controls_and_forged_writes_are_refused(browser: 
     page.goto(f"{site.url}/ui/models/train_income")
     assert page.get_by_role("button", name=re.compile("Promote|Roll")).count() == 0
     page.goto(f"{site.url}/ui/pipelines/wc")
-    assert page.get_by_role("button", name=re.compile("Rerun|Stop|Start")).count() == 0
+    assert page.get_by_role("button", name=re.compile("Rerun|Reprocess|Stop|Start")).count() == 0
     job = site.root.list_jobs("broken")[0]
     page.goto(f"{site.url}/ui/jobs/{job.id}")
     assert page.locator("main form").count() == 0  # no write control at all
     _shot(page, "reader-pipeline")
+    page.goto(f"{site.url}/ui/algorithms")  # rita has no role on root/clean: not listed, no page, no form
+    expect(page.get_by_role("heading", name="Algorithms")).to_be_visible()
+    assert page.get_by_role("link", name="root/clean").count() == 0
+    assert page.goto(f"{site.url}/ui/algorithms/root/clean").status == 404
+    assert page.locator("main form").count() == 0
     page.goto(f"{site.url}/ui/deployments/income")
     expect(page.get_by_role("heading", name="Traffic")).to_be_visible()
     assert page.locator("main form").count() == 0 and page.get_by_role("button", name="Roll out").count() == 0
@@ -393,7 +451,10 @@ def test_a_reader_sees_no_write_controls_and_forged_writes_are_refused(browser: 
         r = h.post(promote, headers={"Origin": "https://evil.example"},
                    data={"csrf": cookies["tusk_csrf"], "ref": v2, "to": "x"})
         assert r.status_code == 403
-        for path in ("/ui/pipelines/wc/rerun", "/ui/pipelines/wc/stop", f"/ui/jobs/{job.id}/stop"):
+        r = h.post("/ui/algorithms/root/clean/call", data={"csrf": cookies["tusk_csrf"], "input": "[]"})
+        assert r.status_code == 403 and "rita is not a reader of algorithm/root/clean" in r.text, r.text
+        for path in ("/ui/pipelines/wc/rerun", "/ui/pipelines/wc/reprocess", "/ui/pipelines/wc/stop",
+                     f"/ui/jobs/{job.id}/stop"):
             r = h.post(path, data={"csrf": cookies["tusk_csrf"]})
             assert r.status_code == 403 and ("owner" in r.text or "writer" in r.text), (path, r.text)
         # the session cookie is no key to the API
@@ -426,7 +487,8 @@ def test_no_page_or_asset_refers_to_another_host(site: Site) -> None:
              "/ui/repos/income_data/browse/master/census.csv", "/ui/repos/income_data/diff?new=master",
              "/ui/pipelines", "/ui/pipelines/wc", f"/ui/jobs/{job.id}", f"/ui/global/{job.global_id}", "/ui/models",
              "/ui/models/train_income", "/ui/deployments", "/ui/deployments/income", "/ui/deployments/income/live",
-             "/ui/lineage?ref=wc@master", _a_record(site), "/ui/login", "/ui/static/htmx.min.js",
+             "/ui/lineage?ref=wc@master", _a_record(site), "/ui/login", "/ui/algorithms", "/ui/algorithms/root/clean",
+             "/ui/pipelines/wc/diff", "/ui/repos/income_data/branches/master", "/ui/static/htmx.min.js",
              "/ui/static/tusk.css"]
     outside = re.compile(rb"https?://(?!" + re.escape(site.url.split("//", 1)[1]).encode() + rb")[^\s\"'<>)]+")
     with httpx.Client(base_url=site.url, headers={"Authorization": f"Bearer {site.tokens['root']}"}) as h:

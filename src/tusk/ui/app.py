@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 from tusk.errors import PermissionDenied, TuskError, Unauthenticated
 from tusk.ui._paths import COOKIE, UI_PREFIX
 from tusk.ui._web import error_page, form, render, safe_next, ui_caller
-from tusk.ui.pages import data, deployments, lineage, models, overview, pipelines
+from tusk.ui.pages import algorithms, data, deployments, lineage, models, overview, pipelines
 
 __all__ = ["add_ui"]
 
@@ -68,7 +68,7 @@ def ui_root(request: Request) -> Response:
 
 
 ROUTERS = [auth_router, overview.router, data.router, pipelines.router, models.router, deployments.router,
-           lineage.router]
+           algorithms.router, lineage.router]
 
 
 def add_ui(app: FastAPI) -> None:

@@ -1,4 +1,5 @@
-"""Data: repos, branches (with triggers), commits, a file browser at any commit, previews, downloads and diffs.
+"""Data: repos, branches (with triggers and the history of their heads), commits, a file browser at any commit,
+previews, downloads and diffs.
 
 Every read is the API route's own function, so a page checks exactly what ``GET /api/v1/...`` checks.
 """
@@ -12,7 +13,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from tusk.api._deps import Caller
-from tusk.api.routes import branches, commits, files, repos
+from tusk.api.routes import branches, commits, files, models, repos
+from tusk.errors import BranchNotFound
 from tusk.ui._web import PAGE, page, page_of, render
 from tusk.ui.preview import IMAGE_TYPES, preview
 
@@ -50,6 +52,20 @@ def repo_page(request: Request, repo: str) -> Response:
         extra = f"&branch={urllib.parse.quote(branch)}" if branch else ""
         return render(request, "data/repo.html", title=f"Repo {repo}", repo=info, branches=heads,
                       pager=history, pager_extra=extra, branch=branch)
+    return page(request, build)
+
+
+@router.get(_REPO + "/branches/{branch}")
+def branch_page(request: Request, repo: str, branch: str) -> Response:
+    """A branch: its head and trigger, and every move of its head (commits, promotions, rollbacks, triggers),
+    newest first, with who, when, from, to, the kind of move and its note."""
+    def build(caller: Caller) -> Response:
+        info = next((b for b in branches.list_branches(repo, caller) if b.name == branch), None)
+        if info is None:
+            raise BranchNotFound(f"repo {repo} has no branch {branch!r}")
+        moves = models.model_history(f"{repo}@{branch}", caller)
+        return render(request, "data/branch.html", title=f"Branch {repo}@{branch}", repo=repo, branch=info,
+                      pager=page_of(request, lambda at, n: moves[at:at + n]))
     return page(request, build)
 
 
