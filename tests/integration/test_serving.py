@@ -527,3 +527,31 @@ def test_creating_a_deployment_checks_its_models(c: Client) -> None:
     assert [d.name for d in c.list_deployments()] == ["d"]
     c.delete_deployment("d")
     assert c.list_deployments() == []
+
+
+def test_the_serving_apps_paths_go_to_it_directly_and_no_api_or_dashboard_path_does(tmp_path: Any) -> None:
+    """The API app hands the serving app's requests to it without walking the API's router: only its paths,
+    never one the API or the dashboard answers."""
+    from starlette.routing import Mount
+
+    from tusk.api import create_app as create_api
+    from tusk.api.app import _ServingPaths, route_table
+    from tusk.config import Settings
+    from tusk.services import Services
+
+    services = Services.open(Settings.for_home(tmp_path / "home"))
+    app = create_api(services, scheduler=False)
+    serving = next(r.app for r in app.routes if isinstance(r, Mount) and r.path == "")
+    paths = _ServingPaths(serving)
+
+    def scope(method: str, path: str) -> dict[str, Any]:
+        return {"type": "http", "method": method, "path": path, "root_path": "", "headers": []}
+
+    api = [(op["method"], op["path"].replace("{", "").replace("}", "")) for op in route_table(app)]
+    assert api and not [p for p in api if paths.matches(scope(*p))]
+    assert not [p for p in ("/", "/ui", "/ui/repos", "/ui/static/app.css", "/docs", "/openapi.json")
+                if paths.matches(scope("GET", p))]
+    assert all(paths.matches(scope(m, p)) for m, p in [
+        ("POST", "/v2/models/census/infer"), ("GET", "/v2/models/census/infer"), ("GET", "/v2/health/ready"),
+        ("POST", "/invocations"), ("GET", "/metrics"), ("POST", "/v1/algo/a/b")])
+    services.close()

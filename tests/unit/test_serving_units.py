@@ -368,6 +368,55 @@ def test_a_lone_request_does_not_wait_when_max_wait_is_zero() -> None:
     assert asyncio.run(scenario()) == 1
 
 
+def test_callers_just_answered_are_waited_for_so_steady_clients_share_one_call() -> None:
+    """Under steady load the requests that queued during a call do not run on their own while the callers just
+    answered are on their way back: four clients end up in one call each round, not two half-size calls."""
+    import time as _time
+
+    calls: list[int] = []
+
+    def run(rows: Rows, want: frozenset[str]) -> tuple[dict[str, Any], None]:
+        _time.sleep(0.03)
+        calls.append(rows.n)
+        return {"predict": rows.array}, None
+
+    async def client(batcher: Batcher, start: float) -> None:
+        await asyncio.sleep(start)  # the first client's call is running when the others arrive
+        for _ in range(6):
+            await batcher.submit(Rows(1, array=np.ones((1, 1))))
+            await asyncio.sleep(0.002)  # the client's round trip before its next request
+
+    async def scenario() -> None:
+        batcher = Batcher(run, max_batch_size=64)
+        await asyncio.gather(*(client(batcher, 0.01 * bool(i)) for i in range(4)))
+        await batcher.close()
+
+    asyncio.run(scenario())
+    assert calls[0] == 1 and calls.count(4) >= 4, calls  # without waiting: 1, 3, 1, 3, ...
+    assert sum(calls) == 24
+
+
+def test_a_lone_client_is_never_kept_waiting_for_company() -> None:
+    import time as _time
+
+    def run(rows: Rows, want: frozenset[str]) -> tuple[dict[str, Any], None]:
+        _time.sleep(0.05)
+        return {"predict": rows.array}, None
+
+    async def scenario() -> tuple[list[int], float]:
+        batcher = Batcher(run, max_batch_size=64)
+        sizes, started = [], _time.perf_counter()
+        for _ in range(5):
+            sizes.append((await batcher.submit(Rows(1, array=np.ones((1, 1))))).batch_rows)
+        elapsed = _time.perf_counter() - started
+        await batcher.close()
+        return sizes, elapsed
+
+    sizes, elapsed = asyncio.run(scenario())
+    assert sizes == [1] * 5
+    assert elapsed < 5 * 0.05 + 0.2, elapsed  # waiting for a second client would add a whole call to each
+
+
 def test_closing_a_batcher_drains_its_queue_and_fails_what_is_left_clearly() -> None:
     import time as _time
 

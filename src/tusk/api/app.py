@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tusk import __version__
@@ -54,9 +55,10 @@ class Identify:
     """Who is calling: the token's user with auth on; otherwise the ``X-Tusk-User`` header (an unverified name,
     like a git author) or the server's user. The caller acts as that user for the whole request."""
 
-    def __init__(self, app: ASGIApp, state: ApiState) -> None:
+    def __init__(self, app: ASGIApp, state: ApiState, serving: ASGIApp | None = None) -> None:
         self.app = app
         self.state = state
+        self.serving = _ServingPaths(serving) if serving is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -91,8 +93,11 @@ class Identify:
             user = headers["x-tusk-user"][:255]
         scope["tusk_caller"] = caller = Caller(user, self.state)
         if not scope["path"].startswith("/api/"):
+            # the serving app's own paths go to it directly: the API's router would first try each of its
+            # hundred-odd routes in turn, which cost more than decoding an inference request
+            target = self.serving.app if self.serving is not None and self.serving.matches(scope) else self.app
             with acting_as(user):
-                await self.app(scope, receive, send)
+                await target(scope, receive, send)
             return
         status = 500
         started = time.perf_counter()
@@ -113,6 +118,21 @@ class Identify:
             access.info("%s %s %d", scope["method"], scope["path"], status, extra={
                 "method": scope["method"], "path": scope["path"], "status": status, "user": user,
                 "ms": round((time.perf_counter() - started) * 1000, 1)})
+
+
+class _ServingPaths:
+    """Which requests the serving app (mounted at ``/``, after every API and dashboard route) answers alone:
+    those one of its routes matches, by path (a wrong method too: it answers the 405). None of its paths is
+    under ``/api/`` or the dashboard's, so the API's router would have fallen through to it anyway."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.routes = [r for r in getattr(app, "routes", []) if isinstance(r, Route)]
+
+    def matches(self, scope: Scope) -> bool:
+        if is_ui_path(scope["path"]):
+            return False
+        return any(route.matches(scope)[0] is not Match.NONE for route in self.routes)
 
 
 def creator_may_run(roles: RoleService, p: StoredPipeline) -> str | None:
@@ -200,7 +220,7 @@ def create_app(services: Services, *, auth: bool = False, serving: bool = True, 
     add_ui(app)  # the dashboard at / and /ui/...: before the serving app's catch-all mount
     if serving_app is not None:
         app.mount("/", serving_app)
-    app.add_middleware(Identify, state=state)
+    app.add_middleware(Identify, state=state, serving=serving_app)
     return app
 
 

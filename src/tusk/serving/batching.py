@@ -7,6 +7,16 @@ model is idle a lone request runs at once, unless ``max_wait_ms`` asks it to
 wait for company. So batching costs nothing at low load and multiplies
 throughput under load, where a model call's fixed overhead dominates.
 
+The batcher also expects the callers it has just answered to come back, as
+clients under steady load do: after a call that answered N callers (while M
+more queued), the next call waits for N + M requests, but never longer than
+the last call took. Without that, the requests that queued during a call run
+on their own while the callers just answered are still on their way back,
+and two half-size batches take turns forever, each paying the model's whole
+fixed cost. The wait is bounded by one model call, which is what running
+without the latecomers would cost them; a lone client, answered alone, is
+expected alone and never waits.
+
 If a stacked call fails, each request of the batch is re-run alone, so one bad
 request fails alone and never takes its neighbours down with it.
 """
@@ -63,6 +73,9 @@ class Batcher:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="tusk-model")
         self._task: asyncio.Task[None] | None = None
         self._inflight: list[_Item] = []  # taken from the queue, not yet answered
+        self._expect = 0  # callers expected for the next call: those the last one answered, and those queued
+        self._last_call = 0.0  # seconds the last model call took: how long after it the next one waits for them
+        self._answered = 0.0  # when (loop time) the last call's callers were answered
 
     async def submit(self, rows: Rows, want: frozenset[str] = frozenset()) -> BatchOutput:
         if self._task is None:
@@ -97,19 +110,30 @@ class Batcher:
             if not self._queue:
                 self._wake.clear()
                 await self._wake.wait()
-            if self.max_wait and sum(i.rows.n for i in self._queue) < self.max_batch_size:
-                deadline = loop.time() + self.max_wait
-                while sum(i.rows.n for i in self._queue) < self.max_batch_size:
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
-                    self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), remaining)
+            await self._gather(loop)
             self._inflight = self._take()
+            started = loop.time()
             for group in _by_signature(self._inflight):
                 await self._run_group(group)
+            self._answered = loop.time()
+            self._last_call = self._answered - started
+            self._expect = len(self._inflight) + len(self._queue)
             self._inflight = []
+
+    async def _gather(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait for company before a call, until the batch is full: up to ``max_wait``; and, while fewer
+        callers are queued than the last call leads to expect, up to the last call's duration after it answered
+        (see the module's docstring)."""
+        fixed = loop.time() + self.max_wait
+        expected = self._answered + self._last_call
+        while sum(i.rows.n for i in self._queue) < self.max_batch_size:
+            now = loop.time()
+            deadline = max(fixed, expected) if len(self._queue) < self._expect else fixed
+            if now >= deadline:
+                return
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), deadline - now)
 
     def _take(self) -> list[_Item]:
         """Queued items up to max_batch_size rows (a larger single request goes alone)."""

@@ -195,7 +195,7 @@ def _typed(raw: np.ndarray[Any, Any], datatype: str, where: str) -> np.ndarray[A
     if datatype == "BYTES":
         if raw.size and not all(isinstance(v, (str, bytes)) or v is None for v in raw.flat):
             raise InputError(f"{where}: BYTES data must be strings (or null for missing)")
-        return np.vectorize(_text, otypes=[object])(raw) if raw.size else raw
+        return np.fromiter(map(_text, raw.flat), dtype=object, count=raw.size).reshape(raw.shape)
     if raw.size == 0:
         return raw.astype(target)
     if kind == "O" and target.kind == "f":
@@ -238,6 +238,8 @@ def _integers(raw: np.ndarray[Any, Any], target: np.dtype[Any], datatype: str, w
                 raise InputError(f"{where}: {datatype} data must be numbers, not {type(v).__name__} values")
         low, high = min(values), max(values)
     elif raw.dtype.kind in "biu":
+        if np.can_cast(raw.dtype, target):  # every value fits (JSON integers parse as int64): nothing to check
+            return raw.astype(target, copy=False)
         low, high = int(raw.min()), int(raw.max())
     else:
         raise InputError(f"{where}: {datatype} data must be numbers, not {_kind_name(raw.dtype.kind)}")
@@ -252,6 +254,8 @@ def _integers(raw: np.ndarray[Any, Any], target: np.dtype[Any], datatype: str, w
 
 def _floats(raw: np.ndarray[Any, Any], target: np.dtype[Any], datatype: str, where: str) -> np.ndarray[Any, Any]:
     """Numbers as a float type; a finite value too large for it (70000 as FP16) is refused, not made inf."""
+    if np.can_cast(raw.dtype, target) and raw.dtype.kind != "O":  # e.g. JSON numbers (float64) as FP64
+        return raw.astype(target, copy=False)
     with np.errstate(over="ignore"):
         out = raw.astype(target)
     overflow = np.isinf(out) & np.isfinite(raw.astype(np.float64))
