@@ -95,19 +95,9 @@ def test_server_with_two_workers_serves_sums_metrics_and_drains_on_sigterm(backe
         c.close()
     port, grpc_port = _free_port(), _free_port()
     base = f"http://127.0.0.1:{port}"
-    tusk_bin = str(Path(sys.executable).parent / "tusk")
-    proc = subprocess.Popen([tusk_bin, "server", "--port", str(port), "--workers", "2", "--poll", "0.2",
-                             "--grpc-port", str(grpc_port), "--no-s3", "--log-level", "warning"],
-                            env=backend.subprocess_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = _two_workers(backend, port, "--grpc-port", str(grpc_port), "--log-level", "warning")
     try:
-        def ready() -> bool:
-            try:
-                return httpx.get(f"{base}/v2/health/ready", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(ready, 120, "tusk server to be ready")
+        _wait_ready(base)
         body = {"inputs": oip_inputs(census_frame(1, skip=20000))}
         with httpx.Client(base_url=base, timeout=30) as h:
             for i in range(40):
@@ -186,18 +176,9 @@ def test_server_with_two_workers_loads_a_model_once_and_hot_swaps_every_worker(b
         c.close()
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    tusk_bin = str(Path(sys.executable).parent / "tusk")
-    proc = subprocess.Popen([tusk_bin, "server", "--port", str(port), "--workers", "2", "--poll", "0.2",
-                             "--no-grpc", "--no-s3", "--log-level", "info"], env=backend.subprocess_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = _two_workers(backend, port, "--no-grpc", "--log-level", "info")
     try:
-        def ready() -> bool:
-            try:
-                return httpx.get(f"{base}/v2/health/ready", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(ready, 120, "tusk server to be ready")
+        _wait_ready(base)
         assert _commits_seen(base, 20) == {v1}
         assert _model_loads(base) == {"shared": 1.0}  # loaded and verified once, by the parent; no worker loaded
 
@@ -228,3 +209,21 @@ def test_server_with_two_workers_loads_a_model_once_and_hot_swaps_every_worker(b
     assert proc.returncode == 0, log[-3000:]
     assert log.count("loaded and verified census-model@") == 2, log[-3000:]  # v1, then v2: once each
     assert "workers rolled onto the shared models" in log, log[-3000:]
+
+
+def _two_workers(store: Backend, port: int, *flags: str) -> subprocess.Popen[bytes]:
+    """``tusk server --workers 2`` on the store of a backend (no S3 gateway), its output piped."""
+    tusk_bin = str(Path(sys.executable).parent / "tusk")
+    return subprocess.Popen([tusk_bin, "server", "--port", str(port), "--workers", "2", "--poll", "0.2", "--no-s3",
+                             *flags], env=store.subprocess_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_ready(base: str) -> None:
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{base}/v2/health/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(ready, 120, "tusk server to be ready")

@@ -47,11 +47,18 @@ def _git_info(code_dir: Path) -> dict[str, Any] | None:
     }
 
 
+def is_tusk_home(path: Path) -> bool:
+    """Whether ``path`` holds a Tusk store (its SQLite database or a machine's stat cache): never code, and
+    being written while code is stored (a TUSK_HOME under the code directory would change under the put)."""
+    return (path / "tusk.db").is_file() or (path / "cache" / "stat.db").is_file()
+
+
 def code_files(code_dir: Path) -> Iterator[Path]:
     """The files of a code directory that count as code, in a stable order: what digests and stored trees take
     (hidden and build directories, and compiled files, are skipped as uploads skip them)."""
     for root, dirs, names in os.walk(code_dir):
-        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS and not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS and not d.startswith(".")
+                         and not is_tusk_home(Path(root) / d))
         for name in sorted(names):
             path = Path(root) / name
             if path.is_file() and path.suffix not in SKIPPED_SUFFIXES:

@@ -36,7 +36,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -297,35 +297,29 @@ class Handlers:
         if deployment_of(request.path_params["model"])[1]:  # {m}:explain, as OIP clients name the explainer
             return await self.explain(request)
         started = time.perf_counter()
-
-        async def read() -> tuple[Any, BinarySection | None]:
-            raw = await read_body(request, self.max_body)
-            return split_request(raw, request.headers.get(HEADER))
-
         try:
             inference = await self.run_inference(request.scope.get("tusk_caller"), request.path_params["model"],
-                                                 request.path_params.get("version"), read, request.cookies,
+                                                 request.path_params.get("version"), self._reader(request),
+                                                 request.cookies,
                                                  request.headers.get("x-tusk-route-key"), "v2")
         except Exception as exc:
             return _error(exc, request)  # counted by run_inference
         i = inference
         try:
-            outputs, blobs = [], []
-            for name, as_binary in i.wanted:
-                if as_binary:
-                    tensor, blob = encode_binary_output(name, i.outputs[name])
-                    outputs.append(tensor)
-                    blobs.append(blob)
-                else:
-                    outputs.append(encode_output(name, i.outputs[name]))
-            response: dict[str, Any] = {"model_name": i.dep.name, "model_version": i.served.commit,
-                                        "outputs": outputs, "parameters": i.parameters}
-            if i.request_id is not None:
-                response["id"] = i.request_id
+            response, blobs = _oip_response(i.dep.name, i.served.commit, i.wanted, i.outputs, i.parameters,
+                                            i.request_id)
             return await self._answer(request, response, blobs, i.dep, i.predictor, i.served, i.set_cookie, i.rows,
                                       i.want, i.outputs, "v2", started, i.request_id)
         except Exception as exc:
             return self._failed(request, i.dep, i.predictor, exc, "v2")
+
+    def _reader(self, request: Request) -> BodyReader:
+        """What reads a REST request's body (within the body limit) and splits off its binary tensors."""
+        async def read() -> tuple[Any, BinarySection | None]:
+            raw = await read_body(request, self.max_body)
+            return split_request(raw, request.headers.get(HEADER))
+
+        return read
 
     async def run_inference(self, caller: Any, model: str, version: str | None, read: BodyReader,
                             cookies: Mapping[str, str], route_key: str | None, protocol: str) -> Inference:
@@ -366,30 +360,16 @@ class Handlers:
     async def explain(self, request: Request) -> Response:
         """Per-column attributions of each row, by the explainer of the model that answers (see
         :mod:`~tusk.serving.explanations`); the response is an OIP inference response."""
-        async def read() -> tuple[Any, BinarySection | None]:
-            raw = await read_body(request, self.max_body)
-            return split_request(raw, request.headers.get(HEADER))
-
         try:
             e = await self.run_explanation(request.scope.get("tusk_caller"), request.path_params["model"],
-                                           request.path_params.get("version"), read, request.cookies,
+                                           request.path_params.get("version"), self._reader(request),
+                                           request.cookies,
                                            request.headers.get("x-tusk-route-key"), "v2")
         except Exception as exc:
             return _error(exc, request)  # counted by run_explanation
         try:
-            outputs, blobs = [], []
-            for name, as_binary in e.wanted:
-                if as_binary:
-                    tensor, blob = encode_binary_output(name, e.outputs[name])
-                    outputs.append(tensor)
-                    blobs.append(blob)
-                else:
-                    outputs.append(encode_output(name, e.outputs[name]))
-            response: dict[str, Any] = {"model_name": request.path_params["model"],
-                                        "model_version": e.served.commit, "outputs": outputs,
-                                        "parameters": e.parameters}
-            if e.request_id is not None:
-                response["id"] = e.request_id
+            response, blobs = _oip_response(request.path_params["model"], e.served.commit, e.wanted, e.outputs,
+                                            e.parameters, e.request_id)
             out = await self._respond(request, response, blobs, e.provenance)
         except Exception as exc:
             return self._failed(request, e.dep, e.predictor, exc, "v2-explain")
@@ -649,6 +629,24 @@ def _algo_input(content_type: str | None, raw: bytes) -> Any:
     if ctype == "application/octet-stream":
         return raw
     raise UnsupportedMediaType(f"an algorithm takes {_ALGO_TYPES}, not {ctype}")
+
+
+def _oip_response(model: str, version: str, wanted: Sequence[tuple[str, bool]], values: Mapping[str, Any],
+                  parameters: dict[str, Any], request_id: str | None) -> tuple[dict[str, Any], list[bytes]]:
+    """An OIP REST response body and its binary sections: the wanted outputs, each as JSON or binary."""
+    outputs, blobs = [], []
+    for name, as_binary in wanted:
+        if as_binary:
+            tensor, blob = encode_binary_output(name, values[name])
+            outputs.append(tensor)
+            blobs.append(blob)
+        else:
+            outputs.append(encode_output(name, values[name]))
+    response: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": outputs,
+                                "parameters": parameters}
+    if request_id is not None:
+        response["id"] = request_id
+    return response, blobs
 
 
 def _request_id(body: dict[str, Any]) -> str | None:
