@@ -331,14 +331,7 @@ class Handlers:
         try:
             authorize(caller, f"deployment/{model}")
             dep = self.state.get(model)
-            body, binary = await read()
-            if not isinstance(body, dict):
-                raise InputError("the request body must be a JSON object with inputs")
-            request_id = _request_id(body)
-            params = body.get("parameters") or {}
-            if not isinstance(params, dict):
-                raise InputError("parameters must be an object")
-            rows = decode_inputs(body.get("inputs"), binary)
+            body, request_id, params, rows = await _decoded(read)
             wanted = _wanted(body.get("outputs"), params)
             want = tuple(name for name, _ in wanted)
             predictor, set_cookie = self.route(dep, version, cookies, route_key)
@@ -390,14 +383,7 @@ class Handlers:
             name, _ = deployment_of(model)
             authorize(caller, f"deployment/{name}")
             dep = self.state.get(name)
-            body, binary = await read()
-            if not isinstance(body, dict):
-                raise InputError("the request body must be a JSON object with inputs")
-            request_id = _request_id(body)
-            params = body.get("parameters") or {}
-            if not isinstance(params, dict):
-                raise InputError("parameters must be an object")
-            rows = decode_inputs(body.get("inputs"), binary)
+            body, request_id, params, rows = await _decoded(read)
             predictor, set_cookie = self.route(dep, version, cookies, route_key)
             served = predictor.current()
             explainer = explainer_of(dep, predictor, served)
@@ -629,6 +615,18 @@ def _algo_input(content_type: str | None, raw: bytes) -> Any:
     if ctype == "application/octet-stream":
         return raw
     raise UnsupportedMediaType(f"an algorithm takes {_ALGO_TYPES}, not {ctype}")
+
+
+async def _decoded(read: BodyReader) -> tuple[dict[str, Any], str | None, dict[str, Any], Rows]:
+    """An OIP request read and checked: (body, its id, its parameters, its input rows)."""
+    body, binary = await read()
+    if not isinstance(body, dict):
+        raise InputError("the request body must be a JSON object with inputs")
+    request_id = _request_id(body)
+    params = body.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise InputError("parameters must be an object")
+    return body, request_id, params, decode_inputs(body.get("inputs"), binary)
 
 
 def _oip_response(model: str, version: str, wanted: Sequence[tuple[str, bool]], values: Mapping[str, Any],
