@@ -31,6 +31,18 @@ files = [src] if src.is_file() else sorted(p for p in src.rglob('*') if p.is_fil
 for f in files:
     (dst / f.name).write_text(f.read_text().upper())
 """
+# the same work with transform.datum_batching: one interpreter per worker, fed each datum (tusk.datum_batching)
+BATCHED_SCRIPT = """import os, pathlib
+from tusk.datum_batching import batch_all_datums
+pfs = pathlib.Path(os.environ.get('PFS', '/pfs'))
+
+@batch_all_datums
+def upper():
+    for f in sorted(p for p in (pfs / 'in').rglob('*') if p.is_file()):
+        (pfs / 'out' / f.name).write_text(f.read_text().upper())
+
+upper()
+"""
 
 
 def make_files(root: Path, n: int) -> None:
@@ -46,19 +58,29 @@ def _duration(job: dict[str, str]) -> float:
     return (datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["started_at"])).total_seconds()
 
 
-def tusk_case(work: Path, data: Path, runtime: str, parallelism: int, work_kind: str) -> dict[str, float]:
-    """Create the pipeline on `data`, change one file, rerun with no change; wall and job times for each."""
+def tusk_case(work: Path, data: Path, runtime: str, parallelism: int, work_kind: str,
+              batching: bool = False) -> dict[str, float]:
+    """Create the pipeline on `data`, change one file, rerun with no change; wall and job times for each.
+
+    ``batching``: the same work with ``transform.datum_batching`` (one command per worker, `pachctl next datum`).
+    """
     code = work / "code"
     code.mkdir(exist_ok=True)
     (code / "upper.py").write_text(WORK_SCRIPT)
-    cmd = ["cp", "-r", "/pfs/in/.", "/pfs/out/"] if work_kind == "cp" else [sys.executable, "upper.py", "/pfs/in",
-                                                                           "/pfs/out"]
-    spec = code / f"upper-{work_kind}-{parallelism}.json"
+    (code / "batched.py").write_text(BATCHED_SCRIPT)
+    transform: dict[str, object] = {"cmd": ["cp", "-r", "/pfs/in/.", "/pfs/out/"] if work_kind == "cp" else
+                                    [sys.executable, "upper.py", "/pfs/in", "/pfs/out"]}
+    if batching:
+        transform = {"datum_batching": True, "cmd": [sys.executable, "batched.py"]} if work_kind == "python" else {
+            "datum_batching": True, "cmd": ["sh"],
+            "stdin": ["while pachctl next datum; do cp -r /pfs/in/. /pfs/out/; done"]}
+    kind = f"{work_kind}{'-batched' if batching else ''}"
+    spec = code / f"upper-{kind}-{parallelism}.json"
     spec.write_text(json.dumps({
         "pipeline": {"name": "upper"}, "parallelism_spec": {"constant": parallelism},
-        "transform": {"cmd": cmd}, "input": {"pfs": {"repo": "in", "glob": "/*"}},
+        "transform": transform, "input": {"pfs": {"repo": "in", "glob": "/*"}},
     }))
-    tusk = Tusk(work / f"tusk-{data.name}-{runtime}-{parallelism}-{work_kind}")
+    tusk = Tusk(work / f"tusk-{data.name}-{runtime}-{parallelism}-{kind}")
     tusk.env["TUSK_RUNTIME"] = runtime
     tusk.run("repo", "create", "in")
     tusk.run("put", "file", "in@master:/", "-r", "-f", str(data))
@@ -114,6 +136,9 @@ def main() -> None:
     r["cp local p2"] = tusk_case(work, small, "local", 2, "cp")
     r[f"cp {sandbox} p2"] = tusk_case(work, small, sandbox, 2, "cp")
     r["python local p2"] = tusk_case(work, small, "local", 2, "python")
+    r["cp batched local p2"] = tusk_case(work, small, "local", 2, "cp", batching=True)
+    r["python batched local p2"] = tusk_case(work, small, "local", 2, "python", batching=True)
+    r[f"python batched {sandbox} p2"] = tusk_case(work, small, sandbox, 2, "python", batching=True)
     r["big cp local p2"] = tusk_case(work, big, "local", 2, "cp")
     if dvc:
         r["dvc small"] = dvc_case(work, dvc, small_n)
@@ -133,6 +158,10 @@ def main() -> None:
     print(line("tusk, cp per datum, local, 2 workers", r["cp local p2"], small_n))
     print(line(f"tusk, cp per datum, {sandbox}, 2 workers", r[f"cp {sandbox} p2"], small_n))
     print(line("tusk, python per datum, 2 workers", r["python local p2"], small_n))
+    print("  with transform.datum_batching (one command per worker, fed by `pachctl next datum`):")
+    print(line("tusk, cp batched, local, 2 workers", r["cp batched local p2"], small_n))
+    print(line("tusk, python batched, local, 2 workers", r["python batched local p2"], small_n))
+    print(line(f"tusk, python batched, {sandbox}, 2 workers", r[f"python batched {sandbox} p2"], small_n))
     if dvc:
         print(line("dvc repro, python over all files", r["dvc small"], small_n, per_datum=False))
     print(f"{big_n} inputs, one changes (target: exactly 1 datum, job < 1 s; DVC reruns the stage):")

@@ -23,6 +23,11 @@ if ! command -v bwrap >/dev/null; then apt_install bubblewrap; fi
 # setpriv drops to an unprivileged uid inside the sandbox when Tusk runs as root; prlimit sets its limits
 if ! command -v setpriv >/dev/null || ! command -v prlimit >/dev/null; then apt_install util-linux; fi
 
+# the image tests build small images from Debian's static busybox, and compile the regression workshop's
+# programs statically (gcc, libc6-dev's libc.a): nothing can be pulled from a registry here
+if [ ! -x /bin/busybox ] || ! /bin/busybox --list >/dev/null 2>&1; then apt_install busybox-static; fi
+if ! command -v gcc >/dev/null || ! ls /usr/lib/*-linux-gnu/libc.a >/dev/null 2>&1; then apt_install gcc libc6-dev; fi
+
 # Debian's Chromium for the dashboard's browser tests (Playwright drives /usr/bin/chromium; nothing is downloaded)
 if [ ! -x /usr/bin/chromium ]; then apt_install chromium fonts-dejavu-core; fi
 

@@ -116,6 +116,14 @@ def _serving_max_body(env: Mapping[str, str]) -> int:
 TOKEN_FILE = "token"  # written by `tusk auth login`, under TUSK_HOME, readable by its user only
 
 
+def _image_fallback(env: Mapping[str, str]) -> bool:
+    value = env.get("TUSK_IMAGE_FALLBACK", "").strip().lower()
+    if value not in ("", "host", "none"):
+        raise InvalidArgument(f"TUSK_IMAGE_FALLBACK={value!r}: use host (run the command on this machine's "
+                              "software when its image is not imported) or none")
+    return value == "host"
+
+
 def _stored_token(home: Path) -> str | None:
     try:
         return (home / TOKEN_FILE).read_text().strip() or None
@@ -150,6 +158,8 @@ class Settings:
     serving_max_body_bytes: int = SERVING_MAX_BODY_BYTES  # largest inference body, decompressed (TUSK_SERVING_...)
     gc_interval: float | None = None  # TUSK_GC_INTERVAL: `tusk server` runs gc this often (off when unset)
     gc_grace: float = 3600.0  # TUSK_GC_GRACE: what a scheduled gc spares (unreferenced objects younger than this)
+    # TUSK_IMAGE_FALLBACK=host: a pipeline whose image is not imported runs its command on this machine's software
+    image_fallback: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, cwd: Path | None = None,
@@ -189,6 +199,7 @@ class Settings:
             serving_max_body_bytes=_serving_max_body(env),
             gc_interval=_duration(env, "TUSK_GC_INTERVAL", None, positive=True),
             gc_grace=_duration(env, "TUSK_GC_GRACE", 3600.0) or 0.0,
+            image_fallback=_image_fallback(env),
         )
 
     @classmethod

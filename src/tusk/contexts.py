@@ -126,6 +126,26 @@ class ContextFile:
         self._write(data)
         return ctx
 
+    def active_transaction(self, store: str) -> str | None:
+        """The transaction the CLI adds to on ``store`` (a server's address or a home; ``tusk start transaction``),
+        kept here as pachctl keeps it in its config."""
+        found = self._read().get("transactions", {})
+        value = found.get(store) if isinstance(found, dict) else None
+        return str(value) if value else None
+
+    def set_active_transaction(self, store: str, txn_id: str | None) -> None:
+        data = self._read()
+        found = data.get("transactions")
+        active: dict[str, object] = found if isinstance(found, dict) else {}
+        if txn_id is None:
+            if store not in active:
+                return
+            active.pop(store)
+        else:
+            active[store] = txn_id
+        data["transactions"] = active
+        self._write(data)
+
     def delete(self, name: str) -> None:
         self.get(name)
         data = self._read()

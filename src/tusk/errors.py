@@ -21,7 +21,9 @@ maps it to and the exit code the CLI returns::
     │   │   ├── DeploymentNotFound
     │   │   ├── PipelineNotFound
     │   │   ├── JobNotFound            no such job (or datum of it)
-    │   │   └── AlgorithmNotFound      no such owner/name, or no version matching the request
+    │   │   ├── AlgorithmNotFound      no such owner/name, or no version matching the request
+    │   │   ├── SecretNotFound         no such secret, or (auth on) one the caller may not use
+    │   │   └── ImageNotFound          no imported image has that name, tag or id (`tusk image import`)
     │   ├── Unauthenticated        401   no token, or an unknown, revoked or expired one (auth on)
     │   ├── PermissionDenied       403   the caller's role does not allow it; an algorithm calling one it did
     │   │                                not declare
@@ -60,6 +62,7 @@ __all__ = [
     "Conflict",
     "DeploymentNotFound",
     "FileNotFound",
+    "ImageNotFound",
     "InputError",
     "IntegrityError",
     "InvalidArgument",
@@ -78,6 +81,7 @@ __all__ = [
     "PermissionDenied",
     "PipelineNotFound",
     "RepoNotFound",
+    "SecretNotFound",
     "StorageUnavailable",
     "Timeout",
     "TuskError",
@@ -174,6 +178,14 @@ class JobNotFound(NotFound):
 
 
 class AlgorithmNotFound(NotFound):
+    pass
+
+
+class SecretNotFound(NotFound):
+    pass
+
+
+class ImageNotFound(NotFound):
     pass
 
 

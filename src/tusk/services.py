@@ -26,16 +26,19 @@ from tusk.versioning.fsck import fsck
 from tusk.versioning.gc import DEFAULT_GRACE, collect_garbage
 from tusk.versioning.records import CommitInfo, FsckReport, GcReport
 from tusk.versioning.repos import RepoService
+from tusk.versioning.transactions import RequestKind, TransactionService
 from tusk.versioning.trees import TreeStore
 from tusk.versioning.triggers import TriggerService
 
 if TYPE_CHECKING:
+    from tusk.images.store import ImageStore
     from tusk.models.registry import ModelService
     from tusk.pipelines.cron import CronService
     from tusk.pipelines.jobs import JobService
     from tusk.pipelines.registry import PipelineService
     from tusk.pipelines.runtimes import ConfiguredRuntime
     from tusk.pipelines.s3 import DatumGateway
+    from tusk.pipelines.secrets import SecretService
     from tusk.serving.algorithms import AlgorithmService
     from tusk.serving.deployments import DeploymentService
 
@@ -74,9 +77,17 @@ class Services:
         self.repos = RepoService(ctx)
         self.branches = BranchService(ctx, self.commits)
         self.triggers = TriggerService(ctx, self.branches)
+        self.transactions = TransactionService(ctx, self.repos, self.commits, self.branches)
+        self.transactions.kinds_factory = self._transaction_kinds
         self.files = FileService(ctx, self.commits, stat_cache=settings.home / "cache" / "stat.db")
         self.commits.listeners.append(self._on_commit)
         self._datum_gateways: Callable[[Services], DatumGateway] | None = None
+
+    def _transaction_kinds(self) -> dict[str, RequestKind]:
+        """The requests transactions batch beyond repos, commits and branches: pipeline create and update."""
+        from tusk.pipelines.transacted import pipeline_kinds
+
+        return pipeline_kinds(lambda: self.pipelines, lambda: self.jobs)
 
     def use_datum_gateways(self, factory: Callable[[Services], DatumGateway]) -> None:
         """Serve S3-enabled pipelines' datums (``input.pfs.s3``, ``s3_out``) with the endpoints ``factory`` makes.
@@ -125,13 +136,22 @@ class Services:
     def pipelines(self) -> PipelineService:
         from tusk.pipelines.registry import PipelineService
 
-        return PipelineService(self.ctx, self.repos)
+        return PipelineService(self.ctx, self.repos, self.settings.image_fallback)
+
+    @_built
+    def images(self) -> ImageStore:
+        """Imported container images (``tusk image import``): what ``transform.image`` runs in."""
+        from tusk.images.store import ImageStore
+
+        return ImageStore(self.ctx)
 
     @_built
     def jobs(self) -> JobService:
         from tusk.pipelines.jobs import JobService
 
         jobs = JobService(self.ctx, self.commits, self.pipelines, self.runtime, self.settings.home / "scratch")
+        jobs.secrets = self.secrets
+        jobs.egress_endpoint = self.settings.s3_endpoint_url
         if self._datum_gateways is not None:
             make = self._datum_gateways
             jobs.worker.gateway_factory = lambda: make(self)
@@ -140,6 +160,13 @@ class Services:
 
             jobs.executor = DaskExecutor(self.settings)
         return jobs
+
+    @_built
+    def secrets(self) -> SecretService:
+        """Secrets for ``transform.secrets``, sealed with the key file in this Tusk home."""
+        from tusk.pipelines.secrets import SecretService
+
+        return SecretService(self.ctx, self.settings.home / "keys" / "secrets.key")
 
     @_built
     def cron(self) -> CronService:

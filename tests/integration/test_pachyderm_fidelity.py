@@ -12,7 +12,7 @@ import pytest
 
 from tusk import Client
 from tusk.config import Settings
-from tusk.errors import InvalidArgument
+from tusk.errors import InvalidArgument, SecretNotFound
 from tusk.pipelines.runtimes import BwrapRuntime
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -263,7 +263,7 @@ def test_refused_fields_write_nothing_and_warned_fields_are_named(pc: Client) ->
     pc.create_repo("images")
     with pytest.raises(InvalidArgument, match=r"input\.pfs\.s3: glob is '/\*': .*its glob must be \"/\""):
         pc.create_pipeline(ENV_SPEC | {"input": {"pfs": {"glob": "/*", "repo": "images", "s3": True}}})
-    with pytest.raises(InvalidArgument, match=r"transform\.secrets: Kubernetes secrets are not supported yet"):
+    with pytest.raises(SecretNotFound, match=r"transform\.secrets\[0\]: secret 'aws' not found"):  # (make it first)
         pc.create_pipeline(ENV_SPEC | {"transform": {"cmd": ["sh"], "secrets": [
             {"name": "aws", "env_var": "AWS_KEY", "key": "key"}]}})
     assert [p.name for p in pc.list_pipelines()] == [] and [r.name for r in pc.list_repos()] == ["images"]

@@ -38,11 +38,12 @@ def test_pipeline_commands(backend: Backend, tmp_path: Path) -> None:
     spec = tmp_path / "wc.yaml"
     spec.write_text("pipeline: {name: wc}\n"
                     "transform:\n  image: python:3.11\n  cmd: [sh, -c, 'wc -w < $text > /pfs/out/$(basename $text)']\n"
-                    "input: {pfs: {repo: text, glob: '/*'}}\nresource_requests: {memory: 1G}\n")
+                    "input: {pfs: {repo: text, glob: '/*'}}\nresource_requests: {memory: 1G}\n"
+                    "metadata: {annotations: {tusk.io/image-fallback: host}}\n")  # python:3.11 is not imported
     run(backend, "create", "repo", "text")
     run(backend, "put", "file", "text@master:/a", "-f", "-", stdin=b"one two three")
     created = run(backend, "create", "pipeline", "-f", str(spec))
-    assert "image 'python:3.11' is recorded but ignored" in created.stderr
+    assert "image 'python:3.11' is not imported: the command runs on this machine's software" in created.stderr
     assert "resource_requests" in created.stderr
     assert run(backend, "get", "file", "wc@master:/a").stdout.strip() == "3"
     pipelines = json.loads(run(backend, "list", "pipeline", "--json").stdout)
@@ -52,8 +53,8 @@ def test_pipeline_commands(backend: Backend, tmp_path: Path) -> None:
     assert json.loads(run(backend, "inspect", "job", job, "--json").stdout)["datums_processed"] == 1
     datums = json.loads(run(backend, "list", "datum", job, "--json").stdout)
     assert len(datums) == 1 and datums[0]["state"] == "success"
-    assert "recorded but ignored" in run(backend, "datum", "inspect", job, datums[0]["id"]).stdout
-    assert "recorded but ignored" in run(backend, "logs", "--pipeline", "wc", "--grep", "image").stdout
+    assert "is not imported" in run(backend, "datum", "inspect", job, datums[0]["id"]).stdout
+    assert "is not imported" in run(backend, "logs", "--pipeline", "wc", "--grep", "image").stdout
     dry = json.loads(run(backend, "list", "datum", "-f", str(spec), "--json").stdout)
     assert [d["inputs"] for d in dry] == ["text:/a"]
     run(backend, "stop", "pipeline", "wc")

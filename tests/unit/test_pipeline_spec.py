@@ -101,18 +101,14 @@ REFUSED = {  # Pachyderm's spec, as its docs write the field: (the change, the p
                              "must be \"/\" (one datum), as in Pachyderm"),
     "s3 input in a cross": (lambda s: s.update(input={"cross": [_pfs(), _pfs(name="b", s3=True)]}),
                             "input.cross[1].pfs.s3: glob is '/*'"),
-    "secrets": (lambda s: s["transform"].update(secrets=[{"name": "aws", "mount_path": "/aws"}]),
-                "transform.secrets: Kubernetes secrets are not supported yet; pass the values with transform.env"),
-    "trigger": (lambda s: s.update(input=_pfs(trigger={"branch": "staging", "size": "1M"})),
-                "input.pfs.trigger: input triggers are not honoured yet"),
-    "datum_batching": (lambda s: s["transform"].update(datum_batching=True),
-                       "transform.datum_batching: datum batching is not supported"),
     "reference": (lambda s: s.update(input=_pfs(reference=True)), "input.pfs.reference: reference inputs are not"),
     "propagation_spec": (lambda s: s.update(propagation_spec={"immediate": True}),
                          "propagation_spec: propagation specs are not"),
     "repo_type": (lambda s: s.update(input=_pfs(repo_type="meta")), "input.pfs.repo_type: Tusk has user repos only"),
-    "service": (lambda s: s.update(service={"internal_port": 8888, "external_port": 30888}), "service: "),
-    "spout": (lambda s: s.update(spout={}), "spout: spouts are not supported"),  # (an empty spout is a spout)
+    "spout.marker": (lambda s: (s.pop("input"), s.update(spout={"marker": "offset"})),
+                     "spout.marker: spout markers are not supported"),
+    "spout.service": (lambda s: s.update(spout={"service": {"internal_port": 8888, "external_port": 30888}}),
+                      "spout.service: a spout with a service is not supported"),
 }
 
 
@@ -150,7 +146,8 @@ def test_fields_without_effect_are_warned_about_by_name() -> None:
     spec = parse_spec(EDGES | {"pipeline": {"name": "edges", "project": {"name": "vision"}},
                                "input": {"cross": [_pfs(project="vision"), _pfs(name="b")]},
                                "transform": EDGES["transform"] | {"debug": True, "image_pull_secrets": ["reg"]},
-                               "resourceRequests": {"memory": "1G"}, "pod_patch": "[]", "egress": {"URL": "s3://b"}})
+                               "resourceRequests": {"memory": "1G"}, "pod_patch": "[]", "egress": {"URL": "s3://b"},
+                               "metadata": {"annotations": {"team": "vision"}}})
     check_supported(spec)
     notes = spec_notes(spec)
     assert "pipeline.project, input.cross[0].pfs.project: ignored: Tusk has one namespace of repos and pipelines, " \
@@ -159,7 +156,8 @@ def test_fields_without_effect_are_warned_about_by_name() -> None:
     assert any(n.startswith("transform.image_pull_secrets: ignored: Tusk pulls no images") for n in notes)
     assert any(n.startswith("resourceRequests, pod_patch: ignored: it configures Pachyderm's Kubernetes")
                for n in notes)
-    assert any(n.startswith("egress: ignored") for n in notes), notes
+    assert not any(n.startswith(("egress", "metadata")) for n in notes), notes  # honoured: egress, kept: metadata
+    assert spec.egress is not None and spec.egress.url == "s3://b" and spec.annotation("team") == "vision"
     default = parse_spec(EDGES | {"pipeline": {"name": "edges", "project": {"name": "default"}}})
     assert spec_notes(default) == []
 

@@ -32,6 +32,7 @@ from tusk.auth import LEVELS, RoleService, TokenService
 from tusk.errors import TuskError, Unauthenticated
 from tusk.pipelines.registry import StoredPipeline
 from tusk.pipelines.scheduler import Scheduler
+from tusk.pipelines.secrets import SecretService, may_read
 from tusk.sdk import Client
 from tusk.services import Services
 from tusk.transfer import JOBS_HEADER
@@ -135,15 +136,20 @@ class _ServingPaths:
         return any(route.matches(scope)[0] is not Match.NONE for route in self.routes)
 
 
-def creator_may_run(roles: RoleService, p: StoredPipeline) -> str | None:
+def creator_may_run(roles: RoleService, p: StoredPipeline, secrets: SecretService | None = None) -> str | None:
     """Why the pipeline's creator may not run it now (None when they may): reader of every input, writer of
-    the output repo."""
+    the output repo, and allowed to use each secret it names."""
     who = p.row.created_by
     for leaf in p.spec.pfs_leaves():
         if roles.level(who, leaf.repo) < LEVELS["reader"]:
             return f"pipeline {p.name} runs with the rights of its creator {who}, who is not a reader of {leaf.repo}"
     if roles.level(who, p.name) < LEVELS["writer"]:
         return f"pipeline {p.name} runs with the rights of its creator {who}, who is not a writer of {p.name}"
+    if secrets is not None and p.spec.transform.secrets:
+        admin = roles.is_admin(who)
+        for name, info in secrets.infos(secrets.names(p.spec)).items():  # (one gone: the job says so)
+            if not may_read(info, who, admin):
+                return f"pipeline {p.name} runs with the rights of its creator {who}, who may not use secret {name}"
     return None
 
 
@@ -169,7 +175,7 @@ def create_app(services: Services, *, auth: bool = False, serving: bool = True, 
         serving_app = create_serving_app(services, deployments, poll, request_logging)
     runner = Scheduler(services, poll=poll) if scheduler else None
     if auth:
-        services.jobs.authorize = lambda p: creator_may_run(state.roles, p)
+        services.jobs.authorize = lambda p: creator_may_run(state.roles, p, services.secrets)
     from tusk.s3gateway.datums import datum_gateways  # S3-enabled pipelines' datums
 
     services.use_datum_gateways(datum_gateways)

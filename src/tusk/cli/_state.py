@@ -26,6 +26,7 @@ from tusk.ids import SHORT_ID, short_id
 from tusk.units import human_size
 
 if TYPE_CHECKING:
+    from tusk.contexts import ContextFile
     from tusk.pipelines.s3 import DatumGateway
     from tusk.sdk import Client
     from tusk.services import Services
@@ -104,7 +105,28 @@ class _State:
             self._client = Client(job_progress=self._progress)
             if not self._client.remote:  # embedded: jobs run in this process
                 self._client.services.use_datum_gateways(_datum_gateways)
+            self._client.active_transaction = self.saved_transaction(self._client)
         return self._client
+
+    @staticmethod
+    def _transactions(client: Client) -> tuple[ContextFile, str] | None:
+        """The config file that keeps the active transaction, and the key of the store ``client`` works on."""
+        from tusk.contexts import ContextFile
+
+        settings = client.settings
+        if settings.config_path is None:
+            return None
+        return ContextFile(settings.config_path), settings.address or f"home:{settings.home}"
+
+    def saved_transaction(self, client: Client) -> str | None:
+        where = self._transactions(client)
+        return where[0].active_transaction(where[1]) if where is not None else None
+
+    def save_transaction(self, client: Client) -> None:
+        """Keep the client's active transaction (or its absence) for the next commands."""
+        where = self._transactions(client)
+        if where is not None:
+            where[0].set_active_transaction(where[1], client.active_transaction)
 
     @property
     def opened(self) -> Client | None:

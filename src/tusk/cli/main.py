@@ -12,7 +12,25 @@ from collections.abc import Sequence
 import typer
 from rich.markup import escape
 
-from tusk.cli import admin, algo, auth, branch, commit, context, datum, deploy, file, job, legacy, model, pipeline, repo
+from tusk.cli import (
+    admin,
+    algo,
+    auth,
+    branch,
+    commit,
+    context,
+    datum,
+    deploy,
+    file,
+    image,
+    job,
+    legacy,
+    model,
+    pipeline,
+    repo,
+    secret,
+    transaction,
+)
 from tusk.cli import ui as ui_cmd
 from tusk.cli._state import err, say, state
 from tusk.cli.completion import complete_if_asked, completion
@@ -54,7 +72,10 @@ app.add_typer(model.app, name="model")
 app.add_typer(deploy.app, name="deploy")
 app.add_typer(algo.app, name="algo")
 app.add_typer(auth.app, name="auth")
+app.add_typer(secret.app, name="secret")
+app.add_typer(image.app, name="image")
 app.add_typer(context.app, name="context")
+app.add_typer(transaction.app, name="transaction")
 app.command("fsck")(admin.fsck)
 app.command("gc")(admin.gc)
 app.command("extract")(admin.extract)
@@ -78,10 +99,10 @@ def _plain_help(typer_app: typer.Typer) -> None:
 _plain_help(app)
 
 NOUNS = {"repo", "file", "commit", "branch", "pipeline", "job", "datum", "model", "deploy", "algo", "auth",
-         "context"}
+         "context", "transaction", "secret"}
 VERBS = {"create", "list", "inspect", "delete", "put", "get", "glob", "diff", "copy", "start", "finish",
          "wait", "squash", "update", "stop", "rerun", "publish", "call", "rollout", "rollback", "history", "use",
-         "subscribe", "draw", "edit"}
+         "subscribe", "draw", "edit", "resume"}
 
 
 def normalize_argv(argv: Sequence[str]) -> tuple[list[str], bool]:
@@ -89,9 +110,21 @@ def normalize_argv(argv: Sequence[str]) -> tuple[list[str], bool]:
     argv = legacy.translate(list(argv))
     args = [a for a in argv if a != "--json"]
     as_json = len(args) != len(argv)
+    for words, instead in ALIASES.items():
+        if tuple(args[:len(words)]) == words:
+            args = [*instead, *args[len(words):]]
+            break
     if len(args) >= 2 and args[0] in VERBS and args[1] in NOUNS:
         args[0], args[1] = args[1], args[0]
     return args, as_json
+
+
+# pachctl commands whose Tusk command has another shape (docs/pachyderm.md: every pachctl command)
+ALIASES: dict[tuple[str, ...], list[str]] = {
+    ("run", "cron"): ["pipeline", "run-cron"], ("version",): ["--version"],
+    ("auth", "get"): ["auth", "role", "list"], ("auth", "set"): ["auth", "role", "set"],
+    ("config", "list", "context"): ["context", "list"], ("config", "set", "active-context"): ["context", "use"],
+}
 
 
 # the module a missing import names → the extra that installs it
@@ -147,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if _SIGINT.is_set() and not state.quiet_interrupt:
             raise KeyboardInterrupt
         client = state.opened
+        if code == 0 and client is not None and client.batched:  # pachctl's words, on stderr
+            err.print(f"Added to transaction: {client.active_transaction}", markup=False, highlight=False)
         if code == 0 and client is not None:
             client.raise_for_jobs()  # a job the command waited for failed: exit 6 (the write itself stands)
     except TuskError as exc:

@@ -70,6 +70,28 @@ def run_cron(name: str | None = typer.Argument(None),
             say(f"tick {t.repo}@{t.id}")
 
 
+@app.command("run-spouts")
+def run_spouts(poll: float = typer.Option(1.0, "--poll", help="seconds between looks at the pipelines")) -> None:
+    """Run the spout and service pipelines in the foreground, and the jobs their commits trigger (Ctrl-C ends
+    them). `tusk server` runs them too; with one running on this store, its scheduler has them already."""
+    import time
+
+    client = state.client
+    if client.remote:
+        raise InvalidArgument("the server at TUSK_ADDRESS runs spouts and services itself (its scheduler): "
+                              "`tusk pipeline inspect NAME` shows each one's process, `tusk logs -p NAME` its log")
+    from tusk.pipelines.scheduler import Scheduler
+
+    scheduler = Scheduler(client.services, poll=poll, cron=False)
+    scheduler.start()
+    say("running spouts and services (Ctrl-C stops them)")
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        scheduler.stop()
+
+
 @app.command("list")
 def list_(spec: bool = typer.Option(False, "--spec", "-s", help="print the specs (JSON), not a table"),
           history: str | None = typer.Option(None, "--history", metavar="N|all",
@@ -201,6 +223,13 @@ def inspect(name: str, versions: bool = typer.Option(False, "--versions", help="
     out.print(f"[bold]Code[/bold]      tree {escape(code.get('tree') or '- (runs in ' + str(code.get('dir')) + ')')}"
               f"{', git ' + escape(str(git.get('commit'))) if git else ''}{' (dirty)' if git.get('dirty') else ''}",
               highlight=False)
+    if info.process:
+        p = info.process
+        out.print(f"[bold]Process[/bold]   {p.get('kind')} {p.get('state')}, pid {p.get('pid') or '-'}, "
+                  f"{p.get('restarts', 0)} restart(s)"
+                  + (f", last error: {escape(str(p['last_error']))}" if p.get("last_error") else "")
+                  + (f", {p['commits']} commit(s)" if p.get("commits") else "")
+                  + (f", port 127.0.0.1:{p['port']}" if p.get("port") else ""), highlight=False)
     out.print(json.dumps(info.spec, indent=2), markup=False)
 
 

@@ -77,6 +77,7 @@ class JobCode:
     tree: Digest | None
     local: Path
     label: str  # "pipeline NAME version N", for errors
+    image: dict[str, Any] | None = None  # the version's image record (tusk.pipelines.images.resolve_image)
 
 
 def _files(directory: Path, limit: int) -> list[tuple[str, Path, int]]:

@@ -58,8 +58,14 @@ class LocalExecutor:
 
     def run(self, job_id: str, spec: PipelineSpec, code: JobCode, roots: dict[str, str], datums: list[Datum],
             deadline: float | None, labels: JobLabels | None = None) -> Iterator[tuple[Datum, DatumOutcome]]:
+        if spec.transform.datum_batching:  # one long-lived command per thread (tusk.pipelines.batching)
+            from tusk.pipelines.batching import run_batched
+
+            yield from run_batched(self.worker, job_id, spec, code, roots, datums, deadline, labels)
+            return
+
         def one(d: Datum) -> tuple[Datum, DatumOutcome]:
-            return d, self.worker.run(job_id, d, spec, code.local, roots, deadline, labels)
+            return d, self.worker.run(job_id, d, spec, code.local, roots, deadline, labels, code.image)
 
         with ThreadPoolExecutor(max_workers=spec.parallelism_spec.constant, thread_name_prefix="tusk-datum") as pool:
             yield from pool.map(one, datums)
@@ -85,14 +91,15 @@ def _worker_services(settings: Settings) -> Services:
 
 
 def run_datum(settings: Settings, job_id: str, datum: Datum, spec: PipelineSpec, code: str | None, label: str,
-              roots: dict[str, str], remaining: float | None, labels: JobLabels | None = None) -> DatumOutcome:
+              roots: dict[str, str], remaining: float | None, labels: JobLabels | None = None,
+              image: dict[str, Any] | None = None) -> DatumOutcome:
     """One datum, in a Dask worker process: read inputs and the code (tree ``code``, materialized once per worker
     process and checked against its digest) from the shared store, run, write the output back."""
     services = _worker_services(settings)
     deadline = None if remaining is None else time.monotonic() + remaining  # monotonic clocks are per machine
     # code that is not stored (a directory too large, on the runner's host) runs in a temporary directory
     code_dir = services.jobs.materialize(code, label) if code is not None else Path(tempfile.gettempdir())
-    outcome = services.jobs.worker.run(job_id, datum, spec, code_dir, roots, deadline, labels)
+    outcome = services.jobs.worker.run(job_id, datum, spec, code_dir, roots, deadline, labels, image)
     services.ctx.content.seal()
     services.ctx.objects.flush()  # the outcome names trees and chunks: they are durable before it is reported
     return outcome
@@ -135,7 +142,7 @@ class DaskExecutor:
             key = f"tusk-datum-{job_id}-{d.id}"
             by_key[key] = d
             futures.append(client.submit(run_datum, self.settings, job_id, d, spec, code.tree, code.label, roots,
-                                         remaining, labels, key=key, pure=False))
+                                         remaining, labels, code.image, key=key, pure=False))
         try:
             for future in as_completed(futures, loop=client.loop):  # type: ignore[no-untyped-call]
                 d = by_key[future.key]

@@ -36,7 +36,8 @@ from tusk.pipelines.executors import Executor, LocalExecutor
 from tusk.pipelines.records import DatumInfo, JobInfo
 from tusk.pipelines.registry import PipelineService, StoredPipeline
 from tusk.pipelines.runtimes import Runtime
-from tusk.pipelines.spec import PfsInput
+from tusk.pipelines.secrets import SecretService, SecretValues
+from tusk.pipelines.spec import PfsInput, PipelineSpec
 from tusk.pipelines.support import project_name
 from tusk.pipelines.worker import DatumOutcome, DatumWorker, JobLabels
 from tusk.storage.metadata import (
@@ -95,11 +96,13 @@ class JobService:
         self.pipelines = pipelines
         self.worker = DatumWorker(ctx, runtime, scratch)
         self.code_cache = code_cache or scratch.parent / "cache" / "code"  # materialized code trees, by digest
+        self.egress_endpoint: str | None = None  # the S3 endpoint egress to s3:// uses (TUSK_S3_ENDPOINT_URL)
         self.executor: Executor = LocalExecutor(self.worker)  # or a DaskExecutor (Services.open, by settings)
         self.lease_seconds = lease_seconds
         self.owner = _owner()
         # set by a server with auth on: why the pipeline's creator may not run it now (None: they may)
         self.authorize: Callable[[StoredPipeline], str | None] | None = None
+        self.secrets: SecretService | None = None  # unseals a job's transform.secrets (set by Services)
 
     # -- triggering ----------------------------------------------------------
     def on_commit(self, commit: CommitInfo, moved: bool = False) -> list[str]:
@@ -113,25 +116,32 @@ class JobService:
             return []
         created = []
         with self.ctx.db.write() as s:
-            readers = [p for p in self.pipelines.all(s) if p.row.state == "running" and any(
-                leaf.repo == commit.repo and leaf.branch == commit.branch for leaf in p.spec.pfs_leaves())]
+            readers = [p for p in self.pipelines.all(s) if p.row.state == "running" and not p.spec.long_running
+                       and any(leaf.repo == commit.repo and leaf.branch == commit.branch
+                               for leaf in p.spec.pfs_leaves())]  # (a service restarts instead: long_running)
             global_id = commit.global_id
-            if moved and any(self._job_exists(s, p, global_id) for p in readers):
+            if moved and global_id != self.commits.one_change() and any(
+                    self._job_exists(s, p, global_id) for p in readers):
                 global_id = new_commit_id()
             for p in readers:
                 if self._job_exists(s, p, global_id):
                     continue
                 if self._upstream_pending(s, p, global_id):
                     continue  # another input of this set is still being computed: its landing triggers us
+                if self._input_open(s, p, global_id):
+                    continue  # another input commit of this set (a transaction's) is still open: its finish does
                 created.append(self._create_job(s, p, global_id).id)
             if readers:
                 _CAUSED.set(_CAUSED.get() | {global_id})
         return created
 
-    def start_job(self, name: str) -> str:
-        """A job over the pipeline's current inputs (after create, update or rerun)."""
+    def start_job(self, name: str) -> str | None:
+        """A job over the pipeline's current inputs (after create, update or rerun); None for a spout or a
+        service, which has no jobs (``tusk.pipelines.long_running`` runs it)."""
         with self.ctx.db.write() as s:
             p = self.pipelines.load(s, name)
+            if p.spec.long_running:
+                return None
             job = self._create_job(s, p, new_commit_id())
         _CAUSED.set(_CAUSED.get() | {job.global_id})
         return job.id
@@ -159,6 +169,14 @@ class JobService:
                 .limit(1)) is not None:
                 return True  # (a job whose output has landed is only announcing it: that is not pending)
         return False
+
+    def _input_open(self, s: Session, p: StoredPipeline, global_id: str) -> bool:
+        """Whether a commit of this set is open on a branch the pipeline reads: commits started together (in one
+        transaction) are one change, and the job runs once, when the last of them is finished (Pachyderm's rule)."""
+        leaves = {(leaf.repo, leaf.branch) for leaf in p.spec.pfs_leaves()}
+        rows = s.execute(select(RepoRow.name, CommitRow.branch).join(RepoRow, RepoRow.id == CommitRow.repo_id)
+                         .where(CommitRow.commit_set_id == global_id, CommitRow.state == "open"))
+        return any((repo, branch) in leaves for repo, branch in rows)
 
     def _create_job(self, s: Session, p: StoredPipeline, global_id: str) -> JobRow:
         inputs = []
@@ -345,8 +363,10 @@ class JobService:
             job = s.get(JobRow, job_id)
             assert job is not None
             landed = job.output_commit_id
+            pipeline = s.get(PipelineRow, job.pipeline_id)
+            stored = self.pipelines.load(s, pipeline.name, job.pipeline_version) if landed and pipeline else None
         if landed is not None:  # its runner died after landing the output, before marking the job done
-            return self._complete(job_id, self.commits.inspect_id(landed))
+            return self._complete(job_id, self.commits.inspect_id(landed), stored)
         with self.ctx.db.read() as s:
             job = s.get(JobRow, job_id)
             assert job is not None
@@ -363,6 +383,10 @@ class JobService:
         refused = self.authorize(p) if self.authorize is not None else None
         if refused is not None:  # a pipeline runs with its creator's rights, as they are now
             return self._finish(job_id, p, global_id, inputs, EMPTY_TREE, refused, 0, 0, 0)
+        try:
+            secret_values = self._secrets(spec)
+        except TuskError as exc:  # a secret gone, or sealed with another key: the message names no value
+            return self._finish(job_id, p, global_id, inputs, EMPTY_TREE, str(exc), 0, 0, 0)
         deadline = None if spec.job_timeout is None else time.monotonic() + spec.job_timeout
 
         def globber(leaf: PfsInput) -> tuple[str, list[Match]]:
@@ -410,7 +434,7 @@ class JobService:
         order = {d.id: i for i, d in enumerate(todo)}
         code = self.job_code(p) if todo else JobCode(None, Path(p.version.code_dir), "")
         labels = JobLabels(p.name, p.version.version, p.spec_commit, project_name(spec.pipeline.project),
-                           creator=p.row.created_by or self.ctx.user)
+                           creator=p.row.created_by or self.ctx.user, secrets=secret_values)
         for d, outcome in self.executor.run(job_id, spec, code, roots, todo, deadline, labels):
             self._record(job_id, p, d, hashes[d.id], outcome)  # at once: a resumed job does not redo it
             counter["done"] += 1
@@ -438,6 +462,14 @@ class JobService:
         return self._finish(job_id, p, global_id, inputs, root, error, processed, skipped, len(failures),
                             generation)
 
+    def _secrets(self, spec: PipelineSpec) -> SecretValues | None:
+        """The job's secrets, unsealed once for all its datums (None when the spec names none)."""
+        if not spec.transform.secrets:
+            return None
+        if self.secrets is None:
+            raise TuskError(f"pipeline {spec.name} names secrets, and this job runner has no secret store")
+        return self.secrets.resolve(spec)
+
     def job_code(self, p: StoredPipeline) -> JobCode:
         """The version's stored code, materialized and verified on this host (``IntegrityError`` on a mismatch:
         the job fails before any datum runs).
@@ -448,6 +480,7 @@ class JobService:
         be stored (too large, or not on this host) runs in place.
         """
         label = f"pipeline {p.name} version {p.version.version}"
+        image = (json.loads(p.version.code_info) if p.version.code_info else {}).get("image")
         tree = p.version.code_tree
         if tree is None:
             legacy = Path(p.version.code_dir)
@@ -456,8 +489,8 @@ class JobService:
             except InvalidArgument:
                 tree = None
             if tree is None:
-                return JobCode(None, legacy, label)
-        return JobCode(Digest(tree), self.materialize(tree, label), label)
+                return JobCode(None, legacy, label, image)
+        return JobCode(Digest(tree), self.materialize(tree, label), label, image)
 
     def materialize(self, tree: str, label: str) -> Path:
         return self.pipelines.code.materialize(tree, self.code_cache, label)
@@ -573,15 +606,24 @@ class JobService:
                 self._mark_downstream_unrunnable(s, p.name, global_id, job_id)
         if error:
             return self.inspect(job_id)
-        return self._complete(job_id, commit)
+        return self._complete(job_id, commit, p)
 
-    def _complete(self, job_id: str, commit: CommitInfo) -> JobInfo:
-        """Trigger what reads the output, then mark the job done: it stays active until its downstream jobs
-        exist, so anyone waiting for "no active job" never sees a gap between two jobs of one DAG."""
+    def _complete(self, job_id: str, commit: CommitInfo, p: StoredPipeline | None = None) -> JobInfo:
+        """Egress the output (``tusk.pipelines.egress``), trigger what reads it, then mark the job done: it
+        stays active until its downstream jobs exist, so anyone waiting for "no active job" never sees a gap
+        between two jobs of one DAG. An egress that fails fails the job; its output commit has landed."""
+        reason = None
+        if p is not None and p.spec.egress is not None and p.spec.egress.url:
+            from tusk.pipelines.egress import egress_commit
+
+            try:
+                egress_commit(self.ctx, commit.tree or EMPTY_TREE, p.spec.egress.url, self.egress_endpoint)
+            except TuskError as exc:
+                reason = f"the output commit landed, but {exc}"
         self.commits.notify(commit)
         with self.ctx.db.write() as s:
             s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.state == "running").values(
-                state="success", finished_at=now(), lease_expires_at=None))
+                state="failure" if reason else "success", reason=reason, finished_at=now(), lease_expires_at=None))
         return self.inspect(job_id)
 
     def _mark_downstream_unrunnable(self, s: Session, repo: str, global_id: str, failed_job: str) -> None:

@@ -44,10 +44,14 @@ def _node(s: Session, row: CommitRow) -> dict[str, Any]:
 
 
 def _code(version: PipelineVersionRow) -> dict[str, Any]:
-    """The code the job ran: its stored tree, the source directory's digest and the git commit."""
+    """The code the job ran: its stored tree, the source directory's digest, the git commit, and the image (its
+    reference and id, the config's digest) when the version runs one."""
     info = json.loads(version.code_info) if version.code_info else {}
-    return {"tree": version.code_tree, "digest": info.get("digest"), "git_commit": (info.get("git") or {}).get(
+    code = {"tree": version.code_tree, "digest": info.get("digest"), "git_commit": (info.get("git") or {}).get(
         "commit")}
+    if info.get("image"):
+        code["image"] = {k: v for k, v in info["image"].items() if k in ("ref", "id", "fallback", "runtime")}
+    return code
 
 
 def _upstream(s: Session, row: CommitRow, depth: int) -> dict[str, Any]:

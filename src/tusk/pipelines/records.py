@@ -25,6 +25,8 @@ class PipelineInfo(_Record):
     last_job_state: str | None = None
     notes: list[str] = field(default_factory=list)  # warnings for the user (e.g. an image that is ignored here)
     code: dict[str, Any] | None = None  # the version's code: tree (stored digest), digest, files, git, dir
+    # a spout's or service's process as its runner last recorded it (tusk.pipelines.long_running), else None
+    process: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

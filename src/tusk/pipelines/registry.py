@@ -15,9 +15,13 @@ from sqlalchemy.orm import Session
 
 from tusk.errors import AlreadyExists, Conflict, InvalidArgument, PipelineNotFound, RepoNotFound
 from tusk.ids import Digest
+from tusk.images.store import ImageStore
 from tusk.pipelines.code import describe_code
 from tusk.pipelines.codestore import CodeStore, PipelineCode
+from tusk.pipelines.images import resolve_image
+from tusk.pipelines.input_triggers import claim_trigger_branches, resolve_input_triggers, trigger_inputs
 from tusk.pipelines.records import PipelineInfo
+from tusk.pipelines.secrets import check_secret_refs
 from tusk.pipelines.spec import PipelineSpec, parse_spec
 from tusk.pipelines.validate import check_graph, own_tick_repos
 from tusk.storage.metadata import JobRow, PipelineRow, PipelineVersionRow, RepoRow, RoleBindingRow
@@ -53,6 +57,10 @@ def _code_change(current: StoredPipeline, spec: PipelineSpec, code: PipelineCode
     """Why the datums of ``spec`` would compute something else than those of the current version, if they would."""
     if current.spec.transform != spec.transform:
         return "the transform changed"
+    before_image = (json.loads(current.version.code_info) if current.version.code_info else {}).get("image") or {}
+    after_image = code.info.get("image") or {}
+    if before_image.get("id") != after_image.get("id"):
+        return f"image {spec.transform.image} names other bytes ({after_image.get('id') or 'not imported'})"
     if current.version.code_tree and code.tree:
         changed = current.version.code_tree != code.tree
     else:  # a version made before code was stored: compare the descriptions' digests
@@ -62,10 +70,26 @@ def _code_change(current: StoredPipeline, spec: PipelineSpec, code: PipelineCode
 
 
 class PipelineService:
-    def __init__(self, ctx: Context, repos: RepoService) -> None:
+    def __init__(self, ctx: Context, repos: RepoService, image_fallback: bool = False) -> None:
         self.ctx = ctx
         self.repos = repos
         self.code = CodeStore(ctx)
+        self.images = ImageStore(ctx)
+        self.image_fallback = image_fallback  # TUSK_IMAGE_FALLBACK=host: an image not imported runs on the host
+
+    def _with_image(self, spec: PipelineSpec, code: PipelineCode) -> PipelineCode:
+        """``code`` with the version's image record (``tusk.pipelines.images``); refuses an image it cannot run.
+
+        Code that carries a record for the same reference already (``rerun``, ``edit pipeline``: a version's own
+        code) keeps it: the same image id while it is imported, the fallback it was created with.
+        """
+        prior = code.info.get("image")
+        if prior and prior.get("ref") == spec.transform.image and (
+                prior.get("fallback") or (prior.get("id") and self.images.exists(prior["id"]))):
+            return code
+        record = resolve_image(self.images, spec, self.image_fallback)
+        info = {k: v for k, v in code.info.items() if k != "image"}
+        return replace(code, info=info | {"image": record} if record else info)
 
     def store_code(self, directory: Path, implicit: bool = False) -> PipelineCode:
         """Store a code directory (nothing is written when its tree is stored already) and describe it.
@@ -95,6 +119,10 @@ class PipelineService:
             raise PipelineNotFound(f"pipeline {name!r} not found; create it with `tusk pipeline create -f SPEC`")
         return row
 
+    def exists(self, name: str) -> bool:
+        with self.ctx.db.read() as s:
+            return s.scalar(select(PipelineRow.id).where(PipelineRow.name == name)) is not None
+
     def load(self, s: Session, name: str, version: int | None = None) -> StoredPipeline:
         row = self._row(s, name)
         v = s.get(PipelineVersionRow, (row.id, version or row.version))
@@ -111,11 +139,17 @@ class PipelineService:
 
         Everything is checked first (``check_graph``) and written in one
         transaction: a refused spec leaves no row, repo or branch behind.
-        ``code`` is stored already (``store_code``, or a remote client's upload).
+        ``code`` is stored already (``store_code``, or a remote client's upload). Input triggers get their
+        branches here too (``tusk.pipelines.input_triggers``).
         """
+        spec = resolve_input_triggers(spec)
+        code = self._with_image(spec, code)
         try:
             with self.ctx.db.write() as s:
                 ticks = check_graph(s, spec, update=False)
+                check_secret_refs(s, spec)
+                if trigger_inputs(spec):
+                    claim_trigger_branches(s, self.ctx, spec, None, [p.spec for p in self.all(s)])
                 self._new_repo(s, spec.name, f"output of pipeline {spec.name}")
                 for repo in ticks:  # cron ticks are commits to a repo of their own
                     self._new_repo(s, repo, f"cron ticks for pipeline {spec.name}")
@@ -143,10 +177,16 @@ class PipelineService:
         reprocess; reusing outputs of code that no longer exists is how wrong
         models ship, so Tusk does not, and says so in the returned notes.
         """
+        spec = resolve_input_triggers(spec)
+        code = self._with_image(spec, code)
         with self.ctx.db.write() as s:
             current = self.load(s, spec.name)
             for repo in check_graph(s, spec, update=True):  # a cron input added by this version
                 self._new_repo(s, repo, f"cron ticks for pipeline {spec.name}")
+            check_secret_refs(s, spec)
+            if trigger_inputs(spec):
+                claim_trigger_branches(s, self.ctx, spec, current.spec,
+                                       [p.spec for p in self.all(s) if p.name != spec.name])
             why = "--reprocess" if reprocess else _code_change(current, spec, code)
             salt = secrets.token_hex(16) if why else current.version.salt
             current.row.version += 1
@@ -156,6 +196,17 @@ class PipelineService:
         if why and why != "--reprocess":
             info = replace(info, notes=[*info.notes, f"{why}: every datum runs again"])
         return info
+
+    def image_users(self, image_id: str) -> list[str]:
+        """The pipeline versions that run the image ``image_id`` (``pipeline NAME version N``): what keeps its
+        layers from being deleted, since a rerun or a lineage question may need them."""
+        with self.ctx.db.read() as s:
+            rows = s.execute(select(PipelineRow.name, PipelineVersionRow.version, PipelineVersionRow.code_info)
+                             .join(PipelineVersionRow, PipelineVersionRow.pipeline_id == PipelineRow.id)
+                             .where(PipelineVersionRow.code_info.contains(image_id))
+                             .order_by(PipelineRow.name, PipelineVersionRow.version)).all()
+        return [f"pipeline {name} version {version}" for name, version, info in rows
+                if ((json.loads(info) if info else {}).get("image") or {}).get("id") == image_id]
 
     def current_code(self, name: str) -> PipelineCode:
         """The code the pipeline's current version runs (``edit pipeline`` keeps it)."""

@@ -66,6 +66,10 @@ class RunRequest:
     user: str | None = None  # the spec's transform.user
     # the datum's S3 endpoint (s3 inputs, s3_out: tusk.pipelines.s3), which the code reaches at its URL on loopback
     s3: Endpoint | None = None
+    # (host directory, path inside) shown read-only: transform.secrets with a mount_path (tusk.pipelines.secrets)
+    mounts: Sequence[tuple[Path, str]] = ()
+    # the pipeline asked for the host's network (metadata.annotations "tusk.io/network": "host")
+    network: bool = False
 
 
 @dataclass
@@ -91,20 +95,24 @@ class Runtime(Protocol):
     def run(self, req: RunRequest) -> RunResult: ...
 
 
+NETWORK_ANNOTATION = "tusk.io/network"  # metadata.annotations: "host" shares the host's network with the sandbox
+_NO_NETWORK = ("its log shows a network lookup or connection that failed: the sandbox has no network (put what "
+               "the code downloads into an input repo, and read it at /pfs/<name>; or give the pipeline the host's "
+               f"network with \"metadata\": {{\"annotations\": {{\"{NETWORK_ANNOTATION}\": \"host\"}}}})")
 # What a failed datum's log can show, and what to tell the user then: (pattern, applies to the runtime, hint).
 _FAILURE_HINTS: list[tuple[re.Pattern[str], Callable[[Runtime], bool], str]] = [
     (re.compile(r"Temporary failure in name resolution|Name or service not known|getaddrinfo|"
                 r"Could not resolve host|Network is unreachable|No address associated with hostname|"
                 r"nodename nor servname provided", re.IGNORECASE),
-     lambda runtime: not runtime.network,
-     "its log shows a network lookup or connection that failed: the sandbox has no network (put what the "
-     "code downloads into an input repo, and read it at /pfs/<name>)"),
+     lambda runtime: not runtime.network, _NO_NETWORK),
 ]
 
 
-def explain_failure(log: str, runtime: Runtime) -> str | None:
-    """Why a failed datum's log suggests it failed, in the sandbox's terms (no network, ...), or None."""
-    hints = [hint for pattern, applies, hint in _FAILURE_HINTS if applies(runtime) and pattern.search(log)]
+def explain_failure(log: str, runtime: Runtime, network: bool = False) -> str | None:
+    """Why a failed datum's log suggests it failed, in the sandbox's terms (no network, ...), or None;
+    ``network``: the datum ran with the host's network (a network hint would be wrong)."""
+    hints = [hint for pattern, applies, hint in _FAILURE_HINTS
+             if applies(runtime) and not (network and hint is _NO_NETWORK) and pattern.search(log)]
     return "; ".join(hints) or None
 
 
@@ -137,8 +145,15 @@ def _execute(argv: Sequence[str], stdin: str | None, env: Mapping[str, str], cwd
     log = out.decode(errors="replace")[-_LOG_LIMIT:]
     rc = proc.returncode
     ok = rc == 0 or rc in accept
-    error = None if ok else f"{shown or argv[0]} exited with code {rc}"
+    error = None if ok else f"{shown or argv[0]} exited with code {rc}{_last_lines(log)}"
     return RunResult(ok, rc, log, time.monotonic() - start, error)
+
+
+def _last_lines(log: str, lines: int = 3, limit: int = 400) -> str:
+    """``: `` and the last lines the program printed (its error, usually), for a failed datum's error."""
+    tail = [line.strip() for line in log.splitlines() if line.strip() and not line.startswith("[tusk]")][-lines:]
+    text = " / ".join(tail)
+    return f": {text[-limit:]}" if text else ""
 
 
 class LocalRuntime:
@@ -154,6 +169,10 @@ class LocalRuntime:
         return _PFS.sub(str(pfs).replace("\\", "\\\\"), text)
 
     def run(self, req: RunRequest) -> RunResult:
+        if req.mounts:  # no mount namespace: a path such as /etc/tls cannot show the datum's files
+            return RunResult(False, None, "", 0.0, "transform.secrets with a mount_path ("
+                             f"{', '.join(inside for _, inside in req.mounts)}) needs a runtime that mounts "
+                             "files: run with TUSK_RUNTIME=bwrap (or an image in docker), or use env_var")
         pfs = req.pfs_dir
         argv = [self._map(a, pfs) for a in req.cmd]
         stdin = "\n".join(self._map(line, pfs) for line in req.stdin) + "\n" if req.stdin else None
@@ -206,6 +225,7 @@ class BwrapRuntime:
         mounts.append(Mount(pfs / "out", "/pfs/out", writable=True))
         if (pfs / ".tusk").is_dir():  # manifests of model inputs
             mounts.append(Mount(pfs / ".tusk", "/pfs/.tusk"))
+        mounts += [Mount(host, inside) for host, inside in req.mounts]  # secrets' mount_path, read-only
         self.sandbox.prepare_writable(pfs / "out")
         cwd = req.working_dir or "/tmp"  # no code: an empty scratch directory
         if req.code_dir is not None and req.code_dir.is_dir():
@@ -223,11 +243,11 @@ class BwrapRuntime:
         elif req.s3 is not None:
             return RunResult(False, None, "", 0.0, "the datum's S3 endpoint has no unix socket, the only way into "
                                                    "the bwrap sandbox (which has no network)")
-        argv = self.sandbox.argv(cmd, mounts, cwd, user, ["--dir", "/pfs"])
+        argv = self.sandbox.argv(cmd, mounts, cwd, user, ["--dir", "/pfs"], network=req.network)
         result = _execute(argv, stdin, env, None, req.timeout, req.accept_return_code, shown=req.cmd[0])
         limit = self.sandbox.limits.output_bytes
         if result.ok and limit is not None:
-            size = _tree_size(pfs / "out")
+            size = tree_size(pfs / "out")
             if size > limit:
                 result.ok = False
                 result.error = f"the datum wrote {size} bytes to /pfs/out, over the limit of {limit}"
@@ -278,7 +298,8 @@ except OSError as exc:
 '''
 
 
-def _tree_size(root: Path) -> int:
+def tree_size(root: Path) -> int:
+    """Bytes of the files below ``root`` (what a datum wrote to /pfs/out), not following links."""
     total = 0
     for dirpath, _, names in os.walk(root):
         for name in names:
@@ -310,13 +331,15 @@ class DockerRuntime:
 
     def run(self, req: RunRequest) -> RunResult:
         pfs = req.pfs_dir
-        argv = [self.docker, "run", "--rm", "-i", "--network", "host" if req.s3 is not None else "none"]
+        argv = [self.docker, "run", "--rm", "-i", "--network", "host" if req.s3 is not None or req.network else "none"]
         if req.user:  # transform.user, as Pachyderm runs the user container
             argv += ["--user", req.user]
         for name in req.input_names:
             if (pfs / name).exists():
                 argv += ["-v", f"{pfs / name}:/pfs/{name}:ro"]
         argv += ["-v", f"{pfs / 'out'}:/pfs/out"]
+        for host, inside in req.mounts:  # secrets' mount_path
+            argv += ["-v", f"{host}:{inside}:ro"]
         for key, value in req.env.items():
             argv += ["-e", f"{key}={value}"]
         argv += [self.image, *req.cmd]

@@ -47,6 +47,7 @@ __all__ = ["BACKGROUND_NOTE", "SANDBOX_UID", "Limits", "Mount", "SandboxCommand"
 SANDBOX_UID = 65534  # nobody: the host uid user code runs as when Tusk runs as root
 _SYSTEM = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
 BACKGROUND_NOTE = "[tusk] killed "
+_IMAGE_STAGE = "/run/tusk-image"  # where the outer sandbox shows an image's root to the inner one (as root)
 # Runs the command, then counts what it left running in the sandbox's pid namespace (all of it is killed as the
 # namespace ends). Excluded: pid 1 (bwrap's init), the wrapper's parent (the inner bwrap, or init) and itself.
 _WRAPPER = (
@@ -142,10 +143,13 @@ class SandboxCommand:
             os.chown(path, SANDBOX_UID, SANDBOX_UID)
 
     def argv(self, cmd: Sequence[str], mounts: Sequence[Mount], cwd: str, user: tuple[int, int] = (0, 0),
-             extra: Sequence[str] = ()) -> list[str]:
+             extra: Sequence[str] = (), network: bool = False) -> list[str]:
+        """``network``: share the host's network (a pipeline's ``tusk.io/network: host`` annotation) instead
+        of a network namespace of its own with nothing in it."""
         uid, gid = user
-        outer = [self.bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net",
-                 "--unshare-ipc", "--unshare-uts", "--hostname", "tusk", *system_binds(),
+        outer = [self.bwrap, "--die-with-parent", "--new-session", "--unshare-pid",
+                 *(() if network else ("--unshare-net",)), "--unshare-ipc", "--unshare-uts", "--hostname", "tusk",
+                 *system_binds(),
                  "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
         visible = [f"/{n}" for n in _SYSTEM]  # directories bwrap would make itself are 0700: make them 0755
         made: set[str] = {"/tmp"}
@@ -170,6 +174,43 @@ class SandboxCommand:
         else:
             chain = [*outer, *userns, "--"]
         chain += ["/bin/sh", "-c", _WRAPPER, "tusk-datum", *cmd]
+        return self._limited(chain)
+
+    def image_argv(self, rootfs: Path, cmd: Sequence[str], mounts: Sequence[Mount], cwd: str,
+                   user: tuple[int, int] = (0, 0), network: bool = False) -> list[str]:
+        """The argv that runs ``cmd`` with an image's root filesystem as ``/`` (read-only; ``/tmp`` and ``/pfs``
+        are the sandbox's own), ``mounts`` on top, the same namespaces, user mapping and limits as ``argv``.
+
+        Nothing of the host is shown to the code: no system directories, no Python. As root, the outer bwrap
+        stages the image and the mounts over the host's system directories (which setpriv and the inner bwrap
+        need), and the inner, unprivileged bwrap makes the image the root and binds the staged mounts into it.
+        The command runs as it is, not under the shell wrapper of ``argv``: an image need not have a shell.
+        """
+        uid, gid = user
+        common = ["--die-with-parent", "--new-session", "--unshare-pid", *(() if network else ("--unshare-net",)),
+                  "--unshare-ipc", "--unshare-uts", "--hostname", "tusk"]
+        userns = ["--unshare-user", "--disable-userns", "--uid", str(uid), "--gid", str(gid)]
+        inner_root = ["--perms", "1777", "--tmpfs", "/tmp", "--perms", "0755", "--tmpfs", "/pfs"]
+        if self.privileged:
+            assert self.setpriv is not None
+            stage = _IMAGE_STAGE
+            outer = [self.bwrap, *common, *system_binds(), "--proc", "/proc", "--dev", "/dev", "--perms", "1777",
+                     "--tmpfs", "/tmp", "--perms", "0755", "--dir", "/run", "--ro-bind", str(rootfs), stage]
+            inner = [self.bwrap, "--die-with-parent", *userns, "--ro-bind", stage, "/", "--bind", "/proc", "/proc",
+                     "--dev-bind", "/dev", "/dev", *inner_root]
+            for i, m in enumerate(mounts):
+                staged = f"/run/tusk-mount-{i}"
+                outer += ["--bind" if m.writable else "--ro-bind", str(m.host), staged]
+                inner += ["--bind" if m.writable else "--ro-bind", staged, m.inside]
+            chain = [*outer, "--chdir", "/", "--", self.setpriv, f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}",
+                     "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
+                     *inner, "--chdir", cwd, "--", *cmd]
+        else:
+            chain = [self.bwrap, *common, *userns, "--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev",
+                     *inner_root]
+            for m in mounts:
+                chain += ["--bind" if m.writable else "--ro-bind", str(m.host), m.inside]
+            chain += ["--chdir", cwd, "--", *cmd]
         return self._limited(chain)
 
     def _limited(self, argv: list[str]) -> list[str]:

@@ -5,7 +5,8 @@ compare-and-set and holds it by renewing a lease (``JobService``), so a job,
 and every datum in it, runs once; a server that dies stops renewing, and
 another takes the job over and resumes it, skipping the datums already done.
 
-With ``TUSK_GC_INTERVAL`` set, the scheduler also runs ``gc`` that often: the
+Beside it, a supervisor starts, restarts and stops the spouts and services this replica holds the lease of
+(``tusk.pipelines.long_running``). With ``TUSK_GC_INTERVAL`` set, the scheduler also runs ``gc`` that often: the
 replica that takes the ``gc`` lease (held for one interval) runs it, the
 others skip that turn.
 """
@@ -21,6 +22,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+from tusk.pipelines.long_running import Supervisor
 from tusk.services import Services
 from tusk.storage.metadata import LeaseRow
 from tusk.versioning.context import _aware, now
@@ -70,10 +72,14 @@ class Scheduler:
         self._gc_next = time.monotonic() + (self.gc_interval or 0.0)
         self._gc_thread: threading.Thread | None = None
         self.last_gc: dict[str, Any] | None = None
+        # spouts and services (tusk.pipelines.long_running), each run by the replica holding its lease
+        self.long_running = Supervisor(services, lambda name, seconds: hold_lease(
+            services, name, services.jobs.owner, seconds))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="tusk-scheduler", daemon=True)
         self._thread.start()
+        self.long_running.start(self.poll)  # in a thread of its own: a long job does not hold it up
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop claiming; the job in hand finishes first (a killed server's job is resumed by another)."""
@@ -82,11 +88,13 @@ class Scheduler:
             self._thread.join(timeout)
         if self._gc_thread is not None:
             self._gc_thread.join(timeout)
+        self.long_running.stop()
 
     def status(self) -> dict[str, Any]:
         return {"running": self._thread is not None and self._thread.is_alive(), "jobs_run": self.jobs_run,
                 "owner": self.services.jobs.owner, "last_error": self.last_error,
-                "gc_interval": self.gc_interval, "last_gc": self.last_gc}
+                "gc_interval": self.gc_interval, "last_gc": self.last_gc,
+                "long_running": self.long_running.status()}
 
     def _maybe_gc(self) -> None:
         """Start a scheduled gc when one is due and this replica wins the turn; it runs in its own thread, so

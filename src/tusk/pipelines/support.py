@@ -7,11 +7,12 @@ it. One table (``RULES``), keyed by the field's path with list positions and
 combinators left out (``input.pfs.s3`` matches ``input.cross[1].pfs.s3``),
 decides for every field, nested or top-level, so there is nothing to special-case::
 
-    refused   input.pfs.trigger, input.pfs.reference, input.pfs.repo_type, transform.secrets,
-              transform.datum_batching, service, spout, tf_job, determined, propagation_spec,
+    refused   input.pfs.reference, input.pfs.repo_type, input.pfs.trigger.rate_limit_spec,
+              spout.marker, spout.service, tf_job, determined, propagation_spec, egress.sql_database,
               and input.pfs.s3 with a glob other than "/" (as Pachyderm refuses it)
     warned    project (pipeline, pfs, cron), transform.debug, transform.image_pull_secrets,
-              transform.dockerfile, transform.memory_volume, egress, salt, and the fields that
+              transform.dockerfile, transform.memory_volume, salt, service.type, service.annotations,
+              service.ip, and the fields that
               configure Pachyderm's Kubernetes workers (resource_requests, pod_patch, ...)
 
 A rule applies only when the field is set to something other than its
@@ -67,45 +68,43 @@ class FieldRule:
 
 RULES: dict[str, FieldRule] = {
     # refused: the pipeline would compute something else, or not run at all, if Tusk went on without them
-    "transform.secrets": FieldRule("refuse", "Kubernetes secrets are not supported yet; pass the values with "
-                                             "transform.env"),
-    "input.pfs.trigger": FieldRule("refuse", "input triggers are not honoured yet (Pachyderm runs on this input "
-                                             "only when the trigger fires); make a branch that follows another "
-                                             "with `tusk branch create REPO@BRANCH --trigger-branch ... "
-                                             "--trigger-commits/--trigger-size/--trigger-cron` and name it in "
-                                             "pfs.branch", _present),
+    "input.pfs.trigger.rate_limit_spec": FieldRule("refuse", "trigger rate limits are not supported: Tusk's "
+                                                             "branch triggers fire on commits, size or cron_spec "
+                                                             "(all of them with \"all\": true); remove the field"),
     "input.pfs.reference": FieldRule("refuse", "reference inputs are not supported: every Tusk input puts its "
                                                "files at /pfs/<name> and triggers the pipeline; remove the field"),
     "input.pfs.repo_type": FieldRule("refuse", "Tusk has user repos only (no spec or meta repos); remove the field",
                                      lambda v: v not in (None, "", "user")),
-    "transform.datum_batching": FieldRule("refuse", "datum batching is not supported: in Pachyderm the command "
-                                                    "starts once and asks for each datum with `pachctl next datum`; "
-                                                    "Tusk runs the command once per datum, with that datum at /pfs "
-                                                    "(drop datum_batching)"),
     "propagation_spec": FieldRule("refuse", "propagation specs are not supported: Tusk propagates each job's "
                                             "output to the pipelines downstream as soon as the job succeeds; "
                                             "remove the field"),
-    "service": FieldRule("refuse", "service pipelines are not supported: Tusk runs the command once per datum "
-                                   "and serves no port from it (serve models with `tusk deploy`)", _present),
-    "spout": FieldRule("refuse", "spouts are not supported: commit data with `tusk put file`, or tick a pipeline "
-                                 "with a cron input", _present),
+    "spout.marker": FieldRule("refuse", "spout markers are not supported: Tusk keeps no marker branch to show "
+                                        "a restarted spout at /pfs/<marker>; keep the spout's position in the "
+                                        "commits it writes, or remove the field"),
+    "spout.service": FieldRule("refuse", "a spout with a service is not supported: give the spout no port, and "
+                                         "serve its output repo with a service pipeline", _present),
     "tf_job": FieldRule("refuse", "Kubeflow TFJobs are not supported: give the pipeline a transform", _present),
     "determined": FieldRule("refuse", "the Determined integration is not supported", _present),
     # warned: nothing a datum computes depends on them
+    "service.type": FieldRule("warn", "ignored: Tusk publishes a service on the host's loopback at external_port, "
+                                      "with no Kubernetes service"),
+    "service.annotations": FieldRule("warn", "ignored: Tusk publishes a service on the host's loopback at "
+                                             "external_port, with no Kubernetes service"),
+    "service.ip": FieldRule("warn", "ignored: Tusk publishes a service on 127.0.0.1 only"),
     "pipeline.project": FieldRule("warn", f"ignored: {_PROJECT}", lambda v: project_name(v) != "default"),
     "input.pfs.project": FieldRule("warn", f"ignored: {_PROJECT}", lambda v: project_name(v) != "default"),
     "input.cron.project": FieldRule("warn", f"ignored: {_PROJECT}", lambda v: project_name(v) != "default"),
     "transform.debug": FieldRule("warn", "ignored: Tusk keeps each datum's output in its log always (tusk logs)"),
-    "transform.image_pull_secrets": FieldRule("warn", "ignored: Tusk pulls no images (image is used where a "
-                                                      "container engine answers)"),
+    "transform.image_pull_secrets": FieldRule("warn", "ignored: Tusk pulls no images (import them with "
+                                                      "`tusk image import`)"),
     "transform.dockerfile": FieldRule("warn", "ignored: Tusk does not build images"),
     "transform.memory_volume": FieldRule("warn", f"ignored: {_KUBERNETES}"),
-    "egress": FieldRule("warn", "ignored: Tusk does not copy a job's output elsewhere; it stays in the output "
-                                "repo (tusk get file -r, or fsspec tusk://)"),
+    "egress.sql_database": FieldRule("refuse", "egress to a SQL database is not supported: egress to an object "
+                                               "store URL (s3://bucket/dir, file:///dir), and load it from there"),
     "salt": FieldRule("warn", "ignored: Tusk salts each pipeline version itself; run every datum again with "
                               "`tusk pipeline update --reprocess`"),
     **{name: FieldRule("warn", f"ignored: {_KUBERNETES}") for name in sorted(IGNORED_FIELDS) if name not in (
-        "egress", "salt", "service", "spout", "tf_job", "determined", "propagation_spec")},
+        "egress", "salt", "tf_job", "determined", "propagation_spec")},
 }
 
 _COMBINATORS = {"cross", "union", "join", "group"}

@@ -67,7 +67,8 @@ def check_spec(spec: PipelineSpec) -> None:
     """What the spec alone shows: fields Tusk cannot honour, globs, capture-group references, tick repos, its
     own output as input."""
     check_supported(spec)
-    _check_input(spec.input, "input")
+    if spec.input.given():  # (a spout's is not)
+        _check_input(spec.input, "input")
     ticks = tick_repos(spec)  # (their names are checked with the spec: PipelineSpec)
     if len(set(ticks)) != len(ticks) or spec.name in ticks:
         raise InvalidArgument(f"pipeline {spec.name}: each cron input needs a tick repo of its own, other than the"
@@ -108,6 +109,17 @@ def _cycle(s: Session, spec: PipelineSpec) -> list[str] | None:
     return path if walk(spec.name, set()) else None
 
 
+def _port_user(s: Session, spec: PipelineSpec, port: int) -> str | None:
+    """The other service pipeline that publishes ``port`` on the host's loopback, if one does."""
+    for row in s.scalars(select(PipelineRow).where(PipelineRow.name != spec.name)):
+        version = s.get(PipelineVersionRow, (row.id, row.version))
+        if version is not None and '"external_port"' in version.spec_json:
+            other = parse_spec(json.loads(version.spec_json))
+            if other.service is not None and other.service.external_port == port:
+                return row.name
+    return None
+
+
 def check_graph(s: Session, spec: PipelineSpec, update: bool) -> list[str]:
     """What the store shows: inputs exist, names are free, no cycle. Returns the tick repos to create."""
     check_spec(spec)
@@ -127,6 +139,9 @@ def check_graph(s: Session, spec: PipelineSpec, update: bool) -> list[str]:
         elif repo not in own:
             raise AlreadyExists(f"repo {repo!r} already exists; a cron input ticks into a repo of its own "
                                 "(drop cron.repo, or name a repo that does not exist yet)")
+    if spec.service is not None and (other := _port_user(s, spec, spec.service.external_port)) is not None:
+        raise Conflict(f"pipeline {spec.name}: service.external_port {spec.service.external_port} is published by "
+                       f"pipeline {other} already; give the service another port")
     cycle = _cycle(s, spec)
     if cycle is not None:
         raise Conflict(f"pipelines {' → '.join(cycle)} would form a cycle: each reads the output of the next")

@@ -12,11 +12,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from tusk.errors import TuskError
+from tusk.errors import InvalidArgument, TuskError
 from tusk.pipelines.datums import Datum
-from tusk.pipelines.runtimes import DockerRuntime, RunRequest, Runtime, explain_failure, image_note
+from tusk.pipelines.images import image_note as images_note
+from tusk.pipelines.runtimes import NETWORK_ANNOTATION, DockerRuntime, RunRequest, Runtime, explain_failure
+from tusk.pipelines.runtimes import image_note as legacy_image_note
 from tusk.pipelines.s3 import DatumGateway, Endpoint, InputBucket, endpoint_env, wants_s3_out
+from tusk.pipelines.sandbox import SANDBOX_UID, SandboxCommand
+from tusk.pipelines.secrets import SecretValues
 from tusk.pipelines.spec import PipelineSpec
 from tusk.storage.metadata import ModelManifestRow
 from tusk.versioning.context import Context
@@ -35,6 +40,8 @@ class JobLabels:
     spec_commit: str  # PPS_SPEC_COMMIT: one id per pipeline version, as Pachyderm's spec commit is
     project: str = "default"
     creator: str = ""  # whose rights the datum's S3 endpoint acts with (the pipeline's creator)
+    # the job's transform.secrets, unsealed by the job runner (tusk.pipelines.secrets); never in a repr
+    secrets: SecretValues | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -58,6 +65,7 @@ class DatumWorker:
         # pipelines only, not by every command that runs a job
         self.gateway_factory: Callable[[], DatumGateway] | None = None
         self._gateway_lock = threading.Lock()
+        self._images: dict[str, Runtime] = {}  # image id → its runtime (the root filesystem is found once)
         # commit id → its model manifest, for the current job (a manifest built on demand later is seen next job)
         self._manifests: dict[str, str | None] = {}
         self._manifests_job: str | None = None
@@ -66,7 +74,23 @@ class DatumWorker:
                                              digest_size=3).hexdigest()[:5]
 
     def run(self, job_id: str, datum: Datum, spec: PipelineSpec, code_dir: Path, roots: dict[str, str],
-            deadline: float | None, labels: JobLabels | None = None) -> DatumOutcome:
+            deadline: float | None, labels: JobLabels | None = None, image: dict[str, Any] | None = None
+            ) -> DatumOutcome:
+        """Run one datum; ``image`` is the version's image record (``tusk.pipelines.images``)."""
+        if spec.transform.datum_batching:  # fed to a long-lived command by tusk.pipelines.batching instead
+            return DatumOutcome("failed", None, 0, "", "transform.datum_batching runs on this machine's executor "
+                                "only (one long-lived command per worker thread), not on a Dask cluster: unset "
+                                "TUSK_DASK_ADDRESS for this pipeline, or drop datum_batching")
+        outcome = self._run(job_id, datum, spec, code_dir, roots, deadline, labels, image)
+        values = labels.secrets if labels is not None else None
+        if values:  # the files go with the datum; a value the code printed is masked in its log
+            _remove(self.scratch / job_id / datum.id / "secrets")
+            outcome.log = values.mask(outcome.log) or ""
+            outcome.error = values.mask(outcome.error)
+        return outcome
+
+    def _run(self, job_id: str, datum: Datum, spec: PipelineSpec, code_dir: Path, roots: dict[str, str],
+             deadline: float | None, labels: JobLabels | None, image: dict[str, Any] | None) -> DatumOutcome:
         if job_id != self._manifests_job:
             self._manifests, self._manifests_job = {}, job_id
         workdir = self.scratch / job_id / datum.id
@@ -81,11 +105,10 @@ class DatumWorker:
             env = self._env(job_id, datum, spec, labels or JobLabels(spec.name, 0, ""))
             working_dir = spec.transform.working_dir
             logs: list[str] = []
-            runtime = self.runtime
-            if spec.transform.image and DockerRuntime.available():
-                runtime = DockerRuntime(getattr(self.runtime, "base_env", {}), spec.transform.image)
-            elif note := image_note(spec.transform.image):
+            runtime, note = self._runtime_for(spec, image)
+            if note:
                 logs.append(f"[tusk] {note}\n")
+            mounts = _secret_files(workdir, labels.secrets if labels else None, runtime)
             endpoint = contextlib.ExitStack()
             served = None
             s3_inputs = [InputBucket(i.name, i.repo, i.commit) for i in datum.inputs if i.s3]
@@ -104,14 +127,38 @@ class DatumWorker:
                 env |= endpoint_env(served)
             with endpoint:
                 return self._run_tries(job_id, runtime, spec, env, pfs, datum, working_dir, code_dir,
-                                       deadline, lazy, logs, stats, local, workdir, served)
+                                       deadline, lazy, logs, stats, local, workdir, served, mounts)
         except TuskError as exc:
             return DatumOutcome("failed", None, 0, "", str(exc), stats)
+
+    def _runtime_for(self, spec: PipelineSpec, image: dict[str, Any] | None) -> tuple[Runtime, str | None]:
+        """The runtime a datum of this version runs in, and a note for its log (the host fallback)."""
+        ref = spec.transform.image
+        if image and image.get("id"):
+            key = str(image["id"])
+            with self._gateway_lock:
+                if key not in self._images:
+                    from tusk.images.store import ImageStore
+                    from tusk.pipelines.images import ImageRuntime
+
+                    sandbox = SandboxCommand.find(getattr(self.runtime, "limits", None))
+                    if sandbox is None:
+                        raise InvalidArgument(f"image {ref!r} runs in the bwrap sandbox, which this machine lacks: "
+                                              "apt-get install bubblewrap util-linux")
+                    self._images[key] = ImageRuntime(sandbox, ImageStore(self.ctx), key,
+                                                     self.scratch.parent / "cache" / "images")
+                return self._images[key], None
+        if ref and (image is None or image.get("runtime") == "docker") and DockerRuntime.available():
+            return DockerRuntime(getattr(self.runtime, "base_env", {}), ref), None
+        if image is not None:
+            return self.runtime, images_note(image)
+        return self.runtime, legacy_image_note(ref)  # a version made before images were resolved
 
     def _run_tries(self, job_id: str, runtime: Runtime, spec: PipelineSpec, env: dict[str, str], pfs: Path,
                    datum: Datum, working_dir: str | None, code_dir: Path, deadline: float | None,
                    lazy: list[tuple[Path, Entry, str]], logs: list[str], stats: dict[str, float],
-                   local: dict[str, Entry], workdir: Path, s3: Endpoint | None) -> DatumOutcome:
+                   local: dict[str, Entry], workdir: Path, s3: Endpoint | None,
+                   mounts: list[tuple[Path, str]]) -> DatumOutcome:
         """Run the code up to ``datum_tries`` times (then ``err_cmd``), and ingest /pfs/out after a success."""
         result = None
         tries = 0
@@ -128,7 +175,7 @@ class DatumWorker:
                         cmd=spec.transform.cmd, stdin=spec.transform.stdin, env=env, pfs_dir=pfs,
                         input_names=[i.name for i in datum.inputs], working_dir=working_dir, timeout=timeout,
                         accept_return_code=spec.transform.accept_return_code, code_dir=code_dir,
-                        user=spec.transform.user, s3=s3,
+                        user=spec.transform.user, s3=s3, mounts=mounts, network=_wants_network(spec),
                     ))
                 finally:
                     stats["download_bytes"] += sum(f.finish() for f in feeders)
@@ -140,7 +187,7 @@ class DatumWorker:
                     break
             assert result is not None
             if not result.ok:
-                hint = explain_failure(result.log, runtime)
+                hint = explain_failure(result.log, runtime, _wants_network(spec))
                 if hint:
                     result.error = f"{result.error}; {hint}"
                     logs.append(f"[tusk] {hint}\n")
@@ -149,7 +196,7 @@ class DatumWorker:
                         cmd=spec.transform.err_cmd, stdin=spec.transform.err_stdin, env=env, pfs_dir=pfs,
                         input_names=[i.name for i in datum.inputs], working_dir=working_dir,
                         timeout=_remaining(spec.datum_timeout, deadline), code_dir=code_dir,
-                        user=spec.transform.user, s3=s3))
+                        user=spec.transform.user, s3=s3, mounts=mounts, network=_wants_network(spec)))
                     logs.append(err.log)
                     if err.ok:
                         logs.append("[tusk] err_cmd succeeded: datum recovered, its output is skipped\n")
@@ -169,7 +216,8 @@ class DatumWorker:
         As in Pachyderm, an input that contributes several files to a datum (a
         group) names the last in ``<input>``; its key is the same for all of them.
         """
-        env = dict(spec.transform.env) | {
+        secrets = labels.secrets.env if labels.secrets is not None else {}
+        env = dict(spec.transform.env) | secrets | {  # secrets' env_var after transform.env, as in Pachyderm
             "PPS_PIPELINE_NAME": labels.pipeline, "PPS_PROJECT_NAME": labels.project,
             "PPS_SPEC_COMMIT": labels.spec_commit,
             "PPS_POD_NAME": f"pipeline-{labels.pipeline}-v{labels.version}-{self.worker_suffix}",
@@ -292,6 +340,45 @@ class DatumWorker:
         return tree.finish()[0], uploaded
 
 
+_SYSTEM_DIRS = {"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"}  # the sandbox's, read-only
+
+
+def _secret_files(workdir: Path, values: SecretValues | None, runtime: Runtime) -> list[tuple[Path, str]]:
+    """Each ``mount_path`` secret's keys as files in ``workdir/secrets/<n>/`` (outside /pfs, so never output),
+    as (host directory, mount_path) for the runtime to mount read-only. Readable by the code's user only (as
+    root, the sandbox's uid), except for docker, whose container user may be any (0444)."""
+    if values is None or not values.mounts:
+        return []
+    docker = runtime.name == "docker"
+    owner = SANDBOX_UID if os.geteuid() == 0 and not docker else None
+    mounts: list[tuple[Path, str]] = []
+    for n, (inside, files) in enumerate(values.mounts):
+        if runtime.name == "bwrap" and "/" + inside.strip("/").split("/")[0] in _SYSTEM_DIRS and \
+                not os.path.isdir(inside):
+            raise TuskError(f"secret mount_path {inside} is in a system directory the sandbox shows read-only from "
+                            f"this host, where {inside} does not exist: mount it elsewhere (/var/secrets/..., "
+                            "/run/secrets/...)")
+        directory = workdir / "secrets" / str(n)
+        directory.mkdir(parents=True, mode=0o700)
+        for key, data in files.items():
+            fd = os.open(directory / key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444 if docker else 0o400)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            if owner is not None:
+                os.chown(directory / key, owner, owner)
+        if docker:
+            os.chmod(directory, 0o755)
+        elif owner is not None:
+            os.chown(directory, owner, owner)
+        mounts.append((directory, inside))
+    return mounts
+
+
+def _remove(directory: Path) -> None:
+    """Delete a datum's secret files (their directories may be another uid's: this process made them)."""
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def _linked(link: Path, pfs: Path, rel: str) -> str:
     """Where an output symlink points, refused unless inside the datum's /pfs (inputs and other outputs)."""
     real = _host_target(link, pfs)
@@ -348,3 +435,9 @@ def _remaining(datum_timeout: float | None, deadline: float | None) -> float | N
     if datum_timeout is None:
         return left
     return datum_timeout if left is None else min(datum_timeout, left)
+
+
+def _wants_network(spec: PipelineSpec) -> bool:
+    """Whether the pipeline asked for the host's network (``"metadata": {"annotations": {"tusk.io/network":
+    "host"}}``): its datums then share it, in every runtime; by default they have none."""
+    return (spec.annotation(NETWORK_ANNOTATION) or "").lower() == "host"

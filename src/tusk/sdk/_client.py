@@ -15,7 +15,10 @@ from typing import TYPE_CHECKING, BinaryIO
 from tusk.config import Settings
 from tusk.errors import InvalidArgument, InvalidRef
 from tusk.sdk._auth import AuthMethods
+from tusk.sdk._images import ImageMethods
 from tusk.sdk._pipelines import JobProgress
+from tusk.sdk._secrets import SecretMethods
+from tusk.sdk._transactions import TransactionMethods
 from tusk.services import Services
 from tusk.versioning.refs import FileRef, parse_file_ref, parse_ref
 
@@ -78,7 +81,7 @@ class FileWriter(io.RawIOBase):
         self.close()
 
 
-class Client(AuthMethods):
+class Client(SecretMethods, ImageMethods, TransactionMethods, AuthMethods):
     """Everything the ``tusk`` CLI can do, as methods.
 
     In embedded mode, jobs triggered by a write run before the write returns
@@ -115,6 +118,7 @@ class Client(AuthMethods):
         self.job_progress = job_progress
         self.last_jobs = []
         self.interrupted = []
+        self.active_transaction, self.batched = None, []
 
     @property
     def remote(self) -> bool:

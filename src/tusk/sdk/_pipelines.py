@@ -49,10 +49,12 @@ def same_name(name: str, spec: dict[str, Any]) -> None:
 
 
 def _with_notes(info: PipelineInfo, spec: PipelineSpec, extra: list[str] | None = None) -> PipelineInfo:
-    from tusk.pipelines.runtimes import image_note
+    from tusk.pipelines.images import image_note
+    from tusk.pipelines.long_running import notes_for
     from tusk.pipelines.support import spec_notes
 
-    notes = [n for n in (image_note(spec.transform.image),) if n] + spec_notes(spec) + (extra or [])
+    notes = [n for n in (image_note((info.code or {}).get("image")),) if n] + spec_notes(spec) + (extra or []) \
+        + notes_for(spec.long_running)
     return replace(info, notes=notes)
 
 
@@ -153,7 +155,10 @@ class PipelineMethods:
         specs, code_dir = _specs(source)
         code = code or self.services.pipelines.store_code(code_dir, implicit=not isinstance(source, str | Path))
         for spec in specs:
-            self.services.pipelines.create(spec, code)
+            if spec.update and self.services.pipelines.exists(spec.name):  # Pachyderm's "update": true
+                self.services.pipelines.update(spec, code, spec.reprocess)
+            else:
+                self.services.pipelines.create(spec, code)
             self.services.jobs.start_job(spec.name)
         if self.run_jobs if wait is None else wait:
             self._run_caused()
@@ -200,7 +205,12 @@ class PipelineMethods:
         return ticks
 
     def inspect_pipeline(self, name: str) -> PipelineInfo:
-        return self.services.pipelines.inspect(name)
+        info = self.services.pipelines.inspect(name)
+        if "spout" in info.spec or "service" in info.spec:  # its process, as recorded on this host
+            from tusk.pipelines.long_running import read_status
+
+            info = replace(info, process=read_status(self.services.settings.home, name))
+        return info
 
     def pipeline_versions(self, name: str) -> list[dict[str, object]]:
         return self.services.pipelines.versions(name)
@@ -249,11 +259,13 @@ class PipelineMethods:
         return self.services.jobs.datum(job_id, datum_id)
 
     def dry_run_datums(self, source: SpecSource) -> list[Datum]:
-        """The datums a spec would produce on the current inputs; nothing is created."""
-        specs, _ = _specs(source)
-        ctx, commits = self.services.ctx, self.services.commits
-
+        """The datums a spec would produce on the current inputs (a trigger input: its trigger branch's, as the
+        pipeline reads it); nothing is created."""
         from tusk.pipelines.datums import Match, enumerate_datums
+        from tusk.pipelines.input_triggers import resolve_input_triggers
+
+        specs = [resolve_input_triggers(spec) for spec in _specs(source)[0]]
+        ctx, commits = self.services.ctx, self.services.commits
 
         def globber(leaf: PfsInput) -> tuple[str, list[Match]]:
             with ctx.db.read() as s:
@@ -296,4 +308,10 @@ class PipelineMethods:
                 for line in d.log.splitlines():
                     if grep is None or grep in line:
                         out.append((j.id, d.id, line))
+        if pipeline and not job and not datum:  # a spout's or service's process log (tusk.pipelines.long_running)
+            from tusk.pipelines.long_running import read_log, read_status
+
+            kind = (read_status(self.services.settings.home, pipeline) or {}).get("kind") or "-"
+            out += [(str(kind), "-", line) for line in read_log(self.services.settings.home, pipeline)
+                    if grep is None or grep in line]
         return out

@@ -11,6 +11,7 @@ as one commit.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import tempfile
 from collections.abc import Iterator
@@ -26,17 +27,21 @@ from tusk.auth import RoleBinding, TokenInfo
 from tusk.config import Settings
 from tusk.documents import load_documents
 from tusk.errors import FileNotFound, InvalidArgument, InvalidRef, StorageUnavailable, TuskError
+from tusk.ids import Digest
 from tusk.models.loaders import LoadedModel
 from tusk.models.local import load_dir
 from tusk.models.manifest import Manifest
 from tusk.models.records import BranchMove, ModelInfo
 from tusk.pipelines.code import describe_code
-from tusk.pipelines.codestore import hash_code
+from tusk.pipelines.codestore import PipelineCode, hash_code
 from tusk.pipelines.datums import Datum, DatumInput
 from tusk.pipelines.records import DatumInfo, JobInfo, PipelineInfo
 from tusk.pipelines.spec import PipelineSpec, parse_spec
 from tusk.sdk._client import Client, FileWriter, Progress, Source, _ref, _writable
+from tusk.sdk._images import RemoteImageMethods
 from tusk.sdk._pipelines import CodeUpload, JobProgress, SpecSource, same_name
+from tusk.sdk._secrets import RemoteSecretMethods
+from tusk.sdk._transactions import preview_kind
 from tusk.services import Services
 from tusk.serving.algorithms import AlgoResponse, AlgorithmHandle, AlgorithmVersion
 from tusk.serving.deployments import DeploymentInfo, DeploymentRevision
@@ -47,6 +52,8 @@ from tusk.versioning.files import write_file_atomically
 from tusk.versioning.loading import Loader
 from tusk.versioning.records import BranchInfo, CommitInfo, DiffEntry, FileInfo, FsckReport, GcReport, RepoInfo
 from tusk.versioning.refs import FileRef, parse_file_ref, parse_ref
+from tusk.versioning.transactions import Preview, TransactionInfo
+from tusk.versioning.trees import EMPTY_TREE
 from tusk.versioning.triggers import BranchTrigger
 
 __all__ = ["RemoteClient", "RemoteModification"]
@@ -174,7 +181,7 @@ class RemoteAlgorithm(AlgorithmHandle):
         return AlgoResponse(result, meta)
 
 
-class RemoteClient(Client):
+class RemoteClient(RemoteSecretMethods, RemoteImageMethods, Client):
     """Every ``Client`` method, against ``TUSK_ADDRESS`` (with ``TUSK_TOKEN`` when the server has auth on)."""
 
     def __init__(self, home: str | Path | None = None, settings: Settings | None = None, run_jobs: bool = True,
@@ -188,6 +195,7 @@ class RemoteClient(Client):
         self.job_progress = job_progress
         self.last_jobs = []
         self.interrupted = []
+        self.active_transaction, self.batched = None, []
         headers = {"X-Tusk-User": settings.user}
         if settings.token:
             headers["Authorization"] = f"Bearer {settings.token}"
@@ -473,18 +481,77 @@ class RemoteClient(Client):
     def restore(self, src: str | Path | BinaryIO) -> ArchiveReport:
         raise InvalidArgument(self._on_the_store("restore"))
 
+    # -- transactions --------------------------------------------------------------
+    def _txn_url(self, txn_id: str) -> str:
+        return f"/api/v1/transactions/{_q(txn_id)}"
+
+    def _add_request(self, txn_id: str, request: dict[str, Any]) -> Preview:
+        answer = self._json("POST", f"{self._txn_url(txn_id)}/requests", json=request)
+        kind = {"RepoInfo": RepoInfo, "CommitInfo": CommitInfo, "BranchInfo": BranchInfo}.get(
+            preview_kind(request["op"]) or "")
+        return None if kind is None or answer.get("result") is None else _load(kind, answer["result"])
+
+    def start_transaction(self) -> TransactionInfo:
+        if self.active_transaction is not None:
+            return super().start_transaction()  # (refused: one is active)
+        info = _load(TransactionInfo, self._json("POST", "/api/v1/transactions"))
+        self.active_transaction, self.batched = info.id, []
+        return info
+
+    def finish_transaction(self, txn_id: str | None = None) -> TransactionInfo:
+        txn = self._chosen(txn_id)
+        info = _load(TransactionInfo, self._json("POST", f"{self._txn_url(txn)}/finish", params=self._wait()))
+        self._forget(info.id)
+        return info
+
+    def delete_transaction(self, txn_id: str | None = None) -> TransactionInfo:
+        txn = self._chosen(txn_id)
+        info = _load(TransactionInfo, self._json("DELETE", self._txn_url(txn)))
+        self._forget(info.id)
+        return info
+
+    def inspect_transaction(self, txn_id: str | None = None) -> TransactionInfo:
+        return self._get(TransactionInfo, self._txn_url(self._chosen(txn_id)))
+
+    def list_transactions(self) -> list[TransactionInfo]:
+        return self._get(list[TransactionInfo], "/api/v1/transactions")
+
+    def stop_transaction(self) -> str:
+        return super().stop_transaction()  # (the client's own state: nothing to ask the server)
+
+    def resume_transaction(self, txn_id: str) -> TransactionInfo:
+        return super().resume_transaction(txn_id)  # (inspects it on the server)
+
+    def transaction(self) -> contextlib.AbstractContextManager[TransactionInfo]:
+        return super().transaction()  # (the methods it calls are the server's)
+
     def _on_the_store(self, verb: str) -> str:
         return (f"{verb} works on the store itself, not through the server {self.settings.address}: run `tusk "
                 f"{verb}` where the store is, with the server's TUSK_DATABASE_URL and TUSK_OBJECTS_URL (and "
                 "TUSK_CONTEXT=none)")
 
     # -- pipelines -----------------------------------------------------------------
+    def _pipeline_requests(self, name: str, call: dict[str, Any]) -> list[dict[str, Any]]:
+        """The transaction requests of a batched create/update pipeline: the code is uploaded now (as outside a
+        transaction), and the server checks it is stored when the request is added."""
+        from tusk.pipelines.transacted import pipeline_request
+
+        body = self._pipeline_request(call["source"], bool(call.get("reprocess")))
+        uploaded = body.get("code")
+        code = PipelineCode(Digest(uploaded["digest"]), uploaded["info"] | {"tree": uploaded["digest"]},
+                            str(uploaded["info"].get("dir") or "")) if uploaded else PipelineCode(
+            EMPTY_TREE, {"dir": None, "digest": None, "files": 0, "git": None, "tree": EMPTY_TREE,
+                         "note": "created without code"})
+        return [pipeline_request(name, doc, code, body["reprocess"]) for doc in body["specs"]]
+
     def _pipeline_request(self, source: SpecSource, reprocess: bool = False, with_code: bool = True
                           ) -> dict[str, Any]:
         """The specs as documents, and (``with_code``) the spec file's directory uploaded as their code."""
         if isinstance(source, PipelineSpec):
-            # the fields set aside as ignored go too: the server warns about them, or refuses them
-            doc = source.model_dump(mode="json", by_alias=False, exclude={"ignored"}) | source.ignored
+            # the fields set aside as ignored go too: the server warns about them, or refuses them. Only the
+            # fields the spec sets: an unset pfs.branch with a trigger is named by the server (input_triggers)
+            doc = source.model_dump(mode="json", by_alias=False, exclude={"ignored"}, exclude_unset=True) \
+                | source.ignored
             docs, code_dir = [doc], None
         elif isinstance(source, dict):
             docs, code_dir = [source], None

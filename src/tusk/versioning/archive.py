@@ -8,9 +8,11 @@ The archive, in member order::
     end.json                      row and object counts, and a SHA-256 over every member before it
 
 Every object is copied, referenced or not: simplest, and always correct (``gc`` can sweep the
-unreferenced ones afterwards). Three tables are left out: ``leases`` and ``gc_fence`` are the
-coordination state of running servers, and ``store_identity`` names the store itself (a restored copy is
+unreferenced ones afterwards). Four tables are left out: ``leases`` and ``gc_fence`` are the
+coordination state of running servers, ``store_identity`` names the store itself (a restored copy is
 another store, so what a machine cached about the original is not trusted for it); the target keeps its own.
+And ``secrets``: an archive is a backup anyone may copy, and the values are sealed with a key the archive does
+not hold; secrets are made again on the target with ``tusk secret create``.
 
 Restore refuses a target that holds any row, and an archive of another schema revision. It
 inserts every row in one write transaction, which commits only after ``end.json`` has
@@ -49,8 +51,8 @@ __all__ = ["FORMAT_VERSION", "ArchiveReport", "extract", "restore"]
 FORMAT = "tusk-archive"
 FORMAT_VERSION = 1
 # servers' coordination state, and the identity a store is given when it is made (a restore makes a new store,
-# which keeps its own): not the store's content
-RUNTIME_TABLES = frozenset({"leases", "gc_fence", "store_identity"})
+# which keeps its own): not the store's content; and secrets, which no archive carries (see above)
+RUNTIME_TABLES = frozenset({"leases", "gc_fence", "store_identity", "secrets"})
 _PIECE = 8 << 20  # objects larger than this are copied piece by piece
 _BATCH = 1000  # rows per INSERT
 

@@ -10,8 +10,11 @@ branch are serialized and none of their commits is lost.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import Integer, delete, literal_column, select, update
@@ -38,6 +41,9 @@ from tusk.versioning.trees import EMPTY_TREE, MutableTree
 __all__ = ["CommitService"]
 
 _MAX_RETRIES = 1000
+# the notifications ``CommitService.held()`` keeps back in this context (a request, a CLI call); None: none held
+_HELD: ContextVar[list[tuple[CommitInfo, bool]] | None] = ContextVar("tusk_held_notifications", default=None)
+_ONE_CHANGE: ContextVar[str | None] = ContextVar("tusk_one_change", default=None)
 
 
 class _HeadMoved(Exception):
@@ -58,9 +64,40 @@ class CommitService:
 
         ``moved`` is True when an existing commit became the head by a branch
         move (promote, rollback, deferred processing) rather than by landing.
+        Inside ``held()`` the news waits until the block ends.
         """
+        held = _HELD.get()
+        if held is not None:
+            held.append((commit, moved))
+            return
         for listener in self.listeners:
             listener(commit, moved)
+
+    def notify_as_one(self, news: Sequence[tuple[CommitInfo, bool]], global_id: str) -> None:
+        """Deliver ``news`` (what ``held()`` kept) as one change: the branches it moved carry ``global_id``,
+        and a pipeline that reads several of them runs once (``one_change`` tells the pipeline engine so)."""
+        token = _ONE_CHANGE.set(global_id)
+        try:
+            for commit, moved in news:
+                self.notify(replace(commit, global_id=global_id) if moved else commit, moved)
+        finally:
+            _ONE_CHANGE.reset(token)
+
+    @staticmethod
+    def one_change() -> str | None:
+        """The global id of the change being delivered by ``notify_as_one``, if one is."""
+        return _ONE_CHANGE.get()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[list[tuple[CommitInfo, bool]]]:
+        """Keep back the notifications of the writes in the block and hand them over, in order, at its end (to
+        deliver with ``notify``): a transaction's finish lands all its writes before any pipeline hears of one."""
+        held: list[tuple[CommitInfo, bool]] = []
+        token = _HELD.set(held)
+        try:
+            yield held
+        finally:
+            _HELD.reset(token)
 
     # -- resolution ----------------------------------------------------------
     @staticmethod
@@ -135,13 +172,15 @@ class CommitService:
 
     # -- lifecycle -----------------------------------------------------------
     def start(self, repo: str, branch: str, description: str = "", origin: str = "user",
-              global_id: str | None = None) -> CommitInfo:
+              global_id: str | None = None, new_id: str | None = None) -> CommitInfo:
+        """Open a commit; it takes the id ``new_id`` when given (one a transaction promised when it was drafted)."""
         validate_branch_name(branch)
         self.ensure_branch(repo, branch)
         with self.ctx.db.write() as s:
             repo_row = self.ctx.repo_row(s, repo)
             branch_row = self.ctx.branch_row(s, repo_row, branch)
-            row = self._new_commit_row(s, repo_row, branch, branch_row.head_id, description, origin, global_id)
+            row = self._new_commit_row(s, repo_row, branch, branch_row.head_id, description, origin, global_id,
+                                       new_id)
             row.state = "open"
             s.add(row)
             s.flush()

@@ -23,7 +23,7 @@ from tusk.versioning.branches import BranchService
 from tusk.versioning.context import Context, _aware
 from tusk.versioning.records import CommitInfo
 
-__all__ = ["BranchTrigger", "TriggerService", "parse_size"]
+__all__ = ["BranchTrigger", "TriggerService", "parse_size", "set_trigger", "trigger_of"]
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "ki": 1024, "m": 1000**2, "mb": 1000**2,
@@ -56,6 +56,24 @@ class BranchTrigger:
                 raise InvalidArgument(f"invalid --trigger-cron {self.cron!r}: {exc}") from None
 
 
+def set_trigger(row: BranchRow, trigger: BranchTrigger | None) -> None:
+    """Give a branch row its trigger (or none), in the caller's transaction: a pipeline's input trigger is set
+    in the transaction that creates the pipeline (``tusk.pipelines.input_triggers``)."""
+    row.trigger_branch = trigger.branch if trigger else None
+    row.trigger_commits = trigger.commits if trigger else None
+    row.trigger_size = trigger.size if trigger else None
+    row.trigger_cron = trigger.cron if trigger else None
+    row.trigger_all = trigger.all if trigger else False
+
+
+def trigger_of(row: BranchRow) -> BranchTrigger | None:
+    """The trigger a branch row holds, if any."""
+    if row.trigger_branch is None:
+        return None
+    return BranchTrigger(row.trigger_branch, row.trigger_commits, row.trigger_size, row.trigger_cron,
+                         row.trigger_all)
+
+
 class TriggerService:
     def __init__(self, ctx: Context, branches: BranchService) -> None:
         self.ctx = ctx
@@ -63,12 +81,7 @@ class TriggerService:
 
     def set(self, repo: str, branch: str, trigger: BranchTrigger | None) -> None:
         with self.ctx.db.write() as s:
-            row = self.ctx.branch_row(s, self.ctx.repo_row(s, repo), branch)
-            row.trigger_branch = trigger.branch if trigger else None
-            row.trigger_commits = trigger.commits if trigger else None
-            row.trigger_size = trigger.size if trigger else None
-            row.trigger_cron = trigger.cron if trigger else None
-            row.trigger_all = trigger.all if trigger else False
+            set_trigger(self.ctx.branch_row(s, self.ctx.repo_row(s, repo), branch), trigger)
 
     def on_commit(self, commit: CommitInfo, moved: bool = False) -> None:
         """After a commit lands on a branch, move the branches that follow it if their trigger fires."""

@@ -8,13 +8,17 @@ from tusk.api.routes import (
     commits,
     deployments,
     files,
+    images,
     jobs,
     models,
     pipelines,
     repos,
+    secrets,
+    transactions,
 )
 
 ROUTERS = [admin.router, auth.router, repos.router, branches.router, commits.router, files.router,
-           pipelines.router, jobs.router, models.router, deployments.router, algorithms.router]
+           transactions.router, pipelines.router, secrets.router, images.router, jobs.router, models.router,
+           deployments.router, algorithms.router]
 
 __all__ = ["ROUTERS"]

@@ -107,6 +107,8 @@ def logs(caller: CallerDep, pipeline: str | None = None, job: str | None = None,
     elif pipeline is not None:
         caller.require_repo(pipeline, "reader")
     readable = {j.id for j in caller.ops.list_jobs(pipeline) if caller.can(j.pipeline, "reader")}
+    if pipeline is not None:  # (checked above) a spout's or service's process log
+        readable |= {"spout", "service"}
     return [LogLine(job=j, datum=d, line=line) for j, d, line in caller.ops.logs(pipeline, job, datum, grep)
             if j in readable]
 

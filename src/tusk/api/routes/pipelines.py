@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from tusk.api._body import with_body
 from tusk.api._deps import Caller, CallerDep, Wait, finish_write
+from tusk.api.routes.secrets import require_secrets
 from tusk.errors import InvalidArgument, NotFound
 from tusk.ids import Digest
 from tusk.pipelines.codestore import PipelineCode
@@ -60,6 +61,19 @@ def _code(caller: Caller, ref: CodeRef | None) -> PipelineCode:
     return PipelineCode(Digest(ref.digest), ref.info | {"tree": ref.digest}, str(ref.info.get("dir") or ""))
 
 
+def own_pipeline_repos(caller: Caller, spec: PipelineSpec) -> None:
+    """The creator of a pipeline owns its output repo and the cron tick repos made for it."""
+    caller.own(spec.name)
+    for leaf in spec.input.leaves():
+        if isinstance(leaf, CronInput):  # its ticks repo was made for it
+            caller.own(leaf.tick_repo(spec.name))
+
+
+def check_pipeline_inputs(caller: Caller, spec: PipelineSpec) -> None:
+    """What creating or updating ``spec`` requires of the caller (a transaction's request checks the same)."""
+    _check_inputs(caller, spec)
+
+
 def _check_inputs(caller: Caller, spec: PipelineSpec) -> None:
     """A pipeline reads its inputs with its creator's rights, and writes its output repo as its owner.
 
@@ -68,6 +82,7 @@ def _check_inputs(caller: Caller, spec: PipelineSpec) -> None:
     for leaf in spec.input.leaves():
         if isinstance(leaf, PfsInput):
             caller.require_repo(leaf.repo, "reader")
+    require_secrets(caller, spec)  # and it uses its secrets with them
 
 
 @router.get("/api/v1/code/{digest}")
@@ -109,14 +124,13 @@ def create_pipelines(body: PipelineRequest, caller: CallerDep, wait: Wait = Fals
     """Create pipelines (their output repos are named after them, owned by the caller) and run them."""
     specs = [parse_spec(doc, f" (spec {i + 1} of the request)") for i, doc in enumerate(body.specs)]
     for spec in specs:
+        if spec.update and caller.ops.services.pipelines.exists(spec.name):  # "update": true updates it
+            caller.require_repo(spec.name, "owner")
         _check_inputs(caller, spec)
     out = []
     for spec in specs:
         out += caller.ops.create_pipeline(spec, wait=False, code=_code(caller, body.code))
-        caller.own(spec.name)
-        for leaf in spec.input.leaves():
-            if isinstance(leaf, CronInput):  # its ticks repo was made for it
-                caller.own(leaf.tick_repo(spec.name))
+        own_pipeline_repos(caller, spec)
     finish_write(caller, wait)
     return out
 

@@ -25,8 +25,10 @@ from tusk.storage.metadata.models import (
     PipelineVersionRow,
     RepoRow,
     RoleBindingRow,
+    SecretRow,
     StagedOpRow,
     StoreIdentityRow,
+    TransactionRow,
 )
 
 __all__ = [
@@ -54,6 +56,8 @@ __all__ = [
     "PipelineVersionRow",
     "RepoRow",
     "RoleBindingRow",
+    "SecretRow",
     "StagedOpRow",
     "StoreIdentityRow",
+    "TransactionRow",
 ]

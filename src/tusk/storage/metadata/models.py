@@ -41,7 +41,9 @@ __all__ = [
     "PipelineVersionRow",
     "RepoRow",
     "RoleBindingRow",
+    "SecretRow",
     "StagedOpRow",
+    "TransactionRow",
 ]
 
 
@@ -355,3 +357,31 @@ class StoreIdentityRow(Base):
     __tablename__ = "store_identity"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     store_id: Mapped[str] = mapped_column(String(32))
+
+
+class SecretRow(Base):
+    """A named map of keys to values that pipelines read (``transform.secrets``; migration 0013).
+
+    ``keys`` lists the key names in the clear (what ``secret list`` shows); ``sealed`` holds the values,
+    encrypted with the key file in the Tusk home (``tusk.pipelines.secrets``): never in object storage, and
+    not archived by ``tusk extract``.
+    """
+
+    __tablename__ = "secrets"
+    name: Mapped[str] = mapped_column(String(253), primary_key=True)
+    keys: Mapped[str] = mapped_column(Text)  # JSON list of the key names, sorted
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TransactionRow(Base):
+    """A transaction being drafted (``tusk start transaction``; migration 0014): the requests it will run, in
+    order, as a JSON list. The row goes when the transaction is finished or deleted (``tusk.versioning.transactions``).
+    """
+
+    __tablename__ = "transactions"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    author: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    requests: Mapped[str] = mapped_column(Text)  # JSON list of request objects, in the order they were added

@@ -1,0 +1,86 @@
+"""Transactions (``tusk start transaction``): requests drafted here, then run together
+(``tusk.versioning.transactions``). Each request is checked with the rights its command needs when it is
+added, and again when the transaction is finished, with the finisher's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from tusk.api._deps import Caller, CallerDep, Wait, finish_write
+from tusk.api.routes.pipelines import check_pipeline_inputs, own_pipeline_repos
+from tusk.errors import InvalidArgument
+from tusk.pipelines.spec import PipelineSpec, parse_spec
+from tusk.versioning.transactions import TransactionInfo
+
+router = APIRouter(prefix="/api/v1/transactions", tags=["transactions"])
+
+
+def _pipeline(request: dict[str, Any]) -> PipelineSpec:
+    spec = request.get("spec")
+    if not isinstance(spec, dict):
+        raise InvalidArgument(f"{request.get('op')} in a transaction needs the spec as an object")
+    return parse_spec(spec)
+
+
+def _require(caller: Caller, request: dict[str, Any]) -> None:
+    """The rights the request's command needs (those of its route)."""
+    op = request.get("op")
+    if op == "delete_repo":
+        caller.require_repo(str(request.get("name")), "owner")
+    elif op in ("create_pipeline", "update_pipeline"):  # as the pipelines' routes check them
+        spec = _pipeline(request)
+        if op == "update_pipeline" or (spec.update and caller.ops.services.pipelines.exists(spec.name)):
+            caller.require_repo(spec.name, "owner")
+        check_pipeline_inputs(caller, spec)
+    elif op != "create_repo":
+        caller.require_repo(str(request.get("repo")), "writer")
+
+
+@router.post("", status_code=201)
+def start_transaction(caller: CallerDep) -> TransactionInfo:
+    return caller.ops.services.transactions.start()
+
+
+@router.get("")
+def list_transactions(caller: CallerDep) -> list[TransactionInfo]:
+    """The transactions not finished or deleted yet, oldest first."""
+    return caller.ops.services.transactions.list()
+
+
+@router.get("/{txn}")
+def inspect_transaction(txn: str, caller: CallerDep) -> TransactionInfo:
+    return caller.ops.services.transactions.inspect(txn)
+
+
+@router.delete("/{txn}")
+def delete_transaction(txn: str, caller: CallerDep) -> TransactionInfo:
+    """Discard a transaction: none of its requests runs."""
+    return caller.ops.services.transactions.delete(txn)
+
+
+@router.post("/{txn}/requests")
+def add_request(txn: str, request: dict[str, Any], caller: CallerDep) -> dict[str, Any]:
+    """Add a request (``{"op": "start_commit", "repo": ..., "branch": ...}``) after a dry run; ``result`` is
+    what it will return (a started commit, with the id it will have)."""
+    _require(caller, request)
+    info, preview = caller.ops.services.transactions.add(txn, request)
+    return {"transaction": info.to_dict(), "result": preview.to_dict() if preview is not None else None}
+
+
+@router.post("/{txn}/finish")
+def finish_transaction(txn: str, caller: CallerDep, wait: Wait = False) -> TransactionInfo:
+    """Run every request together; with ``wait``, return once the jobs they trigger are done."""
+    transactions = caller.ops.services.transactions
+    draft = transactions.inspect(txn)
+    for request in draft.requests:
+        _require(caller, request)
+    info = transactions.finish(draft.id)
+    for request in info.requests:
+        if request.get("op") == "create_repo":
+            caller.own(str(request["name"]))
+        elif request.get("op") == "create_pipeline":
+            own_pipeline_repos(caller, _pipeline(request))
+    finish_write(caller, wait)
+    return info

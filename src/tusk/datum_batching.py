@@ -1,0 +1,170 @@
+"""Datum batching from inside a pipeline's code: ``pachctl next datum`` and the ``batch_all_datums`` loop.
+
+With ``"datum_batching": true`` in a pipeline's transform, its command starts
+once per worker and asks for each datum in turn, as in Pachyderm::
+
+    while pachctl next datum; do
+        cp /pfs/in/* /pfs/out/
+    done
+
+``pachctl next datum`` blocks until the next datum's inputs are in place
+under ``/pfs`` (and ``/pfs/out`` is empty), and reports the datum before as
+done: a success, unless ``--error MESSAGE`` says it failed. When no datum is
+left it exits 1 (in Pachyderm the worker kills the command then; Tusk kills it
+a second later if it goes on). As in Pachyderm, it changes nothing in the
+calling shell's environment: the datum's variables (``PACH_DATUM_ID``, one per
+input...) are written to ``/pfs/.env``, in a form that ``sh`` reads with
+``set -a; . /pfs/.env; set +a`` and ``python-dotenv`` loads;
+``batch_all_datums`` loads them into ``os.environ`` for each datum.
+
+Only ``next datum`` exists: Tusk's sandbox has no other ``pachctl`` command.
+This module runs in the pipeline's code, so it needs nothing but the standard
+library; it is also, as it is, the sandbox's ``pachctl`` script (run with
+``python -IS``), so it imports little at its top: a shell loop starts one
+``pachctl`` per datum.
+"""
+
+from __future__ import annotations
+
+import _socket  # not ``socket``, which imports enum and selectors: 20 ms more per ``pachctl``
+import os
+import sys
+
+TYPE_CHECKING = False  # not typing's, which takes 10 ms to import
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TypeVar
+
+    F = TypeVar("F", bound=Callable[..., Any])
+
+__all__ = ["NotBatching", "batch_all_datums", "datum_env", "next_datum", "pachctl"]
+
+_SOCKET = "TUSK_NEXT_DATUM_SOCKET"
+_loaded: set[str] = set()  # the variables the last datum's /pfs/.env set, unset before the next one's
+
+
+class NotBatching(RuntimeError):
+    """``next datum`` was called outside a pipeline with ``transform.datum_batching: true``."""
+
+
+def next_datum(error: str = "") -> bool:
+    """Report the current datum (failed when ``error`` is given) and wait for the next one.
+
+    True when the next datum is in place under /pfs; False when there is none left.
+    """
+    path = os.environ.get(_SOCKET)
+    if not path:
+        raise NotBatching("`pachctl next datum` works only in the code of a pipeline whose transform sets "
+                          "\"datum_batching\": true (the worker that feeds datums is not here)")
+    for stream in (sys.stdout, sys.stderr):  # what the datum printed belongs to it, not to the next one
+        stream.flush()
+    conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        conn.connect(path)
+        conn.sendall(_request(error))
+        reply = b""
+        while data := conn.recv(64):
+            reply += data
+    finally:
+        conn.close()
+    return reply.strip() == b"ready"
+
+
+def _request(error: str) -> bytes:
+    """``{"error": ...}`` and a newline (JSON by hand: ``json`` is one more import per ``pachctl``)."""
+    escaped = "".join(c if c.isprintable() and c not in '"\\' else f"\\u{ord(c):04x}" for c in error)
+    return ('{"error": "' + escaped + '"}\n').encode()
+
+
+def datum_env(pfs: str | None = None) -> dict[str, str]:
+    """The current datum's variables, as the worker wrote them to ``/pfs/.env``."""
+    import shlex
+
+    path = os.path.join(pfs or os.environ.get("PFS", "/pfs"), ".env")
+    env: dict[str, str] = {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                for word in shlex.split(line, comments=True):
+                    key, sep, value = word.partition("=")
+                    if sep:
+                        env[key] = value
+    except FileNotFoundError:
+        pass
+    return env
+
+
+def _load_env() -> None:
+    for key in _loaded:
+        os.environ.pop(key, None)
+    env = datum_env()
+    os.environ.update(env)
+    _loaded.clear()
+    _loaded.update(env)
+
+
+def batch_all_datums(user_code: F) -> F:
+    """Call the decorated function once per datum, as pachyderm-sdk's ``batch_all_datums`` does.
+
+    Before each call it asks for the next datum and loads the datum's variables
+    into ``os.environ``; an exception the function raises fails that datum only
+    (it is printed, and reported with the next call). It returns when no datum
+    is left. Expensive set-up (loading a model) goes before the first call::
+
+        @batch_all_datums
+        def main():
+            shutil.copy(os.environ["images"], "/pfs/out/")
+
+        if __name__ == "__main__":
+            load_model()
+            main()
+    """
+
+    import functools
+    import traceback
+
+    @functools.wraps(user_code)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        error = ""
+        while next_datum(error):
+            _load_env()
+            error = ""
+            try:
+                user_code(*args, **kwargs)
+            except Exception as exc:  # the datum failed; the others go on
+                traceback.print_exc()
+                error = repr(exc)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def pachctl(argv: list[str]) -> int:
+    """The ``pachctl`` of Tusk's sandbox: ``pachctl next datum [--error MESSAGE]`` and nothing else."""
+    if argv[:2] != ["next", "datum"]:
+        print(f"pachctl {' '.join(argv)}: Tusk's sandbox offers only `pachctl next datum` (datum batching); "
+              "run other pachctl commands, or their `tusk` equivalents, outside the pipeline", file=sys.stderr)
+        return 2
+    rest, error = argv[2:], ""
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--error" and rest:
+            error = rest.pop(0)
+        elif arg.startswith("--error="):
+            error = arg.split("=", 1)[1]
+        else:
+            print(f"pachctl next datum: unknown argument {arg!r} (the only one is --error MESSAGE)",
+                  file=sys.stderr)
+            return 2
+    try:
+        ready = next_datum(error)
+    except (NotBatching, OSError) as exc:
+        print(f"pachctl next datum: {exc}", file=sys.stderr)
+        return 2
+    if not ready:
+        print("pachctl next datum: no more datums", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # the sandbox's pachctl
+    sys.exit(pachctl(sys.argv[1:]))
