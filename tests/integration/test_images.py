@@ -15,7 +15,7 @@ from tests.cli_runner import cli_runner
 from tests.conftest import open_backend
 from tests.images import busybox_layer, docker_save, oci_layout, script
 from tusk.config import Settings
-from tusk.errors import CommitNotFound, ImageNotFound, InvalidArgument
+from tusk.errors import CommitNotFound, Conflict, ImageNotFound, InvalidArgument
 from tusk.pipelines.runtimes import BwrapRuntime
 from tusk.sdk import Client
 
@@ -201,7 +201,7 @@ def test_deleting_an_image_a_pipeline_runs(c: Client, tmp_path: Path) -> None:
     [info] = c.import_image(edges_image(tmp_path, "team/edges:1"))
     c.create_repo("images")
     c.create_pipeline(spec("team/edges:1"))
-    with pytest.raises(Exception, match="pipeline edges version 1"):
+    with pytest.raises(Conflict, match="pipeline edges version 1"):
         c.delete_image("team/edges:1")
     assert c.delete_image("team/edges:1", force=True) == ["untagged team/edges:1"]
     assert c.list_images()[0].tags == []  # the layers stay for the pipeline

@@ -90,6 +90,9 @@ def _make_secret(root: Client, url: str, tokens: dict[str, str], paths: dict[str
         wait_for(lambda: h.get(f"/v2/models/{SECRET_DEPLOYMENT}/ready").status_code == 200, 60, "the deployment")
         infer = {"inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP64", "data": [2.0]}]}
         assert h.post(f"/v2/models/{SECRET_DEPLOYMENT}/infer", json=infer).status_code == 200  # metrics now name it
+    txn = root.start_transaction()  # a transaction's requests name what they touch: its author's only
+    root.start_commit(f"{SECRET_REPO}@master", "drafted")
+    root.stop_transaction()
     assert root.get_file(f"{SECRET_PIPELINE}@master:/copy") == SECRET_CONTENT
     commits = [c for repo in (SECRET_REPO, SECRET_PIPELINE, SECRET_MODEL) for c in root.list_commits(repo)]
     jobs = root.list_jobs(SECRET_PIPELINE)
@@ -97,7 +100,7 @@ def _make_secret(root: Client, url: str, tokens: dict[str, str], paths: dict[str
     open_set = root.inspect_commit(f"{OPEN_REPO}@master").global_id
     assert any(c.global_id == open_set for c in commits), "the secret pipeline ran in the open repo's commit set"
     ids = {c.id for c in commits} | {c.global_id for c in commits if c.repo != OPEN_REPO} - {open_set} \
-        | {j.id for j in jobs} | set(datums)
+        | {j.id for j in jobs} | set(datums) | {txn.id}
     ids.discard(open_set)
     names = {SECRET_REPO, SECRET_FILE, SECRET_PIPELINE, SECRET_MODEL, SECRET_DEPLOYMENT, SECRET_PREDICTOR}
     s.markers = names | {SECRET_CONTENT.decode()} | ids
@@ -114,7 +117,7 @@ def _make_secret(root: Client, url: str, tokens: dict[str, str], paths: dict[str
         "model": [SECRET_DEPLOYMENT], "version": [SECRET_PREDICTOR, model_commit],
         "resource": [SECRET_REPO, f"deployment/{SECRET_DEPLOYMENT}"], "user": ["root"],
         "branch": ["master"], "old": secret_refs, "pattern": ["/*", "/**"], "grep": ["TOPSECRET", "open"],
-        "recursive": ["true"], "limit": ["5"],
+        "recursive": ["true"], "limit": ["5"], "txn": [txn.id, txn.id[:8]],
         # a code tree is named by its content's hash: whoever asks by digest has the code already
         "digest": [str((root.inspect_pipeline(SECRET_PIPELINE).code or {}).get("tree") or ""), "0" * 64],
     }

@@ -33,6 +33,7 @@ MOUNT_POINTS = ("pfs", "tmp", "proc", "dev", "run")  # what the sandbox mounts o
 _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
 _MAX_LINKS = 40
+_MISSING = ".tusk-missing"  # what a path that does not resolve resolves to (never made)
 
 
 def open_layer(blob: bytes, expected: str, diff_id: str | None, label: str) -> tarfile.TarFile:
@@ -57,7 +58,8 @@ def _parts(name: str) -> list[str]:
 
 def _resolve(root: Path, parts: list[str], create: bool) -> Path:
     """``parts`` inside ``root`` as a chroot resolves them, following every symlink (``create``: make missing
-    directories, as a layer's file may come before its parent's entry)."""
+    directories, as a layer's file may come before its parent's entry; otherwise a path that does not exist
+    resolves to ``root / ".tusk-missing"``, which never does)."""
     current = root
     todo = list(parts)
     hops = 0
@@ -71,7 +73,7 @@ def _resolve(root: Path, parts: list[str], create: bool) -> Path:
             info = os.lstat(candidate)
         except FileNotFoundError:
             if not create:
-                return candidate
+                return candidate if not todo else root / _MISSING
             os.mkdir(candidate, 0o755)
             current = candidate
             continue
@@ -86,7 +88,7 @@ def _resolve(root: Path, parts: list[str], create: bool) -> Path:
             continue
         if not stat.S_ISDIR(info.st_mode):
             if not create:
-                return candidate
+                return candidate if not todo else root / _MISSING
             os.unlink(candidate)  # a file where a later layer puts a directory: the directory wins
             os.mkdir(candidate, 0o755)
         current = candidate

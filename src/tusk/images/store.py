@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tusk.errors import AlreadyExists, ImageNotFound, IntegrityError, InvalidArgument, NotFound
+from tusk.errors import Conflict, ImageNotFound, IntegrityError, InvalidArgument, NotFound
 from tusk.images.archive import ImageSource, compression_of, read_images
 from tusk.images.config import ImageConfig
 from tusk.images.refs import parse_ref
@@ -263,9 +263,9 @@ class ImageStore:
         drop = info.tags if _is_id(raw) or "@" in raw else [parse_ref(raw).tagged]
         remaining = [t for t in info.tags if t not in drop]
         if users and not remaining and not force:
-            raise AlreadyExists(f"image {info.tags[0] if info.tags else info.id} is run by {', '.join(users)}; "
-                                "update or delete those pipelines first (or --force to drop the tag and keep the "
-                                "image's layers for them)")
+            raise Conflict(f"image {info.tags[0] if info.tags else info.id} is run by {', '.join(users)}; "
+                           "update or delete those pipelines first (or --force to drop the tag and keep the "
+                           "image's layers for them)")
         for t in drop:
             self.ctx.objects.delete(_tag_key(t))
         said = [f"untagged {t}" for t in drop]

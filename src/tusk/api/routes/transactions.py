@@ -1,6 +1,7 @@
 """Transactions (``tusk start transaction``): requests drafted here, then run together
 (``tusk.versioning.transactions``). Each request is checked with the rights its command needs when it is
-added, and again when the transaction is finished, with the finisher's."""
+added, and again when the transaction is finished, with the finisher's. With auth on, a transaction is its
+author's and the cluster admins': another user reads, adds to or finishes it as if it did not exist."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi import APIRouter
 
 from tusk.api._deps import Caller, CallerDep, Wait, finish_write
 from tusk.api.routes.pipelines import check_pipeline_inputs, own_pipeline_repos
-from tusk.errors import InvalidArgument
+from tusk.errors import InvalidArgument, NotFound
 from tusk.pipelines.spec import PipelineSpec, parse_spec
 from tusk.versioning.transactions import TransactionInfo
 
@@ -38,6 +39,24 @@ def _require(caller: Caller, request: dict[str, Any]) -> None:
         caller.require_repo(str(request.get("repo")), "writer")
 
 
+def _mine(caller: Caller, info: TransactionInfo) -> bool:
+    """A transaction is its author's (and the cluster admins'): its requests name repos, commits and specs."""
+    return not caller.state.auth or caller.admin or info.author == caller.user
+
+
+def _own(caller: Caller, txn: str) -> TransactionInfo:
+    """The caller's transaction ``txn``; another user's reads exactly as a missing one (no oracle for ids)."""
+    try:
+        info = caller.ops.services.transactions.inspect(txn)
+    except NotFound:
+        info = None
+    if info is None or not _mine(caller, info):
+        raise NotFound(f"no transaction {txn}: it was finished or deleted, or never started (`tusk list "
+                       "transaction` shows the open ones; `tusk stop transaction` forgets an active one that is "
+                       "gone)")
+    return info
+
+
 @router.post("", status_code=201)
 def start_transaction(caller: CallerDep) -> TransactionInfo:
     return caller.ops.services.transactions.start()
@@ -45,19 +64,19 @@ def start_transaction(caller: CallerDep) -> TransactionInfo:
 
 @router.get("")
 def list_transactions(caller: CallerDep) -> list[TransactionInfo]:
-    """The transactions not finished or deleted yet, oldest first."""
-    return caller.ops.services.transactions.list()
+    """The caller's transactions not finished or deleted yet, oldest first (an admin's: everyone's)."""
+    return [t for t in caller.ops.services.transactions.list() if _mine(caller, t)]
 
 
 @router.get("/{txn}")
 def inspect_transaction(txn: str, caller: CallerDep) -> TransactionInfo:
-    return caller.ops.services.transactions.inspect(txn)
+    return _own(caller, txn)
 
 
 @router.delete("/{txn}")
 def delete_transaction(txn: str, caller: CallerDep) -> TransactionInfo:
     """Discard a transaction: none of its requests runs."""
-    return caller.ops.services.transactions.delete(txn)
+    return caller.ops.services.transactions.delete(_own(caller, txn).id)
 
 
 @router.post("/{txn}/requests")
@@ -65,7 +84,7 @@ def add_request(txn: str, request: dict[str, Any], caller: CallerDep) -> dict[st
     """Add a request (``{"op": "start_commit", "repo": ..., "branch": ...}``) after a dry run; ``result`` is
     what it will return (a started commit, with the id it will have)."""
     _require(caller, request)
-    info, preview = caller.ops.services.transactions.add(txn, request)
+    info, preview = caller.ops.services.transactions.add(_own(caller, txn).id, request)
     return {"transaction": info.to_dict(), "result": preview.to_dict() if preview is not None else None}
 
 
@@ -73,7 +92,7 @@ def add_request(txn: str, request: dict[str, Any], caller: CallerDep) -> dict[st
 def finish_transaction(txn: str, caller: CallerDep, wait: Wait = False) -> TransactionInfo:
     """Run every request together; with ``wait``, return once the jobs they trigger are done."""
     transactions = caller.ops.services.transactions
-    draft = transactions.inspect(txn)
+    draft = _own(caller, txn)
     for request in draft.requests:
         _require(caller, request)
     info = transactions.finish(draft.id)
