@@ -31,7 +31,7 @@ from tusk.errors import InvalidArgument, TuskError
 from tusk.images.config import DEFAULT_PATH, ImageConfig, lookup_user
 from tusk.images.rootfs import add_mount_points
 from tusk.images.store import ImageStore
-from tusk.pipelines.runtimes import DockerRuntime, RunRequest, RunResult, _execute, tree_size
+from tusk.pipelines.runtimes import DockerRuntime, RunRequest, RunResult, _execute, within_output_limit
 from tusk.pipelines.sandbox import SANDBOX_UID, Mount, SandboxCommand
 from tusk.pipelines.spec import PipelineSpec
 
@@ -135,10 +135,4 @@ class ImageRuntime:
                         mounts.append(Mount(Path(f"/etc/{name}"), f"/etc/{name}"))
         argv = self.sandbox.image_argv(root, cmd, mounts, cwd, (uid, gid), network=req.network)
         result = _execute(argv, stdin, env, None, req.timeout, req.accept_return_code, shown=cmd[0])
-        limit = self.sandbox.limits.output_bytes
-        if result.ok and limit is not None:
-            size = tree_size(pfs / "out")
-            if size > limit:
-                result.ok = False
-                result.error = f"the datum wrote {size} bytes to /pfs/out, over the limit of {limit}"
-        return result
+        return within_output_limit(result, pfs / "out", self.sandbox.limits.output_bytes)

@@ -245,13 +245,7 @@ class BwrapRuntime:
                                                    "the bwrap sandbox (which has no network)")
         argv = self.sandbox.argv(cmd, mounts, cwd, user, ["--dir", "/pfs"], network=req.network)
         result = _execute(argv, stdin, env, None, req.timeout, req.accept_return_code, shown=req.cmd[0])
-        limit = self.sandbox.limits.output_bytes
-        if result.ok and limit is not None:
-            size = tree_size(pfs / "out")
-            if size > limit:
-                result.ok = False
-                result.error = f"the datum wrote {size} bytes to /pfs/out, over the limit of {limit}"
-        return result
+        return within_output_limit(result, pfs / "out", self.sandbox.limits.output_bytes)
 
 
 _S3_DIR = "/run/tusk-s3"
@@ -296,6 +290,16 @@ except OSError as exc:
     print(f"cannot start {cmd[0]!r}: {exc.strerror}", file=sys.stderr)
     sys.exit(127)
 '''
+
+
+def within_output_limit(result: RunResult, out: Path, limit: int | None) -> RunResult:
+    """``result``, failed when a successful run wrote more than ``limit`` bytes to ``out`` (/pfs/out)."""
+    if result.ok and limit is not None:
+        size = tree_size(out)
+        if size > limit:
+            result.ok = False
+            result.error = f"the datum wrote {size} bytes to /pfs/out, over the limit of {limit}"
+    return result
 
 
 def tree_size(root: Path) -> int:
