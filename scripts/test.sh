@@ -9,4 +9,6 @@ scripts/ensure-postgres.sh
 .venv/bin/mypy
 .venv/bin/lint-imports  # the import contract: [tool.importlinter] in pyproject.toml, docs/architecture.md
 scripts/smoke-plain-install.sh  # a plain `pip install .` in a fresh venv: the core commands, the extras' errors
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# on TUSK_TEST_WORKERS processes (pytest-xdist; 3 by default: most tests wait on servers and subprocesses, so a
+# third worker still gains on 2 cores); worksteal keeps the long tests from ending up queued behind each other
+.venv/bin/python -m pytest -q -p no:cacheprovider -n "${TUSK_TEST_WORKERS:-3}" --dist worksteal "$@"

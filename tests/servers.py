@@ -29,7 +29,7 @@ def _free(port: int) -> bool:
 def _port_base() -> int:
     for _ in range(200):
         base = random.randrange(20000, 45000, 10)
-        if all(_free(base + i) and _free(base + i + 10000) for i in range(6)):
+        if all(_free(base + i) and _free(base + i + 10000) for i in range(7)):
             return base
     raise RuntimeError("no free port range for the S3 server")
 
@@ -66,6 +66,10 @@ def s3_server() -> Iterator[str]:
             "-master.telemetry=false", "-webdav=false", "-admin.ui=false",
             f"-master.port={base}", f"-volume.port={base + 1}", f"-filer.port={base + 2}",
             f"-s3.port={base + 3}", f"-admin.port={base + 4}", f"-metricsPort={base + 5}",
+            f"-debug.port={base + 6}",
+            # the Iceberg and Lance listeners have fixed ports (8181, 9101): a second server (another pytest-xdist
+            # worker) would die on them
+            "-s3.port.iceberg=0", "-s3.port.lance=0",
         ]
         endpoint = f"http://127.0.0.1:{base + 3}"
     else:

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["NotBatching", "batch_all_datums", "datum_env", "next_datum", "pachctl"]
+__all__ = ["FunctionDatum", "NotBatching", "batch_all_datums", "call", "datum_env", "next_datum", "pachctl"]
 
 _SOCKET = "TUSK_NEXT_DATUM_SOCKET"
 _loaded: set[str] = set()  # the variables the last datum's /pfs/.env set, unset before the next one's
@@ -94,13 +94,14 @@ def datum_env(pfs: str | None = None) -> dict[str, str]:
     return env
 
 
-def _load_env() -> None:
+def _load_env() -> dict[str, str]:
     for key in _loaded:
         os.environ.pop(key, None)
     env = datum_env()
     os.environ.update(env)
     _loaded.clear()
     _loaded.update(env)
+    return env
 
 
 def batch_all_datums(user_code: F) -> F:
@@ -138,6 +139,72 @@ def batch_all_datums(user_code: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class FunctionDatum:
+    """What a ``transform.function`` is called with, for one datum (when it takes an argument).
+
+    ``inputs`` maps each input's name to its path for this datum (``/pfs/<name>/...``, the ``<name>`` variable),
+    ``out`` is the directory to write to (``/pfs/out``), ``env`` the datum's variables (also in ``os.environ``).
+    """
+
+    __slots__ = ("env", "id", "inputs", "job_id", "out")
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.id = env.get("PACH_DATUM_ID", "")
+        self.job_id = env.get("PACH_JOB_ID", "")
+        self.inputs = {k[len("TUSK_INPUT_"):]: v for k, v in env.items() if k.startswith("TUSK_INPUT_")}
+        self.out = os.path.join(os.environ.get("PFS", "/pfs"), "out")
+
+    def __repr__(self) -> str:
+        return f"FunctionDatum(id={self.id!r}, inputs={self.inputs!r}, out={self.out!r})"
+
+
+def call(target: str) -> int:
+    """Import ``module:function`` from the pipeline's code (the working directory) and call it once per datum:
+    ``transform.function``'s warm worker. The import and whatever the module does at its top (loading a model)
+    happen once; a datum whose call raises fails alone (the traceback is its log) and the next one goes on."""
+    import importlib
+    import inspect
+    import traceback
+
+    module_name, _, attribute = target.partition(":")
+    sys.path.insert(0, os.getcwd())
+    try:
+        function: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        if not (isinstance(exc, ModuleNotFoundError) and exc.name == module_name.split(".")[0]):
+            traceback.print_exc()  # the module itself failed: its traceback says where
+        print(f"transform.function {target}: cannot import {module_name} from the pipeline's code: "
+              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    for part in attribute.split("."):
+        if not hasattr(function, part):
+            print(f"transform.function {target}: {module_name} has no {attribute}", file=sys.stderr)
+            return 2
+        function = getattr(function, part)
+    if not callable(function):
+        print(f"transform.function {target}: {type(function).__name__} is not callable", file=sys.stderr)
+        return 2
+    try:
+        takes_datum = any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+                          for p in inspect.signature(function).parameters.values())
+    except (TypeError, ValueError):  # a builtin without a signature: call it with the datum
+        takes_datum = True
+    error = ""
+    while next_datum(error):
+        env = _load_env()
+        error = ""
+        try:
+            if takes_datum:
+                function(FunctionDatum(env))
+            else:
+                function()
+        except Exception as exc:  # the datum failed; the others go on
+            traceback.print_exc()
+            error = f"{target} raised {type(exc).__name__}: {exc}"[:2000]
+    return 0
+
+
 def pachctl(argv: list[str]) -> int:
     """The ``pachctl`` of Tusk's sandbox: ``pachctl next datum [--error MESSAGE]`` and nothing else."""
     if argv[:2] != ["next", "datum"]:
@@ -166,5 +233,5 @@ def pachctl(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":  # the sandbox's pachctl
-    sys.exit(pachctl(sys.argv[1:]))
+if __name__ == "__main__":  # the sandbox's pachctl; ``_call MODULE:FUNCTION`` is transform.function's worker
+    sys.exit(call(sys.argv[2]) if sys.argv[1:2] == ["_call"] and len(sys.argv) == 3 else pachctl(sys.argv[1:]))

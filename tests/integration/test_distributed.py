@@ -3,6 +3,7 @@ killed part way: the job finishes, and every datum is in the output exactly once
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -109,3 +110,47 @@ def test_a_thousand_datums_survive_a_killed_dask_worker(backend: Backend, tmp_pa
     rerun = {n for n in by_victim if starts[n] - {str(victim)}}
     assert rerun, "no datum of the killed worker was run again by another"
     assert all(ends[n] - {str(victim)} for n in rerun)
+
+
+def test_warm_workers_on_dask_import_once_per_worker_thread(backend: Backend, tmp_path: Path) -> None:
+    """transform.function on the cluster: each Dask worker thread keeps one warm process for the job's datums."""
+    if backend.name != "postgres-s3":
+        pytest.skip("cluster workers share a database and an object store")
+    from distributed import LocalCluster
+
+    starts = tmp_path / "starts"
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "square.py").write_text(
+        "import os, pathlib\n"
+        f"with open({str(starts)!r}, 'a') as fh:\n"
+        "    fh.write(f'{os.getpid()}\\n')\n"
+        "def run(datum):\n"
+        "    src = pathlib.Path(datum.inputs['numbers'])\n"
+        "    n = int(src.read_text())\n"
+        "    if n == 13:\n"
+        "        raise ValueError('unlucky')\n"
+        "    pathlib.Path(datum.out, src.name).write_text(f'{n * n}\\n')\n")
+    (code / "square.json").write_text(json.dumps({
+        "pipeline": {"name": "square"}, "input": {"pfs": {"repo": "numbers", "glob": "/*"}}, "datum_tries": 1,
+        "transform": {"function": "square:run"}}))
+    with LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster:
+        env = backend.env | {"TUSK_DASK_ADDRESS": cluster.scheduler_address, "TUSK_RUNTIME": "local",
+                             "PATH": os.environ["PATH"]}
+        with Client(settings=Settings.from_env(env=env)) as c:
+            c.create_repo("numbers")
+            with c.modify("numbers@master") as m:
+                for i in range(40):
+                    m.put_bytes(f"/n{i:02d}", str(i).encode())
+            c.create_pipeline(code / "square.json")
+            job = c.list_jobs("square")[0]
+            assert (job.datums_total, job.datums_processed, job.datums_failed) == (40, 39, 1)
+            failed = next(d for d in c.list_datums(job.id) if d.state == "failed")
+            assert "square:run raised ValueError: unlucky" in (failed.error or "")
+            assert 1 <= len(starts.read_text().split()) <= 4  # one import per worker thread, not one per datum
+            c.delete_file("numbers@master:/n13")
+            job = c.list_jobs("square")[0]
+            assert (job.state, job.datums_processed) == ("success", 0)  # the rest were done: all skipped
+            assert c.get_file("square@master:/n12") == b"144\n"
+            assert len(list(c.walk_files("square@master:/"))) == 39

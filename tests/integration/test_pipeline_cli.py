@@ -102,7 +102,9 @@ def test_sigkill_mid_job_resumes_without_redoing_datums(backend: Backend, tmp_pa
     before = counter.read_text().split()
     assert 5 <= len(before) < 12  # killed mid-job
     job = json.loads(run(backend, "list", "job", "-p", "slow", "--json").stdout)[0]
-    assert job["state"] == "running"
+    # embedded, the killed command was running the job: it stays running until a command resumes it. Against a
+    # server, the server runs it: killing the client stops nothing, and it may have finished by now
+    assert job["state"] in (("running", "success") if backend.name == "remote" else ("running",))
     finished = json.loads(run(backend, "wait", "job", job["id"], "--json").stdout)
     assert finished["state"] == "success" and finished["datums_total"] == finished["datums_processed"] == 12
     runs = counter.read_text().split()

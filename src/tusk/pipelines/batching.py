@@ -51,7 +51,7 @@ from tusk.config import Limits
 from tusk.errors import TuskError
 from tusk.pipelines.batch_relay import HEADER, frame
 from tusk.pipelines.datums import Datum
-from tusk.pipelines.runtimes import RunRequest, RunResult, Runtime, explain_failure, tree_size
+from tusk.pipelines.runtimes import RunRequest, RunResult, Runtime, explain_failure, last_lines, tree_size
 from tusk.pipelines.s3 import wants_s3_out
 from tusk.pipelines.spec import PipelineSpec
 from tusk.pipelines.worker import (
@@ -267,14 +267,15 @@ class BatchSession:
             return DatumOutcome("failed", None, 0, "", str(exc), stats)
 
     def _refusal(self, runtime: Runtime, datum: Datum) -> str | None:
+        field = "datum_batching" if self.spec.transform.datum_batching else "function"
         if runtime.name not in ("local", "bwrap"):
             where = "an imported image" if runtime.name == "image" else f"the {runtime.name} runtime"
-            return (f"transform.datum_batching needs Tusk's `pachctl next datum` inside {where}, which it "
+            return (f"transform.{field} needs Tusk's `pachctl next datum` inside {where}, which it "
                     "cannot have (it would need a static pachctl in the image): run the pipeline without an "
-                    "image (bwrap or local runtime), or drop datum_batching")
+                    f"image (bwrap or local runtime), or drop {field}")
         if any(i.s3 for i in datum.inputs) or wants_s3_out(self.spec):
-            return ("transform.datum_batching with s3 inputs or s3_out is not supported: each datum has its own "
-                    "S3 endpoint, which a long-lived command cannot follow; drop datum_batching or s3")
+            return (f"transform.{field} with s3 inputs or s3_out is not supported: each datum has its own "
+                    f"S3 endpoint, which a long-lived process cannot follow; drop {field} or s3")
         return None
 
     def _tries(self, runtime: Runtime, datum: Datum, env: dict[str, str], lazy: list[tuple[Path, Entry, str]],
@@ -370,14 +371,22 @@ class BatchSession:
         code = process.exit_code
         if code is None:  # the relay never ran, or died: the runtime's own account
             return False, result.error or f"the command ended (code {result.returncode})", log, seconds
+        function, shown = self.spec.transform.function, self._shown()
+        if before_first and function is not None and code >= 0:
+            return False, f"{shown} ended before its first datum (code {code}){last_lines(log)}", log, seconds
         if before_first:
-            return False, (f"{self.spec.transform.cmd[0]} ended with code {code} before asking for a datum: with "
+            return False, (f"{shown} ended with code {code} before asking for a datum: with "
                            "datum_batching the code loops on `pachctl next datum`"), log, seconds
         if code == 0 or code in self.spec.transform.accept_return_code:
             return True, None, log, seconds
         if code < 0:
-            return False, f"{self.spec.transform.cmd[0]} was killed by signal {-code}", log, seconds
-        return False, f"{self.spec.transform.cmd[0]} exited with code {code}", log, seconds
+            return False, f"{shown} was killed by signal {-code}", log, seconds
+        return False, f"{shown} exited with code {code}", log, seconds
+
+    def _shown(self) -> str:
+        """The user's program, in errors: the cmd's first word, or ``transform.function MODULE:FUNCTION``."""
+        function = self.spec.transform.function
+        return f"transform.function {function}" if function is not None else self.spec.transform.cmd[0]
 
     def _reap(self, process: _Process, notes: list[str]) -> None:
         """A command that ended between datums: its last words go to the next datum's log."""
@@ -405,12 +414,21 @@ class BatchSession:
         if sandboxed:
             mounts += [(self.control, _INSIDE), (self.pfs / ".env", "/pfs/.env")]
         request = RunRequest(
-            cmd=[sys.executable, "-I", "-m", "tusk.pipelines.batch_relay", inside, *spec.transform.cmd],
+            cmd=[sys.executable, "-I", "-m", "tusk.pipelines.batch_relay", inside, *self._command(sandboxed)],
             stdin=spec.transform.stdin, env=env, pfs_dir=self.pfs, input_names=self.input_names,
             working_dir=spec.transform.working_dir, timeout=_remaining(None, self.deadline),
             code_dir=self.code_dir, user=spec.transform.user, mounts=mounts)
         self.process = _Process(runtime, request, listener)
         return self.process
+
+    def _command(self, sandboxed: bool) -> list[str]:
+        """The transform's cmd; for a ``function``, this Python running ``tusk.datum_batching`` (the pachctl
+        script beside the socket) to import it from the code and call it per datum."""
+        transform = self.spec.transform
+        if transform.function is None:
+            return transform.cmd
+        script = f"{_INSIDE if sandboxed else self.control}/pachctl"
+        return [sys.executable, script, "_call", transform.function]
 
     def _datum_keys(self, env: dict[str, str]) -> set[str]:
         keys = set(_DATUM_ONLY)

@@ -145,11 +145,11 @@ def _execute(argv: Sequence[str], stdin: str | None, env: Mapping[str, str], cwd
     log = out.decode(errors="replace")[-_LOG_LIMIT:]
     rc = proc.returncode
     ok = rc == 0 or rc in accept
-    error = None if ok else f"{shown or argv[0]} exited with code {rc}{_last_lines(log)}"
+    error = None if ok else f"{shown or argv[0]} exited with code {rc}{last_lines(log)}"
     return RunResult(ok, rc, log, time.monotonic() - start, error)
 
 
-def _last_lines(log: str, lines: int = 3, limit: int = 400) -> str:
+def last_lines(log: str, lines: int = 3, limit: int = 400) -> str:
     """``: `` and the last lines the program printed (its error, usually), for a failed datum's error."""
     tail = [line.strip() for line in log.splitlines() if line.strip() and not line.startswith("[tusk]")][-lines:]
     text = " / ".join(tail)

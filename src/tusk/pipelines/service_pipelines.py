@@ -19,8 +19,10 @@ are the same.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -148,6 +150,7 @@ class ServiceKind:
         self.heads: dict[str, str] | None = None  # input name -> the commit the running command reads
         self.relay: _PortRelay | None = None
         self._waiting_said = False
+        self._sockets: Path | None = None  # the bridge's socket: under /tmp, as a unix socket's path is short
 
     def _inputs(self) -> list[PfsInput]:
         return [leaf for leaf in self.pipeline.spec.input.leaves() if isinstance(leaf, PfsInput)]
@@ -174,8 +177,10 @@ class ServiceKind:
                 self._waiting_said = True
             return None
         self._waiting_said = False
-        sockets = runner.dir / "sockets"
-        sockets.mkdir(exist_ok=True)
+        if self._sockets is None:  # not under TUSK_HOME: a deep home would pass the 108 bytes of a socket path
+            self._sockets = Path(tempfile.mkdtemp(prefix="tusk-service-"))
+            self._sockets.chmod(0o755)
+        sockets = self._sockets
         sandboxed = runner.sandbox is not None
         if self.relay is None:
             port = self.ports.internal_port
@@ -221,3 +226,6 @@ class ServiceKind:
         if self.relay is not None:
             self.relay.close()
             self.relay = None
+        if self._sockets is not None:
+            shutil.rmtree(self._sockets, ignore_errors=True)
+            self._sockets = None

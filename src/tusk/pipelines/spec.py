@@ -47,6 +47,10 @@ IGNORED_FIELDS = {
     "enable_stats", "standby", "chunk_spec", "salt", "determined", "propagation_spec",
 }
 
+_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
+_FUNCTION = re.compile(rf"{_IDENTIFIER}(\.{_IDENTIFIER})*:{_IDENTIFIER}(\.{_IDENTIFIER})*")
+
+
 def _input_name(value: str) -> str:
     """An input's name is a directory (``/pfs/<name>``) and an env var: a plain, short name, never a path."""
     try:
@@ -121,13 +125,36 @@ class Transform(_Spec):
     dockerfile: str | None = None
     memory_volume: bool = False
     datum_batching: bool = False
+    # Tusk's own: ``module:function`` called once per datum in a warm Python worker (``tusk.datum_batching.call``)
+    function: str | None = None
+
+    @field_validator("function")
+    @classmethod
+    def _function(cls, v: str | None) -> str | None:
+        if v is not None and not _FUNCTION.fullmatch(v):
+            shown = v if len(v) <= 60 else v[:60] + "..."
+            raise ValueError(f"function {shown!r} must be MODULE:FUNCTION, e.g. \"predict:score\" (a module of the "
+                             "pipeline's code, dotted names allowed, and a function in it)")
+        return v
 
     @model_validator(mode="after")
     def _something_to_run(self) -> Transform:
+        if self.function is not None:
+            both = [name for name, given in (("cmd", self.cmd), ("stdin", self.stdin), ("image", self.image))
+                    if given]
+            if both:
+                raise ValueError(f"function runs the pipeline's Python code in Tusk's own worker: leave out "
+                                 f"{' and '.join(both)}, or drop function and give a cmd")
+            return self
         if not self.cmd and not self.image:
             raise ValueError("cmd is required: the command each datum runs (only a spec with an image may leave "
                              "it out, to run the image's entrypoint, as in Pachyderm)")
         return self
+
+    @property
+    def batched(self) -> bool:
+        """Whether one long-lived process takes datum after datum: ``datum_batching``, or a ``function``."""
+        return self.datum_batching or self.function is not None
 
 
 class Trigger(_Spec):

@@ -77,10 +77,9 @@ class DatumWorker:
             deadline: float | None, labels: JobLabels | None = None, image: dict[str, Any] | None = None
             ) -> DatumOutcome:
         """Run one datum; ``image`` is the version's image record (``tusk.pipelines.images``)."""
-        if spec.transform.datum_batching:  # fed to a long-lived command by tusk.pipelines.batching instead
-            return DatumOutcome("failed", None, 0, "", "transform.datum_batching runs on this machine's executor "
-                                "only (one long-lived command per worker thread), not on a Dask cluster: unset "
-                                "TUSK_DASK_ADDRESS for this pipeline, or drop datum_batching")
+        if spec.transform.batched:  # the executors feed these to a warm session (tusk.pipelines.batching)
+            raise InvalidArgument(f"pipeline {spec.name}: a datum of a warm-worker transform (datum_batching, "
+                                  "function) runs in a batching session, not as a process of its own")
         outcome = self._run(job_id, datum, spec, code_dir, roots, deadline, labels, image)
         values = labels.secrets if labels is not None else None
         if values:  # the files go with the datum; a value the code printed is masked in its log
