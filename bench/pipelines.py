@@ -44,6 +44,15 @@ def upper():
 upper()
 """
 
+# the same work with transform.function: tusk imports the module once per worker and calls upper() per datum
+FUNCTION_MODULE = """import pathlib
+
+def upper(datum):
+    src = pathlib.Path(datum.inputs['in'])
+    for f in [src] if src.is_file() else sorted(p for p in src.rglob('*') if p.is_file()):
+        pathlib.Path(datum.out, f.name).write_text(f.read_text().upper())
+"""
+
 
 def make_files(root: Path, n: int) -> None:
     shutil.rmtree(root, ignore_errors=True)
@@ -59,7 +68,7 @@ def _duration(job: dict[str, str]) -> float:
 
 
 def tusk_case(work: Path, data: Path, runtime: str, parallelism: int, work_kind: str,
-              batching: bool = False) -> dict[str, float]:
+              batching: bool = False, function: bool = False) -> dict[str, float]:
     """Create the pipeline on `data`, change one file, rerun with no change; wall and job times for each.
 
     ``batching``: the same work with ``transform.datum_batching`` (one command per worker, `pachctl next datum`).
@@ -68,13 +77,16 @@ def tusk_case(work: Path, data: Path, runtime: str, parallelism: int, work_kind:
     code.mkdir(exist_ok=True)
     (code / "upper.py").write_text(WORK_SCRIPT)
     (code / "batched.py").write_text(BATCHED_SCRIPT)
+    (code / "upper_function.py").write_text(FUNCTION_MODULE)
     transform: dict[str, object] = {"cmd": ["cp", "-r", "/pfs/in/.", "/pfs/out/"] if work_kind == "cp" else
                                     [sys.executable, "upper.py", "/pfs/in", "/pfs/out"]}
     if batching:
         transform = {"datum_batching": True, "cmd": [sys.executable, "batched.py"]} if work_kind == "python" else {
             "datum_batching": True, "cmd": ["sh"],
             "stdin": ["while pachctl next datum; do cp -r /pfs/in/. /pfs/out/; done"]}
-    kind = f"{work_kind}{'-batched' if batching else ''}"
+    if function:
+        transform = {"function": "upper_function:upper"}
+    kind = f"{work_kind}{'-batched' if batching else ''}{'-function' if function else ''}"
     spec = code / f"upper-{kind}-{parallelism}.json"
     spec.write_text(json.dumps({
         "pipeline": {"name": "upper"}, "parallelism_spec": {"constant": parallelism},
@@ -139,6 +151,8 @@ def main() -> None:
     r["cp batched local p2"] = tusk_case(work, small, "local", 2, "cp", batching=True)
     r["python batched local p2"] = tusk_case(work, small, "local", 2, "python", batching=True)
     r[f"python batched {sandbox} p2"] = tusk_case(work, small, sandbox, 2, "python", batching=True)
+    r["python function local p2"] = tusk_case(work, small, "local", 2, "python", function=True)
+    r[f"python function {sandbox} p2"] = tusk_case(work, small, sandbox, 2, "python", function=True)
     r["big cp local p2"] = tusk_case(work, big, "local", 2, "cp")
     if dvc:
         r["dvc small"] = dvc_case(work, dvc, small_n)
@@ -162,6 +176,9 @@ def main() -> None:
     print(line("tusk, cp batched, local, 2 workers", r["cp batched local p2"], small_n))
     print(line("tusk, python batched, local, 2 workers", r["python batched local p2"], small_n))
     print(line(f"tusk, python batched, {sandbox}, 2 workers", r[f"python batched {sandbox} p2"], small_n))
+    print("  with transform.function (a module imported once per worker, its function called per datum):")
+    print(line("tusk, python function, local, 2 workers", r["python function local p2"], small_n))
+    print(line(f"tusk, python function, {sandbox}, 2 workers", r[f"python function {sandbox} p2"], small_n))
     if dvc:
         print(line("dvc repro, python over all files", r["dvc small"], small_n, per_datum=False))
     print(f"{big_n} inputs, one changes (target: exactly 1 datum, job < 1 s; DVC reruns the stage):")

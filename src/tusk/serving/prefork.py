@@ -24,6 +24,7 @@ the S3 gateway runs in a child of its own. See docs/decisions/0018-shared-models
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import importlib
 import logging
@@ -430,11 +431,12 @@ class Supervisor:
         if state is not None:
             state.loader = self.shared.loader(state.services.models.load)
         o = self.options
-        config = uvicorn.Config(app, log_level=o.log_level, timeout_graceful_shutdown=int(o.graceful_seconds),
+        closing = _CloseWhenDraining(app)
+        config = uvicorn.Config(closing, log_level=o.log_level, timeout_graceful_shutdown=int(o.graceful_seconds),
                                 access_log=False, log_config=log_config(o.log_format, o.log_level), lifespan="on")
         # uvicorn re-raises SIGTERM once it has shut down gracefully: end then, with status 0
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        server = _ReadyServer(config, ready)
+        server = _ReadyServer(config, ready, closing)
         server.run(sockets=[self.sock])
         return 0 if server.started else 3  # 3: the app did not start (uvicorn's status for that)
 
@@ -449,12 +451,49 @@ class Supervisor:
         return 0
 
 
-class _ReadyServer(uvicorn.Server):
-    """uvicorn's server, telling the parent (one byte on a pipe) once it accepts requests."""
+class _CloseWhenDraining:
+    """ASGI middleware: once the worker drains, every response says ``Connection: close``, so a client's next
+    request opens a new connection (to a live worker) instead of racing the old worker's close."""
 
-    def __init__(self, config: uvicorn.Config, ready: int | None) -> None:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.draining = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not self.draining:
+            await self.app(scope, receive, send)
+            return
+
+        async def closing(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, closing)
+
+
+class _ReadyServer(uvicorn.Server):
+    """uvicorn's server, telling the parent (one byte on a pipe) once it accepts requests; on shutdown (a roll, a
+    SIGTERM), it stops accepting, then lets its open connections end on their own, each after its next response
+    (``_CloseWhenDraining``), for up to the keep-alive timeout: uvicorn alone would close idle keep-alive
+    connections at once, and a client's next request on one, already sent, would get no response."""
+
+    def __init__(self, config: uvicorn.Config, ready: int | None, closing: _CloseWhenDraining | None = None
+                 ) -> None:
         super().__init__(config)
         self._ready = ready
+        self._closing = closing
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._closing is not None:
+            for server in self.servers:
+                server.close()  # no new connection comes here: the live workers take them
+            self._closing.draining = True
+            deadline = time.monotonic() + self.config.timeout_keep_alive + 1.0
+            while self.server_state.connections and time.monotonic() < deadline and not self.force_exit:
+                await asyncio.sleep(0.05)
+        await super().shutdown(sockets)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
