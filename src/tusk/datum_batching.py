@@ -122,21 +122,28 @@ def batch_all_datums(user_code: F) -> F:
     """
 
     import functools
-    import traceback
 
     @functools.wraps(user_code)
     def wrapper(*args: Any, **kwargs: Any) -> None:
-        error = ""
-        while next_datum(error):
-            _load_env()
-            error = ""
-            try:
-                user_code(*args, **kwargs)
-            except Exception as exc:  # the datum failed; the others go on
-                traceback.print_exc()
-                error = repr(exc)
+        _every_datum(lambda _env: user_code(*args, **kwargs), repr)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _every_datum(run: Callable[[dict[str, str]], object], error_of: Callable[[Exception], str]) -> None:
+    """Ask for each datum in turn, load its variables into ``os.environ`` and ``run`` it with them; an exception
+    fails that datum only (printed, and reported as ``error_of(exc)`` with the next call)."""
+    import traceback
+
+    error = ""
+    while next_datum(error):
+        env = _load_env()
+        error = ""
+        try:
+            run(env)
+        except Exception as exc:  # the datum failed; the others go on
+            traceback.print_exc()
+            error = error_of(exc)
 
 
 class FunctionDatum:
@@ -190,18 +197,8 @@ def call(target: str) -> int:
                           for p in inspect.signature(function).parameters.values())
     except (TypeError, ValueError):  # a builtin without a signature: call it with the datum
         takes_datum = True
-    error = ""
-    while next_datum(error):
-        env = _load_env()
-        error = ""
-        try:
-            if takes_datum:
-                function(FunctionDatum(env))
-            else:
-                function()
-        except Exception as exc:  # the datum failed; the others go on
-            traceback.print_exc()
-            error = f"{target} raised {type(exc).__name__}: {exc}"[:2000]
+    _every_datum(lambda env: function(FunctionDatum(env)) if takes_datum else function(),
+                 lambda exc: f"{target} raised {type(exc).__name__}: {exc}"[:2000])
     return 0
 
 
