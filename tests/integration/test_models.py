@@ -211,6 +211,38 @@ def test_a_model_whose_stored_bytes_changed_is_refused(pc: Client) -> None:
         pc.verify_model(f"models@{manifest.commit}")
 
 
+def test_a_large_model_is_read_into_one_buffer_and_refused_when_a_middle_chunk_changed(pc: Client,
+                                                                                       tmp_path: Path) -> None:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    xs = np.random.default_rng(1).random((120_000, 8))  # its training array, kept in the model: ~7.7 MB
+    model = KNeighborsClassifier(n_neighbors=1).fit(xs, (xs[:, 0] > 0.5).astype(int))
+    blob = _joblib_bytes(model)
+    pc.create_repo("models")
+    pc.put_file("models@master:/model.joblib", blob)
+    _, _, files = pc.services.models.read_verified("models@master", only_model=True)
+    assert isinstance(files["/model.joblib"], memoryview) and files["/model.joblib"] == blob  # one buffer, no join
+    loaded = pc.load_model("models@master")
+    assert list(loaded.predict(xs[:50])) == list(model.predict(xs[:50]))
+    pc.export_model("models@master", tmp_path / "export")
+    assert (tmp_path / "export" / "model.joblib").read_bytes() == blob
+    assert pc.verify_model("models@master").commit == pc.inspect_commit("models@master").id
+
+    node = pc.services.files.lookup(parse_file_ref("models@master:/model.joblib"))
+    assert node is not None and node.file is not None and len(node.file.chunks) > 4
+    ref = node.file.chunks[len(node.file.chunks) // 2]
+    objects = pc.services.ctx.objects
+    key = chunk_key(ref.digest) if ref.pack is None else pack_key(ref.pack)
+    stored = objects.get(key)
+    at = len(stored) // 2 if ref.pack is None else ref.offset + ref.size // 2
+    objects.put(key, stored[:at] + bytes([stored[at] ^ 1]) + stored[at + 1:])
+    pc.services.ctx.content._known.clear()
+    with pytest.raises(ModelTampered, match=r"model\.joblib does not match its manifest"):
+        pc.load_model("models@master")
+    with pytest.raises(ModelTampered, match=r"model\.joblib"):
+        pc.verify_model("models@master")
+
+
 def test_a_model_commit_whose_tree_was_swapped_is_refused_by_its_manifest(pc: Client) -> None:
     good = _commit_model(pc, scale=1.0)
     other = _commit_model(pc, repo="other", scale=-1.0)

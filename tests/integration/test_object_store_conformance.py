@@ -106,6 +106,20 @@ def test_get_range(store: ObjectStore) -> None:
         store.get_range("packs/ab/none", 0, 1)
 
 
+def test_read_into_fills_a_slice_of_a_larger_buffer(store: ObjectStore) -> None:
+    data = bytes(range(256)) * 100
+    store.put("packs/ab/q", data)
+    buf = bytearray(b"-" * 400)
+    assert store.read_into("packs/ab/q", 1000, memoryview(buf)[100:400]) == 300
+    assert buf[:100] == b"-" * 100 and buf[100:] == data[1000:1300]
+    assert store.read_into("packs/ab/q", len(data) - 5, memoryview(buf)[:5]) == 5 and buf[:5] == data[-5:]
+    short = bytearray(10)
+    assert store.read_into("packs/ab/q", len(data) - 4, memoryview(short)) == 4  # the object ends first
+    assert short[:4] == data[-4:]
+    with pytest.raises(ObjectMissing):
+        store.read_into("packs/ab/none", 0, memoryview(bytearray(1)))
+
+
 def test_size_without_reading(store: ObjectStore) -> None:
     assert store.size("sized/missing") is None
     store.put("sized/a", b"12345")

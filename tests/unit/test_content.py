@@ -85,6 +85,26 @@ def test_missing_chunk_is_an_error_naming_the_file(store: ContentStore) -> None:
         store.read_chunk(node.chunks[0], "r@m:/x")
 
 
+def test_read_into_fills_one_buffer_and_checks_every_chunk(store: ContentStore) -> None:
+    data = _rand(5 << 20, 11)
+    node = store.write_bytes(data)
+    assert len(node.chunks) > 3
+    out = memoryview(bytearray(len(data)))
+    store.read_into(node, "f", out)
+    assert out == data
+    with pytest.raises(ValueError, match="a buffer of 10 bytes"):
+        store.read_into(node, "f", memoryview(bytearray(10)))
+    ref = node.chunks[2]
+    path = store.objects.root / chunk_key(ref.digest)  # type: ignore[attr-defined]
+    raw = bytearray(path.read_bytes())
+    raw[5] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ObjectCorrupt, match=re.escape("models@master:/m.bin")):
+        store.read_into(node, "models@master:/m.bin", memoryview(bytearray(len(data))))
+    assert ref.digest in store.suspects()  # flagged, so a put of the same bytes repairs it
+    store.read_into(node, "f", memoryview(bytearray(len(data))), verify=False)  # a caller hashing the whole
+
+
 def test_seekable_reader(store: ContentStore) -> None:
     data = _rand(3 << 20, 9)
     node = store.write_bytes(data)

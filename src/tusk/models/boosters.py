@@ -75,7 +75,7 @@ def _names(names: Sequence[str] | None) -> np.ndarray[Any, Any] | None:
 class XGBoostModel(_Booster):
     """An XGBoost model from ``save_model`` (UBJSON or JSON), predicted with ``inplace_predict``."""
 
-    def __init__(self, data: bytes, path: str) -> None:
+    def __init__(self, data: bytes | memoryview, path: str) -> None:
         import xgboost
 
         self.booster = xgboost.Booster()
@@ -100,11 +100,11 @@ class XGBoostModel(_Booster):
 class LightGBMModel(_Booster):
     """A LightGBM model from ``Booster.save_model`` (its text format)."""
 
-    def __init__(self, data: bytes, path: str) -> None:
+    def __init__(self, data: bytes | memoryview, path: str) -> None:
         import lightgbm
 
         try:
-            text = data.decode()
+            text = str(data, "utf-8")
             self.booster = lightgbm.Booster(model_str=text)
         except Exception as e:  # lightgbm.basic.LightGBMError, or bytes that are not its text format
             raise ModelUnloadable(f"{path} is not a loadable LightGBM model: {str(e).splitlines()[0]}") from e

@@ -10,7 +10,6 @@ promoted; loading them says so.
 from __future__ import annotations
 
 import importlib.util
-import io
 import itertools
 import pickle
 import sys
@@ -21,11 +20,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from tusk.errors import ModelUnloadable
 from tusk.models.manifest import Manifest, ModelEntry
+from tusk.storage.buffers import reader
 
 if TYPE_CHECKING:
     from tusk.models.explainers import Explainer
 
-__all__ = ["LOADERS", "LoadedModel", "load_model"]
+__all__ = ["LOADERS", "FileBytes", "LoadedModel", "load_model"]
+
+FileBytes = bytes | memoryview  # a verified file: a large one is a view of the one buffer it was read into
 
 
 class LoadedModel:
@@ -85,7 +87,7 @@ class LoadedModel:
 
 
 class Loader(Protocol):
-    def __call__(self, entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | None) -> LoadedModel: ...
+    def __call__(self, entry: ModelEntry, files: Mapping[str, FileBytes], manifest: Manifest | None) -> LoadedModel: ...
 
 
 # the package a pickled model's classes come from → the extra that installs it
@@ -109,7 +111,7 @@ def _require(module: str, flavor: str, extra: str) -> Any:
                               f"pip install 'tusk[{extra}]'") from e
 
 
-def _pickled(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | None) -> LoadedModel:
+def _pickled(entry: ModelEntry, files: Mapping[str, FileBytes], manifest: Manifest | None) -> LoadedModel:
     try:
         impl = pickle.loads(files[entry.path])  # bytes verified against the manifest first
     except ImportError as e:
@@ -119,10 +121,10 @@ def _pickled(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest |
     return _with_predict(entry, impl, manifest)
 
 
-def _joblib(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | None) -> LoadedModel:
+def _joblib(entry: ModelEntry, files: Mapping[str, FileBytes], manifest: Manifest | None) -> LoadedModel:
     joblib = _require("joblib", "joblib", "ml")
     try:
-        impl = joblib.load(io.BytesIO(files[entry.path]))
+        impl = joblib.load(reader(files[entry.path], entry.path))
     except ImportError as e:
         raise _missing(e, entry.path, "joblib") from e
     except Exception as e:
@@ -137,12 +139,12 @@ def _with_predict(entry: ModelEntry, impl: Any, manifest: Manifest | None, keep:
     return LoadedModel(entry.flavor, impl, entry, manifest, predict, keep)
 
 
-def _onnx(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | None) -> LoadedModel:
+def _onnx(entry: ModelEntry, files: Mapping[str, FileBytes], manifest: Manifest | None) -> LoadedModel:
     ort = _require("onnxruntime", "onnx", "onnx")
     from tusk.models.onnx_model import OnnxModel
 
     try:
-        session = ort.InferenceSession(files[entry.path], providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(bytes(files[entry.path]), providers=["CPUExecutionProvider"])
     except Exception as e:
         raise ModelUnloadable(f"{entry.path} is not a loadable ONNX model: {e}") from e
     model = OnnxModel(session)  # inputs by name, predict, predict_proba where the graph has probabilities
@@ -154,7 +156,7 @@ def _native_file(entry: ModelEntry) -> str:
     return f"{entry.path.rstrip('/')}/{entry.entry_point}" if entry.entry_point else entry.path
 
 
-def _xgboost(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | None) -> LoadedModel:
+def _xgboost(entry: ModelEntry, files: Mapping[str, FileBytes], manifest: Manifest | None) -> LoadedModel:
     _require("xgboost", "xgboost", "xgboost")
     from tusk.models.boosters import XGBoostModel
 
@@ -163,7 +165,7 @@ def _xgboost(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest |
     return LoadedModel("xgboost", model, entry, manifest, model.predict)
 
 
-def _lightgbm(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | None) -> LoadedModel:
+def _lightgbm(entry: ModelEntry, files: Mapping[str, FileBytes], manifest: Manifest | None) -> LoadedModel:
     _require("lightgbm", "lightgbm", "lightgbm")
     from tusk.models.boosters import LightGBMModel
 
@@ -172,7 +174,7 @@ def _lightgbm(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest 
     return LoadedModel("lightgbm", model, entry, manifest, model.predict)
 
 
-def _unpack(entry: ModelEntry, files: Mapping[str, bytes]) -> tempfile.TemporaryDirectory[str]:
+def _unpack(entry: ModelEntry, files: Mapping[str, FileBytes]) -> tempfile.TemporaryDirectory[str]:
     """Write a directory model's verified files into a private temporary directory."""
     tmp = tempfile.TemporaryDirectory(prefix="tusk-model-")
     base = entry.path.rstrip("/")
@@ -190,7 +192,7 @@ def _relative(message: str, tmp: tempfile.TemporaryDirectory[str]) -> str:
     return message.replace(tmp.name + "/", "").replace(tmp.name, ".")
 
 
-def _mlflow(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | None) -> LoadedModel:
+def _mlflow(entry: ModelEntry, files: Mapping[str, FileBytes], manifest: Manifest | None) -> LoadedModel:
     pyfunc = _require("mlflow.pyfunc", "mlflow", "mlflow")
     tmp = _unpack(entry, files)
     try:
@@ -219,7 +221,7 @@ def _mlflow_native(impl: Any, tmp: tempfile.TemporaryDirectory[str]) -> object:
 _module_ids = itertools.count()
 
 
-def _python(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | None) -> LoadedModel:
+def _python(entry: ModelEntry, files: Mapping[str, FileBytes], manifest: Manifest | None) -> LoadedModel:
     """``class: module.py:Name`` from tusk-model.yaml: ``Name()``, then ``load(model_dir)`` if it has one."""
     if not entry.entry_point:
         raise ModelUnloadable(f"{entry.path}: the descriptor names no class (`class: module.py:ClassName`)")
@@ -259,7 +261,7 @@ LOADERS: dict[str, Loader] = {
 }
 
 
-def load_model(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest | None) -> LoadedModel:
+def load_model(entry: ModelEntry, files: Mapping[str, FileBytes], manifest: Manifest | None) -> LoadedModel:
     loader = LOADERS.get(entry.flavor)
     if loader is None:
         raise ModelUnloadable(
@@ -272,13 +274,13 @@ def load_model(entry: ModelEntry, files: Mapping[str, bytes], manifest: Manifest
     return model
 
 
-def _attach_explainer(model: LoadedModel, path: str, data: bytes) -> None:
+def _attach_explainer(model: LoadedModel, path: str, data: FileBytes) -> None:
     """Prepare the model's (verified) explainer. One that cannot explain the model leaves the model serving
     predictions; explaining then answers why (``explainer_error``)."""
     from tusk.models.explainers import load_explainer
 
     try:
-        model.explainer = load_explainer(path, data, model)
+        model.explainer = load_explainer(path, bytes(data), model)
     except ModelUnloadable as e:
         model.explainer_error = str(e)
     except Exception as e:  # the model's own code ran in preparing it (a transform): its failure is the explainer's

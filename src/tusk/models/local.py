@@ -69,5 +69,7 @@ def load_dir(directory: str | Path, path: str | None = None, manifest: Manifest 
         local = directory / p.lstrip("/")
         if not local.is_file():
             raise ModelTampered(f"model file {p} is missing from {directory}: refusing to load the model")
-        files[p] = verify_file(manifest.file(p), [local.read_bytes()])
+        data = local.read_bytes()
+        verify_file(manifest.file(p), [data])
+        files[p] = data
     return load_model(entry, files, manifest)

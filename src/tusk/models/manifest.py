@@ -219,22 +219,27 @@ class Manifest:
         raise ModelNotFound(f"no model at {norm} in {self.repo}@{self.commit}; models: {listed}")
 
 
-def verify_file(expected: FileHashes, chunks: Iterable[bytes], sha256: bool = False) -> bytes:
-    """The file's bytes if they hash to what the manifest says; otherwise ModelTampered, naming the file.
+def verify_file(expected: FileHashes, pieces: Iterable[bytes | memoryview], sha256: bool = False) -> None:
+    """Hash the file's bytes as they arrive, in order; ModelTampered, naming the file, unless they are what the
+    manifest says. A caller deserializes nothing before this returns.
 
     Loading checks size and BLAKE3 (multithreaded for large files); ``sha256``
     (``tusk model verify``) checks the second hash too, at sha256's speed.
     """
-    data = b"".join(chunks)
-    b3 = blake3.blake3(max_threads=blake3.blake3.AUTO if len(data) > (8 << 20) else 1)
-    b3.update(data)
+    b3 = blake3.blake3(max_threads=blake3.blake3.AUTO if expected.size > (8 << 20) else 1)
+    sha = hashlib.sha256() if sha256 else None
+    size = 0
+    for piece in pieces:
+        b3.update(piece)
+        if sha is not None:
+            sha.update(piece)
+        size += len(piece)
     got_b3 = b3.hexdigest()
-    ok = len(data) == expected.size and got_b3 == expected.blake3
-    if ok and sha256:
-        ok = hashlib.sha256(data).hexdigest() == expected.sha256
+    ok = size == expected.size and got_b3 == expected.blake3
+    if ok and sha is not None:
+        ok = sha.hexdigest() == expected.sha256
     if not ok:
         raise ModelTampered(
             f"model file {expected.path} does not match its manifest (expected {expected.size} bytes, blake3 "
-            f"{expected.blake3[:16]}…; found {len(data)} bytes, blake3 {got_b3[:16]}…): refusing to load it. "
+            f"{expected.blake3[:16]}…; found {size} bytes, blake3 {got_b3[:16]}…): refusing to load it. "
             "Restore the file or load a commit whose manifest matches")
-    return data

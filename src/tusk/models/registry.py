@@ -26,6 +26,7 @@ from tusk.models.loaders import LoadedModel, load_model
 from tusk.models.local import MANIFEST_FILE
 from tusk.models.manifest import Manifest, verify_file
 from tusk.models.records import BranchMove, ModelInfo
+from tusk.storage.buffers import MAPPED_FROM, allocate
 from tusk.storage.metadata import BranchMoveRow, BranchRow, CommitRow, ModelManifestRow
 from tusk.versioning.branches import BranchService
 from tusk.versioning.commits import CommitService
@@ -152,16 +153,21 @@ class ModelService:
         )
 
     # -- verification and loading ---------------------------------------------
-    def read_verified(self, ref: str, only_model: bool = False, sha256: bool = False
-                      ) -> tuple[Manifest, str | None, dict[str, bytes]]:
+    def read_verified(self, ref: str, only_model: bool = False, keep: bool = True, sha256: bool = False
+                      ) -> tuple[Manifest, str | None, dict[str, bytes | memoryview]]:
         """The manifest, the named model path and the files (all, or the named model's and its explainer), checked
-        against it."""
+        against it.
+
+        A large file is read straight into one buffer (``allocate``), not joined from chunks, then hashed in one
+        pass; with ``keep=False`` (checking only) each file is hashed as it streams by and nothing is kept (the
+        files come back empty).
+        """
         manifest, tree, path = self._resolved(ref)
         wanted = None
         if only_model:  # the model's files, and its explainer: verified and loaded with it
             model = manifest.model(path)
             wanted = set(model.files) | ({model.explainer} if model.explainer else set())
-        files: dict[str, bytes] = {}
+        files: dict[str, bytes | memoryview] = {}
         for expected in manifest.files:
             if wanted is not None and expected.path not in wanted:
                 continue
@@ -169,13 +175,23 @@ class ModelService:
             if entry is None or entry.file is None:
                 raise ModelTampered(f"model file {expected.path} is listed in the manifest of {manifest.repo}@"
                                     f"{manifest.commit} but is not in the commit: refusing to load it")
-            chunks = self.ctx.content.iter_bytes(entry.file, expected.path, verify=False)  # hashed whole below
-            files[expected.path] = verify_file(expected, chunks, sha256)
+            content = self.ctx.content
+            if not keep:
+                verify_file(expected, content.iter_bytes(entry.file, expected.path, verify=False), sha256)
+            elif entry.file.size != expected.size or entry.file.size < MAPPED_FROM:
+                data = b"".join(content.iter_bytes(entry.file, expected.path, verify=False))  # hashed whole below
+                verify_file(expected, [data], sha256)
+                files[expected.path] = data
+            else:
+                buffer = allocate(entry.file.size)
+                content.read_into(entry.file, expected.path, buffer, verify=False)
+                verify_file(expected, [buffer], sha256)  # one pass over the whole, on every core
+                files[expected.path] = buffer
         return manifest, path, files
 
     def verify(self, ref: str) -> Manifest:
         """Re-read every file of the manifest and check size, BLAKE3 and sha256; ModelTampered on a mismatch."""
-        manifest, _, _ = self.read_verified(ref, sha256=True)
+        manifest, _, _ = self.read_verified(ref, keep=False, sha256=True)
         return manifest
 
     def load(self, ref: str) -> LoadedModel:

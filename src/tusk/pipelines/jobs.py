@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -557,8 +558,7 @@ class JobService:
         stamp = now()
         rows = [_run_row(job_id, d, h, o, stamp) for d, h, o in items]
         with self.ctx.db.write() as s:
-            s.connection().execute(
-                self.ctx.db.insert(DatumRunRow).on_conflict_do_nothing(index_elements=["job_id", "datum_id"]), rows)
+            s.connection().execute(self._statements[2], rows)
 
     def _intact(self, tree: str) -> bool:
         """Whether every directory and chunk of a datum output is still in the store."""
@@ -572,16 +572,24 @@ class JobService:
         return True
 
     def _write_record(self, s: Session, job_id: str, p: StoredPipeline, d: Datum, h: str, o: DatumOutcome) -> None:
-        """Upsert the datum's run row and, for a success, its cache entry: two statements, no reads."""
-        row = _run_row(job_id, d, h, o)
-        runs = self.ctx.db.insert(DatumRunRow)
-        s.execute(runs.values(row).on_conflict_do_update(
-            index_elements=["job_id", "datum_id"],
-            set_={k: v for k, v in row.items() if k not in ("job_id", "datum_id")}))
+        """Upsert the datum's run row and, for a success, its cache entry: two statements, no reads, each compiled
+        once per process (a statement built with its values inline is compiled anew per datum: ~2 ms each)."""
+        upsert, cache, _ = self._statements
+        connection = s.connection()
+        connection.execute(upsert, _run_row(job_id, d, h, o))
         if o.state == "success" and o.output_tree and p.spec.reprocess_spec == "until_success":
-            cache = self.ctx.db.insert(DatumCacheRow)
-            s.execute(cache.values(pipeline_id=p.row.id, hash=h, output_tree=o.output_tree, job_id=job_id)
-                      .on_conflict_do_nothing(index_elements=["pipeline_id", "hash"]))
+            connection.execute(cache, {"pipeline_id": p.row.id, "hash": h, "output_tree": o.output_tree,
+                                       "job_id": job_id})
+
+    @functools.cached_property
+    def _statements(self) -> tuple[Any, Any, Any]:
+        """(run row upsert, cache entry insert-if-absent, run row insert-if-absent), with bound parameters."""
+        runs = self.ctx.db.insert(DatumRunRow)
+        upsert = runs.on_conflict_do_update(index_elements=["job_id", "datum_id"],
+                                            set_={k: runs.excluded[k] for k in _RUN_FIELDS})
+        cache = self.ctx.db.insert(DatumCacheRow).on_conflict_do_nothing(index_elements=["pipeline_id", "hash"])
+        reused = runs.on_conflict_do_nothing(index_elements=["job_id", "datum_id"])
+        return upsert, cache, reused
 
     def _finish(self, job_id: str, p: StoredPipeline, global_id: str, inputs: list[dict[str, str]], root: str,
                 error: str | None, processed: int, skipped: int, failed: int,
@@ -739,6 +747,10 @@ class JobService:
 
 def _describe(exc: Exception) -> str:
     return str(exc) if isinstance(exc, TuskError) else f"{type(exc).__name__}: {exc}"
+
+
+_RUN_FIELDS = ("hash", "state", "output_tree", "inputs", "tries", "log", "error", "finished_at", "download_seconds",
+               "process_seconds", "upload_seconds", "download_bytes", "upload_bytes")  # a rerun replaces them all
 
 
 def _run_row(job_id: str, d: Datum, h: str, o: DatumOutcome, stamp: Any = None) -> dict[str, Any]:

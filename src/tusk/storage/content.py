@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, TypeVar
 
 import blake3
 import pyfastcdc
@@ -57,6 +57,7 @@ PACK_TARGET = 8 << 20  # seal a pack of small files at this size
 _SMALL_BATCH = 512
 
 Progress = Callable[[int], None]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,13 +352,25 @@ class ContentStore:
     def read_chunk(self, ref: ChunkRef, name: str, verify: bool = True) -> bytes:
         """The chunk's bytes, verified. A bad copy is flagged (so a put of the same bytes repairs it); a packed
         chunk whose pack copy is bad is read from its loose copy when a repair wrote one."""
+        return self._repairable(ref, name, lambda copy: self.read_copy(copy, name, verify))
+
+    def fill_chunk(self, ref: ChunkRef, name: str, out: memoryview, verify: bool = True) -> None:
+        """``read_chunk`` into ``out`` (exactly the chunk's size): no bytes object, no copy."""
+        def fill(copy: ChunkRef) -> None:
+            key, offset = (pack_key(copy.pack), copy.offset) if copy.pack is not None else (chunk_key(copy.digest), 0)
+            got = self._stored(copy, name, lambda: self.objects.read_into(key, offset, out))
+            self._check(copy, name, got, out, verify)
+
+        self._repairable(ref, name, fill)
+
+    def _repairable(self, ref: ChunkRef, name: str, read: Callable[[ChunkRef], _T]) -> _T:
         try:
-            return self.read_copy(ref, name, verify)
+            return read(ref)
         except (ObjectCorrupt, ObjectMissing) as exc:
             if ref.pack is not None and self.objects.exists(chunk_key(ref.digest)):
                 loose = ChunkRef(ref.digest, ref.size)
                 with contextlib.suppress(ObjectCorrupt, ObjectMissing):
-                    return self.read_copy(loose, name, verify)
+                    return read(loose)
             if isinstance(exc, ObjectCorrupt):
                 with contextlib.suppress(TuskError):  # best effort: a read-only store still reports the error
                     self.flag(ref.digest, str(exc))
@@ -365,22 +378,53 @@ class ContentStore:
 
     def read_copy(self, ref: ChunkRef, name: str, verify: bool = True) -> bytes:
         """The bytes of exactly this stored copy, verified: no fallback, no flagging (what ``fsck`` repairs from)."""
+        if ref.pack is not None:
+            pack = ref.pack
+            data = self._stored(ref, name, lambda: self.objects.get_range(pack_key(pack), ref.offset, ref.size))
+        else:
+            data = self._stored(ref, name, lambda: self.objects.get(chunk_key(ref.digest)))
+        self._check(ref, name, len(data), data, verify)
+        return data
+
+    @staticmethod
+    def _stored(ref: ChunkRef, name: str, read: Callable[[], _T]) -> _T:
         try:
-            if ref.pack is not None:
-                data = self.objects.get_range(pack_key(ref.pack), ref.offset, ref.size)
-            else:
-                data = self.objects.get(chunk_key(ref.digest))
+            return read()
         except ObjectMissing:
             raise ObjectMissing(
                 f"{name}: chunk {ref.digest[:16]}… is missing from the object store; put the same file again "
                 "to restore it, and run `tusk fsck`"
             ) from None
-        if len(data) != ref.size or (verify and blake3.blake3(data).hexdigest() != ref.digest):
+
+    @staticmethod
+    def _check(ref: ChunkRef, name: str, size: int, data: bytes | memoryview, verify: bool) -> None:
+        if size != ref.size or (verify and blake3.blake3(data).hexdigest() != ref.digest):
             raise ObjectCorrupt(
                 f"{name}: chunk {ref.digest[:16]}… is corrupt (its bytes do not match their hash);"
                 " refusing to return wrong data. Put the same file again to repair it, or run `tusk fsck --repair`"
             )
-        return data
+
+    def read_into(self, node: FileNode, name: str, out: memoryview, verify: bool = True) -> None:
+        """Fill ``out`` (``node.size`` bytes) with the file, its chunks read in parallel straight into their
+        places: no bytes object per chunk, no join. ``verify=False`` as for ``iter_bytes``."""
+        if len(out) != node.size:
+            raise ValueError(f"{name}: a buffer of {len(out)} bytes for a file of {node.size}")
+        window: deque[Future[None]] = deque()
+        at = 0
+        try:
+            for ref in node.chunks:
+                window.append(self._pool.submit(self.fill_chunk, ref, name, out[at:at + ref.size], verify))
+                at += ref.size
+                if len(window) > _IN_FLIGHT:
+                    window.popleft().result()
+            while window:
+                window.popleft().result()
+        finally:  # on an error, no read may still be writing into ``out`` once this returns
+            for pending in window:
+                pending.cancel()
+            for pending in window:
+                with contextlib.suppress(BaseException):
+                    pending.result()
 
     def iter_bytes(self, node: FileNode, name: str, offset: int = 0, verify: bool = True) -> Iterator[bytes]:
         """Yield the file's bytes from ``offset``; each chunk is verified first.

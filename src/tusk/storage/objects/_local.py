@@ -92,6 +92,22 @@ class LocalObjectStore:
         except FileNotFoundError:
             raise ObjectMissing(f"object {key} is missing from {self.url}") from None
 
+    def read_into(self, key: str, offset: int, out: memoryview) -> int:
+        try:
+            fd = os.open(self._path(key), os.O_RDONLY)
+        except FileNotFoundError:
+            raise ObjectMissing(f"object {key} is missing from {self.url}") from None
+        try:
+            done = 0
+            while done < len(out):
+                n = os.preadv(fd, [out[done:]], offset + done)
+                if n == 0:
+                    break
+                done += n
+            return done
+        finally:
+            os.close(fd)
+
     def exists(self, key: str) -> bool:
         return os.path.exists(self._path(key))
 

@@ -38,6 +38,11 @@ class ObjectStore(Protocol):
         """``length`` bytes at ``offset`` (fewer only if the object is shorter)."""
         ...
 
+    def read_into(self, key: str, offset: int, out: memoryview) -> int:
+        """Fill ``out`` with the object's bytes from ``offset``; how many were read (fewer only if the object is
+        shorter). A large verified read (a model file) lands in one buffer without a copy per chunk."""
+        ...
+
     def exists(self, key: str) -> bool: ...
 
     def size(self, key: str) -> int | None:

@@ -65,6 +65,11 @@ class S3ObjectStore:
         except self._errors.ClientError as exc:
             raise StorageUnavailable(f"cannot read object {key} from {self.url}: {exc}") from exc
 
+    def read_into(self, key: str, offset: int, out: memoryview) -> int:
+        data = self.get_range(key, offset, len(out))
+        out[:len(data)] = data
+        return len(data)
+
     def exists(self, key: str) -> bool:
         return self.size(key) is not None
 
