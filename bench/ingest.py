@@ -1,16 +1,32 @@
-"""Ingest benchmark: Tusk vs DVC on the same data, in one run.
+"""Ingest benchmark: Tusk vs DVC on the same data, in one run, and a table of targets.
 
     .venv/bin/python bench/ingest.py            # full size: 1 GiB, 100k small files, 1M-file repo
     .venv/bin/python bench/ingest.py --quick    # small sizes, for a smoke run
+    .venv/bin/python bench/ingest.py --only b   # one section (raw figures merge into the last run's JSON)
 
 Measures (a) one large file, (b) 100k small files in 100 directories, (c) the
 work after changing one file, (d) bytes stored after a 1 MiB insertion in the
 middle of the large file, (e) commit time for one changed file in a 1k-file vs
-a 1M-file repo. DVC is installed into its own venv under bench/.work.
+a 1M-file repo. DVC is installed into its own venv under --work.
 Page cache is warm for every contestant (data is read once before timing);
 `sync` runs before each timed step so no step pays for another's writeback.
 Tusk times are whole CLI invocations, including interpreter start-up and the
 durability barrier (syncfs) before the commit is published.
+
+Targets, each checked against a peer or floor measured in the same run (the table
+ends the output; a section not run this time shows "not run"):
+
+- (a) put the 1 GiB file <= 2x writing the same bytes durably (`dd bs=8M conv=fsync`
+  to the work directory's filesystem, median of 3), and >= 5x faster than `dvc add`;
+- (b) put -r the 100k small files >= 8x faster than `dvc add`, and <= 3x the floor
+  walk+read+BLAKE3 (walk the tree, read and hash every file, one process, one thread);
+- (c) put -r them again after changing one <= 2x walk+lstat of the tree, plus start-up
+  (`tusk --version`);
+- (d) the 1 MiB insertion stores <= 3 MiB more;
+- (e) a commit in the 1M-file repo <= 2x a commit in the 1k-file repo.
+
+Each section prints the machine's load before and after, and runs again (up to 3
+times in all, from a fresh Tusk home) when the load was high (bench/verdicts.py).
 """
 
 from __future__ import annotations
@@ -28,6 +44,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import blake3
+
+from verdicts import Targets, section_with_retries
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -189,23 +207,39 @@ def main() -> None:
     dvc = None if args.no_dvc else Dvc(work)
     results["dvc_version"] = dvc.version if dvc else None
 
+    # the figures measured in this run: the report and its targets use these only (never an earlier run's)
+    now: dict[str, object] = {k: results[k] for k in ("big_bytes", "small_files", "wide_files", "dvc_version")}
+
+    def section(title: str, run: Callable[[], dict[str, object]]) -> None:
+        figures = section_with_retries(title, run)
+        now.update(figures)
+        results.update(figures)
+        save()
+
     if "a" in args.only or "d" in args.only:
-        run_big(results, work, big, inserted, dvc)
-        save()
+        section(f"(a, d) one {big_size / (1 << 30):.2f} GiB file", lambda: run_big(work, big, inserted, dvc))
     if "b" in args.only or "c" in args.only:
-        run_small(results, work, small, dvc)
-        save()
+        section(f"(b, c) {small_n:,} small files", lambda: run_small(work, small, dvc))
     if "e" in args.only:
-        run_wide(results, work, wide_n)
-        save()
-    report(results)
+        section(f"(e) commit in a 1k-file and a {wide_n:,}-file repo", lambda: run_wide(work, wide_n))
+    report(now)
     print(f"\nraw figures: {out}")
 
 
-def run_big(results: dict[str, object], work: Path, big: Path, inserted: Path, dvc: Dvc | None) -> None:
-    # baseline: plain read + BLAKE3 of the same file
+def dd_fsync(src: Path, dst: Path) -> float:
+    """Write ``src``'s bytes to ``dst`` durably (dd bs=8M conv=fsync), seconds; ``dst`` is deleted after."""
+    try:
+        return sh(["dd", f"if={src}", f"of={dst}", "bs=8M", "conv=fsync", "status=none"])
+    finally:
+        dst.unlink(missing_ok=True)
+
+
+def run_big(work: Path, big: Path, inserted: Path, dvc: Dvc | None) -> dict[str, object]:
+    results: dict[str, object] = {}
+    # floors: read + BLAKE3 of the same file, and writing its bytes durably to the work directory's filesystem
     results["a_read_blake3_1thread_s"] = median_of(3, lambda: read_blake3(big, 1))
     results["a_read_blake3_mt_s"] = median_of(3, lambda: read_blake3(big, blake3.blake3.AUTO))
+    results["a_dd_fsync_s"] = median_of(3, lambda: dd_fsync(big, work / "dd-out.bin"))
 
     # (a) one large file
     tusk = Tusk(work / "tusk-a")
@@ -216,6 +250,7 @@ def run_big(results: dict[str, object], work: Path, big: Path, inserted: Path, d
     before = tusk.stored()
     results["d_tusk_put_inserted_s"] = tusk.run("put", "file", "b@master:/big.bin", "-f", str(inserted))
     results["d_tusk_extra_bytes"] = tusk.stored() - before
+    shutil.rmtree(tusk.home)
     if dvc:
         proj = dvc.project(work / "dvc-a")
         shutil.copyfile(big, proj / "big.bin")
@@ -229,13 +264,16 @@ def run_big(results: dict[str, object], work: Path, big: Path, inserted: Path, d
         results["d_dvc_add_inserted_s"] = dvc.run(proj, "add", "-q", "big.bin")
         results["d_dvc_extra_bytes"] = tree_bytes(cache) - before
         shutil.rmtree(proj)
+    return results
 
 
-def run_small(results: dict[str, object], work: Path, small: Path, dvc: Dvc | None) -> None:
+def run_small(work: Path, small: Path, dvc: Dvc | None) -> dict[str, object]:
     # (b) many small files, (c) after changing one
+    results: dict[str, object] = {}
     tusk = Tusk(work / "tusk-b")
     tusk.run("repo", "create", "s")
     read_all(small)
+    results["b_walk_read_blake3_s"] = median_of(3, lambda: walk_read_blake3(small))
     results["b_tusk_put_s"] = tusk.run("put", "file", "s@master:/small", "-r", "-f", str(small))
     changed = small / "d050" / "f00007.txt"
     original = changed.read_bytes()
@@ -258,6 +296,23 @@ def run_small(results: dict[str, object], work: Path, small: Path, dvc: Dvc | No
             shutil.rmtree(proj)
     finally:
         changed.write_bytes(original)
+    shutil.rmtree(tusk.home)
+    return results
+
+
+def walk_read_blake3(root: Path) -> float:
+    """The floor of a first put -r: walk the tree, read and BLAKE3 every file, one process, one thread (seconds)."""
+    t = time.perf_counter()
+    stack = [str(root)]
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+                else:
+                    with open(e.path, "rb") as fh:
+                        blake3.blake3(fh.read()).digest()
+    return time.perf_counter() - t
 
 
 def walk_lstat(root: Path) -> float:
@@ -274,8 +329,9 @@ def walk_lstat(root: Path) -> float:
     return time.perf_counter() - t
 
 
-def run_wide(results: dict[str, object], work: Path, wide_n: int) -> None:
+def run_wide(work: Path, wide_n: int) -> dict[str, object]:
     # (e) one changed file, small repo vs wide repo
+    results: dict[str, object] = {}
     for label, n in (("1k", 1_000), ("wide", wide_n)):
         home = work / f"tusk-e-{label}"
         shutil.rmtree(home, ignore_errors=True)
@@ -290,57 +346,94 @@ def run_wide(results: dict[str, object], work: Path, wide_n: int) -> None:
         wide.run("put", "file", "wide@master:/d0000/f0002", "-f", "-", stdin=b"one more")
         results[f"e_tree_bytes_written_{label}"] = tree_bytes(home / "objects" / "trees") - trees_before
         shutil.rmtree(home)
+    return results
 
 
 def report(r: dict[str, object]) -> None:
+    """The figures of this run, then the table of targets (``r`` holds this run's figures only)."""
     def f(key: str) -> float:
         v = r.get(key)
         return float(v) if isinstance(v, int | float) else float("nan")
 
     def ratio(a: str, b: str) -> str:
-        return f"{f(a) / f(b):.1f}x"
+        x = f(a) / f(b)
+        return "-" if x != x else f"{x:.1f}x"
+
+    def v(key: str, width: int = 8, prec: int = 2, div: float = 1.0) -> str:  # "-" for a figure not measured
+        x = f(key) / div
+        return "-".rjust(width) if x != x else f"{x:{width}.{prec}f}"
 
     def count(key: str) -> str:  # a section not run this time has no figures: say so, don't crash on int(nan)
         v = f(key)
         return "-" if v != v else f"{int(v):,}"
 
+    def secs(key: str) -> str:
+        return secs_of(f(key))
+
     mib = 1 << 20
     dvc = f"DVC {r['dvc_version']}" if r.get("dvc_version") else "DVC (skipped)"
     rows = [
         f"(a) one {f('big_bytes') / (1 << 30):.2f} GiB file",
-        f"    read+BLAKE3 (1 thread)    {f('a_read_blake3_1thread_s'):8.2f} s"
-        f"   (multithreaded BLAKE3 {f('a_read_blake3_mt_s'):.2f} s)",
-        f"    tusk put file             {f('a_tusk_put_s'):8.2f} s"
-        f"   = {ratio('a_tusk_put_s', 'a_read_blake3_1thread_s')} the baseline (target <= 1.5x)",
-        f"    tusk put, all chunks known{f('a_tusk_reput_same_s'):8.2f} s"
-        f"   = {ratio('a_tusk_reput_same_s', 'a_read_blake3_1thread_s')} the baseline",
-        f"    dvc add                   {f('a_dvc_add_s'):8.2f} s"
-        f"   tusk is {ratio('a_dvc_add_s', 'a_tusk_put_s')} faster (target >= 3x)",
+        f"    read+BLAKE3 (1 thread)    {v('a_read_blake3_1thread_s')} s"
+        f"   (multithreaded BLAKE3 {v('a_read_blake3_mt_s', 0)} s)",
+        f"    dd bs=8M conv=fsync       {v('a_dd_fsync_s')} s   (writing the bytes durably, median of 3)",
+        f"    tusk put file             {v('a_tusk_put_s')} s"
+        f"   = {ratio('a_tusk_put_s', 'a_dd_fsync_s')} dd, {ratio('a_tusk_put_s', 'a_read_blake3_1thread_s')}"
+        " read+BLAKE3",
+        f"    tusk put, all chunks known{v('a_tusk_reput_same_s')} s"
+        f"   = {ratio('a_tusk_reput_same_s', 'a_read_blake3_1thread_s')} read+BLAKE3",
+        f"    dvc add                   {v('a_dvc_add_s')} s"
+        f"   tusk is {ratio('a_dvc_add_s', 'a_tusk_put_s')} faster",
         f"(b) {count('small_files')} small files in 100 directories",
-        f"    tusk put file -r          {f('b_tusk_put_s'):8.2f} s",
-        f"    dvc add                   {f('b_dvc_add_s'):8.2f} s"
-        f"   tusk is {ratio('b_dvc_add_s', 'b_tusk_put_s')} faster (target >= 5x)",
+        f"    walk+read+BLAKE3          {v('b_walk_read_blake3_s')} s   (one process, one thread, median of 3)",
+        f"    tusk put file -r          {v('b_tusk_put_s')} s"
+        f"   = {ratio('b_tusk_put_s', 'b_walk_read_blake3_s')} walk+read+BLAKE3",
+        f"    dvc add                   {v('b_dvc_add_s')} s"
+        f"   tusk is {ratio('b_dvc_add_s', 'b_tusk_put_s')} faster",
         "(c) after changing one of those files",
-        f"    tusk put the one file     {f('c_tusk_put_one_file_s'):8.2f} s",
-        f"    tusk put -r the whole dir {f('c_tusk_reput_all_s'):8.2f} s"
-        f"   (the stat cache: {ratio('c_tusk_reput_all_s', 'c_walk_lstat_s')} walk+lstat + start-up"
-        f" {f('c_startup_s'):.2f} s; target <= 2x walk+lstat, plus start-up)",
-        f"    walk + lstat the tree     {f('c_walk_lstat_s'):8.2f} s   (the floor of a re-put)",
-        f"    dvc status                {f('c_dvc_status_s'):8.2f} s",
-        f"    dvc add (re-add the dir)  {f('c_dvc_readd_s'):8.2f} s",
+        f"    tusk put the one file     {v('c_tusk_put_one_file_s')} s",
+        f"    tusk put -r the whole dir {v('c_tusk_reput_all_s')} s",
+        f"    walk + lstat the tree     {v('c_walk_lstat_s')} s   (the floor of a re-put)",
+        f"    tusk --version            {v('c_startup_s')} s   (start-up)",
+        f"    dvc status                {v('c_dvc_status_s')} s",
+        f"    dvc add (re-add the dir)  {v('c_dvc_readd_s')} s",
         "(d) bytes stored after inserting 1 MiB in the middle of the big file",
-        f"    tusk                      {f('d_tusk_extra_bytes') / mib:8.2f} MiB"
-        f" (target <= 3 MiB), {f('d_tusk_put_inserted_s'):.2f} s",
-        f"    dvc                       {f('d_dvc_extra_bytes') / mib:8.2f} MiB, {f('d_dvc_add_inserted_s'):.2f} s",
+        f"    tusk                      {v('d_tusk_extra_bytes', div=mib)} MiB, {v('d_tusk_put_inserted_s', 0)} s",
+        f"    dvc                       {v('d_dvc_extra_bytes', div=mib)} MiB, {v('d_dvc_add_inserted_s', 0)} s",
         "(e) commit one changed file, median of 5 CLI runs",
-        f"    repo of 1,000 files       {f('e_commit_1k_s'):8.3f} s"
+        f"    repo of 1,000 files       {v('e_commit_1k_s', prec=3)} s"
         f"   ({count('e_tree_bytes_written_1k')} bytes of trees written)",
-        f"    repo of {count('wide_files')} files {f('e_commit_wide_s'):8.3f} s"
-        f"   ({count('e_tree_bytes_written_wide')} bytes of trees written),"
-        f" ratio {ratio('e_commit_wide_s', 'e_commit_1k_s')} (target: within 2x)",
+        f"    {'repo of ' + count('wide_files') + ' files':<26}{v('e_commit_wide_s', prec=3)} s"
+        f"   ({count('e_tree_bytes_written_wide')} bytes of trees written)",
     ]
     print(f"\nTusk vs {dvc}, same data, same run")
     print("\n".join(rows))
+
+    t = Targets()
+    t.at_most("(a) put the big file", f("a_tusk_put_s"), f"dd conv=fsync {secs('a_dd_fsync_s')}",
+              2 * f("a_dd_fsync_s"), target=f"<= 2x dd ({secs_of(2 * f('a_dd_fsync_s'))})")
+    t.at_least("(a) put the big file, vs dvc add", f("a_dvc_add_s") / f("a_tusk_put_s"),
+               f"dvc add {secs('a_dvc_add_s')}", 5.0, target=">= 5x faster")
+    t.at_least("(b) put -r the small files, vs dvc add", f("b_dvc_add_s") / f("b_tusk_put_s"),
+               f"dvc add {secs('b_dvc_add_s')}", 8.0, target=">= 8x faster")
+    t.at_most("(b) put -r the small files", f("b_tusk_put_s"), f"walk+read+BLAKE3 {secs('b_walk_read_blake3_s')}",
+              3 * f("b_walk_read_blake3_s"), target=f"<= 3x the floor ({secs_of(3 * f('b_walk_read_blake3_s'))})")
+    t.at_most("(c) put -r again, one file changed", f("c_tusk_reput_all_s"),
+              f"walk+lstat {secs('c_walk_lstat_s')}, start-up {secs('c_startup_s')}",
+              2 * f("c_walk_lstat_s") + f("c_startup_s"),
+              target=f"<= 2x walk+lstat + start-up ({secs_of(2 * f('c_walk_lstat_s') + f('c_startup_s'))})")
+    dvc_extra = f("d_dvc_extra_bytes")
+    t.at_most("(d) 1 MiB inserted: extra bytes stored", f("d_tusk_extra_bytes"),
+              "dvc stores -" if dvc_extra != dvc_extra else f"dvc stores {dvc_extra / mib:.2f} MiB", 3.0 * mib,
+              unit="MiB", scale=1 / mib)
+    t.at_most(f"(e) commit, {count('wide_files')}-file repo", f("e_commit_wide_s"),
+              f"1k-file repo {secs('e_commit_1k_s')}", 2 * f("e_commit_1k_s"),
+              target=f"<= 2x the 1k-file repo ({secs_of(2 * f('e_commit_1k_s'))})")
+    t.print(f"targets (Tusk vs {dvc}, peers and floors measured in this run)")
+
+
+def secs_of(v: float) -> str:
+    return "-" if v != v else f"{v:.3f} s"
 
 
 if __name__ == "__main__":
