@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from tusk.errors import Conflict, InvalidArgument, ModelNotFound, ModelTampered
 from tusk.ids import validate_branch_name
 from tusk.models.build import build_manifest
-from tusk.models.loaders import LoadedModel, load_model
+from tusk.models.loaders import FileBytes, LoadedModel, load_model
 from tusk.models.local import MANIFEST_FILE
 from tusk.models.manifest import Manifest, verify_file
 from tusk.models.records import BranchMove, ModelInfo
@@ -154,7 +154,7 @@ class ModelService:
 
     # -- verification and loading ---------------------------------------------
     def read_verified(self, ref: str, only_model: bool = False, keep: bool = True, sha256: bool = False
-                      ) -> tuple[Manifest, str | None, dict[str, bytes | memoryview]]:
+                      ) -> tuple[Manifest, str | None, dict[str, FileBytes]]:
         """The manifest, the named model path and the files (all, or the named model's and its explainer), checked
         against it.
 
@@ -167,7 +167,7 @@ class ModelService:
         if only_model:  # the model's files, and its explainer: verified and loaded with it
             model = manifest.model(path)
             wanted = set(model.files) | ({model.explainer} if model.explainer else set())
-        files: dict[str, bytes | memoryview] = {}
+        files: dict[str, FileBytes] = {}
         for expected in manifest.files:
             if wanted is not None and expected.path not in wanted:
                 continue

@@ -65,6 +65,8 @@ _ACTIVE = ("created", "interrupted", "running")  # "interrupted": released by a 
 LEASE_SECONDS = 30.0  # a running job's owner renews its lease every third of this
 # the commit sets whose jobs the writes of this context (a request, a CLI call) created: what a writer waits for
 _CAUSED: ContextVar[frozenset[str]] = ContextVar("tusk_caused_commit_sets", default=frozenset())
+# pipelines whose start_job waits for the end of a ``starts_deferred`` block (None: none is open)
+_DEFERRED: ContextVar[list[str] | None] = ContextVar("tusk_deferred_job_starts", default=None)
 
 
 
@@ -136,9 +138,30 @@ class JobService:
                 _CAUSED.set(_CAUSED.get() | {global_id})
         return created
 
+    @contextmanager
+    def starts_deferred(self) -> Iterator[None]:
+        """Create the jobs ``start_job`` is asked for inside the block when it ends, not at once.
+
+        The API grants a pipeline's creator its output repo after creating it; a scheduler that took the
+        first job in between would refuse it (the creator was not yet its writer) and the job would fail.
+        """
+        deferred: list[str] = []
+        token = _DEFERRED.set(deferred)
+        try:
+            yield
+        finally:
+            _DEFERRED.reset(token)
+            for name in dict.fromkeys(deferred):  # what was created stays created: its job starts, as before
+                with contextlib.suppress(NotFound):  # (deleted again inside the block)
+                    self.start_job(name)
+
     def start_job(self, name: str) -> str | None:
         """A job over the pipeline's current inputs (after create, update or rerun); None for a spout or a
-        service, which has no jobs (``tusk.pipelines.long_running`` runs it)."""
+        service, which has no jobs (``tusk.pipelines.long_running`` runs it), or inside ``starts_deferred``."""
+        deferred = _DEFERRED.get()
+        if deferred is not None:
+            deferred.append(name)
+            return None
         with self.ctx.db.write() as s:
             p = self.pipelines.load(s, name)
             if p.spec.long_running:

@@ -128,9 +128,10 @@ def create_pipelines(body: PipelineRequest, caller: CallerDep, wait: Wait = Fals
             caller.require_repo(spec.name, "owner")
         _check_inputs(caller, spec)
     out = []
-    for spec in specs:
-        out += caller.ops.create_pipeline(spec, wait=False, code=_code(caller, body.code))
-        own_pipeline_repos(caller, spec)
+    with caller.ops.services.jobs.starts_deferred():  # the creator owns the output repo before a job runs
+        for spec in specs:
+            out += caller.ops.create_pipeline(spec, wait=False, code=_code(caller, body.code))
+            own_pipeline_repos(caller, spec)
     finish_write(caller, wait)
     return out
 
@@ -143,11 +144,12 @@ def update_pipelines(body: PipelineRequest, caller: CallerDep, wait: Wait = Fals
         caller.require_repo(spec.name, "owner")
         _check_inputs(caller, spec)
     out = []
-    for spec in specs:
-        out += caller.ops.update_pipeline(spec, body.reprocess, wait=False, code=_code(caller, body.code))
-        for leaf in spec.input.leaves():
-            if isinstance(leaf, CronInput):  # new, or the pipeline's own already: never another's repo
-                caller.own(leaf.tick_repo(spec.name))
+    with caller.ops.services.jobs.starts_deferred():  # a new cron input's ticks repo is owned before a job runs
+        for spec in specs:
+            out += caller.ops.update_pipeline(spec, body.reprocess, wait=False, code=_code(caller, body.code))
+            for leaf in spec.input.leaves():
+                if isinstance(leaf, CronInput):  # new, or the pipeline's own already: never another's repo
+                    caller.own(leaf.tick_repo(spec.name))
     finish_write(caller, wait)
     return out
 

@@ -95,11 +95,12 @@ def finish_transaction(txn: str, caller: CallerDep, wait: Wait = False) -> Trans
     draft = _own(caller, txn)
     for request in draft.requests:
         _require(caller, request)
-    info = transactions.finish(draft.id)
-    for request in info.requests:
-        if request.get("op") == "create_repo":
-            caller.own(str(request["name"]))
-        elif request.get("op") == "create_pipeline":
-            own_pipeline_repos(caller, _pipeline(request))
+    with caller.ops.services.jobs.starts_deferred():  # the creator owns what it made before a job runs
+        info = transactions.finish(draft.id)
+        for request in info.requests:
+            if request.get("op") == "create_repo":
+                caller.own(str(request["name"]))
+            elif request.get("op") == "create_pipeline":
+                own_pipeline_repos(caller, _pipeline(request))
     finish_write(caller, wait)
     return info
