@@ -300,8 +300,8 @@ def run_small(work: Path, small: Path, dvc: Dvc | None) -> dict[str, object]:
     return results
 
 
-def walk_read_blake3(root: Path) -> float:
-    """The floor of a first put -r: walk the tree, read and BLAKE3 every file, one process, one thread (seconds)."""
+def walk_files(root: Path, each: Callable[[str], object]) -> float:
+    """Walk the tree with scandir and call ``each`` on every file's path, in one thread (seconds)."""
     t = time.perf_counter()
     stack = [str(root)]
     while stack:
@@ -310,23 +310,23 @@ def walk_read_blake3(root: Path) -> float:
                 if e.is_dir(follow_symlinks=False):
                     stack.append(e.path)
                 else:
-                    with open(e.path, "rb") as fh:
-                        blake3.blake3(fh.read()).digest()
+                    each(e.path)
     return time.perf_counter() - t
+
+
+def _read_blake3(path: str) -> None:
+    with open(path, "rb") as fh:
+        blake3.blake3(fh.read()).digest()
+
+
+def walk_read_blake3(root: Path) -> float:
+    """The floor of a first put -r: walk the tree, read and BLAKE3 every file, one process, one thread (seconds)."""
+    return walk_files(root, _read_blake3)
 
 
 def walk_lstat(root: Path) -> float:
     """The floor of a re-put that reads nothing: walk the tree and lstat every file (seconds)."""
-    t = time.perf_counter()
-    stack = [str(root)]
-    while stack:
-        with os.scandir(stack.pop()) as it:
-            for e in it:
-                if e.is_dir(follow_symlinks=False):
-                    stack.append(e.path)
-                else:
-                    os.lstat(e.path)
-    return time.perf_counter() - t
+    return walk_files(root, os.lstat)
 
 
 def run_wide(work: Path, wide_n: int) -> dict[str, object]:

@@ -18,7 +18,7 @@ import contextlib
 import io
 import mmap
 
-__all__ = ["MAPPED_FROM", "allocate", "reader"]
+__all__ = ["MAPPED_FROM", "SeekableReader", "allocate", "reader"]
 
 MAPPED_FROM = 4 << 20  # below this, an ordinary bytearray: a mapping per small file is not worth it
 _HUGE = getattr(mmap, "MADV_HUGEPAGE", None)  # Linux
@@ -38,10 +38,13 @@ def allocate(size: int) -> memoryview:
     return memoryview(mapped)  # the view keeps the mapping alive; it is unmapped when the last view goes
 
 
-class _ViewFile(io.RawIOBase):
-    def __init__(self, view: memoryview, name: str) -> None:
+class SeekableReader(io.RawIOBase):
+    """A read-only, seekable raw file of ``size`` bytes; a subclass reads (``readinto``) from ``self._pos``, and
+    hears of a seek in ``_moved`` (``ContentStore.open``'s reader restarts its chunk stream there)."""
+
+    def __init__(self, size: int, name: str) -> None:
         super().__init__()
-        self._view = view.cast("B") if view.format != "B" or view.ndim != 1 else view
+        self._size = size
         self._pos = 0
         self.name = name
 
@@ -55,13 +58,23 @@ class _ViewFile(io.RawIOBase):
         return self._pos
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
         self._pos = max(0, base + offset)
+        self._moved()
         return self._pos
+
+    def _moved(self) -> None:
+        pass
+
+
+class _ViewFile(SeekableReader):
+    def __init__(self, view: memoryview, name: str) -> None:
+        super().__init__(len(view), name)
+        self._view = view.cast("B") if view.format != "B" or view.ndim != 1 else view
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
         target = memoryview(b).cast("B")
-        n = max(0, min(len(target), len(self._view) - self._pos))
+        n = max(0, min(len(target), self._size - self._pos))
         target[:n] = self._view[self._pos:self._pos + n]
         self._pos += n
         return n

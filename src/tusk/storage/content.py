@@ -25,7 +25,6 @@ object on every dedup hit would double the cost of every re-put, so instead:
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import struct
 import threading
@@ -43,6 +42,7 @@ import pyfastcdc
 
 from tusk.errors import ObjectCorrupt, ObjectMissing, TuskError
 from tusk.ids import Digest
+from tusk.storage.buffers import SeekableReader
 from tusk.storage.objects import ObjectStore
 
 __all__ = ["AVG_CHUNK", "PACK_TARGET", "SUSPECT_PREFIX", "ChunkIndex", "ChunkRef", "ContentStore", "FileNode",
@@ -464,32 +464,18 @@ def _read_all(paths: list[str]) -> list[bytes]:
     return out
 
 
-class _ChunkReader(io.RawIOBase):
+class _ChunkReader(SeekableReader):
     """A read-only, seekable file object over a file's chunks."""
 
     def __init__(self, content: ContentStore, node: FileNode, name: str) -> None:
-        super().__init__()
+        super().__init__(node.size, name)
         self._content = content
         self._node = node
-        self.name = name
-        self._pos = 0
         self._it: Iterator[bytes] | None = None
         self._buf = b""
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._node.size}[whence]
-        self._pos = max(0, base + offset)
+    def _moved(self) -> None:
         self._it, self._buf = None, b""
-        return self._pos
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
         if self._it is None:
