@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, not_, select, update
 from sqlalchemy.orm import Session
@@ -581,7 +581,7 @@ class JobService:
         stamp = now()
         rows = [_run_row(job_id, d, h, o, stamp) for d, h, o in items]
         with self.ctx.db.write() as s:
-            s.connection().execute(self._statements[2], rows)
+            s.connection().execute(self._statements.reused, rows)
 
     def _intact(self, tree: str) -> bool:
         """Whether every directory and chunk of a datum output is still in the store."""
@@ -597,22 +597,21 @@ class JobService:
     def _write_record(self, s: Session, job_id: str, p: StoredPipeline, d: Datum, h: str, o: DatumOutcome) -> None:
         """Upsert the datum's run row and, for a success, its cache entry: two statements, no reads, each compiled
         once per process (a statement built with its values inline is compiled anew per datum: ~2 ms each)."""
-        upsert, cache, _ = self._statements
         connection = s.connection()
-        connection.execute(upsert, _run_row(job_id, d, h, o))
+        connection.execute(self._statements.upsert, _run_row(job_id, d, h, o))
         if o.state == "success" and o.output_tree and p.spec.reprocess_spec == "until_success":
-            connection.execute(cache, {"pipeline_id": p.row.id, "hash": h, "output_tree": o.output_tree,
-                                       "job_id": job_id})
+            connection.execute(self._statements.cache, {"pipeline_id": p.row.id, "hash": h,
+                                                        "output_tree": o.output_tree, "job_id": job_id})
 
     @functools.cached_property
-    def _statements(self) -> tuple[Any, Any, Any]:
-        """(run row upsert, cache entry insert-if-absent, run row insert-if-absent), with bound parameters."""
+    def _statements(self) -> _RecordStatements:
+        """The record statements, with bound parameters; a rerun's upsert replaces every column but the key."""
         runs = self.ctx.db.insert(DatumRunRow)
-        upsert = runs.on_conflict_do_update(index_elements=["job_id", "datum_id"],
-                                            set_={k: runs.excluded[k] for k in _RUN_FIELDS})
-        cache = self.ctx.db.insert(DatumCacheRow).on_conflict_do_nothing(index_elements=["pipeline_id", "hash"])
-        reused = runs.on_conflict_do_nothing(index_elements=["job_id", "datum_id"])
-        return upsert, cache, reused
+        replaced = {c.name: runs.excluded[c.name] for c in DatumRunRow.__table__.columns if not c.primary_key}
+        return _RecordStatements(
+            upsert=runs.on_conflict_do_update(index_elements=["job_id", "datum_id"], set_=replaced),
+            cache=self.ctx.db.insert(DatumCacheRow).on_conflict_do_nothing(index_elements=["pipeline_id", "hash"]),
+            reused=runs.on_conflict_do_nothing(index_elements=["job_id", "datum_id"]))
 
     def _finish(self, job_id: str, p: StoredPipeline, global_id: str, inputs: list[dict[str, str]], root: str,
                 error: str | None, processed: int, skipped: int, failed: int,
@@ -772,8 +771,10 @@ def _describe(exc: Exception) -> str:
     return str(exc) if isinstance(exc, TuskError) else f"{type(exc).__name__}: {exc}"
 
 
-_RUN_FIELDS = ("hash", "state", "output_tree", "inputs", "tries", "log", "error", "finished_at", "download_seconds",
-               "process_seconds", "upload_seconds", "download_bytes", "upload_bytes")  # a rerun replaces them all
+class _RecordStatements(NamedTuple):
+    upsert: Any  # a datum's run row, replaced when the datum runs again in the job
+    cache: Any  # its cache entry, kept when one exists
+    reused: Any  # a skipped datum's run row, kept when one exists
 
 
 def _run_row(job_id: str, d: Datum, h: str, o: DatumOutcome, stamp: Any = None) -> dict[str, Any]:

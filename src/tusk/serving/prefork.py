@@ -479,20 +479,18 @@ class _ReadyServer(uvicorn.Server):
     (``_CloseWhenDraining``), for up to the keep-alive timeout: uvicorn alone would close idle keep-alive
     connections at once, and a client's next request on one, already sent, would get no response."""
 
-    def __init__(self, config: uvicorn.Config, ready: int | None, closing: _CloseWhenDraining | None = None
-                 ) -> None:
+    def __init__(self, config: uvicorn.Config, ready: int | None, closing: _CloseWhenDraining) -> None:
         super().__init__(config)
         self._ready = ready
         self._closing = closing
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        if self._closing is not None:
-            for server in self.servers:
-                server.close()  # no new connection comes here: the live workers take them
-            self._closing.draining = True
-            deadline = time.monotonic() + self.config.timeout_keep_alive + 1.0
-            while self.server_state.connections and time.monotonic() < deadline and not self.force_exit:
-                await asyncio.sleep(0.05)
+        for server in self.servers:
+            server.close()  # no new connection comes here: the live workers take them
+        self._closing.draining = True
+        deadline = time.monotonic() + self.config.timeout_keep_alive + 1.0
+        while self.server_state.connections and time.monotonic() < deadline and not self.force_exit:
+            await asyncio.sleep(0.05)
         await super().shutdown(sockets)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
