@@ -45,7 +45,7 @@ from pathlib import Path
 
 import blake3
 
-from verdicts import Targets, section_with_retries
+from verdicts import Targets, discard, section_with_retries
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -100,7 +100,7 @@ class Dvc:
         self.env = os.environ | {"DVC_NO_ANALYTICS": "1", "DVC_NO_UPDATER": "1"}
 
     def project(self, path: Path) -> Path:
-        shutil.rmtree(path, ignore_errors=True)
+        discard(path)
         path.mkdir(parents=True)
         self.run(path, "init", "--no-scm", "-q")
         self.run(path, "config", "core.analytics", "false")
@@ -113,7 +113,7 @@ class Dvc:
 class Tusk:
     def __init__(self, home: Path, fresh: bool = True) -> None:
         if fresh:
-            shutil.rmtree(home, ignore_errors=True)
+            discard(home)
         self.home = home
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("TUSK_")} | {"TUSK_HOME": str(home)}
 
@@ -140,7 +140,7 @@ def make_small(root: Path, n: int, dirs: int = 100) -> None:
     marker = root.parent / f".small-complete-{n}"
     if marker.exists():
         return
-    shutil.rmtree(root, ignore_errors=True)
+    discard(root)
     rng = random.Random(7)
     per = n // dirs
     for d in range(dirs):
@@ -250,7 +250,7 @@ def run_big(work: Path, big: Path, inserted: Path, dvc: Dvc | None) -> dict[str,
     before = tusk.stored()
     results["d_tusk_put_inserted_s"] = tusk.run("put", "file", "b@master:/big.bin", "-f", str(inserted))
     results["d_tusk_extra_bytes"] = tusk.stored() - before
-    shutil.rmtree(tusk.home)
+    discard(tusk.home)
     if dvc:
         proj = dvc.project(work / "dvc-a")
         shutil.copyfile(big, proj / "big.bin")
@@ -263,7 +263,7 @@ def run_big(work: Path, big: Path, inserted: Path, dvc: Dvc | None) -> dict[str,
         read_all(proj / "big.bin")
         results["d_dvc_add_inserted_s"] = dvc.run(proj, "add", "-q", "big.bin")
         results["d_dvc_extra_bytes"] = tree_bytes(cache) - before
-        shutil.rmtree(proj)
+        discard(proj)
     return results
 
 
@@ -293,10 +293,10 @@ def run_small(work: Path, small: Path, dvc: Dvc | None) -> dict[str, object]:
             (proj / "small" / "d050" / "f00007.txt").write_bytes(original + b"changed\n")
             results["c_dvc_status_s"] = dvc.run(proj, "status", "-q", ok=(0, 1))  # 1 = changes found
             results["c_dvc_readd_s"] = dvc.run(proj, "add", "-q", "small")
-            shutil.rmtree(proj)
+            discard(proj)
     finally:
         changed.write_bytes(original)
-    shutil.rmtree(tusk.home)
+    discard(tusk.home)
     return results
 
 
@@ -334,7 +334,7 @@ def run_wide(work: Path, wide_n: int) -> dict[str, object]:
     results: dict[str, object] = {}
     for label, n in (("1k", 1_000), ("wide", wide_n)):
         home = work / f"tusk-e-{label}"
-        shutil.rmtree(home, ignore_errors=True)
+        discard(home)
         t = time.perf_counter()
         build_wide_repo(home, n)
         results[f"e_build_{label}_s"] = time.perf_counter() - t
@@ -345,7 +345,7 @@ def run_wide(work: Path, wide_n: int) -> dict[str, object]:
         trees_before = tree_bytes(home / "objects" / "trees")
         wide.run("put", "file", "wide@master:/d0000/f0002", "-f", "-", stdin=b"one more")
         results[f"e_tree_bytes_written_{label}"] = tree_bytes(home / "objects" / "trees") - trees_before
-        shutil.rmtree(home)
+        discard(home)
     return results
 
 

@@ -43,7 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from ingest import Dvc, Tusk  # noqa: E402
-from verdicts import Section, Targets, section_with_retries  # noqa: E402
+from verdicts import Section, Targets, discard, section_with_retries  # noqa: E402
 
 WORK_SCRIPT = """import sys, pathlib
 src, dst = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
@@ -76,7 +76,7 @@ def upper(datum):
 
 
 def make_files(root: Path, n: int) -> None:
-    shutil.rmtree(root, ignore_errors=True)
+    discard(root)
     root.mkdir(parents=True)
     for i in range(n):
         (root / f"f{i:06}.txt").write_text(f"record number {i}\n")
@@ -124,7 +124,7 @@ def tusk_case(work: Path, data: Path, runtime: str, parallelism: int, work_kind:
                                      capture_output=True, check=True).stdout)
     created, changed, rerun = list(reversed(jobs))  # oldest first
     assert all(j["state"] == "success" for j in jobs), jobs
-    shutil.rmtree(tusk.home)
+    discard(tusk.home)
     return {"first_s": first, "first_job_s": _duration(created), "first_datums": created["datums_processed"],
             "one_change_s": one, "one_change_job_s": _duration(changed),
             "one_change_datums": changed["datums_processed"],
@@ -151,7 +151,7 @@ def spawn_floors(work: Path, sandbox: str, n: int = 50) -> dict[str, float]:
     the same ``cp`` in the argv Tusk's bwrap runtime builds (inputs read-only at /pfs/in, /pfs/out writable), and
     ``python -c pass`` (median of 20)."""
     floor = work / "floor"
-    shutil.rmtree(floor, ignore_errors=True)
+    discard(floor)
     (floor / "in").mkdir(parents=True)
     (floor / "out").mkdir()
     (floor / "out-sandbox").mkdir()  # the local cp's copy is root's: the sandbox, as root, writes as nobody
@@ -166,7 +166,7 @@ def spawn_floors(work: Path, sandbox: str, n: int = 50) -> dict[str, float]:
         floors["spawn_cp_bwrap_s"] = statistics.median(_spawn(argv, {"PATH": os.defpath, "HOME": "/tmp"})
                                                        for _ in range(n))
         print(f"    bwrap floor: {how}", flush=True)
-    shutil.rmtree(floor)
+    discard(floor)
     return floors
 
 
@@ -211,7 +211,7 @@ def main() -> None:
     args = ap.parse_args()
     small_n, big_n = (1_000, 2_000) if args.quick else (10_000, 20_000)
     work = args.work
-    shutil.rmtree(work, ignore_errors=True)
+    discard(work)
     work.mkdir(parents=True)
     # DVC's venv beside --work (not inside it: the work directory is emptied first), its projects inside it
     dvc = None if args.no_dvc else Dvc(work.parent)

@@ -408,3 +408,61 @@ def test_job_stopped_while_running_lands_nothing(pc: Client) -> None:
     job = pc.list_jobs("p")[0]
     assert job.state == "killed" and job.output_commit is None
     assert pc.list_commits("p") == []
+
+
+def test_outcomes_only_in_the_journal_when_the_runner_died_are_not_redone(backend: Backend, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outcomes reach the database in batches (tusk.pipelines.outcomes); a runner killed between two batches
+    leaves them in its journal only, and the next runner replays it: no finished datum runs again."""
+    from sqlalchemy import func, select, update
+
+    from tusk.pipelines import jobs as jobs_module
+    from tusk.pipelines.outcomes import OutcomeLog, replay
+    from tusk.storage.metadata import DatumRunRow, JobRow
+
+    settings = Settings.from_env(env=backend.env | {"TUSK_RUNTIME": "local"})
+    counter = tmp_path / "runs.log"
+    with Client(settings=settings, run_jobs=False) as c:
+        c.create_repo("in")
+        with c.modify("in@master") as m:
+            for i in range(6):
+                m.put_bytes(f"/{i}", str(i).encode())
+        c.create_pipeline({"pipeline": {"name": "count"}, "transform": {"cmd": ["sh", "-c",
+                           f"echo $PACH_DATUM_ID >> {counter}; cp $in /pfs/out/"]},
+                           "input": {"pfs": {"repo": "in", "glob": "/*"}}})
+        (job,) = c.list_jobs("count")
+        svc = c.services.jobs
+        svc.record_batch, svc.record_seconds = 1000, 3600.0  # nothing reaches the database before the end
+        assert svc._claim_next() == job.id
+        real_run = svc.worker.run
+        calls = {"n": 0}
+
+        def die_after_three(*args: Any, **kwargs: Any) -> Any:
+            if calls["n"] == 3:
+                raise KeyboardInterrupt("simulated SIGKILL")
+            calls["n"] += 1
+            return real_run(*args, **kwargs)
+
+        svc.worker.run = die_after_three  # type: ignore[method-assign]
+        # a SIGKILLed runner writes no pending batch and leaves its journal: close only lets go of the file
+        monkeypatch.setattr(OutcomeLog, "close", lambda self: self._close_fd())
+        with pytest.raises(KeyboardInterrupt):
+            svc._run(job.id, None)
+        monkeypatch.undo()
+        svc.worker.run = real_run  # type: ignore[method-assign]
+        with c.services.ctx.db.read() as s:
+            assert s.scalar(select(func.count()).select_from(DatumRunRow).where(DatumRunRow.job_id == job.id)) == 0
+        journal = svc.journals / f"{job.id}.jsonl"
+        with journal.open("a") as fh:
+            fh.write('{"run": {"job_id": "torn')  # the line being written at the kill: that datum runs again
+        runs, _ = replay(journal)
+        assert len(runs) == 3 and all(r["state"] == "success" for r in runs)
+        with c.services.ctx.db.write() as s:  # its runner is this host's dead pid: the next runner takes over
+            s.execute(update(JobRow).where(JobRow.id == job.id)
+                      .values(owner=f"{jobs_module.socket.gethostname()}:999999"))
+        (done,) = c.run_pending_jobs()
+        assert done.state == "success" and done.datums_total == 6
+        assert not journal.exists()
+        assert len(c.list_datums(done.id)) == 6
+    runs_seen = counter.read_text().splitlines()
+    assert len(runs_seen) == len(set(runs_seen)) == 6  # every datum ran exactly once across the crash

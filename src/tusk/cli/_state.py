@@ -54,13 +54,16 @@ class _JobProgress:
         self._bar: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
         self._note: Callable[[], str | None] | None = note
+        self._terminal: bool | None = None  # asked once: rich asks the OS anew each time (per datum, here)
 
     def __call__(self, pipeline: str, done: int, total: int, failed: int = 0) -> None:
         if self._note is not None:
             note, self._note = self._note(), None
             if note:
                 err.print(f"[yellow]note:[/yellow] {escape(note)}")
-        if not err.is_terminal:
+        if self._terminal is None:
+            self._terminal = err.is_terminal
+        if not self._terminal:
             return
         if self._bar is None:
             self._bar = Progress(TextColumn("job {task.description}"), BarColumn(),

@@ -34,6 +34,7 @@ from tusk.ids import Digest, is_commit_id, new_commit_id
 from tusk.pipelines.codestore import JobCode
 from tusk.pipelines.datums import Datum, Match, datum_hash, enumerate_datums
 from tusk.pipelines.executors import Executor, LocalExecutor
+from tusk.pipelines.outcomes import OutcomeLog, replay
 from tusk.pipelines.records import DatumInfo, JobInfo
 from tusk.pipelines.registry import PipelineService, StoredPipeline
 from tusk.pipelines.runtimes import Runtime
@@ -99,6 +100,8 @@ class JobService:
         self.pipelines = pipelines
         self.worker = DatumWorker(ctx, runtime, scratch)
         self.code_cache = code_cache or scratch.parent / "cache" / "code"  # materialized code trees, by digest
+        self.journals = scratch.parent / "journals"  # running jobs' datum outcomes (tusk.pipelines.outcomes)
+        self.record_batch, self.record_seconds = 256, 0.25  # outcomes per database write, and its longest wait
         self.egress_endpoint: str | None = None  # the S3 endpoint egress to s3:// uses (TUSK_S3_ENDPOINT_URL)
         self.executor: Executor = LocalExecutor(self.worker)  # or a DaskExecutor (Services.open, by settings)
         self.lease_seconds = lease_seconds
@@ -391,6 +394,7 @@ class JobService:
             stored = self.pipelines.load(s, pipeline.name, job.pipeline_version) if landed and pipeline else None
         if landed is not None:  # its runner died after landing the output, before marking the job done
             return self._complete(job_id, self.commits.inspect_id(landed), stored)
+        self._replay(job_id)  # what a runner that died here recorded only in the job's journal
         with self.ctx.db.read() as s:
             job = s.get(JobRow, job_id)
             assert job is not None
@@ -459,15 +463,17 @@ class JobService:
         code = self.job_code(p) if todo else JobCode(None, Path(p.version.code_dir), "")
         labels = JobLabels(p.name, p.version.version, p.spec_commit, project_name(spec.pipeline.project),
                            creator=p.row.created_by or self.ctx.user, secrets=secret_values)
-        for d, outcome in self.executor.run(job_id, spec, code, roots, todo, deadline, labels):
-            self._record(job_id, p, d, hashes[d.id], outcome)  # at once: a resumed job does not redo it
-            counter["done"] += 1
-            if outcome.state == "success" and outcome.output_tree:
-                outputs[d.id] = outcome.output_tree
-            elif outcome.state == "failed":
-                failures.append((d, outcome))
-            if progress:
-                progress(p.name, counter["done"], len(datums), len(failures))
+        # each outcome journaled at once (a resumed job does not redo it), in the database by batches
+        with OutcomeLog(self._journal(job_id), self._write_batch, self.record_batch, self.record_seconds) as journal:
+            for d, outcome in self.executor.run(job_id, spec, code, roots, todo, deadline, labels):
+                journal.add(*self._rows(job_id, p, d, hashes[d.id], outcome))
+                counter["done"] += 1
+                if outcome.state == "success" and outcome.output_tree:
+                    outputs[d.id] = outcome.output_tree
+                elif outcome.state == "failed":
+                    failures.append((d, outcome))
+                if progress:
+                    progress(p.name, counter["done"], len(datums), len(failures))
         failures.sort(key=lambda f: order[f[0].id])
         processed = resumed + len(todo) - len(failures)
         error = None
@@ -564,15 +570,16 @@ class JobService:
                 return datum_id
         return "(an earlier datum)"
 
-    def _record(self, job_id: str, p: StoredPipeline, d: Datum, h: str, o: DatumOutcome) -> None:
-        """Record a datum's outcome as soon as it is known, so a resumed job does not redo it.
+    def _journal(self, job_id: str) -> Path:
+        return self.journals / f"{job_id}.jsonl"
 
-        Outputs are loose objects already in the store (a killed process does
-        not lose them); the durability barrier is the flush before the output
-        commit lands, and a resumed job re-checks reused outputs (``_intact``).
-        """
-        with self.ctx.db.write() as s:
-            self._write_record(s, job_id, p, d, h, o)
+    def _replay(self, job_id: str) -> None:
+        """Write the outcomes a dead runner of this job left in its journal on this host, then drop it."""
+        path = self._journal(job_id)
+        runs, cache = replay(path)
+        if runs:
+            self._write_batch(runs, cache)
+        path.unlink(missing_ok=True)
 
     def _record_many(self, job_id: str, p: StoredPipeline, items: list[tuple[Datum, str, DatumOutcome]]) -> None:
         """Reused (skipped) datums, in one bulk insert: a job over 20k unchanged datums stays cheap."""
@@ -594,14 +601,23 @@ class JobService:
             return False
         return True
 
-    def _write_record(self, s: Session, job_id: str, p: StoredPipeline, d: Datum, h: str, o: DatumOutcome) -> None:
-        """Upsert the datum's run row and, for a success, its cache entry: two statements, no reads, each compiled
-        once per process (a statement built with its values inline is compiled anew per datum: ~2 ms each)."""
-        connection = s.connection()
-        connection.execute(self._statements.upsert, _run_row(job_id, d, h, o))
+    def _rows(self, job_id: str, p: StoredPipeline, d: Datum, h: str, o: DatumOutcome
+              ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """A datum's run row and, for a success, its cache entry."""
+        cache = None
         if o.state == "success" and o.output_tree and p.spec.reprocess_spec == "until_success":
-            connection.execute(self._statements.cache, {"pipeline_id": p.row.id, "hash": h,
-                                                        "output_tree": o.output_tree, "job_id": job_id})
+            cache = {"pipeline_id": p.row.id, "hash": h, "output_tree": o.output_tree, "job_id": job_id}
+        return _run_row(job_id, d, h, o), cache
+
+    def _write_batch(self, runs: list[dict[str, Any]], cache: list[dict[str, Any]]) -> None:
+        """Upsert datums' run rows and add their cache entries, in one transaction: statements with bound
+        parameters, each compiled once per process (one built with its values inline is compiled anew per
+        datum: ~2 ms each), executed once per batch."""
+        with self.ctx.db.write() as s:
+            connection = s.connection()
+            connection.execute(self._statements.upsert, runs)
+            if cache:
+                connection.execute(self._statements.cache, cache)
 
     @functools.cached_property
     def _statements(self) -> _RecordStatements:

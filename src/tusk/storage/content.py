@@ -206,12 +206,31 @@ class ContentStore:
         # views from cut_stream are reused for the next chunk, so each is copied
         return self._write_chunks((bytes(c.data) for c in self._cdc.cut_stream(stream)), progress)
 
+    def _write_one(self, data: bytes, progress: Progress | None) -> FileNode:
+        """A file of one chunk (no larger than FastCDC's minimum), on the calling thread: a pool's round trip
+        costs more than hashing it (a datum's 20-byte output)."""
+        if not data:
+            return FileNode(())
+        ref = self._hash_and_store(data)
+        if progress is not None:
+            progress(ref.size)
+        return FileNode((ref,))
+
     def write_bytes(self, data: bytes, progress: Progress | None = None) -> FileNode:
+        if len(data) <= self._cdc.min_size:
+            return self._write_one(data, progress)
         return self._write_chunks((c.data for c in self._cdc.cut_buf(data)), progress)
 
     def write_file(self, path: Path, progress: Progress | None = None) -> FileNode:
-        if os.path.getsize(path) == 0:
+        size = os.path.getsize(path)
+        if size == 0:
             return FileNode(())
+        if size <= self._cdc.min_size:  # one chunk: read, hashed and stored here, not by way of the pool
+            with open(path, "rb") as fh:
+                data = fh.read()
+            if len(data) > self._cdc.min_size:  # it grew since: chunked as any file
+                return self.write_bytes(data, progress)
+            return self._write_one(data, progress)
         # views into the file's mmap stay valid while referenced: no copy
         return self._write_chunks((c.data for c in self._cdc.cut_file(str(path))), progress)
 
@@ -432,6 +451,11 @@ class ContentStore:
         ``verify=False`` is for callers that hash the whole file against a
         digest of their own (model manifests): the bytes are checked once, not twice.
         """
+        if len(node.chunks) == 1:  # one chunk (every small file): read here, no pool round trip
+            if offset < node.chunks[0].size:
+                data = self.read_chunk(node.chunks[0], name, verify)
+                yield data[offset:] if offset else data
+            return
         window: deque[Future[bytes]] = deque()
         refs = iter(node.chunks)
         skip = offset
