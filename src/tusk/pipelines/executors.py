@@ -29,6 +29,7 @@ from tusk.config import Settings
 from tusk.errors import InvalidArgument
 from tusk.pipelines.codestore import JobCode
 from tusk.pipelines.datums import Datum
+from tusk.pipelines.slots import Slot
 from tusk.pipelines.spec import PipelineSpec
 from tusk.pipelines.worker import DatumOutcome, DatumWorker, JobLabels
 
@@ -66,11 +67,25 @@ class LocalExecutor:
             yield from run_batched(self.worker, job_id, spec, code, roots, datums, deadline, labels)
             return
 
-        def one(d: Datum) -> tuple[Datum, DatumOutcome]:
-            return d, self.worker.run(job_id, d, spec, code.local, roots, deadline, labels, code.image)
+        slots: list[Slot] = []  # one per thread, reused from datum to datum (tusk.pipelines.slots)
+        lock, mine = threading.Lock(), threading.local()
 
-        with ThreadPoolExecutor(max_workers=spec.parallelism_spec.constant, thread_name_prefix="tusk-datum") as pool:
-            yield from pool.map(one, datums)
+        def one(d: Datum) -> tuple[Datum, DatumOutcome]:
+            slot: Slot | None = getattr(mine, "slot", None)
+            if slot is None:
+                with lock:
+                    slot = Slot(self.worker.scratch / job_id / f"slot-{len(slots)}")
+                    slots.append(slot)
+                mine.slot = slot
+            return d, self.worker.run(job_id, d, spec, code.local, roots, deadline, labels, code.image, slot)
+
+        try:
+            with ThreadPoolExecutor(max_workers=spec.parallelism_spec.constant,
+                                    thread_name_prefix="tusk-datum") as pool:
+                yield from pool.map(one, datums)
+        finally:
+            for slot in slots:
+                slot.remove()
 
     def close(self) -> None:
         pass

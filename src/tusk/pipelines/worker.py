@@ -22,6 +22,7 @@ from tusk.pipelines.runtimes import image_note as legacy_image_note
 from tusk.pipelines.s3 import DatumGateway, Endpoint, InputBucket, endpoint_env, wants_s3_out
 from tusk.pipelines.sandbox import SANDBOX_UID, SandboxCommand
 from tusk.pipelines.secrets import SecretValues
+from tusk.pipelines.slots import Slot
 from tusk.pipelines.spec import PipelineSpec
 from tusk.storage.metadata import ModelManifestRow
 from tusk.versioning.context import Context
@@ -74,32 +75,38 @@ class DatumWorker:
                                              digest_size=3).hexdigest()[:5]
 
     def run(self, job_id: str, datum: Datum, spec: PipelineSpec, code_dir: Path, roots: dict[str, str],
-            deadline: float | None, labels: JobLabels | None = None, image: dict[str, Any] | None = None
-            ) -> DatumOutcome:
-        """Run one datum; ``image`` is the version's image record (``tusk.pipelines.images``)."""
+            deadline: float | None, labels: JobLabels | None = None, image: dict[str, Any] | None = None,
+            slot: Slot | None = None) -> DatumOutcome:
+        """Run one datum; ``image`` is the version's image record (``tusk.pipelines.images``). In ``slot`` (the
+        calling thread's, for this job: ``tusk.pipelines.slots``), or else in a directory of its own."""
         if spec.transform.batched:  # the executors feed these to a warm session (tusk.pipelines.batching)
             raise InvalidArgument(f"pipeline {spec.name}: a datum of a warm-worker transform (datum_batching, "
                                   "function) runs in a batching session, not as a process of its own")
-        outcome = self._run(job_id, datum, spec, code_dir, roots, deadline, labels, image)
+        outcome = self._run(job_id, datum, spec, code_dir, roots, deadline, labels, image, slot)
         values = labels.secrets if labels is not None else None
         if values:  # the files go with the datum; a value the code printed is masked in its log
-            _remove(self.scratch / job_id / datum.id / "secrets")
+            _remove((slot.root if slot is not None else self.scratch / job_id / datum.id) / "secrets")
             outcome.log = values.mask(outcome.log) or ""
             outcome.error = values.mask(outcome.error)
         return outcome
 
     def _run(self, job_id: str, datum: Datum, spec: PipelineSpec, code_dir: Path, roots: dict[str, str],
-             deadline: float | None, labels: JobLabels | None, image: dict[str, Any] | None) -> DatumOutcome:
+             deadline: float | None, labels: JobLabels | None, image: dict[str, Any] | None, slot: Slot | None
+             ) -> DatumOutcome:
         if job_id != self._manifests_job:
             self._manifests, self._manifests_job = {}, job_id
-        workdir = self.scratch / job_id / datum.id
-        shutil.rmtree(workdir, ignore_errors=True)
+        if slot is not None:
+            workdir = slot.root
+            slot.reset({i.name for i in datum.inputs} | {"out"})
+        else:
+            workdir = self.scratch / job_id / datum.id
+            shutil.rmtree(workdir, ignore_errors=True)
         pfs = workdir / "pfs"
         stats: dict[str, float] = {}
         try:
             t = time.monotonic()
             lazy: list[tuple[Path, Entry, str]] = []
-            local, downloaded = self._materialize(datum, pfs, roots, lazy)
+            local, downloaded = self._materialize(datum, pfs, roots, lazy, slot)
             stats["download_seconds"], stats["download_bytes"] = time.monotonic() - t, downloaded
             env = self._env(job_id, datum, spec, labels or JobLabels(spec.name, 0, ""))
             working_dir = spec.transform.working_dir
@@ -126,7 +133,7 @@ class DatumWorker:
                 env |= endpoint_env(served)
             with endpoint:
                 return self._run_tries(job_id, runtime, spec, env, pfs, datum, working_dir, code_dir,
-                                       deadline, lazy, logs, stats, local, workdir, served, mounts)
+                                       deadline, lazy, logs, stats, local, workdir, served, mounts, slot)
         except TuskError as exc:
             return DatumOutcome("failed", None, 0, "", str(exc), stats)
 
@@ -157,14 +164,17 @@ class DatumWorker:
                    datum: Datum, working_dir: str | None, code_dir: Path, deadline: float | None,
                    lazy: list[tuple[Path, Entry, str]], logs: list[str], stats: dict[str, float],
                    local: dict[str, Entry], workdir: Path, s3: Endpoint | None,
-                   mounts: list[tuple[Path, str]]) -> DatumOutcome:
+                   mounts: list[tuple[Path, str]], slot: Slot | None) -> DatumOutcome:
         """Run the code up to ``datum_tries`` times (then ``err_cmd``), and ingest /pfs/out after a success."""
         result = None
         tries = 0
         try:
             for tries in range(1, spec.datum_tries + 1):
-                shutil.rmtree(pfs / "out", ignore_errors=True)
-                (pfs / "out").mkdir(parents=True)
+                if slot is not None:
+                    slot.clear(pfs / "out")
+                else:
+                    shutil.rmtree(pfs / "out", ignore_errors=True)
+                    (pfs / "out").mkdir(parents=True)
                 timeout = _remaining(spec.datum_timeout, deadline)
                 if timeout is not None and timeout <= 0:
                     return DatumOutcome("failed", None, tries, "".join(logs), "job timed out", stats)
@@ -204,7 +214,8 @@ class DatumWorker:
             t = time.monotonic()
             tree, uploaded = self._ingest(pfs / "out", pfs, local)
             stats["upload_seconds"], stats["upload_bytes"] = time.monotonic() - t, uploaded
-            shutil.rmtree(workdir, ignore_errors=True)
+            if slot is None:  # a slot is emptied by its next datum, reusing what it can
+                shutil.rmtree(workdir, ignore_errors=True)
             return DatumOutcome("success", tree, tries, "".join(logs), None, stats)
         except TuskError as exc:
             return DatumOutcome("failed", None, 0, "", str(exc), stats)
@@ -234,8 +245,8 @@ class DatumWorker:
                 env[f"PACH_DATUM_{i.name}_GROUP_BY"] = i.group_key
         return env
 
-    def _materialize(self, datum: Datum, pfs: Path, roots: dict[str, str], lazy: list[tuple[Path, Entry, str]]
-                     ) -> tuple[dict[str, Entry], int]:
+    def _materialize(self, datum: Datum, pfs: Path, roots: dict[str, str], lazy: list[tuple[Path, Entry, str]],
+                     slot: Slot | None = None) -> tuple[dict[str, Entry], int]:
         """Write each datum input under pfs/<name>/<path>; return local path → entry (for symlinked outputs).
 
         ``lazy`` inputs become named pipes fed on open, as in Pachyderm: bytes
@@ -243,15 +254,19 @@ class DatumWorker:
         """
         local: dict[str, Entry] = {}
         total = 0
+        made: set[Path] = set()
         for inp in datum.inputs:
             if inp.s3:  # served by the datum's S3 endpoint instead, as in Pachyderm
                 continue
             base = pfs / inp.name
             base.mkdir(parents=True, exist_ok=True)
+            made.add(base)
             root = roots[inp.name]
             for path, entry in self.ctx.trees.walk(root, inp.path):
                 target = base / path.lstrip("/")
-                target.parent.mkdir(parents=True, exist_ok=True)
+                if target.parent not in made:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    made.add(target.parent)
                 local[os.path.realpath(target)] = entry
                 if inp.empty_files or entry.file is None:
                     target.touch()
@@ -259,8 +274,12 @@ class DatumWorker:
                 if inp.lazy:
                     lazy.append((target, entry, f"{inp.repo}@{inp.commit}:{path}"))
                     continue
-                with open(target, "wb") as fh:
-                    for data in self.ctx.content.iter_bytes(entry.file, f"{inp.repo}@{inp.commit}:{path}"):
+                pieces = self.ctx.content.iter_bytes(entry.file, f"{inp.repo}@{inp.commit}:{path}")
+                if slot is not None:
+                    total += slot.write(target, pieces)
+                    continue
+                with open(target, "wb", buffering=1 << 16) as fh:  # a size given: no isatty call
+                    for data in pieces:
                         fh.write(data)
                         total += len(data)
             self._write_manifest(pfs, inp.name, inp.commit)
