@@ -155,3 +155,80 @@ def test_a_corrupt_cache_file_costs_reads_not_puts(tmp_path: Path) -> None:
 
 def _settings(home: Path) -> Settings:
     return Settings.for_home(home, TUSK_RUNTIME="local")
+
+
+def _spy_lookups(c: Client, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The local files the stat cache is asked about, one by one."""
+    asked: list[str] = []
+    cache, _ = c.services.files.stat_cache()
+    assert cache is not None
+    real = cache.lookup
+
+    def spying(store: str, files: Any, generation: int) -> Any:
+        asked.extend(path for path, _ in files)
+        return real(store, files, generation)
+
+    monkeypatch.setattr(cache, "lookup", spying)
+    return asked
+
+
+def test_an_unchanged_directory_is_skipped_whole_and_a_changed_one_is_not(backend: Backend, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    source = _tree(tmp_path / "src")
+    _settle()
+    with backend.client() as c:
+        c.create_repo("data")
+        _, first = _put(c, source)
+        asked = _spy_lookups(c, monkeypatch)
+        cached, again = _put(c, source)
+        assert again == first and cached == len(first)
+        assert asked == []  # every directory unchanged: not one file looked up, nothing staged
+        (source / "d2" / "f002.txt").write_bytes(b"changed")
+        _settle()
+        cached, files = _put(c, source)
+        assert files == _on_disk(source) and files["/d2/f002.txt"] == b"changed"
+        assert sorted(asked) == sorted(str(p) for p in (source / "d2").iterdir())  # that directory only
+        # someone else changes the repo's d1: its digest is not the one the last put left, so it is put again
+        asked.clear()
+        c.put_file("data@master:/d1/f001.txt", b"theirs")
+        c.put_file("data@master:/d3/extra.txt", b"theirs too")
+        cached, files = _put(c, source)
+        assert files["/d1/f001.txt"] == (source / "d1" / "f001.txt").read_bytes()
+        assert files["/d3/extra.txt"] == b"theirs too"  # put -r adds and replaces, never deletes
+        assert {Path(p).parent.name for p in asked} == {"d1", "d3", "src"}  # "/" holds d1 and d3: changed too
+
+
+def test_a_young_file_keeps_its_directory_from_being_skipped(backend: Backend, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    source = _tree(tmp_path / "src", n=8)
+    _settle()
+    with backend.client() as c:
+        c.create_repo("data")
+        target = source / "d1" / "f001.txt"
+        target.write_bytes(b"young")  # changed right before the put: its directory's entry is not kept
+        _put(c, source)
+        st = target.stat()
+        target.write_bytes(b"YOUNG")  # the same size, the mtime put back
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+        asked = _spy_lookups(c, monkeypatch)
+        _, files = _put(c, source)
+        assert files["/d1/f001.txt"] == b"YOUNG"
+        assert str(target) in asked
+
+
+def test_a_put_staged_into_an_open_commit_skips_no_directory(backend: Backend, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    source = _tree(tmp_path / "src", n=8)
+    _settle()
+    with backend.client() as c:
+        c.create_repo("data")
+        _put(c, source)
+        commit = c.start_commit("data@master")
+        c.delete_file(f"data@{commit.id}:/d1")
+        asked = _spy_lookups(c, monkeypatch)
+        with c.modify(f"data@{commit.id}") as m:
+            m.put_tree("/", source)
+        c.finish_commit(f"data@{commit.id}")
+        assert len(asked) == len(_on_disk(source))
+        files = {f.path for f in c.walk_files("data@master:/") if f.kind == "file"}
+        assert files == set(_on_disk(source))

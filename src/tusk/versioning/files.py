@@ -28,7 +28,7 @@ from tusk.versioning.loading import Loader
 from tusk.versioning.records import CommitInfo, DiffEntry, FileInfo
 from tusk.versioning.refs import FileRef
 from tusk.versioning.staging import Op
-from tusk.versioning.statcache import StatCache
+from tusk.versioning.statcache import StatCache, settled, signature
 from tusk.versioning.trees import EMPTY_TREE, Entry, file_entry
 
 __all__ = ["FileService", "Modification", "write_file_atomically"]
@@ -106,6 +106,9 @@ class Modification(Loader):
     started_at: datetime = field(default_factory=now)
     generation: int | None = None  # the gc generation before the first byte was stored (versioning.fence)
     cached_files: int = 0  # files put_tree took from the stat cache, unread
+    # directories put_tree put: (local directory, repo path, signature), recorded once the batch lands
+    _landed_dirs: list[tuple[str, str, str, bool]] = field(default_factory=list)  # ..., skipped
+    _landing_head: str | None = None  # the branch head the skips were checked against
 
     def put_bytes(self, path: str, data: bytes, append: bool = False) -> None:
         self._put(path, self.files.ctx.content.write_bytes(data, self.progress), append)
@@ -119,20 +122,28 @@ class Modification(Loader):
     def put_tree(self, path: str, source: Path) -> int:
         """Put every file below a local directory under ``path``; return the count.
 
-        Files the stat cache knows unchanged (``versioning.statcache``) are not read again."""
+        Files the stat cache knows unchanged (``versioning.statcache``) are not read again, and a directory
+        whose files are all unchanged, put where the branch still holds what the last put left, is skipped."""
         base = normalize_path(path).rstrip("/")
         began = time.time_ns()
-        targets = [(f"{base}/{rel}", os.path.abspath(local), st)
-                   for rel, local, st in local_tree_stats(source, self.skipped)]
+        targets = [(f"{base}/{rel}", local, st)
+                   for rel, local, st in local_tree_stats(Path(os.path.abspath(source)), self.skipped)]
         cache, store = self.files.stat_cache()
         generation = self.generation if self.generation is not None else -1
-        known = cache.lookup(store, [(local, st) for _, local, st in targets], generation) if cache else \
-            [None] * len(targets)
-        unread = [t for t, node in zip(targets, known, strict=True) if node is None]
+        dirs = self._dirs(targets, began) if cache is not None else {}
+        unchanged = self._unchanged_dirs(cache, store, dirs, generation) if cache is not None else set()
+        todo = [t for t in targets if t[1].rpartition("/")[0] not in unchanged] if unchanged else targets
+        if self.progress is not None and unchanged:
+            for _, local, st in targets:
+                if local.rpartition("/")[0] in unchanged:
+                    self.progress(st.st_size)
+        known = cache.lookup(store, [(local, st) for _, local, st in todo], generation) if cache else \
+            [None] * len(todo)
+        unread = [t for t, node in zip(todo, known, strict=True) if node is None]
         written = iter(self.files.ctx.content.write_many(((local, st.st_size) for _, local, st in unread),
                                                          self.progress))
         fresh: list[tuple[str, os.stat_result, FileNode]] = []
-        for (target, local, st), node in zip(targets, known, strict=True):
+        for (target, local, st), node in zip(todo, known, strict=True):
             if node is None:
                 node = next(written)
                 fresh.append((local, st, node))
@@ -142,7 +153,61 @@ class Modification(Loader):
         self.cached_files += len(targets) - len(unread)
         if cache is not None and fresh:
             cache.record(store, fresh, generation, began)
+        self._landed_dirs += [(d, target, sig, d in unchanged) for d, (target, sig) in dirs.items()
+                              if sig is not None]
         return len(targets)
+
+    @staticmethod
+    def _dirs(targets: list[tuple[str, str, os.stat_result]], began: int) -> dict[str, tuple[str, str | None]]:
+        """Each local directory holding files → (its repo path, the signature of its files, None when one of
+        them is too young to be trusted: see ``statcache``'s racy files)."""
+        grouped: dict[str, tuple[str, list[tuple[str, os.stat_result]]]] = {}
+        for target, local, st in targets:
+            directory, _, name = local.rpartition("/")
+            grouped.setdefault(directory, (target.rpartition("/")[0] or "/", []))[1].append((name, st))
+        return {d: (target, signature(files) if all(settled(st, began) for _, st in files) else None)
+                for d, (target, files) in grouped.items()}
+
+    def _unchanged_dirs(self, cache: StatCache, store: str, dirs: dict[str, tuple[str, str | None]],
+                        generation: int) -> set[str]:
+        """The local directories with nothing to put: unchanged since a put that left the branch's directory
+        as it still is. Only for a put that lands as its own commit on a branch, first in its batch."""
+        if self.ops or not dirs:
+            return set()
+        landing = self.files.landing_tree(self.repo, self.target)
+        if landing is None:
+            return set()
+        self._landing_head, tree = landing
+        recorded = cache.lookup_dirs(store, [(d, target) for d, (target, sig) in dirs.items() if sig], generation)
+        unchanged: set[str] = set()
+        for d, (target, sig) in dirs.items():
+            hit = recorded.get((d, target))
+            if hit is None or sig is None or hit[0] != sig:
+                continue
+            entry = self.files.ctx.trees.lookup(tree, target)
+            if entry is not None and entry.kind == "dir" and entry.digest == hit[1]:
+                unchanged.add(d)
+        return unchanged
+
+    def _record_dirs(self, commit: CommitInfo | None) -> None:
+        """After the batch landed as a commit: each directory put, with the digest it has there.
+
+        A skipped directory's digest changes too when a subdirectory of it did; it is recorded again only when
+        the commit's parent is the head it was checked against: another writer's commit in between could have
+        changed its files, which a skip next time would then leave as they are."""
+        pending, self._landed_dirs = self._landed_dirs, []
+        cache, store = self.files.stat_cache()
+        if cache is None or commit is None or commit.tree is None or not pending:
+            return
+        direct = self._landing_head is not None and commit.parent == self._landing_head
+        rows = []
+        for d, target, sig, skipped in pending:
+            if skipped and not direct:
+                continue
+            entry = self.files.ctx.trees.lookup(commit.tree, target)
+            if entry is not None and entry.kind == "dir":
+                rows.append((d, target, sig, str(entry.digest)))
+        cache.record_dirs(store, rows, self.generation if self.generation is not None else -1)
 
     @property
     def small_file_limit(self) -> int:
@@ -187,6 +252,7 @@ class Modification(Loader):
         """Apply the batch: stage into the open commit, or commit to the branch."""
         commit = self.files.apply(self.repo, self.target, self.ops, self.description, self.started_at,
                                   self.generation)
+        self._record_dirs(commit)
         if self.after_land is not None:
             self.after_land()
         return commit
@@ -215,6 +281,21 @@ class FileService:
                 identity = s.scalar(select(StoreIdentityRow.store_id).where(StoreIdentityRow.id == 1))
             self._store_key = f"{identity}:{self.ctx.objects.url}"
         return self._stat_cache, self._store_key
+
+    def landing_tree(self, repo: str, target: str) -> tuple[str, str] | None:
+        """The commit (id, tree) a batch to ``target`` would land on as a new commit: the branch head, when
+        ``target`` is a branch with a head and no open commit (None otherwise: the batch is staged, or there is
+        no head)."""
+        with self.ctx.db.read() as s:
+            repo_row = self.ctx.repo_row(s, repo)
+            head = s.scalar(select(BranchRow.head_id).where(BranchRow.repo_id == repo_row.id,
+                                                            BranchRow.name == target))
+            if head is None or self.commits.open_commit_on(s, repo_row, target) is not None:
+                return None
+            row = s.get(CommitRow, head)
+            if row is None or row.state == "open" or row.tree_digest is None:
+                return None
+            return row.id, row.tree_digest
 
     # -- writing -------------------------------------------------------------
     def modify(self, repo: str, target: str, description: str | None = None,

@@ -15,6 +15,14 @@ enough for the coarsest filesystems' two-second timestamps).
 it was made under and is used only under the same one: after a gc the next put reads every file once more.
 Within a put, the fence checks what the put adds again before its commit lands.
 
+**Directories.** A directory whose files all have entries (none racy) also gets one: its path and the repo
+path it was put at, a signature of its files (name, size, mtime, ctime, inode, device), and the digest the repo
+directory had in the commit that put landed. A re-put to a branch whose directory at that path still has
+that digest, from a local directory whose signature is unchanged, has nothing to do there: putting those
+files again would change nothing (the digest names the whole directory, so it still holds exactly what the
+last put left). Its files are then not looked up one by one, nor staged as operations: a re-put of a tree
+with one changed file costs the walk, one lookup per directory and the changed directory's files.
+
 **Stores.** Entries are keyed by the store's identity (made when the store was created, migration 0011) and
 its object store URL, so a store dropped and made again at the same place never reuses another's chunks.
 
@@ -24,6 +32,7 @@ corrupt file), puts read every file, as without it, and the reason is logged.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sqlite3
@@ -34,7 +43,7 @@ from pathlib import Path
 from tusk.ids import Digest
 from tusk.storage.content import ChunkRef, FileNode
 
-__all__ = ["RACY_NS", "StatCache"]
+__all__ = ["RACY_NS", "StatCache", "settled", "signature"]
 
 RACY_NS = 2_000_000_000  # a file younger than this (mtime or ctime) when a put begins is not cached
 _BATCH = 500  # paths per lookup query (SQLite's bound-parameter limit is far above)
@@ -55,7 +64,34 @@ CREATE TABLE IF NOT EXISTS entries (
 )
 """
 
+_DIR_SCHEMA = """
+CREATE TABLE IF NOT EXISTS dirs (
+    store TEXT NOT NULL,
+    path TEXT NOT NULL,
+    target TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (store, path, target)
+)
+"""
+
 Stat = tuple[int, int, int, int, int]  # size, mtime_ns, ctime_ns, inode, device
+
+
+def settled(st: os.stat_result, began_ns: int) -> bool:
+    """Whether a file is old enough, when a put began at ``began_ns``, for its stat to be trusted (racy files)."""
+    limit = began_ns - RACY_NS
+    return st.st_mtime_ns < limit and st.st_ctime_ns < limit
+
+
+def signature(files: Sequence[tuple[str, os.stat_result]]) -> str:
+    """What ``stat`` says of a directory's files (name, stat), in name order, as one digest."""
+    h = hashlib.blake2b(digest_size=20)
+    for name, st in sorted(files, key=lambda f: f[0]):
+        h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0{st.st_dev}\n"
+                 .encode(errors="surrogateescape"))
+    return h.hexdigest()
 
 
 def stat_key(st: os.stat_result) -> Stat:
@@ -92,6 +128,7 @@ class StatCache:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # losing the newest entries to a crash only costs reads
             conn.execute(_SCHEMA)
+            conn.execute(_DIR_SCHEMA)
         except sqlite3.DatabaseError as exc:  # a corrupt or foreign file: start again, once
             if again and ("malformed" in str(exc) or "not a database" in str(exc)):
                 _log.warning("the stat cache %s is unreadable (%s): starting a new one", self.path, exc)
@@ -143,9 +180,8 @@ class StatCache:
                began_ns: int) -> int:
         """Remember what these files were stored as; files younger than ``RACY_NS`` before ``began_ns`` (when
         the put started walking) are left out. Returns how many entries were written."""
-        limit = began_ns - RACY_NS
         rows = [(store, path, *stat_key(st), generation, _encode(node)) for path, st, node in files
-                if st.st_mtime_ns < limit and st.st_ctime_ns < limit]
+                if settled(st, began_ns)]
         if not rows:
             return 0
         with self._lock:
@@ -160,6 +196,46 @@ class StatCache:
                 self._disable(exc)
                 return 0
         return len(rows)
+
+    def lookup_dirs(self, store: str, dirs: Sequence[tuple[str, str]], generation: int
+                    ) -> dict[tuple[str, str], tuple[str, str]]:
+        """For (absolute local directory, repo path) pairs, the (signature, repo directory digest) recorded."""
+        found: dict[tuple[str, str], tuple[str, str]] = {}
+        with self._lock:
+            conn = self._connect()
+            if conn is None:
+                return found
+            try:
+                for at in range(0, len(dirs), _BATCH):
+                    paths = sorted({p for p, _ in dirs[at:at + _BATCH]})
+                    marks = ",".join("?" * len(paths))
+                    for path, target, sig, digest in conn.execute(
+                            "SELECT path, target, signature, digest FROM dirs WHERE store = ? AND generation = ? "
+                            f"AND path IN ({marks})", (store, generation, *paths)):
+                        found[(path, target)] = (sig, digest)
+            except sqlite3.Error as exc:
+                self._disable(exc)
+                return {}
+        return found
+
+    def record_dirs(self, store: str, dirs: Sequence[tuple[str, str, str, str]], generation: int) -> int:
+        """Remember (local directory, repo path, signature, repo directory digest) for directories a put landed."""
+        if not dirs:
+            return 0
+        with self._lock:
+            conn = self._connect()
+            if conn is None:
+                return 0
+            try:
+                with conn:
+                    conn.execute("BEGIN IMMEDIATE")
+                    conn.executemany("INSERT OR REPLACE INTO dirs VALUES (?, ?, ?, ?, ?, ?)",
+                                     [(store, path, target, sig, generation, digest)
+                                      for path, target, sig, digest in dirs])
+            except sqlite3.Error as exc:
+                self._disable(exc)
+                return 0
+        return len(dirs)
 
     def close(self) -> None:
         with self._lock:
