@@ -126,15 +126,15 @@ class Modification(Loader):
         whose files are all unchanged, put where the branch still holds what the last put left, is skipped."""
         base = normalize_path(path).rstrip("/")
         began = time.time_ns()
-        targets = [(f"{base}/{rel}", local, st)
-                   for rel, local, st in local_tree_stats(Path(os.path.abspath(source)), self.skipped)]
+        walked = list(local_tree_stats(Path(os.path.abspath(source)), self.skipped))
         cache, store = self.files.stat_cache()
         generation = self.generation if self.generation is not None else -1
-        dirs = self._dirs(targets, began) if cache is not None else {}
+        dirs = self._dirs(base, walked, began) if cache is not None else {}
         unchanged = self._unchanged_dirs(cache, store, dirs, generation) if cache is not None else set()
-        todo = [t for t in targets if t[1].rpartition("/")[0] not in unchanged] if unchanged else targets
+        todo = [(f"{base}/{rel}", local, st) for rel, local, st in walked
+                if not unchanged or local.rpartition("/")[0] not in unchanged]
         if self.progress is not None and unchanged:
-            for _, local, st in targets:
+            for _, local, st in walked:
                 if local.rpartition("/")[0] in unchanged:
                     self.progress(st.st_size)
         known = cache.lookup(store, [(local, st) for _, local, st in todo], generation) if cache else \
@@ -150,21 +150,25 @@ class Modification(Loader):
             elif self.progress is not None:
                 self.progress(st.st_size)
             self._put(target, node, append=False)
-        self.cached_files += len(targets) - len(unread)
+        self.cached_files += len(walked) - len(unread)
         if cache is not None and fresh:
             cache.record(store, fresh, generation, began)
         self._landed_dirs += [(d, target, sig, d in unchanged) for d, (target, sig) in dirs.items()
                               if sig is not None]
-        return len(targets)
+        return len(walked)
 
     @staticmethod
-    def _dirs(targets: list[tuple[str, str, os.stat_result]], began: int) -> dict[str, tuple[str, str | None]]:
+    def _dirs(base: str, walked: list[tuple[str, str, os.stat_result]], began: int
+              ) -> dict[str, tuple[str, str | None]]:
         """Each local directory holding files → (its repo path, the signature of its files, None when one of
         them is too young to be trusted: see ``statcache``'s racy files)."""
         grouped: dict[str, tuple[str, list[tuple[str, os.stat_result]]]] = {}
-        for target, local, st in targets:
+        for rel, local, st in walked:
             directory, _, name = local.rpartition("/")
-            grouped.setdefault(directory, (target.rpartition("/")[0] or "/", []))[1].append((name, st))
+            group = grouped.get(directory)
+            if group is None:
+                group = grouped[directory] = (f"{base}/{rel.rpartition('/')[0]}".rstrip("/") or "/", [])
+            group[1].append((name, st))
         return {d: (target, signature(files) if all(settled(st, began) for _, st in files) else None)
                 for d, (target, files) in grouped.items()}
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import marshal
 import os
 import sqlite3
 import threading
@@ -86,12 +87,10 @@ def settled(st: os.stat_result, began_ns: int) -> bool:
 
 
 def signature(files: Sequence[tuple[str, os.stat_result]]) -> str:
-    """What ``stat`` says of a directory's files (name, stat), in name order, as one digest."""
-    h = hashlib.blake2b(digest_size=20)
-    for name, st in sorted(files, key=lambda f: f[0]):
-        h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0{st.st_dev}\n"
-                 .encode(errors="surrogateescape"))
-    return h.hexdigest()
+    """What ``stat`` says of a directory's files (name, stat), in name order, as one digest. (The rows are
+    marshalled: a format another Python version may change, which only makes every directory look changed.)"""
+    rows = sorted((name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev) for name, st in files)
+    return hashlib.blake2b(marshal.dumps(rows), digest_size=20).hexdigest()
 
 
 def stat_key(st: os.stat_result) -> Stat:
