@@ -120,17 +120,24 @@ def _execute(argv: Sequence[str], stdin: str | None, env: Mapping[str, str], cwd
              timeout: float | None, accept: Sequence[int], shown: str | None = None) -> RunResult:
     """Run ``argv`` in its own session; ``shown`` names the user's program in errors (not the sandbox's)."""
     start = time.monotonic()
+    if _STOPPING.is_set():
+        return RunResult(False, None, "", 0.0, "interrupted")
+    try:  # not under the lock: the workers' spawns (~1 ms each) overlap
+        proc = subprocess.Popen(
+            list(argv), stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(env), cwd=cwd, start_new_session=True,
+        )
+    except OSError as exc:
+        return RunResult(False, None, "", time.monotonic() - start, f"cannot start {argv[0]!r}: {exc.strerror}")
     with _RUNNING_LOCK:
-        if _STOPPING.is_set():
-            return RunResult(False, None, "", 0.0, "interrupted")
-        try:
-            proc = subprocess.Popen(
-                list(argv), stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(env), cwd=cwd, start_new_session=True,
-            )
-        except OSError as exc:
-            return RunResult(False, None, "", time.monotonic() - start, f"cannot start {argv[0]!r}: {exc.strerror}")
-        _RUNNING.add(proc)
+        stopping = _STOPPING.is_set()  # a stop_programs that began after the check above and missed it
+        if not stopping:
+            _RUNNING.add(proc)
+    if stopping:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return RunResult(False, None, "", time.monotonic() - start, "interrupted")
     try:
         out, _ = proc.communicate(stdin.encode() if stdin is not None else None, timeout=timeout)
     except subprocess.TimeoutExpired:
