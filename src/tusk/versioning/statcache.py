@@ -181,6 +181,10 @@ class StatCache:
         the put started walking) are left out. Returns how many entries were written."""
         rows = [(store, path, *stat_key(st), generation, _encode(node)) for path, st, node in files
                 if settled(st, began_ns)]
+        return self._replace("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def _replace(self, statement: str, rows: Sequence[tuple[object, ...]]) -> int:
+        """Write rows in one transaction; how many (0 when the cache cannot be written: it is then disabled)."""
         if not rows:
             return 0
         with self._lock:
@@ -190,7 +194,7 @@ class StatCache:
             try:
                 with conn:
                     conn.execute("BEGIN IMMEDIATE")
-                    conn.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                    conn.executemany(statement, rows)
             except sqlite3.Error as exc:
                 self._disable(exc)
                 return 0
@@ -219,22 +223,8 @@ class StatCache:
 
     def record_dirs(self, store: str, dirs: Sequence[tuple[str, str, str, str]], generation: int) -> int:
         """Remember (local directory, repo path, signature, repo directory digest) for directories a put landed."""
-        if not dirs:
-            return 0
-        with self._lock:
-            conn = self._connect()
-            if conn is None:
-                return 0
-            try:
-                with conn:
-                    conn.execute("BEGIN IMMEDIATE")
-                    conn.executemany("INSERT OR REPLACE INTO dirs VALUES (?, ?, ?, ?, ?, ?)",
-                                     [(store, path, target, sig, generation, digest)
-                                      for path, target, sig, digest in dirs])
-            except sqlite3.Error as exc:
-                self._disable(exc)
-                return 0
-        return len(dirs)
+        return self._replace("INSERT OR REPLACE INTO dirs VALUES (?, ?, ?, ?, ?, ?)",
+                             [(store, path, target, sig, generation, digest) for path, target, sig, digest in dirs])
 
     def close(self) -> None:
         with self._lock:
