@@ -232,3 +232,21 @@ def test_a_put_staged_into_an_open_commit_skips_no_directory(backend: Backend, t
         assert len(asked) == len(_on_disk(source))
         files = {f.path for f in c.walk_files("data@master:/") if f.kind == "file"}
         assert files == set(_on_disk(source))
+
+
+def test_a_directory_another_put_of_the_batch_wrote_to_is_not_recorded(backend: Backend, tmp_path: Path) -> None:
+    """Two trees put in one batch, the second over the first's files: the digest the first's directory lands
+    with is not what the first put, so it vouches for nothing and the next put of the first alone restores it."""
+    first = _tree(tmp_path / "first", n=8)
+    second = tmp_path / "second" / "d1"
+    second.mkdir(parents=True)
+    (second / "f001.txt").write_bytes(b"from the second tree")
+    _settle()
+    with backend.client() as c:
+        c.create_repo("data")
+        with c.modify("data@master") as m:
+            m.put_tree("/", first)
+            m.put_tree("/d1", second)
+        assert c.get_file("data@master:/d1/f001.txt") == b"from the second tree"
+        _put(c, first)
+        assert c.get_file("data@master:/d1/f001.txt") == (first / "d1" / "f001.txt").read_bytes()

@@ -109,6 +109,9 @@ class Modification(Loader):
     # directories put_tree put: (local directory, repo path, signature), recorded once the batch lands
     _landed_dirs: list[tuple[str, str, str, bool]] = field(default_factory=list)  # ..., skipped
     _landing_head: str | None = None  # the branch head the skips were checked against
+    # the batch's operations when put_tree ended, or None once anything but one put_tree is in it: a directory's
+    # digest after landing vouches for its files only if nothing else in the batch could have changed them
+    _tree_ops: int | None = None
 
     def put_bytes(self, path: str, data: bytes, append: bool = False) -> None:
         self._put(path, self.files.ctx.content.write_bytes(data, self.progress), append)
@@ -126,6 +129,7 @@ class Modification(Loader):
         whose files are all unchanged, put where the branch still holds what the last put left, is skipped."""
         base = normalize_path(path).rstrip("/")
         began = time.time_ns()
+        self._tree_ops = None if self.ops or self._landed_dirs else -1
         walked = list(local_tree_stats(Path(os.path.abspath(source)), self.skipped))
         cache, store = self.files.stat_cache()
         generation = self.generation if self.generation is not None else -1
@@ -155,6 +159,8 @@ class Modification(Loader):
             cache.record(store, fresh, generation, began)
         self._landed_dirs += [(d, target, sig, d in unchanged) for d, (target, sig) in dirs.items()
                               if sig is not None]
+        if self._tree_ops is not None:
+            self._tree_ops = len(self.ops)
         return len(walked)
 
     @staticmethod
@@ -201,8 +207,8 @@ class Modification(Loader):
         changed its files, which a skip next time would then leave as they are."""
         pending, self._landed_dirs = self._landed_dirs, []
         cache, store = self.files.stat_cache()
-        if cache is None or commit is None or commit.tree is None or not pending:
-            return
+        if cache is None or commit is None or commit.tree is None or not pending or self._tree_ops != len(self.ops):
+            return  # (another put, a delete... in the same batch: what it did would be taken as this put's)
         direct = self._landing_head is not None and commit.parent == self._landing_head
         rows = []
         for d, target, sig, skipped in pending:
