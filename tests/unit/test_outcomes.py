@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -77,3 +78,16 @@ def test_without_a_journal_each_outcome_is_written_at_once(tmp_path: Path) -> No
     log.add(_row(1))
     assert written == [1, 1]
     log.close()
+
+
+def test_pending_outcomes_are_written_in_time_while_no_new_one_comes(tmp_path: Path) -> None:
+    written: list[int] = []
+    log = OutcomeLog(tmp_path / "j.jsonl", lambda runs, cache: written.append(len(runs)), batch=1000, seconds=0.1)
+    log.add(_row(0))
+    log.add(_row(1))
+    deadline = time.monotonic() + 10
+    while not written and time.monotonic() < deadline:  # every worker busy on a long datum: nothing adds
+        time.sleep(0.02)
+    assert written == [2] and (tmp_path / "j.jsonl").read_bytes() == b""
+    log.close()
+    assert written == [2]

@@ -9,8 +9,10 @@ than a warm worker's whole datum. Instead, each outcome is
    SIGKILL leaves it complete in the page cache, as it leaves the datum's
    output (loose objects) in the object store;
 2. written to the database with the others pending, in one transaction, once
-   ``batch`` are pending or ``seconds`` have passed since the last write, and
-   when the job ends; the journal is then emptied.
+   ``batch`` are pending or ``seconds`` have passed since the last write (a
+   timer thread sees to that while every worker is busy on a long datum, so
+   ``tusk list datum`` lags by at most ``seconds``), and when the job ends; the
+   journal is then emptied.
 
 A runner that takes over a job on the same host replays what the journal holds
 before deciding which datums are done (``replay``), so a datum that finished is
@@ -26,6 +28,7 @@ import contextlib
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -51,6 +54,9 @@ class OutcomeLog:
         self._cache: list[dict[str, Any]] = []
         self._last = time.monotonic()
         self._fd: int | None = None
+        self._lock = threading.Lock()  # add, flush and the timer: a line is never appended between a write and
+        self._stop = threading.Event()  # the truncation that follows it
+        self._timer: threading.Thread | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -60,6 +66,13 @@ class OutcomeLog:
 
     def add(self, run: dict[str, Any], cache: dict[str, Any] | None = None) -> None:
         """One datum's outcome: in the journal now, in the database with its batch."""
+        with self._lock:
+            self._add(run, cache)
+        if self._timer is None and self.batch > 1:
+            self._timer = threading.Thread(target=self._tick, name="tusk-outcomes", daemon=True)
+            self._timer.start()
+
+    def _add(self, run: dict[str, Any], cache: dict[str, Any] | None) -> None:
         if self._fd is not None:
             line = json.dumps({"run": _text_stamps(run), "cache": _text_stamps(cache) if cache else None},
                               separators=(",", ":")) + "\n"
@@ -73,11 +86,27 @@ class OutcomeLog:
         if cache is not None:
             self._cache.append(cache)
         if len(self._runs) >= self.batch or time.monotonic() - self._last >= self.seconds:
-            self.flush()
+            self._flush()
+
+    def _tick(self) -> None:
+        """Write what has waited ``seconds``, while no new outcome comes to do it."""
+        while not self._stop.wait(max(self.seconds, 0.05)):
+            with self._lock:
+                if not self._runs or time.monotonic() - self._last < self.seconds:
+                    continue
+                try:
+                    self._flush()
+                except Exception as exc:  # the database is away: the next add or the close tries again
+                    _log.warning("the job's datum outcomes could not be written yet (%s): retrying", exc)
+                    self._last = time.monotonic()
 
     def flush(self) -> None:
         """Write what is pending in one transaction, then empty the journal (it holds nothing the database
         lacks). A replay after a crash between the two writes the same rows again: the writes are upserts."""
+        with self._lock:
+            self._flush()
+
+    def _flush(self) -> None:
         if self._runs:
             self._write(self._runs, self._cache)
             self._runs, self._cache = [], []
@@ -89,6 +118,9 @@ class OutcomeLog:
     def close(self) -> None:
         """The job's end (or its runner's error): write what is pending and remove the journal. When the write
         fails, the journal stays for the job's next runner to replay."""
+        self._stop.set()
+        if self._timer is not None:
+            self._timer.join()
         try:
             self.flush()
         finally:
