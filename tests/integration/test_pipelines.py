@@ -219,18 +219,43 @@ def test_stop_start_branch_moves_and_deferred_processing(pc: Client) -> None:
     assert pc.get_file("wc@master:/c.n") == b"3\n"
 
 
+def _counting_job(c: Client, counter: Path) -> Any:
+    """Six one-file datums whose command appends its datum id to ``counter``: the pipeline's created job."""
+    c.create_repo("in")
+    with c.modify("in@master") as m:
+        for i in range(6):
+            m.put_bytes(f"/{i}", str(i).encode())
+    c.create_pipeline({"pipeline": {"name": "count"}, "transform": {"cmd": ["sh", "-c",
+                       f"echo $PACH_DATUM_ID >> {counter}; cp $in /pfs/out/"]},
+                       "input": {"pfs": {"repo": "in", "glob": "/*"}}})
+    (job,) = c.list_jobs("count")
+    return job
+
+
+def _crash_after(svc: Any, job_id: str, datums: int) -> None:
+    """Run the claimed job here until ``datums`` datums ran, then crash its runner (KeyboardInterrupt)."""
+    real_run = svc.worker.run
+    calls = {"n": 0}
+
+    def crashing(*args: Any, **kwargs: Any) -> Any:
+        if calls["n"] == datums:
+            raise KeyboardInterrupt("simulated crash")
+        calls["n"] += 1
+        return real_run(*args, **kwargs)
+
+    svc.worker.run = crashing
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            svc._run(job_id, None)
+    finally:
+        svc.worker.run = real_run
+
+
 def test_no_wait_queues_and_resume_does_not_redo_datums(backend: Backend, tmp_path: Path) -> None:
     settings = Settings.from_env(env=backend.env | {"TUSK_RUNTIME": "local"})
     counter = tmp_path / "runs.log"
     with Client(settings=settings, run_jobs=False) as c:
-        c.create_repo("in")
-        with c.modify("in@master") as m:
-            for i in range(6):
-                m.put_bytes(f"/{i}", str(i).encode())
-        c.create_pipeline({"pipeline": {"name": "count"}, "transform": {"cmd": ["sh", "-c",
-                           f"echo $PACH_DATUM_ID >> {counter}; cp $in /pfs/out/"]},
-                           "input": {"pfs": {"repo": "in", "glob": "/*"}}})
-        (job,) = c.list_jobs("count")
+        job = _counting_job(c, counter)
         assert job.state == "created"
         # simulate a crash after two datums: run them by hand, leave the job "running" with a dead owner
         from tusk.pipelines import jobs as jobs_module
@@ -238,19 +263,7 @@ def test_no_wait_queues_and_resume_does_not_redo_datums(backend: Backend, tmp_pa
         svc = c.services.jobs
         claimed = svc._claim_next()
         assert claimed == job.id
-        real_run = svc.worker.run
-        calls = {"n": 0}
-
-        def crash_after_two(*args: Any, **kwargs: Any) -> Any:
-            if calls["n"] == 2:
-                raise KeyboardInterrupt("simulated crash")
-            calls["n"] += 1
-            return real_run(*args, **kwargs)
-
-        svc.worker.run = crash_after_two  # type: ignore[method-assign]
-        with pytest.raises(KeyboardInterrupt):
-            svc._run(job.id, None)
-        svc.worker.run = real_run  # type: ignore[method-assign]
+        _crash_after(svc, job.id, 2)
         from sqlalchemy import update
 
         from tusk.storage.metadata import JobRow
@@ -423,33 +436,14 @@ def test_outcomes_only_in_the_journal_when_the_runner_died_are_not_redone(backen
     settings = Settings.from_env(env=backend.env | {"TUSK_RUNTIME": "local"})
     counter = tmp_path / "runs.log"
     with Client(settings=settings, run_jobs=False) as c:
-        c.create_repo("in")
-        with c.modify("in@master") as m:
-            for i in range(6):
-                m.put_bytes(f"/{i}", str(i).encode())
-        c.create_pipeline({"pipeline": {"name": "count"}, "transform": {"cmd": ["sh", "-c",
-                           f"echo $PACH_DATUM_ID >> {counter}; cp $in /pfs/out/"]},
-                           "input": {"pfs": {"repo": "in", "glob": "/*"}}})
-        (job,) = c.list_jobs("count")
+        job = _counting_job(c, counter)
         svc = c.services.jobs
         svc.record_batch, svc.record_seconds = 1000, 3600.0  # nothing reaches the database before the end
         assert svc._claim_next() == job.id
-        real_run = svc.worker.run
-        calls = {"n": 0}
-
-        def die_after_three(*args: Any, **kwargs: Any) -> Any:
-            if calls["n"] == 3:
-                raise KeyboardInterrupt("simulated SIGKILL")
-            calls["n"] += 1
-            return real_run(*args, **kwargs)
-
-        svc.worker.run = die_after_three  # type: ignore[method-assign]
         # a SIGKILLed runner writes no pending batch and leaves its journal: close only lets go of the file
         monkeypatch.setattr(OutcomeLog, "close", lambda self: self._close_fd())
-        with pytest.raises(KeyboardInterrupt):
-            svc._run(job.id, None)
+        _crash_after(svc, job.id, 3)
         monkeypatch.undo()
-        svc.worker.run = real_run  # type: ignore[method-assign]
         with c.services.ctx.db.read() as s:
             assert s.scalar(select(func.count()).select_from(DatumRunRow).where(DatumRunRow.job_id == job.id)) == 0
         journal = svc.journals / f"{job.id}.jsonl"
