@@ -1,0 +1,35 @@
+"""The local object store starts a large object's writeback as soon as it is written (the commit's barrier
+then finds little left to wait for); small objects are left to the barrier alone."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tusk.storage.objects import _local
+from tusk.storage.objects._local import EARLY_WRITEBACK, LocalObjectStore
+
+
+def test_large_objects_start_their_writeback_and_small_ones_do_not(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    if _local._SYNC_FILE_RANGE is None:
+        pytest.skip("no sync_file_range in this libc")
+    real = _local._SYNC_FILE_RANGE
+    started: list[int] = []
+
+    def recording(fd: int, offset: int, nbytes: int, flags: int) -> Any:
+        started.append(os.fstat(fd).st_size)
+        return real(fd, offset, nbytes, flags)
+
+    monkeypatch.setattr(_local, "_SYNC_FILE_RANGE", recording)
+    store = LocalObjectStore(tmp_path / "objects")
+    store.put("chunks/aa/small", b"x" * 100)
+    store.put("chunks/aa/edge", b"y" * (EARLY_WRITEBACK - 1))
+    store.put("chunks/bb/large", memoryview(b"z" * EARLY_WRITEBACK))
+    store.flush()
+    assert started == [EARLY_WRITEBACK]  # the large one alone, with all its bytes written first
+    assert store.get("chunks/bb/large") == b"z" * EARLY_WRITEBACK
+    assert store.get("chunks/aa/edge") == b"y" * (EARLY_WRITEBACK - 1)
