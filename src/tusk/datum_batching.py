@@ -78,20 +78,40 @@ def _request(error: str) -> bytes:
 
 def datum_env(pfs: str | None = None) -> dict[str, str]:
     """The current datum's variables, as the worker wrote them to ``/pfs/.env``."""
-    import shlex
-
     path = os.path.join(pfs or os.environ.get("PFS", "/pfs"), ".env")
     env: dict[str, str] = {}
     try:
         with open(path, encoding="utf-8") as fh:
             for line in fh:
-                for word in shlex.split(line, comments=True):
+                for word in _words(line):
                     key, sep, value = word.partition("=")
                     if sep:
                         env[key] = value
     except FileNotFoundError:
         pass
     return env
+
+
+_SHAPES: list[Any] = []  # the two line shapes ``shlex.quote`` writes, compiled on first use
+
+
+def _words(line: str) -> list[str]:
+    """``shlex.split(line, comments=True)``, without shlex for the two shapes the worker writes: ``KEY=value``
+    of characters that need no quoting, and ``KEY='value'`` with no quote inside (shlex takes ~12 µs a line,
+    a tenth of a warm datum's cost). Any other line goes to shlex, so the result is shlex's for every line."""
+    if not _SHAPES:
+        import re
+
+        safe = r"[\w@%+=:,./-]"  # what shlex.quote leaves unquoted
+        _SHAPES.extend([re.compile(rf"({safe}+)\n?\Z", re.ASCII), re.compile(rf"({safe}*)'([^']*)'\n?\Z", re.ASCII)])
+    plain, quoted = _SHAPES
+    if (m := plain.match(line)) is not None:
+        return [m.group(1)]
+    if (m := quoted.match(line)) is not None:
+        return [m.group(1) + m.group(2)]
+    import shlex
+
+    return shlex.split(line, comments=True)
 
 
 def _load_env() -> dict[str, str]:
