@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 from tusk.config import Settings
 from tusk.errors import InvalidArgument
 from tusk.storage.content import ContentStore
-from tusk.storage.metadata import Database, DbChunkIndex
+from tusk.storage.metadata import Database, DbChunkIndex, PipelineRow
 from tusk.storage.objects import ObjectStore, open_object_store
 from tusk.versioning.archive import ArchiveReport, Target, extract, restore
 from tusk.versioning.branches import BranchService
@@ -97,13 +97,27 @@ class Services:
         such datums fail, saying so.
         """
         self._datum_gateways = factory
-        if "jobs" in self.__dict__:
+        if self.built("jobs"):
             self.jobs.worker.gateway_factory = lambda: factory(self)
 
     def _on_commit(self, commit: CommitInfo, moved: bool) -> None:
         self.models.on_commit(commit, moved)  # first: a model commit has its manifest before jobs read it
         self.triggers.on_commit(commit, moved)
-        self.jobs.on_commit(commit, moved)
+        if self.built("jobs") or self._pipelines_running():
+            self.jobs.on_commit(commit, moved)
+
+    def built(self, name: str) -> bool:
+        """Whether the service ``name`` (``jobs``, ``models``…) was built in this process: one never built has
+        done nothing (caused no job, holds no state)."""
+        return name in self.__dict__
+
+    def _pipelines_running(self) -> bool:
+        """Whether any pipeline runs (a commit can start a job): when none does, as for a plain ``put file``,
+        the job service and its imports (~0.1 s of a CLI command's start) are not built to learn that."""
+        from sqlalchemy import select
+
+        with self.ctx.db.read() as s:
+            return s.scalar(select(PipelineRow.id).where(PipelineRow.state == "running").limit(1)) is not None
 
     @classmethod
     def open(cls, settings: Settings, objects: ObjectStore | None = None) -> Services:
@@ -209,9 +223,9 @@ class Services:
         return restore(self.ctx, src, self.settings.s3_endpoint_url)
 
     def close(self) -> None:
-        if "algorithms" in self.__dict__:  # only what was built needs closing
+        if self.built("algorithms"):  # only what was built needs closing
             self.algorithms.close()
-        if "jobs" in self.__dict__:
+        if self.built("jobs"):
             self.jobs.executor.close()
         self.ctx.content.close()
         self.ctx.db.dispose()

@@ -17,17 +17,19 @@ try:
     main()
 except SystemExit:
     pass
-sys.stderr.write("\\nLOADED " + json.dumps(sorted(m.split(".")[0] for m in sys.modules)) + "\\n")
+sys.stderr.write("\\nLOADED " + json.dumps(sorted(sys.modules)) + "\\n")
 """
 
 
-def _loaded(tmp_path: Path, *args: str) -> set[str]:
+def _loaded(tmp_path: Path, *args: str, full: bool = False) -> set[str]:
+    """The packages (with ``full``, the modules) that running ``tusk *args`` loaded."""
     env = {"TUSK_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(list(args))], capture_output=True, text=True,
                           env=env, timeout=60, check=False)
     line = [x for x in proc.stderr.splitlines() if x.startswith("LOADED ")]
     assert line, proc.stderr
-    return set(json.loads(line[-1][len("LOADED "):]))
+    modules = json.loads(line[-1][len("LOADED "):])
+    return set(modules) if full else {m.split(".")[0] for m in modules}
 
 
 def test_importing_the_cli_loads_nothing_heavy(tmp_path: Path) -> None:
@@ -50,6 +52,14 @@ def test_a_data_command_loads_no_serving_or_ml_modules(tmp_path: Path) -> None:
     for args in (["repo", "list"], ["commit", "list", "r"], ["list", "file", "r@master"]):
         loaded = _loaded(tmp_path, *args)
         assert not loaded & {*HEAVY, "alembic"}, (args, loaded & {*HEAVY, "alembic"})
+
+
+def test_a_commit_with_no_pipeline_running_loads_no_job_runner(tmp_path: Path) -> None:
+    _loaded(tmp_path, "repo", "create", "r")
+    (tmp_path / "f.txt").write_text("x")
+    loaded = _loaded(tmp_path, "put", "file", "r@master:/f.txt", "-f", str(tmp_path / "f.txt"), full=True)
+    assert "tusk.versioning.files" in loaded  # the put ran
+    assert "tusk.pipelines.jobs" not in loaded
 
 
 def test_shell_completion_answers_from_the_cli(tmp_path: Path) -> None:

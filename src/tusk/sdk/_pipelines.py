@@ -132,6 +132,9 @@ class PipelineMethods:
     def _run_caused(self) -> list[JobInfo]:
         """Run the jobs this client's writes triggered (their whole DAG), not other people's queued work:
         a write never waits for, or fails because of, a pipeline it did not trigger."""
+        if not self.services.built("jobs"):  # no job service here, so this client's writes caused no job
+            self.last_jobs = []
+            return []
         jobs = self.services.jobs
         caused = jobs.take_caused()
         self.last_jobs = []
