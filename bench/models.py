@@ -41,7 +41,7 @@ import tusk
 from tusk.config import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from verdicts import Targets, load_text, section_with_retries
+from verdicts import Targets, compile_bytecode, load_text, section_with_retries
 
 
 def median_time(fn: Callable[[], Any], runs: int = 5) -> float:
@@ -58,6 +58,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (about 1.2 GB at full size)")
     args = ap.parse_args()
+    compile_bytecode()  # as an installed Tusk has it (verdicts.compile_bytecode)
     work = Path(tempfile.mkdtemp(prefix="tusk-bench-models-"))
     try:
         run(work, args.quick)

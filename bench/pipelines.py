@@ -43,7 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from ingest import Dvc, Tusk  # noqa: E402
-from verdicts import Section, Targets, discard, section_with_retries  # noqa: E402
+from verdicts import Section, Targets, compile_bytecode, discard, section_with_retries  # noqa: E402
 
 WORK_SCRIPT = """import sys, pathlib
 src, dst = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
@@ -209,6 +209,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / ".work" / "pipelines")
     ap.add_argument("--no-dvc", action="store_true")
     args = ap.parse_args()
+    compile_bytecode()  # as an installed Tusk has it (verdicts.compile_bytecode)
     small_n, big_n = (1_000, 2_000) if args.quick else (10_000, 20_000)
     work = args.work
     discard(work)
