@@ -126,3 +126,22 @@ def test_write_many_matches_single_writes(store: ContentStore, tmp_path: Path) -
     many = store.write_many([(str(p), p.stat().st_size) for p in paths], seen.append)
     assert many == [store.write_file(p) for p in paths]
     assert sum(seen) == sum(sizes)
+
+
+@pytest.mark.parametrize("shape", ["random", "zeros", "repeats"])
+def test_a_large_file_cut_in_halves_has_the_chunks_of_one_pass(store: ContentStore, tmp_path: Path,
+                                                                shape: str) -> None:
+    import pyfastcdc
+
+    from tusk.storage import content
+
+    size = content._PARALLEL_CUT + 777_777
+    data = {"random": lambda: _rand(size, 11), "zeros": lambda: bytes(size),
+            "repeats": lambda: (_rand(3 << 20, 12) * (size // (3 << 20) + 1))[:size]}[shape]()
+    path = tmp_path / "large.bin"
+    path.write_bytes(data)
+    node = store.write_file(path)  # cut in halves, the second on a pool thread
+    one_pass = [c.length for c in pyfastcdc.FastCDC(avg_size=content.AVG_CHUNK).cut_buf(data)]
+    assert [c.size for c in node.chunks] == one_pass
+    assert node == store.write_bytes(data)  # the same chunks, so the same digest and dedup, as any other put
+    assert b"".join(store.iter_bytes(node, "large.bin")) == data
