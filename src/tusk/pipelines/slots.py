@@ -25,7 +25,7 @@ import contextlib
 import os
 import shutil
 import stat
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 __all__ = ["Slot"]
@@ -84,9 +84,9 @@ class Slot:
             self._ours[path] = _identity(os.fstat(fd))
         return total
 
-    def clear(self, directory: Path) -> None:
+    def clear(self, directory: Path, keep: Collection[str] = ()) -> None:
         """Empty ``directory`` (made when missing), keeping it: the files this slot wrote are set aside for
-        reuse, anything else is deleted."""
+        reuse, anything else is deleted; its subdirectories named in ``keep`` are emptied and kept."""
         try:
             children = list(os.scandir(directory))
         except FileNotFoundError:
@@ -95,8 +95,9 @@ class Slot:
         for child in children:
             if child.is_dir(follow_symlinks=False):
                 self.clear(Path(child.path))
-                with contextlib.suppress(OSError):
-                    os.rmdir(child.path)
+                if child.name not in keep:
+                    with contextlib.suppress(OSError):
+                        os.rmdir(child.path)
                 continue
             if not self._set_aside(child):
                 with contextlib.suppress(FileNotFoundError):
@@ -123,16 +124,7 @@ class Slot:
 
     def reset(self, keep: set[str]) -> None:
         """Ready ``pfs`` for the next datum: the directories named in ``keep`` emptied, any other entry gone."""
-        for child in list(os.scandir(self.pfs)):
-            if child.name in keep and child.is_dir(follow_symlinks=False):
-                self.clear(Path(child.path))
-            elif child.is_dir(follow_symlinks=False):
-                self.clear(Path(child.path))
-                with contextlib.suppress(OSError):
-                    os.rmdir(child.path)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(child.path)
+        self.clear(self.pfs, keep)
 
     def remove(self) -> None:
         """The job is done with this slot."""

@@ -106,8 +106,9 @@ class Modification(Loader):
     started_at: datetime = field(default_factory=now)
     generation: int | None = None  # the gc generation before the first byte was stored (versioning.fence)
     cached_files: int = 0  # files put_tree took from the stat cache, unread
-    # directories put_tree put: (local directory, repo path, signature), recorded once the batch lands
-    _landed_dirs: list[tuple[str, str, str, bool]] = field(default_factory=list)  # ..., skipped
+    # directories put_tree put: (local directory, repo path, signature, whether it was skipped whole), recorded
+    # once the batch lands
+    _landed_dirs: list[tuple[str, str, str, bool]] = field(default_factory=list)
     _landing_head: str | None = None  # the branch head the skips were checked against
     # the batch's operations when put_tree ended, or None once anything but one put_tree is in it: a directory's
     # digest after landing vouches for its files only if nothing else in the batch could have changed them
@@ -135,12 +136,13 @@ class Modification(Loader):
         generation = self.generation if self.generation is not None else -1
         dirs = self._dirs(base, walked, began) if cache is not None else {}
         unchanged = self._unchanged_dirs(cache, store, dirs, generation) if cache is not None else set()
-        todo = [(f"{base}/{rel}", local, st) for rel, local, st in walked
-                if not unchanged or local.rpartition("/")[0] not in unchanged]
-        if self.progress is not None and unchanged:
-            for _, local, st in walked:
-                if local.rpartition("/")[0] in unchanged:
+        todo = []
+        for rel, local, st in walked:
+            if unchanged and local.rpartition("/")[0] in unchanged:  # in a directory skipped whole
+                if self.progress is not None:
                     self.progress(st.st_size)
+            else:
+                todo.append((f"{base}/{rel}", local, st))
         known = cache.lookup(store, [(local, st) for _, local, st in todo], generation) if cache else \
             [None] * len(todo)
         unread = [t for t, node in zip(todo, known, strict=True) if node is None]
