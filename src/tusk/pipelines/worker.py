@@ -261,13 +261,16 @@ class DatumWorker:
             base = pfs / inp.name
             base.mkdir(parents=True, exist_ok=True)
             made.add(base)
+            # below base every directory is made here, so none is a link: its real path is base's, joined
+            real_base = os.path.realpath(base)
             root = roots[inp.name]
             for path, entry in self.ctx.trees.walk(root, inp.path):
-                target = base / path.lstrip("/")
+                rel = path.lstrip("/")
+                target = base / rel
                 if target.parent not in made:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     made.add(target.parent)
-                local[os.path.realpath(target)] = entry
+                local[f"{real_base}/{rel}" if rel else real_base] = entry
                 if inp.empty_files or entry.file is None:
                     target.touch()
                     continue
