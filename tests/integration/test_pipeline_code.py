@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -191,3 +192,39 @@ def test_a_script_in_the_code_runs_by_its_own_path(tmp_path: Path) -> None:
         job = c.list_jobs("script")[0]
         assert job.state == "success", c.list_datums(job.id)[0].log
         assert c.get_file("script@master:/ran") == b"ran\n"
+
+
+def test_a_cached_copy_with_unchanged_stats_is_not_hashed_again_and_any_edit_is_caught(
+        tmp_path: Path, code_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tusk.pipelines import codestore
+
+    _code(code_dir)
+    monkeypatch.setattr(codestore, "SETTLED_NS", 0)  # every file counts as settled at once
+    hashed: list[Path] = []
+    real_hash = codestore.hash_code
+
+    def counting(directory: Path, limit: int = codestore.CODE_LIMIT) -> codestore.CodeTree:
+        if not directory.name.startswith(".tmp-"):  # a copy being written is checked as it is made
+            hashed.append(directory)
+        return real_hash(directory, limit)
+
+    with Client(settings=Settings.from_env(env={"TUSK_HOME": str(tmp_path / "home")})) as c:
+        store = c.services.pipelines.code
+        digest = store.store(code_dir).digest
+        cache = tmp_path / "home" / "cache" / "code"
+        monkeypatch.setattr(codestore, "hash_code", counting)
+        copy = store.materialize(digest, cache, "pipeline shout version 1")  # written now: nothing to check
+        assert hashed == []
+        assert store.materialize(digest, cache, "p") == copy and hashed == [copy]  # hashed once, stats kept
+        assert store.materialize(digest, cache, "p") == copy and hashed == [copy]  # stats alone
+        # an edit that keeps the size and the mtime still moves the ctime: caught, and the copy rebuilt
+        program = copy / "shout.py"
+        before = program.stat()
+        program.write_text(program.read_text().replace("upper", "lower"))
+        os.utime(program, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert store.materialize(digest, cache, "p") == copy and len(hashed) == 2
+        assert (copy / "shout.py").read_text() == PROGRAM.replace("{suffix}", ".upper()")
+        # a file added where the code has none
+        (copy / "lib" / "extra.py").write_text("x = 1\n")
+        assert store.materialize(digest, cache, "p") == copy and len(hashed) == 3
+        assert not (copy / "lib" / "extra.py").exists()

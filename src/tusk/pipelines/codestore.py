@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -144,6 +145,23 @@ def _tree(directory: Path, node_of: Callable[[Path], FileNode], put_dir: Callabl
     return CodeTree(digest, len(files), size, chunks)
 
 
+SETTLED_NS = 2_000_000_000  # a cached copy's stats are kept once all its files are this old (CodeStore._verified)
+
+
+def _signature(directory: Path) -> str | None:
+    """A digest of the stats of the code files in ``directory`` (as ``hash_code`` lists them), or None while
+    one of them changed less than ``SETTLED_NS`` ago."""
+    settled = time.time_ns() - SETTLED_NS
+    h = blake3.blake3(b"tusk-code-stats:v1\n")
+    for local in code_files(directory):
+        st = local.lstat()
+        if st.st_ctime_ns > settled or st.st_mtime_ns > settled:
+            return None
+        h.update(f"{local.relative_to(directory).as_posix()}\0{st.st_size}\0{st.st_mode}\0{st.st_ino}\0"
+                 f"{st.st_mtime_ns}\0{st.st_ctime_ns}\n".encode())
+    return h.hexdigest()
+
+
 def hash_code(directory: Path, limit: int = CODE_LIMIT) -> CodeTree:
     """The tree digest ``CodeStore.store`` would record for ``directory``, computed locally (nothing is written)."""
     return _tree(directory, _hash_file, lambda digest, data: None, limit)
@@ -204,8 +222,9 @@ class CodeStore:
         with self._lock:
             if target.is_dir():
                 with contextlib.suppress(InvalidArgument, OSError):
-                    if hash_code(target).digest == digest:
+                    if self._verified(cache, digest, target):
                         return target
+                (cache / f".verified-{digest}").unlink(missing_ok=True)
                 aside = cache / f".stale-{uuid.uuid4().hex}"
                 with contextlib.suppress(OSError):
                     target.rename(aside)
@@ -230,6 +249,29 @@ class CodeStore:
                 if not target.is_dir():
                     raise
             return target
+
+    @staticmethod
+    def _verified(cache: Path, digest: str, target: Path) -> bool:
+        """Whether the cached copy still holds the tree ``digest``.
+
+        Hashing it every job cost as much as the job when the code directory is large (3 s a job for 20,000
+        files), so, as git's index and the put stat cache do, the stats of a copy found right are kept beside
+        it (``.verified-<digest>``): a copy whose files' stats are all the same (path, size, mode, inode,
+        mtime, ctime) is not hashed again. Any write, rename or chmod moves a file's ctime, which no user can
+        set back. Stats are kept only once every file is older than ``SETTLED_NS``, so a change in the same
+        tick as the check cannot hide behind equal stats.
+        """
+        marker = cache / f".verified-{digest}"
+        signature = _signature(target)
+        if signature is not None and marker.is_file() and marker.read_text(encoding="ascii") == signature:
+            return True
+        if hash_code(target).digest != digest:
+            return False
+        if signature is not None:
+            staging = cache / f".tmp-{uuid.uuid4().hex}"
+            staging.write_text(signature, encoding="ascii")
+            os.replace(staging, marker)
+        return True
 
     def _write(self, digest: str, staging: Path) -> None:
         os.chmod(staging, 0o755)  # the sandbox reads it as an unprivileged user
