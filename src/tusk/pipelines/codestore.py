@@ -263,14 +263,18 @@ class CodeStore:
         """
         marker = cache / f".verified-{digest}"
         signature = _signature(target)
-        if signature is not None and marker.is_file() and marker.read_text(encoding="ascii") == signature:
+        if signature is not None and marker.is_file() and marker.read_bytes() == signature.encode():
             return True
         if hash_code(target).digest != digest:
             return False
         if signature is not None:
             staging = cache / f".tmp-{uuid.uuid4().hex}"
-            staging.write_text(signature, encoding="ascii")
-            os.replace(staging, marker)
+            try:
+                staging.write_bytes(signature.encode())
+                os.replace(staging, marker)
+            except OSError:  # no stats kept (a full disk): the copy is right all the same, hashed again next time
+                with contextlib.suppress(OSError):
+                    staging.unlink(missing_ok=True)
         return True
 
     def _write(self, digest: str, staging: Path) -> None:
