@@ -270,8 +270,7 @@ def run_big(work: Path, big: Path, inserted: Path, dvc: Dvc | None) -> dict[str,
             read_all(proj / "big.bin")
             add_runs.append(dvc.run(proj, "add", "-q", "big.bin"))
             if round_ < 2:
-                release_pages(proj)
-                discard(proj)
+                release_pages(proj)  # (the next dvc.project discards it)
         results["a_dvc_add_s"] = statistics.median(add_runs)
         results["a_dvc_add_runs_s"] = add_runs
         cache = proj / ".dvc" / "cache"

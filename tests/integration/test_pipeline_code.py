@@ -197,9 +197,10 @@ def test_a_script_in_the_code_runs_by_its_own_path(tmp_path: Path) -> None:
 def test_a_cached_copy_with_unchanged_stats_is_not_hashed_again_and_any_edit_is_caught(
         tmp_path: Path, code_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tusk.pipelines import codestore
+    from tusk.versioning import statcache
 
     _code(code_dir)
-    monkeypatch.setattr(codestore, "SETTLED_NS", 0)  # every file counts as settled at once
+    monkeypatch.setattr(statcache, "RACY_NS", 0)  # every file counts as settled at once
     hashed: list[Path] = []
     real_hash = codestore.hash_code
 

@@ -38,6 +38,7 @@ from tusk.ids import Digest
 from tusk.pipelines.code import code_files
 from tusk.storage.content import AVG_CHUNK, ChunkRef, FileNode
 from tusk.versioning.context import Context
+from tusk.versioning.statcache import settled, signature
 from tusk.versioning.trees import EMPTY_TREE, Entry, encode_entries, file_entry, tree_key
 
 __all__ = ["CODE_LIMIT", "CodeStore", "CodeTree", "JobCode", "PipelineCode", "hash_code"]
@@ -145,21 +146,14 @@ def _tree(directory: Path, node_of: Callable[[Path], FileNode], put_dir: Callabl
     return CodeTree(digest, len(files), size, chunks)
 
 
-SETTLED_NS = 2_000_000_000  # a cached copy's stats are kept once all its files are this old (CodeStore._verified)
-
-
 def _signature(directory: Path) -> str | None:
-    """A digest of the stats of the code files in ``directory`` (as ``hash_code`` lists them), or None while
-    one of them changed less than ``SETTLED_NS`` ago."""
-    settled = time.time_ns() - SETTLED_NS
-    h = blake3.blake3(b"tusk-code-stats:v1\n")
-    for local in code_files(directory):
-        st = local.lstat()
-        if st.st_ctime_ns > settled or st.st_mtime_ns > settled:
-            return None
-        h.update(f"{local.relative_to(directory).as_posix()}\0{st.st_size}\0{st.st_mode}\0{st.st_ino}\0"
-                 f"{st.st_mtime_ns}\0{st.st_ctime_ns}\n".encode())
-    return h.hexdigest()
+    """The stat signature (``statcache.signature``) of the code files in ``directory``, as ``hash_code`` lists
+    them, or None while one of them is too young for its stat to be trusted (``statcache.settled``)."""
+    began = time.time_ns()
+    stats = [(local.relative_to(directory).as_posix(), local.lstat()) for local in code_files(directory)]
+    if not all(settled(st, began) for _, st in stats):
+        return None
+    return signature(stats)
 
 
 def hash_code(directory: Path, limit: int = CODE_LIMIT) -> CodeTree:
@@ -256,10 +250,10 @@ class CodeStore:
 
         Hashing it every job cost as much as the job when the code directory is large (3 s a job for 20,000
         files), so, as git's index and the put stat cache do, the stats of a copy found right are kept beside
-        it (``.verified-<digest>``): a copy whose files' stats are all the same (path, size, mode, inode,
+        it (``.verified-<digest>``): a copy whose files' stats are all the same (path, size, inode, device,
         mtime, ctime) is not hashed again. Any write, rename or chmod moves a file's ctime, which no user can
-        set back. Stats are kept only once every file is older than ``SETTLED_NS``, so a change in the same
-        tick as the check cannot hide behind equal stats.
+        set back. Stats are kept only once every file is older than ``statcache.RACY_NS``, so a change in the
+        same tick as the check cannot hide behind equal stats.
         """
         marker = cache / f".verified-{digest}"
         signature = _signature(target)
