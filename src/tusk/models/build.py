@@ -12,7 +12,6 @@ import json
 from typing import Any
 
 import yaml
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tusk.models.manifest import (
@@ -28,15 +27,15 @@ from tusk.models.manifest import (
     is_model_marker,
 )
 from tusk.storage.metadata import (
-    CommitProvenanceRow,
-    CommitRow,
     JobRow,
     ModelManifestRow,
     PipelineRow,
     PipelineVersionRow,
     RepoRow,
 )
-from tusk.versioning.context import Context, _aware
+from tusk.versioning import refstore
+from tusk.versioning.context import Context
+from tusk.versioning.refstore import CommitRef
 from tusk.versioning.trees import EMPTY_TREE, Entry
 
 __all__ = ["build_manifest"]
@@ -208,22 +207,22 @@ def _sources(s: Session, commit_id: str) -> list[dict[str, str]]:
     for _ in range(_MAX_SOURCES_DEPTH):
         nxt: list[str] = []
         for cid in frontier:
-            for p in s.scalars(select(CommitProvenanceRow).where(CommitProvenanceRow.commit_id == cid)):
-                if p.source_commit_id in seen:
+            for p in refstore.sources(s, cid):
+                if p.commit in seen:
                     continue
-                seen.add(p.source_commit_id)
-                row = s.get(CommitRow, p.source_commit_id)
+                seen.add(p.commit)
+                row = refstore.commit(s, p.commit)
                 if row is not None and row.origin == "user":
-                    out.append({"repo": p.source_repo, "branch": p.source_branch, "commit": p.source_commit_id})
+                    out.append({"repo": p.repo, "branch": p.branch, "commit": p.commit})
                 else:
-                    nxt.append(p.source_commit_id)
+                    nxt.append(p.commit)
         if not nxt:
             break
         frontier = nxt
     return sorted(out, key=lambda d: (d["repo"], d["commit"]))
 
 
-def _training(s: Session, row: CommitRow) -> dict[str, Any] | None:
+def _training(s: Session, row: CommitRef) -> dict[str, Any] | None:
     if row.job_id is None:
         return None
     job = s.get(JobRow, row.job_id)
@@ -266,7 +265,7 @@ def _relevant(path: str) -> bool:
     return is_model_marker(path) or path.rsplit("/", 1)[-1] in (METRICS, EXPLAINER)
 
 
-def build_manifest(ctx: Context, s: Session, row: CommitRow, parent: Manifest | None, full: bool = False
+def build_manifest(ctx: Context, s: Session, row: CommitRef, parent: Manifest | None, full: bool = False
                    ) -> Manifest | None:
     """The manifest of a finished commit, or None when the commit holds no model.
 
@@ -276,7 +275,7 @@ def build_manifest(ctx: Context, s: Session, row: CommitRow, parent: Manifest | 
     root: str = row.tree_digest or EMPTY_TREE
     parent_root: str = EMPTY_TREE
     if row.parent_id is not None:
-        parent_row = s.get(CommitRow, row.parent_id)
+        parent_row = refstore.commit(s, row.parent_id)
         parent_root = (parent_row.tree_digest if parent_row is not None else None) or EMPTY_TREE
     changed = [path for path, _old, _new in ctx.trees.diff(parent_root, root)]
     scan = _Scan(ctx, root)
@@ -309,7 +308,7 @@ def build_manifest(ctx: Context, s: Session, row: CommitRow, parent: Manifest | 
     training = _training(s, row)
     return Manifest(
         repo=repo.name if repo is not None else "?", commit=row.id, branch=row.branch, global_id=row.commit_set_id,
-        created_at=_aware(row.finished_at or row.started_at).isoformat(), author=row.author, origin=row.origin,
+        created_at=(row.finished_at or row.started_at).isoformat(), author=row.author, origin=row.origin,
         models=tuple(models), files=tuple(files), metrics=_metrics(scan), training=training,
         warnings=tuple(scan.warnings), upstream=_upstream(s, training, files),
     )

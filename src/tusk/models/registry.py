@@ -27,10 +27,11 @@ from tusk.models.local import MANIFEST_FILE
 from tusk.models.manifest import Manifest, verify_file
 from tusk.models.records import BranchMove, ModelInfo
 from tusk.storage.buffers import MAPPED_FROM, allocate
-from tusk.storage.metadata import BranchMoveRow, BranchRow, CommitRow, ModelManifestRow
+from tusk.storage.metadata import ModelManifestRow
+from tusk.versioning import refstore
 from tusk.versioning.branches import BranchService
 from tusk.versioning.commits import CommitService
-from tusk.versioning.context import Context, _aware, now
+from tusk.versioning.context import Context, now
 from tusk.versioning.records import CommitInfo
 from tusk.versioning.refs import parse_file_ref
 
@@ -91,7 +92,7 @@ class ModelService:
         """The commit's manifest, built and stored if missing. Hashing happens outside any write transaction
         (a large model takes seconds); only the insert takes the write lock."""
         with self.ctx.db.read() as s:
-            row = self.ctx.commit_row(s, commit_id)
+            row = refstore.CommitRef.of(self.ctx.commit_row(s, commit_id))
             existing = self._stored(s, row.id)
             if existing is not None or row.state != "finished":
                 return existing
@@ -106,10 +107,10 @@ class ModelService:
                 created_at=now()).on_conflict_do_nothing(index_elements=["commit_id"]))
             return self._stored(s, commit_id)
 
-    def _resolve(self, s: Session, ref: str) -> tuple[CommitRow, str | None]:
-        """``repo@ref[:/path]`` → the commit row and the model path, if one was named."""
+    def _resolve(self, s: Session, ref: str) -> tuple[refstore.CommitRef, str | None]:
+        """``repo@ref[:/path]`` → the commit and the model path, if one was named."""
         fref = parse_file_ref(ref)
-        row = self.commits.resolve_row(s, self.ctx.repo_row(s, fref.repo), fref.ref, fref.ancestry)
+        row = refstore.resolve(s, self.ctx.repo_row(s, fref.repo), fref.ref, fref.ancestry)
         return row, fref.path if fref.has_path else None
 
     def manifest(self, ref: str) -> Manifest:
@@ -138,10 +139,8 @@ class ModelService:
             if repo is not None:
                 q = q.where(ModelManifestRow.repo_id == self.ctx.repo_row(s, repo).id)
             rows = list(s.scalars(q.limit(limit) if limit else q))
-            heads: dict[str, list[str]] = {}
-            for b in s.scalars(select(BranchRow).where(BranchRow.head_id.in_([r.commit_id for r in rows]))):
-                heads.setdefault(b.head_id or "", []).append(b.name)
-            return [self._info(Manifest.loads(r.body), r.digest, sorted(heads.get(r.commit_id, []))) for r in rows]
+            heads = refstore.branches_at(s, [r.commit_id for r in rows])
+            return [self._info(Manifest.loads(r.body), r.digest, heads.get(r.commit_id, [])) for r in rows]
 
     @staticmethod
     def _info(m: Manifest, digest: str, aliases: builtins.list[str]) -> ModelInfo:
@@ -252,8 +251,5 @@ class ModelService:
         """Every move of the branch, newest first: commits, promotions, rollbacks, triggers, with their notes."""
         with self.ctx.db.read() as s:
             repo_row = self.ctx.repo_row(s, repo)
-            rows = s.scalars(select(BranchMoveRow).where(BranchMoveRow.repo_id == repo_row.id,
-                                                         BranchMoveRow.branch == branch)
-                             .order_by(BranchMoveRow.id.desc()))
-            return [BranchMove(repo, branch, r.from_commit, r.to_commit, r.actor, r.reason, _aware(r.moved_at),
-                               r.note) for r in rows]
+            return [BranchMove(repo, branch, m.from_commit, m.to_commit, m.actor, m.reason, m.moved_at, m.note)
+                    for m in refstore.moves(s, repo_row.id, branch)]

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import select
-
 from tusk.errors import NotFound
 from tusk.pipelines.registry import PipelineService
 from tusk.pipelines.spec import CronInput
 from tusk.schedules import next_fire
-from tusk.storage.metadata import BranchRow, CommitRow
+from tusk.versioning import refstore
 from tusk.versioning.commits import CommitService
-from tusk.versioning.context import Context, _aware
+from tusk.versioning.context import Context
 from tusk.versioning.files import FileService
 from tusk.versioning.records import CommitInfo
 from tusk.versioning.staging import Op
@@ -54,10 +52,8 @@ class CronService:
     def last_tick(self, repo: str) -> datetime | None:
         with self.ctx.db.read() as s:
             repo_row = self.ctx.repo_row(s, repo)
-            head = s.scalar(select(BranchRow.head_id).where(BranchRow.repo_id == repo_row.id,
-                                                            BranchRow.name == "master"))
-            row = s.get(CommitRow, head) if head else None
-            return _aware(row.finished_at) if row is not None and row.finished_at else None
+            row = refstore.head(s, repo_row.id, "master")
+            return row.finished_at if row is not None else None
 
     def tick_due(self, now: datetime | None = None) -> list[CommitInfo]:
         now = now or datetime.now(UTC)

@@ -29,17 +29,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tusk.errors import Conflict, InvalidArgument
 from tusk.ids import validate_branch_name
 from tusk.pipelines.spec import Input, PfsInput, PipelineSpec, Trigger
 from tusk.schedules import cron_interval
-from tusk.storage.metadata import BranchRow, CommitRow
+from tusk.versioning import refstore
 from tusk.versioning.branches import describe_trigger
-from tusk.versioning.context import Context, now
-from tusk.versioning.triggers import BranchTrigger, parse_size, set_trigger, trigger_of
+from tusk.versioning.context import Context
+from tusk.versioning.triggers import BranchTrigger, parse_size, set_branch_trigger, trigger_of
 
 __all__ = ["claim_trigger_branches", "resolve_input_triggers", "trigger_inputs"]
 
@@ -172,12 +171,9 @@ def claim_trigger_branches(s: Session, ctx: Context, spec: PipelineSpec, current
             continue
         done[key] = trigger
         repo = ctx.repo_row(s, pfs.repo)
-        row = s.scalar(select(BranchRow).where(BranchRow.repo_id == repo.id, BranchRow.name == pfs.branch))
+        row = refstore.branch(s, repo.id, pfs.branch)
         _check_loop(s, repo.id, pfs.branch, trigger.branch, field)
-        if row is None:
-            row = BranchRow(repo_id=repo.id, name=pfs.branch, head_id=None, created_at=now())
-            s.add(row)
-        else:
+        if row is not None:
             existing = trigger_of(row)
             if existing == trigger:
                 continue
@@ -192,29 +188,18 @@ def claim_trigger_branches(s: Session, ctx: Context, spec: PipelineSpec, current
                 raise Conflict(f"{field}: branch {ref} exists with commits of its own, not {trigger.branch}'s: a "
                                f"trigger branch only follows {trigger.branch}; name a new branch in pfs.branch "
                                "(or drop pfs.branch to let Tusk name one)")
-        set_trigger(row, trigger)
-        s.flush()
+        set_branch_trigger(s, repo.id, pfs.branch, trigger)
 
 
 def _follows(s: Session, repo_id: int, head: str | None, branch: str) -> bool:
     """Whether a branch at ``head`` is empty, or at a commit of ``branch``'s history."""
-    if head is None:
-        return True
-    cur = s.scalar(select(BranchRow.head_id).where(BranchRow.repo_id == repo_id, BranchRow.name == branch))
-    for _ in range(_HISTORY_LIMIT):
-        if cur is None:
-            return False
-        if cur == head:
-            return True
-        row = s.get(CommitRow, cur)
-        cur = row.parent_id if row is not None else None
-    return False
+    return head is None or head in refstore.ancestry(s, refstore.head_id(s, repo_id, branch), _HISTORY_LIMIT)
 
 
 def _check_loop(s: Session, repo_id: int, branch: str, follows: str, field: str) -> None:
     """Refuse a trigger whose chain of followed branches comes back to ``branch`` (Pachyderm: "triggers
     cannot form a loop")."""
-    rows = {b.name: b.trigger_branch for b in s.scalars(select(BranchRow).where(BranchRow.repo_id == repo_id))}
+    rows = refstore.trigger_follows(s, repo_id)
     seen: set[str] = set()
     cur: str | None = follows
     while cur is not None and cur not in seen:

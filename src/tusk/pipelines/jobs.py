@@ -45,15 +45,13 @@ from tusk.pipelines.support import project_name
 from tusk.pipelines.worker import DatumOutcome, DatumWorker, JobLabels
 from tusk.storage.metadata import (
     DATUM_TROUBLED,
-    BranchRow,
-    CommitRow,
     DatumCacheRow,
     DatumRunRow,
     JobRow,
     PipelineRow,
     RepoRow,
 )
-from tusk.versioning import fence
+from tusk.versioning import fence, refstore
 from tusk.versioning.commits import CommitService
 from tusk.versioning.context import Context, _aware, acting_as, expand_id, now
 from tusk.versioning.records import CommitInfo
@@ -202,9 +200,7 @@ class JobService:
         """Whether a commit of this set is open on a branch the pipeline reads: commits started together (in one
         transaction) are one change, and the job runs once, when the last of them is finished (Pachyderm's rule)."""
         leaves = {(leaf.repo, leaf.branch) for leaf in p.spec.pfs_leaves()}
-        rows = s.execute(select(RepoRow.name, CommitRow.branch).join(RepoRow, RepoRow.id == CommitRow.repo_id)
-                         .where(CommitRow.commit_set_id == global_id, CommitRow.state == "open"))
-        return any((repo, branch) in leaves for repo, branch in rows)
+        return not leaves.isdisjoint(refstore.open_in_set(s, global_id))
 
     def _create_job(self, s: Session, p: StoredPipeline, global_id: str) -> JobRow:
         inputs = []
@@ -212,12 +208,8 @@ class JobService:
             repo = s.scalar(select(RepoRow).where(RepoRow.name == leaf.repo))
             commit_id = leaf.commit
             if commit_id is None and repo is not None:
-                in_set = s.scalar(select(CommitRow.id).where(
-                    CommitRow.repo_id == repo.id, CommitRow.branch == leaf.branch,
-                    CommitRow.commit_set_id == global_id, CommitRow.state == "finished").limit(1))
-                head = s.scalar(select(BranchRow.head_id).where(BranchRow.repo_id == repo.id,
-                                                                BranchRow.name == leaf.branch))
-                commit_id = in_set or head
+                commit_id = (refstore.finished_in_set(s, repo.id, leaf.branch, global_id)
+                             or refstore.head_id(s, repo.id, leaf.branch))
             inputs.append({"name": leaf.input_name, "repo": leaf.repo, "branch": leaf.branch,
                            "commit": commit_id or ""})
         job = JobRow(id=new_commit_id(), pipeline_id=p.row.id, pipeline_version=p.row.version, global_id=global_id,
@@ -370,7 +362,7 @@ class JobService:
             job = s.get(JobRow, job_id)
             assert job is not None
             # (its output commit takes the job's id: one that landed before the job's row said so counts)
-            landed = job.output_commit_id is not None or s.get(CommitRow, job_id) is not None
+            landed = job.output_commit_id is not None or refstore.commit(s, job_id) is not None
             name = s.get(PipelineRow, job.pipeline_id).name  # type: ignore[union-attr]
             global_id, inputs, version = job.global_id, json.loads(job.input_commits), job.pipeline_version
         if not landed:
@@ -404,7 +396,7 @@ class JobService:
             inputs = json.loads(job.input_commits)
             roots = {}
             for i in inputs:
-                row = s.get(CommitRow, i["commit"]) if i["commit"] else None
+                row = refstore.commit(s, i["commit"])
                 roots[i["name"]] = row.tree_digest if row is not None and row.tree_digest else EMPTY_TREE
             done_before = {r.datum_id: r for r in s.scalars(select(DatumRunRow).where(DatumRunRow.job_id == job_id))}
             global_id = job.global_id
@@ -530,9 +522,7 @@ class JobService:
     def _merge_base(self, s: Session, p: StoredPipeline) -> tuple[str, dict[str, str]] | None:
         """The output branch head and the datum outputs that made it, when a job of this pipeline wrote it."""
         repo = s.scalar(select(RepoRow).where(RepoRow.name == p.name))
-        head_id = s.scalar(select(BranchRow.head_id).where(BranchRow.repo_id == repo.id,
-                                                           BranchRow.name == p.spec.output_branch)) if repo else None
-        head = s.get(CommitRow, head_id) if head_id else None
+        head = refstore.head(s, repo.id, p.spec.output_branch) if repo else None
         if head is None or head.job_id is None or head.tree_digest is None:
             return None
         rows = s.execute(select(DatumRunRow.datum_id, DatumRunRow.output_tree).where(

@@ -10,23 +10,22 @@ from sqlalchemy.orm import Session
 
 from tusk.errors import FileNotFound
 from tusk.storage.metadata import (
-    CommitProvenanceRow,
-    CommitRow,
     DatumRunRow,
     JobRow,
     PipelineRow,
     PipelineVersionRow,
     RepoRow,
 )
-from tusk.versioning.commits import CommitService
+from tusk.versioning import refstore
 from tusk.versioning.context import Context
+from tusk.versioning.refstore import CommitRef
 
 __all__ = ["lineage"]
 
 _MAX_DEPTH = 64
 
 
-def _node(s: Session, row: CommitRow) -> dict[str, Any]:
+def _node(s: Session, row: CommitRef) -> dict[str, Any]:
     repo = s.get(RepoRow, row.repo_id)
     node: dict[str, Any] = {"repo": repo.name if repo else "?", "branch": row.branch, "commit": row.id,
                             "origin": row.origin, "global_id": row.commit_set_id, "state": row.state}
@@ -54,35 +53,34 @@ def _code(version: PipelineVersionRow) -> dict[str, Any]:
     return code
 
 
-def _upstream(s: Session, row: CommitRow, depth: int) -> dict[str, Any]:
+def _upstream(s: Session, row: CommitRef, depth: int) -> dict[str, Any]:
     node = _node(s, row)
     node["inputs"] = []
     if depth >= _MAX_DEPTH:
         return node
-    for p in s.scalars(select(CommitProvenanceRow).where(CommitProvenanceRow.commit_id == row.id)):
-        src = s.get(CommitRow, p.source_commit_id)
+    for p in refstore.sources(s, row.id):
+        src = refstore.commit(s, p.commit)
         if src is None:
-            node["inputs"].append({"repo": p.source_repo, "branch": p.source_branch, "commit": p.source_commit_id,
-                                   "state": "deleted", "inputs": []})
+            node["inputs"].append({"repo": p.repo, "branch": p.branch, "commit": p.commit, "state": "deleted",
+                                   "inputs": []})
         else:
             node["inputs"].append(_upstream(s, src, depth + 1))
     return node
 
 
-def _downstream(s: Session, row: CommitRow, depth: int) -> dict[str, Any]:
+def _downstream(s: Session, row: CommitRef, depth: int) -> dict[str, Any]:
     node = _node(s, row)
     node["outputs"] = []
     if depth >= _MAX_DEPTH:
         return node
-    for child_id in s.scalars(select(CommitProvenanceRow.commit_id)
-                              .where(CommitProvenanceRow.source_commit_id == row.id)):
-        child = s.get(CommitRow, child_id)
+    for child_id in refstore.children(s, row.id):
+        child = refstore.commit(s, child_id)
         if child is not None:
             node["outputs"].append(_downstream(s, child, depth + 1))
     return node
 
 
-def _datum_of(ctx: Context, s: Session, row: CommitRow, path: str) -> dict[str, Any] | None:
+def _datum_of(ctx: Context, s: Session, row: CommitRef, path: str) -> dict[str, Any] | None:
     """The datum of the commit's job whose output holds ``path`` as it is in the commit, with its input files."""
     entry = ctx.trees.lookup(row.tree_digest or "", path)
     if entry is None:
@@ -99,15 +97,14 @@ def _datum_of(ctx: Context, s: Session, row: CommitRow, path: str) -> dict[str, 
     return None
 
 
-def lineage(ctx: Context, commits: CommitService, repo: str, ref: str, ancestry: int = 0,
-            path: str | None = None) -> dict[str, Any]:
+def lineage(ctx: Context, repo: str, ref: str, ancestry: int = 0, path: str | None = None) -> dict[str, Any]:
     """{"commit": ..., "upstream": tree of inputs, "downstream": tree of results}.
 
     With ``path`` (a file of an output commit), also "datum": the datum that
     wrote it and the exact input files (repo, commit, path) it read.
     """
     with ctx.db.read() as s:
-        row = commits.resolve_row(s, ctx.repo_row(s, repo), ref, ancestry)
+        row = refstore.resolve(s, ctx.repo_row(s, repo), ref, ancestry)
         result: dict[str, Any] = {"commit": _node(s, row), "upstream": _upstream(s, row, 0),
                                   "downstream": _downstream(s, row, 0)}
         if path is not None:

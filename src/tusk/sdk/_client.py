@@ -190,12 +190,7 @@ class Client(SecretMethods, ImageMethods, TransactionMethods, AuthMethods):
     def finish_commit(self, ref: str, description: str | None = None) -> CommitInfo:
         """Finish an open commit named by ``repo@commitid`` or ``repo@branch``."""
         repo, name, _ = parse_ref(ref)
-        commits = self.services.commits
-        with self.services.ctx.db.read() as s:
-            repo_row = self.services.ctx.repo_row(s, repo)
-            open_row = commits.open_commit_on(s, repo_row, name)
-            commit_id = open_row.id if open_row is not None else commits.resolve_row(s, repo_row, name).id
-        info = commits.finish(commit_id, description)
+        info = self.services.commits.finish_named(repo, name, description)
         self._after_write()
         return info
 

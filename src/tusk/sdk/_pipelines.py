@@ -271,14 +271,11 @@ class PipelineMethods:
         ctx, commits = self.services.ctx, self.services.commits
 
         def globber(leaf: PfsInput) -> tuple[str, list[Match]]:
-            with ctx.db.read() as s:
-                repo = ctx.repo_row(s, leaf.repo)
-                try:
-                    row = commits.resolve_row(s, repo, leaf.commit or leaf.branch)
-                except (BranchNotFound, CommitNotFound):  # an input with nothing in it yet has no datums
-                    return "", []
-                root = commits.tree_of(s, row)
-            return row.id, [Match(p, e, g) for p, e, g in ctx.trees.glob_groups(root, leaf.glob)]
+            try:
+                commit_id, root = commits.tree_at(leaf.repo, leaf.commit or leaf.branch)
+            except (BranchNotFound, CommitNotFound):  # an input with nothing in it yet has no datums
+                return "", []
+            return commit_id, [Match(p, e, g) for p, e, g in ctx.trees.glob_groups(root, leaf.glob)]
 
         return [d for spec in specs for d in enumerate_datums(spec.input.effective(spec.name), globber)]
 
@@ -292,7 +289,7 @@ class PipelineMethods:
         from tusk.versioning.refs import parse_file_ref
 
         fref = parse_file_ref(ref)
-        return lineage(self.services.ctx, self.services.commits, fref.repo, fref.ref, fref.ancestry,
+        return lineage(self.services.ctx, fref.repo, fref.ref, fref.ancestry,
                        fref.path if fref.has_path else None)
 
     def logs(self, pipeline: str | None = None, job: str | None = None, datum: str | None = None,

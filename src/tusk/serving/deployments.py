@@ -19,7 +19,8 @@ from tusk.errors import AlreadyExists, Conflict, DeploymentNotFound, InvalidArgu
 from tusk.ids import is_commit_id
 from tusk.models.registry import ModelService
 from tusk.serving.spec import DeploymentSpec, PredictorSpec, parse_deployment_spec
-from tusk.storage.metadata import BranchRow, DeploymentRevisionRow, DeploymentRow, RoleBindingRow
+from tusk.storage.metadata import DeploymentRevisionRow, DeploymentRow, RoleBindingRow
+from tusk.versioning import refstore
 from tusk.versioning.context import Context, _aware, now
 from tusk.versioning.refs import FileRef, parse_file_ref
 
@@ -86,8 +87,7 @@ class DeploymentService:
 
     def _is_branch(self, repo: str, name: str) -> bool:
         with self.ctx.db.read() as s:
-            return s.scalar(select(BranchRow.name).where(BranchRow.repo_id == self.ctx.repo_row(s, repo).id,
-                                                         BranchRow.name == name)) is not None
+            return refstore.branch_exists(s, self.ctx.repo_row(s, repo).id, name)
 
     def _write(self, spec: DeploymentSpec, reason: str, *, create: bool) -> DeploymentInfo:
         stamp = now()

@@ -6,8 +6,9 @@ from sqlalchemy import select
 
 from tusk.errors import AlreadyExists, Conflict
 from tusk.ids import validate_branch_name
-from tusk.storage.metadata import BranchMoveRow, BranchRow, CommitRow
+from tusk.storage.metadata import BranchRow, CommitRow
 from tusk.units import human_size
+from tusk.versioning import refstore
 from tusk.versioning.commits import CommitService
 from tusk.versioning.context import Context, _aware, now
 from tusk.versioning.records import BranchInfo
@@ -55,8 +56,7 @@ class BranchService:
             # a move with a note is kept even to the head the branch has (a promotion confirmed, with its why);
             # it moves nothing, so it triggers nothing
             if target is not None and (previous != target or note is not None):
-                s.add(BranchMoveRow(repo_id=repo_row.id, branch=name, from_commit=previous, to_commit=target,
-                                    actor=self.ctx.user, reason=reason, moved_at=now(), note=note))
+                refstore.record_move(s, repo_row.id, name, previous, target, self.ctx.user, reason, now(), note)
             s.flush()
             info = BranchInfo(repo, branch.name, branch.head_id, _aware(branch.created_at), describe_trigger(branch))
             moved = target is not None and previous != target
@@ -81,7 +81,7 @@ class BranchService:
             s.delete(branch)
 
 
-def describe_trigger(b: BranchRow) -> str | None:
+def describe_trigger(b: refstore.TriggerFields) -> str | None:
     """A branch's trigger in words: the branch it follows, then its conditions."""
     if b.trigger_branch is None:
         return None

@@ -21,10 +21,9 @@ from sqlalchemy import Integer, delete, literal_column, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
-from tusk.errors import BranchNotFound, CommitNotFound, Conflict, InvalidRef, ObjectMissing, Timeout
-from tusk.ids import ID_PREFIX_MIN, is_commit_id, is_id_prefix, new_commit_id, validate_branch_name
+from tusk.errors import CommitNotFound, Conflict, InvalidRef, ObjectMissing, Timeout
+from tusk.ids import ID_PREFIX_MIN, is_id_prefix, new_commit_id, validate_branch_name
 from tusk.storage.metadata import (
-    BranchMoveRow,
     BranchRow,
     CommitProvenanceRow,
     CommitRow,
@@ -32,7 +31,7 @@ from tusk.storage.metadata import (
     RepoRow,
     StagedOpRow,
 )
-from tusk.versioning import fence
+from tusk.versioning import fence, refstore
 from tusk.versioning.context import Context, expand_id, now
 from tusk.versioning.records import CommitInfo
 from tusk.versioning.staging import Op, apply_ops, decode_op_payload, encode_op_payload
@@ -102,40 +101,13 @@ class CommitService:
     # -- resolution ----------------------------------------------------------
     @staticmethod
     def commit_id(s: Session, repo: RepoRow, text: str) -> str | None:
-        """The commit of ``repo`` whose id is ``text`` or starts with it (6+ hex characters), if any.
+        """The commit of ``repo`` whose id is ``text`` or starts with it (``refstore.commit_id``)."""
+        return refstore.commit_id(s, repo, text)
 
-        Not a branch lookup: callers try a branch of that name first.
-        """
-        if is_commit_id(text):
-            return text
-        return expand_id(s, CommitRow.id, text, "commit", CommitRow.repo_id == repo.id,
-                         scope=f" in repo {repo.name!r}")
-
-    def resolve_row(self, s: Session, repo: RepoRow, ref: str, ancestry: int = 0) -> CommitRow:
-        """The commit a ref names: a branch of that name if there is one, else the commit with that id, else
-        the one commit whose id starts with it (6+ hex characters; several are ``AmbiguousId``)."""
-        branch = s.scalar(select(BranchRow).where(BranchRow.repo_id == repo.id, BranchRow.name == ref))
-        if branch is not None:
-            if branch.head_id is None:
-                raise CommitNotFound(f"branch {repo.name}@{ref} has no commits yet")
-            row = self.ctx.commit_row(s, branch.head_id, repo)
-        elif (commit_id := self.commit_id(s, repo, ref)) is not None:
-            row = self.ctx.commit_row(s, commit_id, repo)
-        elif is_id_prefix(ref):
-            raise CommitNotFound(f"no branch or commit {ref!r} in repo {repo.name!r}")
-        elif is_id_prefix(ref.ljust(ID_PREFIX_MIN, "0")):  # hex, but too short to be taken as a commit id
-            raise BranchNotFound(f"branch {ref!r} not found in repo {repo.name!r} (a commit id prefix needs at"
-                                 f" least {ID_PREFIX_MIN} characters)")
-        else:
-            self.ctx.branch_row(s, repo, ref)  # raises BranchNotFound
-            raise AssertionError
-        for step in range(ancestry):
-            if row.parent_id is None:
-                raise CommitNotFound(
-                    f"{repo.name}@{ref}^{ancestry}: history has only {step + 1} commit(s) on this line"
-                )
-            row = self.ctx.commit_row(s, row.parent_id, repo)
-        return row
+    @staticmethod
+    def resolve_row(s: Session, repo: RepoRow, ref: str, ancestry: int = 0) -> CommitRow:
+        """The commit a ref names (``refstore.resolve_row``)."""
+        return refstore.resolve_row(s, repo, ref, ancestry)
 
     def open_commit_on(self, s: Session, repo: RepoRow, branch: str) -> CommitRow | None:
         return s.scalar(
@@ -164,7 +136,7 @@ class CommitService:
         return tree.finish()[0]
 
     def _head_tree(self, s: Session, repo_id: int, branch: str) -> str:
-        head = s.scalar(select(BranchRow.head_id).where(BranchRow.repo_id == repo_id, BranchRow.name == branch))
+        head = refstore.head_id(s, repo_id, branch)
         if head is None:
             return EMPTY_TREE
         row = s.get(CommitRow, head)
@@ -250,6 +222,14 @@ class CommitService:
         if row.state != "open":
             raise Conflict(f"commit {row.id} is {row.state}, not open; start a new commit to make changes")
 
+    def finish_named(self, repo: str, name: str, description: str | None = None) -> CommitInfo:
+        """Finish the open commit on branch ``name``, or the commit ``name`` names (an id or its prefix)."""
+        with self.ctx.db.read() as s:
+            repo_row = self.ctx.repo_row(s, repo)
+            open_row = self.open_commit_on(s, repo_row, name)
+            commit_id = open_row.id if open_row is not None else self.resolve_row(s, repo_row, name).id
+        return self.finish(commit_id, description)
+
     def finish(self, commit_id: str, description: str | None = None, error: str | None = None) -> CommitInfo:
         with self.ctx.db.read() as s:
             row = self.ctx.commit_row(s, commit_id)
@@ -286,9 +266,7 @@ class CommitService:
         for _attempt in range(_MAX_RETRIES):
             with self.ctx.db.read() as s:
                 repo_row = self.ctx.repo_row(s, repo)
-                head = s.scalar(
-                    select(BranchRow.head_id).where(BranchRow.repo_id == repo_row.id, BranchRow.name == branch)
-                )
+                head = refstore.head_id(s, repo_row.id, branch)
                 base: str = EMPTY_TREE
                 if head is not None:
                     base = self.ctx.commit_row(s, head).tree_digest or EMPTY_TREE
@@ -332,7 +310,7 @@ class CommitService:
             if fence.fenced(self.ctx, s, token):
                 raise _Fenced
             repo_row = self.ctx.repo_row(s, repo)
-            branch_row = self.ctx.branch_row(s, repo_row, branch)
+            self.ctx.branch_row(s, repo_row, branch)  # BranchNotFound if it was deleted meanwhile
             if commit_id is not None:
                 row = self.ctx.commit_row(s, commit_id)
                 self._require_open(row)
@@ -340,18 +318,9 @@ class CommitService:
                 row = self._new_commit_row(s, repo_row, branch, head, "", origin, global_id, new_id)
                 row.started_at = started_at or row.started_at  # when the writer began, not when it published
             if error is None:
-                # compare-and-set: move the head only if it is still our parent
-                same_head = BranchRow.head_id == head if head is not None else BranchRow.head_id.is_(None)
-                moved: int = s.execute(  # type: ignore[attr-defined]
-                    update(BranchRow)
-                    .where(BranchRow.id == branch_row.id, same_head)
-                    .values(head_id=row.id)
-                    .execution_options(synchronize_session=False)
-                ).rowcount
-                if moved != 1:
+                if not refstore.compare_and_set_head(s, repo_row.id, branch, head, row.id):  # still our parent?
                     raise _HeadMoved  # rolls this transaction back
-                s.add(BranchMoveRow(repo_id=repo_row.id, branch=branch, from_commit=head, to_commit=row.id,
-                                    actor=self.ctx.user, reason="commit", moved_at=now()))
+                refstore.record_move(s, repo_row.id, branch, head, row.id, self.ctx.user, "commit", now())
             if commit_id is not None:
                 s.execute(delete(StagedOpRow).where(StagedOpRow.commit_id == commit_id))
             else:
@@ -373,6 +342,13 @@ class CommitService:
             return self.ctx.commit_info(s, row, repo)
 
     # -- queries -------------------------------------------------------------
+    def tree_at(self, repo: str, ref: str) -> tuple[str, str]:
+        """(commit id, root tree) of what ``repo@ref`` names; an open commit's tree is its parent's plus its
+        staged changes."""
+        with self.ctx.db.read() as s:
+            row = self.resolve_row(s, self.ctx.repo_row(s, repo), ref)
+            return row.id, self.tree_of(s, row)
+
     def inspect(self, repo: str, ref: str, ancestry: int = 0) -> CommitInfo:
         with self.ctx.db.read() as s:
             repo_row = self.ctx.repo_row(s, repo)
@@ -484,9 +460,8 @@ class CommitService:
                         " use `tusk commit squash` to remove a commit from the middle of history"
                     )
                 for b in s.scalars(select(BranchRow).where(BranchRow.head_id == row.id)):
-                    s.add(BranchMoveRow(repo_id=repo_row.id, branch=b.name, from_commit=row.id,
-                                        to_commit=row.parent_id, actor=self.ctx.user, reason="delete",
-                                        moved_at=now()))
+                    refstore.record_move(s, repo_row.id, b.name, row.id, row.parent_id, self.ctx.user, "delete",
+                                         now())
                     b.head_id = row.parent_id
             self._drop(s, row)
 

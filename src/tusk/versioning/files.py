@@ -19,8 +19,9 @@ from sqlalchemy import select
 from tusk.errors import Conflict, FileNotFound, InvalidArgument
 from tusk.ids import normalize_path
 from tusk.storage.content import ChunkRef, ContentStore, FileNode
-from tusk.storage.metadata import BranchRow, CommitRow, StoreIdentityRow
+from tusk.storage.metadata import StoreIdentityRow
 from tusk.transfer import local_tree_stats
+from tusk.versioning import refstore
 from tusk.versioning.commits import CommitService
 from tusk.versioning.context import Context, now
 from tusk.versioning.fence import writer_token
@@ -300,11 +301,10 @@ class FileService:
         no head)."""
         with self.ctx.db.read() as s:
             repo_row = self.ctx.repo_row(s, repo)
-            head = s.scalar(select(BranchRow.head_id).where(BranchRow.repo_id == repo_row.id,
-                                                            BranchRow.name == target))
+            head = refstore.head_id(s, repo_row.id, target)
             if head is None or self.commits.open_commit_on(s, repo_row, target) is not None:
                 return None
-            row = s.get(CommitRow, head)
+            row = refstore.commit(s, head)
             if row is None or row.state == "open" or row.tree_digest is None:
                 return None
             return row.id, row.tree_digest
@@ -320,9 +320,9 @@ class FileService:
         with self.ctx.db.read() as s:
             repo_row = self.ctx.repo_row(s, repo)
             open_id: str | None = None
-            branch = s.scalar(select(BranchRow.id).where(BranchRow.repo_id == repo_row.id, BranchRow.name == target))
-            commit_id = self.commits.commit_id(s, repo_row, target) if branch is None else None
-            row = s.get(CommitRow, commit_id) if commit_id is not None else None
+            is_branch = refstore.branch_exists(s, repo_row.id, target)
+            commit_id = self.commits.commit_id(s, repo_row, target) if not is_branch else None
+            row = refstore.commit(s, commit_id) if commit_id is not None else None
             if row is not None and row.repo_id == repo_row.id:
                 if row.state != "open":
                     raise Conflict(
@@ -418,7 +418,7 @@ class FileService:
             with self.ctx.db.read() as s:
                 repo_row = self.ctx.repo_row(s, new.repo)
                 row = self.commits.resolve_row(s, repo_row, new.ref, new.ancestry)
-                parent = s.get(CommitRow, row.parent_id) if row.parent_id else None
+                parent = refstore.commit(s, row.parent_id) if row.parent_id else None
                 old_tree = parent.tree_digest if parent is not None and parent.tree_digest else EMPTY_TREE
         else:
             old_tree = self._tree(old)

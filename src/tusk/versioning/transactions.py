@@ -45,7 +45,8 @@ from tusk.errors import (
     TuskError,
 )
 from tusk.ids import is_id_prefix, new_commit_id, validate_branch_name, validate_repo_name
-from tusk.storage.metadata import BranchRow, RepoRow, TransactionRow
+from tusk.storage.metadata import RepoRow, TransactionRow
+from tusk.versioning import refstore
 from tusk.versioning.branches import BranchService
 from tusk.versioning.commits import CommitService
 from tusk.versioning.context import Context, _aware, expand_id, now
@@ -139,8 +140,7 @@ class _Draft:
         if (repo, branch) in self.branches:
             return self.branches[(repo, branch)]
         row = self.require_repo(repo)
-        return row is not None and self.s.scalar(
-            select(BranchRow.id).where(BranchRow.repo_id == row.id, BranchRow.name == branch)) is not None
+        return row is not None and refstore.branch_exists(self.s, row.id, branch)
 
     def drafted_commit(self, repo: str, ref: str) -> str | None:
         """A commit the draft starts that ``ref`` names: by id (or 6+ characters of it), or by its branch."""
@@ -176,8 +176,7 @@ class _Draft:
             validate_branch_name(branch)
             head = None
             if repo_row is not None and self.branches.get((repo, branch), True):
-                head = s.scalar(select(BranchRow.head_id).where(BranchRow.repo_id == repo_row.id,
-                                                                BranchRow.name == branch))
+                head = refstore.head_id(s, repo_row.id, branch)
             self.branches[(repo, branch)] = True
             commit_id = request.setdefault("commit", new_commit_id())
             self.started[commit_id] = request

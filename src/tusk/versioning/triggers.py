@@ -18,12 +18,14 @@ from sqlalchemy.orm import Session
 
 from tusk.errors import InvalidArgument
 from tusk.schedules import cron_interval, next_fire
-from tusk.storage.metadata import BranchMoveRow, BranchRow, CommitRow
+from tusk.storage.metadata import BranchRow
+from tusk.versioning import refstore
 from tusk.versioning.branches import BranchService
-from tusk.versioning.context import Context, _aware
+from tusk.versioning.context import Context, now
 from tusk.versioning.records import CommitInfo
 
-__all__ = ["BranchTrigger", "TriggerService", "parse_size", "set_trigger", "trigger_of"]
+__all__ = ["BranchTrigger", "TriggerService", "parse_size", "set_branch_trigger", "set_trigger",
+           "trigger_of"]
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "ki": 1024, "m": 1000**2, "mb": 1000**2,
@@ -56,9 +58,20 @@ class BranchTrigger:
                 raise InvalidArgument(f"invalid --trigger-cron {self.cron!r}: {exc}") from None
 
 
+def set_branch_trigger(s: Session, repo_id: int, name: str, trigger: BranchTrigger | None) -> None:
+    """Give a branch its trigger (or none), creating the branch if missing, in the caller's transaction: a
+    pipeline's input trigger is set in the transaction that creates the pipeline
+    (``tusk.pipelines.input_triggers``)."""
+    row = s.scalar(select(BranchRow).where(BranchRow.repo_id == repo_id, BranchRow.name == name))
+    if row is None:
+        row = BranchRow(repo_id=repo_id, name=name, head_id=None, created_at=now())
+        s.add(row)
+    set_trigger(row, trigger)
+    s.flush()
+
+
 def set_trigger(row: BranchRow, trigger: BranchTrigger | None) -> None:
-    """Give a branch row its trigger (or none), in the caller's transaction: a pipeline's input trigger is set
-    in the transaction that creates the pipeline (``tusk.pipelines.input_triggers``)."""
+    """Give a branch row its trigger (or none)."""
     row.trigger_branch = trigger.branch if trigger else None
     row.trigger_commits = trigger.commits if trigger else None
     row.trigger_size = trigger.size if trigger else None
@@ -66,7 +79,7 @@ def set_trigger(row: BranchRow, trigger: BranchTrigger | None) -> None:
     row.trigger_all = trigger.all if trigger else False
 
 
-def trigger_of(row: BranchRow) -> BranchTrigger | None:
+def trigger_of(row: refstore.TriggerFields) -> BranchTrigger | None:
     """The trigger a branch row holds, if any."""
     if row.trigger_branch is None:
         return None
@@ -88,33 +101,30 @@ class TriggerService:
         fire: list[tuple[str, str]] = []
         with self.ctx.db.read() as s:
             repo = self.ctx.repo_row(s, commit.repo)
-            for b in s.scalars(select(BranchRow).where(BranchRow.repo_id == repo.id,
-                                                       BranchRow.trigger_branch == commit.branch)):
+            for b in refstore.followers(s, repo.id, commit.branch):
                 if b.head_id != commit.id and self._fires(s, b, commit):
                     fire.append((b.name, commit.id))
         for name, target in fire:
             self.branches.create(commit.repo, name, head=target, reason="trigger")
 
-    def _fires(self, s: Session, b: BranchRow, commit: CommitInfo) -> bool:
+    def _fires(self, s: Session, b: refstore.BranchRef, commit: CommitInfo) -> bool:
         results = []
         if b.trigger_commits is not None:
             results.append(self._commits_since(s, commit.id, b.head_id) >= b.trigger_commits)
         if b.trigger_size is not None:
-            base = s.get(CommitRow, b.head_id).size_bytes if b.head_id else 0  # type: ignore[union-attr]
+            head = refstore.commit(s, b.head_id) if b.head_id else None
+            base = head.size_bytes if head is not None else 0
             results.append(abs(commit.size_bytes - base) >= b.trigger_size)
         if b.trigger_cron is not None:
-            last = s.scalar(select(BranchMoveRow.moved_at).where(BranchMoveRow.repo_id == b.repo_id,
-                                                                 BranchMoveRow.branch == b.name)
-                            .order_by(BranchMoveRow.moved_at.desc()).limit(1))
-            since = _aware(last) if last else _aware(b.created_at)
+            since = refstore.last_move_at(s, b.repo_id, b.name) or b.created_at
             results.append(next_fire(b.trigger_cron, since) <= datetime.now(UTC))
         return all(results) if b.trigger_all else any(results)
 
     @staticmethod
     def _commits_since(s: Session, head: str, stop: str | None) -> int:
-        n, cur = 0, head  # type: int, str | None
-        while cur is not None and cur != stop and n < 1_000_000:
+        n = 0
+        for cid in refstore.ancestry(s, head, 1_000_000):
+            if cid == stop:
+                break
             n += 1
-            row = s.get(CommitRow, cur)
-            cur = row.parent_id if row else None
         return n
