@@ -165,7 +165,7 @@ def main() -> None:
              "/ui/models", "/ui/models/models", "/ui/pipelines", "/ui/pipelines/work",
              f"/ui/pipelines/work?page={deep_jobs}", f"/ui/jobs/{big}", f"/ui/jobs/{big}?page={deep_datums}",
              "/ui/deployments"]
-    app = create_app(Services.open(settings), serving=False, scheduler=False, close_services=True)
+    app = create_app(Services.open(settings), close_services=True)
     print(f"{'page':<60} {'p50 ms':>8} {'p95 ms':>8} {'cpu p95':>8}")
     slow, slow_cpu = [], []
     with TestClient(app) as t:

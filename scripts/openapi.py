@@ -21,7 +21,7 @@ def document() -> str:
     with tempfile.TemporaryDirectory() as home:
         services = Services.open(Settings.for_home(Path(home)))
         try:
-            return json.dumps(create_app(services, serving=False, scheduler=False).openapi(), indent=2,
+            return json.dumps(create_app(services).openapi(), indent=2,
                               sort_keys=True) + "\n"
         finally:
             services.close()

@@ -84,13 +84,13 @@ def open_backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> I
 
 
 def _remote(server_env: dict[str, str], tmp_path: Path) -> Iterator[Backend]:
-    from tusk.api import create_app
+    from tusk.root import create_server_app
+    from tusk.root.server import serve_in_thread
     from tusk.services import Services
-    from tusk.serving.server import serve_in_thread
 
     store_env = server_env | {"TUSK_HOME": str(tmp_path / "server"), "TUSK_RUNTIME": "local", "TUSK_USER": "server",
                               "PATH": os.environ["PATH"]}
-    app = create_app(Services.open(Settings.from_env(env=store_env)), poll=0.2, close_services=True)
+    app = create_server_app(Services.open(Settings.from_env(env=store_env)), poll=0.2, close_services=True)
     with serve_in_thread(app) as url:
         yield Backend("remote", {"TUSK_ADDRESS": url, "TUSK_USER": "tester", "TUSK_HOME": str(tmp_path / "home")},
                       store_env)

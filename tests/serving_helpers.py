@@ -14,8 +14,8 @@ import httpx
 import numpy as np
 
 from tests.census import census_frame, train_census
+from tusk.root.server import serve_in_thread
 from tusk.sdk import Client
-from tusk.serving.server import serve_in_thread
 
 
 def joblib_bytes(model: Any) -> bytes:

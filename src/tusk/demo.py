@@ -284,8 +284,8 @@ def _serve(story: _Story, prepared: Path, v1: str, v3: str) -> None:
     import httpx
     import pandas as pd
 
+    from tusk.root.server import serve_in_thread
     from tusk.serving.app import create_app
-    from tusk.serving.server import serve_in_thread
 
     c, say = story.c, story.say
     c.create_deployment({
@@ -353,8 +353,8 @@ def _explain(story: _Story, prepared: Path, v1: str, v2: str) -> None:
     import httpx
     import pandas as pd
 
+    from tusk.root.server import serve_in_thread
     from tusk.serving.app import create_app
-    from tusk.serving.server import serve_in_thread
 
     c, say = story.c, story.say
     c.create_deployment({
@@ -397,9 +397,9 @@ def _team(story: _Story) -> None:
     """Server mode: auth activated, an analyst who may read predictions but not move production."""
     from dataclasses import replace
 
-    from tusk.api import create_app
     from tusk.errors import PermissionDenied
-    from tusk.serving.server import serve_in_thread
+    from tusk.root import create_server_app
+    from tusk.root.server import serve_in_thread
 
     c, say = story.c, story.say
     _, lead_token = c.activate_auth("ml-lead")
@@ -407,7 +407,7 @@ def _team(story: _Story) -> None:
     for repo in ("predict", "copy_models"):
         c.set_role(repo, "analyst", "reader")
     say("   tusk auth activate --admin ml-lead; a token for analyst, reader of predict and copy_models")
-    with serve_in_thread(create_app(c.services, auth=True, serving=False, scheduler=False)) as url:
+    with serve_in_thread(create_server_app(c.services, auth=True, serving=False, scheduler=False)) as url:
         def remote(token: str) -> Client:
             return Client(settings=replace(c.settings, address=url, token=token))
 

@@ -16,11 +16,11 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
-from tusk.api import create_app
 from tusk.config import Settings
+from tusk.root import create_server_app
+from tusk.root.server import serve_in_thread
 from tusk.sdk import Client
 from tusk.services import Services
-from tusk.serving.server import serve_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,7 +47,7 @@ with Client(settings=_settings) as _seed:
         _seed.create_repo("x")
         _seed.put_file("x@master:/x", b"x")
 _services = Services.open(_settings)
-_app = create_app(_services, scheduler=False, poll=0.5)  # fuzzed specs are created, never run
+_app = create_server_app(_services, scheduler=False, poll=0.5)  # fuzzed specs are created, never run
 schema = schemathesis.openapi.from_asgi("/openapi.json", _app)
 
 
@@ -78,7 +78,7 @@ def test_large_files_stream_through_the_server_both_ways(tmp_path: Path) -> None
         for i in range(48):
             fh.write(hashlib.blake2b(str(i).encode(), digest_size=64).digest() * (1 << 14))
     env = {"TUSK_HOME": str(tmp_path / "c")}
-    with serve_in_thread(create_app(services, serving=False), timeout=60) as url, \
+    with serve_in_thread(create_server_app(services, serving=False), timeout=60) as url, \
             Client(settings=Settings.from_env(env=env | {"TUSK_ADDRESS": url})) as c:
             c.create_repo("big")
             seen: list[int] = []

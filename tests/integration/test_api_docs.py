@@ -7,14 +7,14 @@ from pathlib import Path
 
 from starlette.testclient import TestClient
 
-from tusk.api import create_app
 from tusk.config import Settings
+from tusk.root import create_server_app
 from tusk.services import Services
 
 
 def test_docs_and_redoc_load_only_local_assets(tmp_path: Path) -> None:
-    app = create_app(Services.open(Settings.for_home(tmp_path / "home")), auth=True, scheduler=False,
-                     close_services=True)
+    app = create_server_app(Services.open(Settings.for_home(tmp_path / "home")), auth=True, scheduler=False,
+                            close_services=True)
     with TestClient(app) as t:
         for page in ("/docs", "/redoc"):
             r = t.get(page)  # open without a token, like the OpenAPI document they render

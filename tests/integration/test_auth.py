@@ -12,13 +12,13 @@ import httpx
 import pytest
 
 from tests.serving_helpers import python_model, wait_for
-from tusk.api import create_app
 from tusk.api.app import OPEN_PATHS, route_table
 from tusk.config import Settings
 from tusk.errors import AlreadyExists, PermissionDenied, RepoNotFound, Unauthenticated
+from tusk.root import create_server_app
+from tusk.root.server import serve_in_thread
 from tusk.sdk import Client
 from tusk.services import Services
-from tusk.serving.server import serve_in_thread
 
 
 @dataclass
@@ -47,7 +47,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         _, root_token = operator.activate_auth("root")
         with pytest.raises(Exception, match="already active"):
             operator.activate_auth("root2")
-    app = create_app(Services.open(settings), auth=True, poll=0.2, close_services=True)
+    app = create_server_app(Services.open(settings), auth=True, poll=0.2, close_services=True)
     with serve_in_thread(app) as url:
         tokens = {"root": root_token}
         cluster = Cluster(url, tokens, tmp_path, route_table(app))

@@ -154,3 +154,28 @@ def test_warm_workers_on_dask_import_once_per_worker_thread(backend: Backend, tm
             assert (job.state, job.datums_processed) == ("success", 0)  # the rest were done: all skipped
             assert c.get_file("square@master:/n12") == b"144\n"
             assert len(list(c.walk_files("square@master:/"))) == 39
+
+
+def test_an_s3_enabled_pipeline_runs_on_dask_workers(backend: Backend, tmp_path: Path) -> None:
+    """A Dask worker process is bootstrapped by the composition root (tusk.root.dask_worker), which gives its
+    datums the S3 endpoint `tusk server` gives them: input.pfs.s3 and s3_out work on the cluster too."""
+    if backend.name != "postgres-s3":
+        pytest.skip("cluster workers share a database and an object store")
+    import sys
+
+    from distributed import LocalCluster
+
+    from tests.integration.test_pipelines_s3 import spec
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster:
+        env = backend.env | {"TUSK_DASK_ADDRESS": cluster.scheduler_address, "TUSK_RUNTIME": "local",
+                             "PATH": os.environ["PATH"]}
+        with Client(settings=Settings.from_env(env=env)) as c:  # no gateway wired here: the worker has its own
+            c.create_repo("text")
+            c.put_file("text@master:/a.txt", b"alpha\n")
+            c.create_pipeline(spec(sys.executable))
+            job = c.list_jobs("upper")[0]
+            assert job.state == "success", (job.reason, [d.log for d in c.list_datums(job.id)])
+            assert c.get_file("upper@master:/upper/a.txt") == b"ALPHA\n"
+            assert "served 1 keys" in c.list_datums(job.id)[0].log

@@ -170,8 +170,8 @@ def test_a_tree_explainer_adds_up_to_the_raw_output(c: Client, census: Any) -> N
 def test_explanations_over_grpc_and_http_with_tritonclient(tmp_path: Any, census: Any) -> None:
     grpcclient = pytest.importorskip("tritonclient.grpc")
     httpclient = pytest.importorskip("tritonclient.http")
-    from tusk.api import create_app as create_api
-    from tusk.serving.server import with_grpc
+    from tusk.root import create_server_app as create_api
+    from tusk.root.server import with_grpc
 
     frame, model = census
     c = Client(home=tmp_path / "home")

@@ -20,12 +20,12 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from tusk.api import create_app
 from tusk.config import Settings
 from tusk.fs import TuskFileSystem
+from tusk.root import create_server_app
+from tusk.root.server import serve_in_thread
 from tusk.sdk import Client
 from tusk.services import Services
-from tusk.serving.server import serve_in_thread
 
 CSV = b"age,workclass,income\n39,State-gov,<=50K\n50,Self-emp,<=50K\n38,Private,>50K\n"
 
@@ -57,7 +57,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
             yield Store("embedded", {"home": str(home)}, client)
         return
     settings = Settings.for_home(tmp_path / "server", TUSK_RUNTIME="local", TUSK_USER="server")
-    app = create_app(Services.open(settings), poll=0.2, close_services=True)
+    app = create_server_app(Services.open(settings), poll=0.2, close_services=True)
     with serve_in_thread(app) as url:
         env = {"TUSK_ADDRESS": url, "TUSK_HOME": str(tmp_path / "client"), "TUSK_USER": "tester"}
         with Client(settings=Settings.from_env(env=env)) as client:

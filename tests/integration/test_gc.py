@@ -341,7 +341,7 @@ def test_gc_in_a_loop_while_writers_run_and_get_killed(backend: Backend, tmp_pat
 def test_the_server_runs_gc_on_a_schedule_one_replica_per_turn(backend: Backend) -> None:
     from dataclasses import replace
 
-    from tusk.pipelines.scheduler import Scheduler
+    from tusk.root.scheduler import Scheduler
     from tusk.services import Services
 
     settings = replace(backend.settings(), gc_interval=1.0, gc_grace=0.0)

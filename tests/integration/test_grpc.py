@@ -30,12 +30,12 @@ from tests.serving_helpers import (
     triton_client,
     wait_for,
 )
-from tusk.api import create_app
 from tusk.config import Settings
+from tusk.root import create_server_app
+from tusk.root.server import with_grpc
 from tusk.sdk import Client
 from tusk.services import Services
 from tusk.serving.metrics import render
-from tusk.serving.server import with_grpc
 
 grpcclient = pytest.importorskip("tritonclient.grpc")
 grpc = pytest.importorskip("grpc")
@@ -63,7 +63,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                              "logging": {"flush_seconds": 0.2}})
         echo = python_model(c, "echo-model", ECHO)
         c.create_deployment({"name": "echo", "predictors": [{"name": "only", "model": "echo-model@master"}]})
-        app = with_grpc(create_app(c.services, scheduler=False, poll=0.2), "127.0.0.1", 0)
+        app = with_grpc(create_server_app(c.services, scheduler=False, poll=0.2), "127.0.0.1", 0)
         with live_server(app) as url:
             yield Served(url, f"127.0.0.1:{app.state.grpc_port}", c, iris, echo)
     finally:
@@ -282,8 +282,8 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
         operator.create_deployment({"name": "echo", "predictors": [{"name": "only", "model": "echo-model@master"}]})
         operator.create_deployment({"name": "other", "predictors": [{"name": "only", "model": "echo-model@master"}]})
         _, root_token = operator.activate_auth("root")
-    app = with_grpc(create_app(Services.open(settings), auth=True, scheduler=False, poll=0.2, close_services=True),
-                    "127.0.0.1", 0)
+    app = with_grpc(create_server_app(Services.open(settings), auth=True, scheduler=False, poll=0.2,
+                                      close_services=True), "127.0.0.1", 0)
     with live_server(app):
         tokens = {"root": root_token}
         with Client(settings=settings) as admin:
@@ -324,6 +324,6 @@ def test_auth_no_token_is_unauthenticated_a_reader_may_infer(secured: Secured) -
 
 
 def test_import_tusk_does_not_import_grpc() -> None:
-    code = ("import sys, tusk, tusk.serving.server, tusk.serving.app, tusk.cli.main; "
+    code = ("import sys, tusk, tusk.root.server, tusk.serving.app, tusk.cli.main; "
             "sys.exit('grpc' in sys.modules or 'tusk.serving.grpc' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent).returncode == 0

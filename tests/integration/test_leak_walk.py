@@ -20,11 +20,11 @@ import httpx
 import pytest
 
 from tests.serving_helpers import python_model, wait_for
-from tusk.api import create_app
 from tusk.config import Settings
+from tusk.root import create_server_app
+from tusk.root.server import serve_in_thread
 from tusk.sdk import Client
 from tusk.services import Services
-from tusk.serving.server import serve_in_thread
 
 SECRET_REPO = "secretrepo7f3a"
 SECRET_FILE = "plans-5b2d.txt"
@@ -60,7 +60,7 @@ def secret(tmp_path: Path) -> Iterator[Secret]:
     settings = Settings.for_home(tmp_path / "server", TUSK_RUNTIME="local", TUSK_USER="server")
     with Client(settings=settings) as operator:
         _, root_token = operator.activate_auth("root")
-    app = create_app(Services.open(settings), auth=True, poll=0.2, close_services=True)
+    app = create_server_app(Services.open(settings), auth=True, poll=0.2, close_services=True)
     with serve_in_thread(app) as url:
         env = {"TUSK_ADDRESS": url, "TUSK_HOME": str(tmp_path / "client"), "TUSK_TOKEN": root_token}
         with Client(settings=Settings.from_env(env=env)) as root:

@@ -219,15 +219,15 @@ def test_a_catalogue_of_mistakes(backend: Backend, tmp_path: Path) -> None:
 
 
 def test_a_bad_token(tmp_path: Path) -> None:
-    from tusk.api import create_app
     from tusk.config import Settings
+    from tusk.root import create_server_app
+    from tusk.root.server import serve_in_thread
     from tusk.services import Services
-    from tusk.serving.server import serve_in_thread
 
     settings = Settings.for_home(tmp_path / "server")
     with Client(settings=settings) as c:
         c.activate_auth("root")
-    app = create_app(Services.open(settings), auth=True, poll=0.2, serving=False, close_services=True)
+    app = create_server_app(Services.open(settings), auth=True, poll=0.2, serving=False, close_services=True)
     backend = Backend("auth", {})
     with serve_in_thread(app) as url:
         for token in ("not-a-token", ""):

@@ -35,9 +35,9 @@ import pytest
 
 from tests.census import CATEGORICAL, FEATURES, census_frame
 from tests.serving_helpers import ECHO, census_repos, echoed, iris_repo, live_server, python_model, sample
-from tusk.api import create_app
+from tusk.root import create_server_app
+from tusk.root.server import with_grpc
 from tusk.sdk import Client
-from tusk.serving.server import with_grpc
 
 SCRIPT = Path(__file__).with_name("oip_side_clients.py")
 # what the echo model is sent: each datatype's sample (INT64 with its range's ends), and INT64 within +-2**53
@@ -84,7 +84,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         model = c.load_model("census-model@production")
         census = {col: ["BYTES" if col in CATEGORICAL else "INT64", frame[col].tolist()] for col in FEATURES}
         echo = {key: [key.removesuffix("-small"), _echo_array(key).tolist()] for key in ECHO_KEYS}
-        app = with_grpc(create_app(c.services, scheduler=False, poll=0.2), "127.0.0.1", 0)
+        app = with_grpc(create_server_app(c.services, scheduler=False, poll=0.2), "127.0.0.1", 0)
         with live_server(app) as url:
             grpc = f"127.0.0.1:{app.state.grpc_port}"
             case = root / "case.json"

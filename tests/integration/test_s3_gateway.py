@@ -38,11 +38,11 @@ from botocore.exceptions import ClientError
 
 from tusk.config import Settings
 from tusk.errors import BranchNotFound
+from tusk.root.server import serve_in_thread
 from tusk.s3gateway import create_s3_app, s3_credentials, sigv4
 from tusk.s3gateway.listing import list_page
 from tusk.sdk import Client
 from tusk.services import Services
-from tusk.serving.server import serve_in_thread
 from tusk.versioning.records import FileInfo
 
 MiB = 1 << 20

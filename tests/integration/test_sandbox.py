@@ -119,7 +119,7 @@ def test_sandboxed_symlinks_outside_pfs_or_dangling_fail_the_datum(tmp_path: Pat
 
 def test_a_server_with_auth_refuses_to_run_user_code_unsandboxed(tmp_path: Path) -> None:
     from tusk.errors import InvalidArgument
-    from tusk.serving.server import ServeOptions, require_sandbox
+    from tusk.root.server import ServeOptions, require_sandbox
 
     local = Settings.for_home(tmp_path / "home", TUSK_RUNTIME="local")
     with pytest.raises(InvalidArgument, match=r"without a sandbox .*--allow-unsandboxed"):

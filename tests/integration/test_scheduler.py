@@ -238,7 +238,7 @@ def test_one_scheduler_at_a_time_holds_the_cron_lease(tmp_path: Path) -> None:
     from sqlalchemy import update
 
     from tusk.config import Settings
-    from tusk.pipelines.scheduler import hold_lease
+    from tusk.root.scheduler import hold_lease
     from tusk.services import Services
     from tusk.storage.metadata import LeaseRow
 

@@ -20,13 +20,13 @@ from sqlalchemy import select
 
 from tests.cli_runner import cli_runner
 from tests.conftest import Backend, open_backend
-from tusk.api import create_app
 from tusk.config import Settings
 from tusk.errors import AlreadyExists, CommitNotFound, Conflict, InvalidArgument, SecretNotFound
 from tusk.pipelines.runtimes import BwrapRuntime
+from tusk.root import create_server_app
+from tusk.root.server import serve_in_thread
 from tusk.sdk import Client
 from tusk.services import Services
-from tusk.serving.server import serve_in_thread
 from tusk.storage.metadata import SecretRow
 
 ACCESS = "AKIA-TUSK-ACCESS-7f3a9c"  # the values: none may show anywhere but in the datum
@@ -287,7 +287,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     settings = Settings.for_home(tmp_path / "server", TUSK_RUNTIME="local", TUSK_USER="server")
     with Client(settings=settings) as operator:
         _, root_token = operator.activate_auth("root")
-    app = create_app(Services.open(settings), auth=True, poll=0.2, close_services=True)
+    app = create_server_app(Services.open(settings), auth=True, poll=0.2, close_services=True)
     with serve_in_thread(app) as url:
         cluster = Cluster(url, {"root": root_token}, tmp_path)
         with cluster.client("root") as root:

@@ -534,9 +534,9 @@ def test_the_serving_apps_paths_go_to_it_directly_and_no_api_or_dashboard_path_d
     never one the API or the dashboard answers."""
     from starlette.routing import Mount
 
-    from tusk.api import create_app as create_api
     from tusk.api.app import _ServingPaths, route_table
     from tusk.config import Settings
+    from tusk.root import create_server_app as create_api
     from tusk.services import Services
 
     services = Services.open(Settings.for_home(tmp_path / "home"))

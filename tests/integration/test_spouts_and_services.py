@@ -25,9 +25,9 @@ from tusk import Client
 from tusk.config import Settings
 from tusk.errors import Conflict, InvalidArgument
 from tusk.pipelines.runtimes import BwrapRuntime
-from tusk.pipelines.scheduler import Scheduler
 from tusk.pipelines.spec import parse_spec
 from tusk.pipelines.support import spec_notes
+from tusk.root.scheduler import Scheduler
 
 RUNTIMES = ["bwrap", "local"] if BwrapRuntime.available() else ["local"]
 

@@ -20,12 +20,12 @@ import httpx
 import pytest
 
 from tests.ui.story import FIRST_NOTE, ROWS, WC, build, tensors
-from tusk.api import create_app
 from tusk.config import Settings
 from tusk.ids import short_id
+from tusk.root import create_server_app
+from tusk.root.server import serve_in_thread
 from tusk.sdk import Client
 from tusk.services import Services
-from tusk.serving.server import serve_in_thread
 
 CHROMIUM = Path("/usr/bin/chromium")
 HERE = Path(__file__).parent
@@ -54,7 +54,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         _, reader = operator.create_token("rita", "a reader")
         for repo in ("income_data", "wc", "broken", "train_income", "income-requests", "deployment/income"):
             operator.set_role(repo, "rita", "reader")
-        app = create_app(Services.open(settings), auth=True, poll=0.2, close_services=True)
+        app = create_server_app(Services.open(settings), auth=True, poll=0.2, close_services=True)
         with serve_in_thread(app) as url:
             yield Site(url, {"root": root_token, "rita": reader}, ids, operator, settings)
 

@@ -13,10 +13,10 @@ from html import unescape
 import pytest
 from starlette.testclient import TestClient
 
-from tusk.api import create_app
 from tusk.config import Settings
 from tusk.ids import short_id
 from tusk.pipelines.records import JobInfo
+from tusk.root import create_server_app
 from tusk.sdk import Client
 from tusk.services import Services
 
@@ -77,7 +77,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         c.create_branch("data@production", head=first)
         for name in ("data", "copy"):
             c.set_role(name, "rita", "reader")
-        app = create_app(Services.open(settings), auth=True, poll=0.1, close_services=True)
+        app = create_server_app(Services.open(settings), auth=True, poll=0.1, close_services=True)
         with TestClient(app) as t_root, TestClient(app) as t_rita, TestClient(app) as t_bob:
             pages = {"root": t_root, "rita": t_rita, "bob": t_bob}
             for user, t in pages.items():

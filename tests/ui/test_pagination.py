@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from tusk.api import create_app
 from tusk.config import Settings
 from tusk.ids import short_id
+from tusk.root import create_server_app
 from tusk.sdk import Client
 from tusk.services import Services
 from tusk.ui._web import PAGE
@@ -22,7 +22,7 @@ from tusk.ui._web import PAGE
 def site(tmp_path: Path) -> Iterator[tuple[TestClient, Client]]:
     settings = Settings.for_home(tmp_path / "home", TUSK_RUNTIME="local", TUSK_USER="tester")
     with Client(settings=settings) as c:
-        app = create_app(Services.open(settings), serving=False, scheduler=False, close_services=True)
+        app = create_server_app(Services.open(settings), serving=False, scheduler=False, close_services=True)
         with TestClient(app) as t:
             yield t, c
 

@@ -508,7 +508,7 @@ def test_a_pre_fork_parent_shares_only_what_loads_without_starting_threads() -> 
     import threading
     import time
 
-    from tusk.serving.prefork import _probe, _threads
+    from tusk.root.prefork import _probe, _threads
 
     before = _threads()
     assert _probe(lambda: None) == ""
@@ -520,7 +520,7 @@ def test_a_pre_fork_parent_shares_only_what_loads_without_starting_threads() -> 
 def test_a_worker_takes_shared_models_and_loads_the_others_itself() -> None:
     from typing import Any, cast
 
-    from tusk.serving.prefork import SharedModels
+    from tusk.root.prefork import SharedModels
 
     shared_model, own_model = object(), object()
     shared = SharedModels(cast(Any, None), models={"m@" + "a" * 32: cast(Any, shared_model)})

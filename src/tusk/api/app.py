@@ -1,4 +1,5 @@
-"""``create_app(services)``: the REST API, with the serving app and the scheduler, as one ASGI app.
+"""``create_app(services)``: the REST API and the dashboard, as one ASGI app (``tusk.root.app`` adds the serving
+app and the scheduler to make ``tusk server``'s).
 
 ``/api/v1/...`` is the management API (FastAPI; OpenAPI at ``/openapi.json``).
 The dashboard is ``/`` and ``/ui/...`` (``tusk.ui``). Everything else falls through
@@ -13,11 +14,13 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
 
 import anyio
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -31,7 +34,6 @@ from tusk.api.routes import ROUTERS
 from tusk.auth import LEVELS, RoleService, TokenService
 from tusk.errors import TuskError, Unauthenticated
 from tusk.pipelines.registry import StoredPipeline
-from tusk.pipelines.scheduler import Scheduler
 from tusk.pipelines.secrets import SecretService, may_read
 from tusk.sdk import Client
 from tusk.services import Services
@@ -39,7 +41,7 @@ from tusk.transfer import JOBS_HEADER
 from tusk.ui._paths import is_ui_path, open_ui_path, session_token
 from tusk.versioning.context import acting_as
 
-__all__ = ["OPEN_PATHS", "create_app"]
+__all__ = ["OPEN_PATHS", "Background", "create_app"]
 
 log = logging.getLogger("tusk.api")
 access = logging.getLogger("tusk.access")  # one structured line per API request
@@ -161,24 +163,27 @@ def _describe(exc: RequestValidationError) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
-def create_app(services: Services, *, auth: bool = False, serving: bool = True, scheduler: bool = True,
-               deployments: list[str] | None = None, poll: float = 1.0, request_logging: bool = True,
-               close_services: bool = False) -> FastAPI:
-    """The server's app. ``scheduler`` runs triggered jobs and cron ticks in the background (leases make
-    several replicas safe); ``serving`` mounts the deployments' inference endpoints."""
+class Background(Protocol):
+    """Work the app runs beside its requests, started with it and stopped before it closes (the scheduler)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def create_app(services: Services, *, auth: bool = False, serving: Starlette | None = None,
+               background: Sequence[Background] = (), close_services: bool = False) -> FastAPI:
+    """The management API and the dashboard over ``services``.
+
+    ``serving``: an app that answers every path the API and the dashboard do not (the deployments' inference
+    endpoints), run for as long as this one. ``background``: started after the serving app, stopped before it.
+    ``tusk.root.app.create_server_app`` passes both; the API itself knows neither.
+    """
     state = ApiState(ops=Client(services=services, run_jobs=False), auth=auth, tokens=TokenService(services.ctx),
                      roles=RoleService(services.ctx))
-    serving_app = None
-    if serving:
-        from tusk.serving.app import create_app as create_serving_app
-
-        serving_app = create_serving_app(services, deployments, poll, request_logging)
-    runner = Scheduler(services, poll=poll) if scheduler else None
-    if auth:
+    serving_app = serving
+    if auth:  # a pipeline runs with its creator's rights, as this API's role bindings give them
         services.jobs.authorize = lambda p: creator_may_run(state.roles, p, services.secrets)
-    from tusk.s3gateway.datums import datum_gateways  # S3-enabled pipelines' datums
-
-    services.use_datum_gateways(datum_gateways)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -187,16 +192,15 @@ def create_app(services: Services, *, auth: bool = False, serving: bool = True, 
                 stack.callback(services.close)
             if serving_app is not None:
                 await stack.enter_async_context(serving_app.router.lifespan_context(serving_app))
-            if runner is not None:
-                runner.start()
-                stack.push_async_callback(anyio.to_thread.run_sync, lambda: runner.stop())
+            for work in background:
+                work.start()
+                stack.push_async_callback(anyio.to_thread.run_sync, work.stop)
             yield
 
     app = FastAPI(title="Tusk", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Versioned data, pipelines, models and deployments. Errors are "
                               '`{"error": message, "error_type": class}` with the status of the error class.')
     app.state.api = state
-    app.state.scheduler = runner
     for router in ROUTERS:
         app.include_router(router)
     add_docs(app)

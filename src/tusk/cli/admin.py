@@ -201,7 +201,7 @@ def server(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Op
            no_grpc: bool = typer.Option(False, "--no-grpc", help="do not serve gRPC")) -> None:
     """Run the REST API (/api/v1, OpenAPI at /docs), the job scheduler and the deployments (OIP V2 over REST
     and gRPC, /invocations, /metrics, /v1/algo) until SIGTERM."""
-    from tusk.serving.server import ServeOptions, serve
+    from tusk.root.server import ServeOptions, serve
 
     settings = state.client.settings
     if state.client.remote:

@@ -80,7 +80,7 @@ def run_spouts(poll: float = typer.Option(1.0, "--poll", help="seconds between l
     if client.remote:
         raise InvalidArgument("the server at TUSK_ADDRESS runs spouts and services itself (its scheduler): "
                               "`tusk pipeline inspect NAME` shows each one's process, `tusk logs -p NAME` its log")
-    from tusk.pipelines.scheduler import Scheduler
+    from tusk.root.scheduler import Scheduler
 
     scheduler = Scheduler(client.services, poll=poll, cron=False)
     scheduler.start()

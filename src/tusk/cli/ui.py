@@ -30,10 +30,10 @@ def ui(host: str = typer.Option("127.0.0.1", "--host", help="loopback only: the 
     if host not in _LOOPBACK:
         raise InvalidArgument(f"--host {host}: `tusk ui` serves this store without tokens, so only on loopback; "
                               "to serve others run `tusk server --auth`")
-    from tusk.api import create_app
-    from tusk.serving.server import serve_in_thread
+    from tusk.root import create_server_app
+    from tusk.root.server import serve_in_thread
 
-    app = create_app(client.services, poll=1.0)
+    app = create_server_app(client.services, poll=1.0)
     state.quiet_interrupt = True  # Ctrl-C is how the dashboard ends
     with serve_in_thread(app, host, port) as url:
         say(f"Tusk dashboard: {url}/ (Ctrl-C to stop)")

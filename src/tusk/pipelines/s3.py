@@ -12,7 +12,8 @@ The user code finds it in ``S3_ENDPOINT`` (Pachyderm's name) with a key pair
 of its own (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``), good for this
 endpoint only and acting with the pipeline creator's rights. The gateway is
 the S3 gateway's (``tusk.s3gateway``), given to the job runner by the
-composition root (``tusk.services``): pipelines never import it.
+composition root (``tusk.root``: ``tusk server``, a Dask worker) or the CLI,
+through ``Services.use_datum_gateways``: pipelines never import it.
 """
 
 from __future__ import annotations

@@ -7,13 +7,14 @@ SigV4, with keys derived from Tusk tokens (``tusk.s3gateway.credentials``). See 
 Modules: ``app`` (routing, authentication), ``reads`` and ``writes`` (the operations), ``buckets`` (names),
 ``listing`` (ListObjects pages), ``multipart`` (uploads spooled to disk), ``payloads`` (aws-chunked bodies
 and their checks), ``sigv4`` (signatures), ``credentials`` (keys from tokens), ``xmldocs``, ``errors``,
-``server`` (beside ``tusk server``), ``datums`` and ``outbucket`` (a datum's endpoint, for ``input.pfs.s3``
+``datums`` and ``outbucket`` (a datum's endpoint, for ``input.pfs.s3``
 and ``s3_out``).
 """
 
 from tusk.s3gateway.app import create_s3_app
 from tusk.s3gateway.credentials import s3_credentials
 from tusk.s3gateway.datums import datum_gateways
-from tusk.s3gateway.server import DEFAULT_PORT, gateway_beside
 
-__all__ = ["DEFAULT_PORT", "create_s3_app", "datum_gateways", "gateway_beside", "s3_credentials"]
+__all__ = ["DEFAULT_PORT", "create_s3_app", "datum_gateways", "s3_credentials"]
+
+DEFAULT_PORT = 30600  # Pachyderm's, and `tusk server`'s default

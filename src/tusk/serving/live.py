@@ -200,7 +200,7 @@ class ServingState:
         self.detector_pool = ThreadPoolExecutor(1, thread_name_prefix="tusk-detect")
         self._sync_lock = threading.Lock()
         # how predictors load a pinned ref (None: services.models.load); a pre-fork server's workers take the
-        # models their parent loaded once (tusk.serving.prefork)
+        # models their parent loaded once (tusk.root.prefork)
         self.loader: Callable[[str], LoadedModel] | None = None
 
     # -- lifecycle -----------------------------------------------------------

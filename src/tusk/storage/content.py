@@ -164,7 +164,7 @@ class ContentStore:
 
     def stop_threads(self) -> None:
         """End the pool's idle threads (the next read or write starts new ones): a process about to fork must
-        run no thread of its own (``tusk.serving.prefork``)."""
+        run no thread of its own (``tusk.root.prefork``)."""
         old, self._pool = self._pool, ThreadPoolExecutor(max_workers=4, thread_name_prefix="tusk-put")
         old.shutdown(wait=True)
 

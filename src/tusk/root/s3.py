@@ -8,10 +8,9 @@ from collections.abc import Iterator
 
 from tusk.config import Settings
 from tusk.errors import InvalidArgument
+from tusk.s3gateway import DEFAULT_PORT
 
-__all__ = ["DEFAULT_PORT", "gateway_beside"]
-
-DEFAULT_PORT = 30600  # Pachyderm's, and `tusk server`'s default
+__all__ = ["gateway_beside"]
 
 
 @contextlib.contextmanager
@@ -20,9 +19,9 @@ def gateway_beside(settings: Settings, host: str, port: int | None, auth: bool) 
     if port is None:
         yield None
         return
+    from tusk.root.server import serve_in_thread
     from tusk.s3gateway.app import create_s3_app
     from tusk.services import Services
-    from tusk.serving.server import serve_in_thread
 
     if not 0 < port < 65536:
         raise InvalidArgument(f"--s3-port {port}: give a port between 1 and 65535 (Pachyderm's is {DEFAULT_PORT})")

@@ -50,9 +50,9 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from tusk.models.loaders import LoadedModel
+    from tusk.root.server import ServeOptions
     from tusk.services import Services
     from tusk.serving.live import ServingState
-    from tusk.serving.server import ServeOptions
 
 __all__ = ["SHAREABLE_FLAVORS", "SharedModels", "Supervisor", "serve_prefork"]
 
@@ -424,7 +424,7 @@ class Supervisor:
 
     def _worker(self, ready: int | None) -> int:
         from tusk.logs import log_config
-        from tusk.serving.server import _app
+        from tusk.root.server import _app
 
         app = _app(self.settings, self.options)  # its own services: its own connections and job owner
         state = _serving_state(app)
@@ -528,6 +528,7 @@ def serve_prefork(settings: Settings, options: ServeOptions,
     # the parent imports what every worker runs, once: the modules' pages are shared too, and the thread
     # pools their BLAS libraries start on import (fork-safe) are there before a model's loading is judged
     import tusk.api
+    import tusk.root.scheduler
     import tusk.serving.app  # noqa: F401
 
     for module in _PRELOADED_MODULES:
@@ -536,7 +537,7 @@ def serve_prefork(settings: Settings, options: ServeOptions,
     from tusk.logs import log_config
     from tusk.services import Services
 
-    config = uvicorn.Config("tusk.api:create_app", host=options.host, port=options.port,
+    config = uvicorn.Config("tusk.root:create_server_app", host=options.host, port=options.port,
                             log_level=options.log_level, log_config=log_config(options.log_format, options.log_level))
     sock = config.bind_socket()  # before the models load: a taken port fails at once
     services = Services.open(settings)

@@ -3,7 +3,7 @@
 Each process also serves OIP V2 over gRPC (:mod:`tusk.serving.grpc`) on its own port, on the same event loop,
 started once the deployments are loaded and stopped (gracefully) before they are.
 
-With ``--workers N`` the server is pre-fork (:mod:`tusk.serving.prefork`): the
+With ``--workers N`` the server is pre-fork (:mod:`tusk.root.prefork`): the
 parent binds the socket and loads and verifies the models once, and the forked
 workers share them (copy-on-write); each worker follows branch moves on its own,
 and the parent rolls the workers onto newly shared models. SIGTERM or Ctrl-C is
@@ -51,12 +51,12 @@ class ServeOptions:
 
 
 def _app(settings: Settings, options: ServeOptions) -> Starlette:
-    from tusk.api import create_app
+    from tusk.root.app import create_server_app
     from tusk.services import Services
 
-    app = create_app(Services.open(settings), auth=options.auth, scheduler=options.scheduler,
-                     deployments=list(options.deployments) or None, poll=options.poll,
-                     request_logging=options.request_logging, close_services=True)
+    app = create_server_app(Services.open(settings), auth=options.auth, scheduler=options.scheduler,
+                            deployments=list(options.deployments) or None, poll=options.poll,
+                            request_logging=options.request_logging, close_services=True)
     if options.grpc_port is not None:
         with_grpc(app, options.host, options.grpc_port, reuse_port=options.workers > 1,
                   grace=options.graceful_seconds)
@@ -153,7 +153,7 @@ def require_sandbox(settings: Settings, options: ServeOptions) -> None:
 
 
 def serve(settings: Settings, options: ServeOptions) -> None:
-    from tusk.s3gateway.server import gateway_beside
+    from tusk.root.s3 import gateway_beside
 
     require_sandbox(settings, options)
     if options.grpc_port:
@@ -161,7 +161,7 @@ def serve(settings: Settings, options: ServeOptions) -> None:
     if options.s3_port:
         _require_free(options.host, options.s3_port, "the S3 gateway", "--s3-port N for another port, or --no-s3")
     if options.workers > 1:  # pre-fork: the gateway runs in a child, as the parent must run no thread
-        from tusk.serving.prefork import serve_prefork
+        from tusk.root.prefork import serve_prefork
 
         gateway = (lambda: gateway_beside(settings, options.host, options.s3_port, auth=options.auth)) \
             if options.s3_port else None
