@@ -89,13 +89,13 @@ class Caller:
 
     def global_id(self, text: str) -> str:
         """A global id, or a short one in full among the commit sets the caller may see."""
-        services = self.ops.services
         try:
-            with services.ctx.db.read() as s:
-                return services.commits.set_id(s, text)
+            return self.ops.inspect_commit_set(text)[0].global_id
+        except CommitNotFound:
+            return text  # no commit has it (a job's filter then matches nothing)
         except AmbiguousId as exc:
             return self.unambiguous(exc, lambda g: any(self.can(c.repo, "reader") for c in
-                                                       services.commits.inspect_set(g)),
+                                                       self.ops.inspect_commit_set(g)),
                                     CommitNotFound(f"no commit or global id {text}"))
 
     def require_admin(self) -> None:

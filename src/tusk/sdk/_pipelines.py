@@ -207,6 +207,9 @@ class PipelineMethods:
             self._run_caused()
         return ticks
 
+    def pipeline_exists(self, name: str) -> bool:
+        return self.services.pipelines.exists(name)
+
     def inspect_pipeline(self, name: str) -> PipelineInfo:
         info = self.services.pipelines.inspect(name)
         if "spout" in info.spec or "service" in info.spec:  # its process, as recorded on this host

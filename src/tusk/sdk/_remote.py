@@ -628,6 +628,13 @@ class RemoteClient(RemoteSecretMethods, RemoteImageMethods, Client):
         return _load(list[CommitInfo], self._json("POST", "/api/v1/crons/tick",
                                                   params=self._wait()))
 
+    def pipeline_exists(self, name: str) -> bool:
+        try:
+            self.inspect_pipeline(name)
+        except errors.PipelineNotFound:
+            return False
+        return True
+
     def inspect_pipeline(self, name: str) -> PipelineInfo:
         return self._get(PipelineInfo, f"/api/v1/pipelines/{_q(name)}")
 

@@ -124,7 +124,7 @@ def create_pipelines(body: PipelineRequest, caller: CallerDep, wait: Wait = Fals
     """Create pipelines (their output repos are named after them, owned by the caller) and run them."""
     specs = [parse_spec(doc, f" (spec {i + 1} of the request)") for i, doc in enumerate(body.specs)]
     for spec in specs:
-        if spec.update and caller.ops.services.pipelines.exists(spec.name):  # "update": true updates it
+        if spec.update and caller.ops.pipeline_exists(spec.name):  # "update": true updates it
             caller.require_repo(spec.name, "owner")
         _check_inputs(caller, spec)
     out = []

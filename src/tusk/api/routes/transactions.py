@@ -32,7 +32,7 @@ def _require(caller: Caller, request: dict[str, Any]) -> None:
         caller.require_repo(str(request.get("name")), "owner")
     elif op in ("create_pipeline", "update_pipeline"):  # as the pipelines' routes check them
         spec = _pipeline(request)
-        if op == "update_pipeline" or (spec.update and caller.ops.services.pipelines.exists(spec.name)):
+        if op == "update_pipeline" or (spec.update and caller.ops.pipeline_exists(spec.name)):
             caller.require_repo(spec.name, "owner")
         check_pipeline_inputs(caller, spec)
     elif op != "create_repo":
