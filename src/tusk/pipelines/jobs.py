@@ -36,7 +36,7 @@ from tusk.pipelines.codestore import JobCode
 from tusk.pipelines.datums import Datum, Match, datum_hash, enumerate_datums
 from tusk.pipelines.executors import Executor, LocalExecutor
 from tusk.pipelines.outcomes import OutcomeLog, replay
-from tusk.pipelines.records import DatumInfo, JobInfo
+from tusk.pipelines.records import DatumInfo, JobInfo, datum_state, job_state
 from tusk.pipelines.registry import PipelineService, StoredPipeline
 from tusk.pipelines.runtimes import Runtime
 from tusk.pipelines.secrets import SecretService, SecretValues
@@ -678,7 +678,7 @@ class JobService:
         name = s.get(PipelineRow, job.pipeline_id).name  # type: ignore[union-attr]
         return JobInfo(
             id=job.id, pipeline=name, pipeline_version=job.pipeline_version, global_id=job.global_id,
-            state=job.state, reason=job.reason if job.state not in ("created", "running") else None,
+            state=job_state(job.state), reason=job.reason if job.state not in ("created", "running") else None,
             input_commits=json.loads(job.input_commits), output_commit=job.output_commit_id,
             datums_total=job.datums_total, datums_processed=job.datums_processed, datums_skipped=job.datums_skipped,
             datums_failed=job.datums_failed, created_at=_aware(job.created_at),
@@ -825,7 +825,7 @@ def _run_row(job_id: str, d: Datum, h: str, o: DatumOutcome, stamp: Any = None) 
 
 
 def _datum_info(r: DatumRunRow) -> DatumInfo:
-    return DatumInfo(job=r.job_id, id=r.datum_id, hash=r.hash, state=r.state, inputs=json.loads(r.inputs),
+    return DatumInfo(job=r.job_id, id=r.datum_id, hash=r.hash, state=datum_state(r.state), inputs=json.loads(r.inputs),
                      tries=r.tries, download_seconds=r.download_seconds, process_seconds=r.process_seconds,
                      upload_seconds=r.upload_seconds, download_bytes=r.download_bytes, upload_bytes=r.upload_bytes,
                      error=r.error, log=r.log)

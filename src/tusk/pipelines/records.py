@@ -4,25 +4,45 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, cast
 
-from tusk.versioning.records import _Record
+from tusk.versioning.records import _Record, checked_state
 
-__all__ = ["DatumInfo", "JobInfo", "PipelineInfo"]
+__all__ = ["DatumInfo", "DatumState", "JobInfo", "JobState", "PipelineInfo", "PipelineState", "datum_state",
+           "job_state", "pipeline_state"]
+
+# a job: created → running → success | failure; killed (stopped), unrunnable (an upstream job failed);
+# interrupted (released by a Ctrl-C, claimable again at once)
+JobState = Literal["created", "interrupted", "running", "success", "failure", "killed", "unrunnable"]
+# a datum's recorded outcome; recovered: it failed, its err_cmd succeeded, its output is skipped
+DatumState = Literal["success", "skipped", "failed", "recovered"]
+PipelineState = Literal["running", "stopped"]
+
+
+def job_state(text: str) -> JobState:
+    return cast(JobState, checked_state(JobState, text, "job"))
+
+
+def datum_state(text: str) -> DatumState:
+    return cast(DatumState, checked_state(DatumState, text, "datum"))
+
+
+def pipeline_state(text: str) -> PipelineState:
+    return cast(PipelineState, checked_state(PipelineState, text, "pipeline"))
 
 
 @dataclass(frozen=True)
 class PipelineInfo(_Record):
     name: str
     version: int
-    state: str
+    state: PipelineState
     description: str
     input_repos: list[str]
     created_by: str
     created_at: datetime
     spec: dict[str, Any]
     last_job: str | None = None
-    last_job_state: str | None = None
+    last_job_state: JobState | None = None
     notes: list[str] = field(default_factory=list)  # warnings for the user (e.g. an image that is ignored here)
     code: dict[str, Any] | None = None  # the version's code: tree (stored digest), digest, files, git, dir
     # a spout's or service's process as its runner last recorded it (tusk.pipelines.long_running), else None
@@ -35,7 +55,7 @@ class JobInfo(_Record):
     pipeline: str
     pipeline_version: int
     global_id: str
-    state: str
+    state: JobState
     reason: str | None
     input_commits: list[dict[str, str]]
     output_commit: str | None
@@ -53,7 +73,7 @@ class DatumInfo(_Record):
     job: str
     id: str
     hash: str
-    state: str
+    state: DatumState
     inputs: list[dict[str, str]]
     tries: int
     download_seconds: float

@@ -20,7 +20,7 @@ from tusk.pipelines.code import describe_code
 from tusk.pipelines.codestore import CodeStore, PipelineCode
 from tusk.pipelines.images import resolve_image
 from tusk.pipelines.input_triggers import claim_trigger_branches, resolve_input_triggers, trigger_inputs
-from tusk.pipelines.records import PipelineInfo
+from tusk.pipelines.records import PipelineInfo, job_state, pipeline_state
 from tusk.pipelines.secrets import check_secret_refs
 from tusk.pipelines.spec import PipelineSpec, parse_spec
 from tusk.pipelines.validate import check_graph, own_tick_repos
@@ -271,9 +271,9 @@ class PipelineService:
                         .limit(1))
         repos = sorted({leaf.repo for leaf in stored.spec.pfs_leaves()})
         return PipelineInfo(
-            name=row.name, version=row.version, state=row.state, description=stored.spec.description,
+            name=row.name, version=row.version, state=pipeline_state(row.state), description=stored.spec.description,
             input_repos=repos, created_by=row.created_by, created_at=_aware(row.created_at),
             spec=json.loads(stored.version.spec_json), last_job=last.id if last else None,
-            last_job_state=last.state if last else None,
+            last_job_state=job_state(last.state) if last else None,
             code=json.loads(stored.version.code_info) if stored.version.code_info else None,
         )

@@ -16,7 +16,7 @@ from tusk.ids import is_id_prefix
 from tusk.storage.content import ContentStore
 from tusk.storage.metadata import BranchRow, CommitProvenanceRow, CommitRow, Database, RepoRow
 from tusk.storage.objects import ObjectStore
-from tusk.versioning.records import CommitInfo
+from tusk.versioning.records import CommitInfo, commit_state
 from tusk.versioning.trees import TreeStore
 
 __all__ = ["Context", "acting_as", "expand_id", "now"]
@@ -125,7 +125,7 @@ def _commit_info(row: CommitRow, repo_name: str, prov: Sequence[CommitProvenance
         parent=row.parent_id,
         origin=row.origin,
         description=row.description,
-        state=row.state,
+        state=commit_state(row.state),
         size_bytes=row.size_bytes,
         global_id=row.commit_set_id,
         author=row.author,

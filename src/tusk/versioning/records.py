@@ -4,10 +4,25 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, cast, get_args
 
-__all__ = ["BranchInfo", "CommitInfo", "DiffEntry", "FileInfo", "FsckProblem", "FsckReport", "GcReport",
-           "RepoInfo"]
+__all__ = ["BranchInfo", "CommitInfo", "CommitState", "DiffEntry", "FileInfo", "FsckProblem", "FsckReport",
+           "GcReport", "RepoInfo", "checked_state", "commit_state"]
+
+
+CommitState = Literal["open", "finished", "failed"]
+
+
+def checked_state(kind: Any, text: str, what: str) -> Any:
+    """``text`` as a member of the ``Literal`` type ``kind`` (a state read back from the database). A value no
+    version of Tusk writes is an error naming it here, not a surprise in a caller's ``match`` later."""
+    if text not in get_args(kind):
+        raise ValueError(f"unknown {what} state {text!r}: expected one of {', '.join(get_args(kind))}")
+    return text
+
+
+def commit_state(text: str) -> CommitState:
+    return cast(CommitState, checked_state(CommitState, text, "commit"))
 
 
 def _jsonable(value: Any) -> Any:
@@ -51,7 +66,7 @@ class CommitInfo(_Record):
     parent: str | None
     origin: str
     description: str
-    state: str
+    state: CommitState
     size_bytes: int
     global_id: str
     author: str

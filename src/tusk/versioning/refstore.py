@@ -26,6 +26,7 @@ from tusk.errors import BranchNotFound, CommitNotFound
 from tusk.ids import ID_PREFIX_MIN, is_commit_id, is_id_prefix
 from tusk.storage.metadata import BranchMoveRow, BranchRow, CommitProvenanceRow, CommitRow, RepoRow
 from tusk.versioning.context import expand_id
+from tusk.versioning.records import CommitState, commit_state
 
 __all__ = [
     "BranchRef",
@@ -72,7 +73,7 @@ class CommitRef:
     branch: str
     parent_id: str | None
     origin: str
-    state: str
+    state: CommitState
     tree_digest: str | None
     size_bytes: int
     commit_set_id: str
@@ -83,7 +84,7 @@ class CommitRef:
 
     @classmethod
     def of(cls, row: CommitRow) -> CommitRef:
-        return cls(row.id, row.repo_id, row.branch, row.parent_id, row.origin, row.state, row.tree_digest,
+        return cls(row.id, row.repo_id, row.branch, row.parent_id, row.origin, commit_state(row.state), row.tree_digest,
                    row.size_bytes, row.commit_set_id, row.job_id, row.author, _aware(row.started_at),
                    _aware(row.finished_at) if row.finished_at else None)
 
