@@ -322,7 +322,10 @@ def test_gc_in_a_loop_while_writers_run_and_get_killed(backend: Backend, tmp_pat
     client.gc(grace=0)
     landed = failed = 0
     for log in logs.values():
-        for line in log.read_text().splitlines():
+        text = log.read_text()
+        # the line a writer was printing when SIGKILLed may be torn (a write crossing a page boundary is cut
+        # short by a fatal signal): it has no newline yet, and it said nothing that is checked
+        for line in text[:text.rfind("\n") + 1].splitlines():
             if line.startswith("FAILED"):
                 failed += 1
                 assert "gc" in line or "Conflict" in line, line

@@ -269,3 +269,20 @@ def test_repos_commits_and_a_pipeline_over_them_land_as_one(client: Client, tmp_
     assert client.inspect_pipeline("pairs").version == 2
     assert client.get_file("pairs@master:/seen") == b"b2 a2 "
 
+
+
+def test_a_transaction_started_without_activating_it_takes_requests_by_id(client: Client) -> None:
+    """What the server's shared client does for every request: it keeps no active transaction of its own."""
+    info = client.start_transaction(activate=False)
+    assert client.active_transaction is None
+    client.create_repo("loose")  # not batched: nothing is active
+    assert "loose" in [r.name for r in client.list_repos()]
+    txn, preview = client.add_transaction_request(info.id, {"op": "create_repo", "name": "drafted"})
+    assert txn.id == info.id and [r["op"] for r in txn.requests] == ["create_repo"]
+    assert preview is not None and preview.name == "drafted"  # type: ignore[union-attr]
+    assert "drafted" not in [r.name for r in client.list_repos()]
+    client.finish_transaction(info.id)
+    assert "drafted" in [r.name for r in client.list_repos()]
+    if client.remote:
+        with pytest.raises(InvalidArgument, match="the server's own"):
+            client.holding_job_starts()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -206,6 +207,12 @@ class PipelineMethods:
         if ticks and self.run_jobs:
             self._run_caused()
         return ticks
+
+    def holding_job_starts(self) -> AbstractContextManager[None]:
+        """Start the jobs that the pipeline creates and updates inside the block ask for when it ends, not at once:
+        the API gives a new pipeline's creator its output repo first, or a scheduler could take the first job
+        before the creator may write it."""
+        return self.services.jobs.starts_deferred()
 
     def pipeline_exists(self, name: str) -> bool:
         return self.services.pipelines.exists(name)

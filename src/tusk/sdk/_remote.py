@@ -486,17 +486,25 @@ class RemoteClient(RemoteSecretMethods, RemoteImageMethods, Client):
         return f"/api/v1/transactions/{_q(txn_id)}"
 
     def _add_request(self, txn_id: str, request: dict[str, Any]) -> Preview:
-        answer = self._json("POST", f"{self._txn_url(txn_id)}/requests", json=request)
+        return self.add_transaction_request(txn_id, request)[1]
+
+    @staticmethod
+    def _preview(request: dict[str, Any], answer: dict[str, Any]) -> Preview:
         kind = {"RepoInfo": RepoInfo, "CommitInfo": CommitInfo, "BranchInfo": BranchInfo}.get(
             preview_kind(request["op"]) or "")
         return None if kind is None or answer.get("result") is None else _load(kind, answer["result"])
 
-    def start_transaction(self) -> TransactionInfo:
-        if self.active_transaction is not None:
+    def start_transaction(self, activate: bool = True) -> TransactionInfo:
+        if activate and self.active_transaction is not None:
             return super().start_transaction()  # (refused: one is active)
         info = _load(TransactionInfo, self._json("POST", "/api/v1/transactions"))
-        self.active_transaction, self.batched = info.id, []
+        if activate:
+            self.active_transaction, self.batched = info.id, []
         return info
+
+    def add_transaction_request(self, txn_id: str, request: dict[str, Any]) -> tuple[TransactionInfo, Preview]:
+        answer = self._json("POST", f"{self._txn_url(txn_id)}/requests", json=request)
+        return _load(TransactionInfo, answer["transaction"]), self._preview(request, answer)
 
     def finish_transaction(self, txn_id: str | None = None) -> TransactionInfo:
         txn = self._chosen(txn_id)
@@ -627,6 +635,10 @@ class RemoteClient(RemoteSecretMethods, RemoteImageMethods, Client):
     def tick_due_crons(self) -> list[Any]:
         return _load(list[CommitInfo], self._json("POST", "/api/v1/crons/tick",
                                                   params=self._wait()))
+
+    def holding_job_starts(self) -> contextlib.AbstractContextManager[None]:
+        raise InvalidArgument("holding job starts is the server's own: each request's jobs start once the server "
+                              "has answered it")
 
     def pipeline_exists(self, name: str) -> bool:
         try:

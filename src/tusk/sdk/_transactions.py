@@ -116,7 +116,7 @@ class TransactionMethods:
                 setattr(cls, name, _guard(name, fn))
 
     def _add_request(self, txn_id: str, request: dict[str, Any]) -> Preview:
-        return self.services.transactions.add(txn_id, request)[1]
+        return self.add_transaction_request(txn_id, request)[1]
 
     def _pipeline_requests(self, name: str, call: dict[str, Any]) -> list[dict[str, Any]]:
         """The transaction requests of ``create_pipeline``/``update_pipeline`` called with ``call``: one per spec
@@ -134,14 +134,21 @@ class TransactionMethods:
         return [pipeline_request(name, json.loads(spec.canonical_json()) | ({"update": True} if spec.update else {}),
                                  code, bool(call.get("reprocess")) or spec.reprocess) for spec in specs]
 
-    def start_transaction(self) -> TransactionInfo:
-        """Start a transaction and make it this client's active one (``pachctl start transaction``)."""
-        if self.active_transaction is not None:
+    def start_transaction(self, activate: bool = True) -> TransactionInfo:
+        """Start a transaction and make it this client's active one (``pachctl start transaction``); with
+        ``activate=False`` only start it (requests go to it by id: ``add_transaction_request``)."""
+        if activate and self.active_transaction is not None:
             raise Conflict(f"cannot start a new transaction: transaction {self.active_transaction} is active; "
                            "finish, delete or stop it first")
         info = self.services.transactions.start()
-        self.active_transaction, self.batched = info.id, []
+        if activate:
+            self.active_transaction, self.batched = info.id, []
         return info
+
+    def add_transaction_request(self, txn_id: str, request: dict[str, Any]) -> tuple[TransactionInfo, Preview]:
+        """Add a request (``{"op": "start_commit", "repo": ..., "branch": ...}``) to transaction ``txn_id`` after a
+        dry run: the transaction as it now is, and what the request will return (a started commit, with its id)."""
+        return self.services.transactions.add(txn_id, request)
 
     def _chosen(self, txn_id: str | None) -> str:
         txn = txn_id or self.active_transaction

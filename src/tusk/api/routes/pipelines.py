@@ -128,7 +128,7 @@ def create_pipelines(body: PipelineRequest, caller: CallerDep, wait: Wait = Fals
             caller.require_repo(spec.name, "owner")
         _check_inputs(caller, spec)
     out = []
-    with caller.ops.services.jobs.starts_deferred():  # the creator owns the output repo before a job runs
+    with caller.ops.holding_job_starts():  # the creator owns the output repo before a job runs
         for spec in specs:
             out += caller.ops.create_pipeline(spec, wait=False, code=_code(caller, body.code))
             own_pipeline_repos(caller, spec)
@@ -144,7 +144,7 @@ def update_pipelines(body: PipelineRequest, caller: CallerDep, wait: Wait = Fals
         caller.require_repo(spec.name, "owner")
         _check_inputs(caller, spec)
     out = []
-    with caller.ops.services.jobs.starts_deferred():  # a new cron input's ticks repo is owned before a job runs
+    with caller.ops.holding_job_starts():  # a new cron input's ticks repo is owned before a job runs
         for spec in specs:
             out += caller.ops.update_pipeline(spec, body.reprocess, wait=False, code=_code(caller, body.code))
             for leaf in spec.input.leaves():

@@ -47,7 +47,7 @@ def _mine(caller: Caller, info: TransactionInfo) -> bool:
 def _own(caller: Caller, txn: str) -> TransactionInfo:
     """The caller's transaction ``txn``; another user's reads exactly as a missing one (no oracle for ids)."""
     try:
-        info = caller.ops.services.transactions.inspect(txn)
+        info = caller.ops.inspect_transaction(txn)
     except NotFound:
         info = None
     if info is None or not _mine(caller, info):
@@ -59,13 +59,13 @@ def _own(caller: Caller, txn: str) -> TransactionInfo:
 
 @router.post("", status_code=201)
 def start_transaction(caller: CallerDep) -> TransactionInfo:
-    return caller.ops.services.transactions.start()
+    return caller.ops.start_transaction(activate=False)  # (the server's client is every request's: no state)
 
 
 @router.get("")
 def list_transactions(caller: CallerDep) -> list[TransactionInfo]:
     """The caller's transactions not finished or deleted yet, oldest first (an admin's: everyone's)."""
-    return [t for t in caller.ops.services.transactions.list() if _mine(caller, t)]
+    return [t for t in caller.ops.list_transactions() if _mine(caller, t)]
 
 
 @router.get("/{txn}")
@@ -76,7 +76,7 @@ def inspect_transaction(txn: str, caller: CallerDep) -> TransactionInfo:
 @router.delete("/{txn}")
 def delete_transaction(txn: str, caller: CallerDep) -> TransactionInfo:
     """Discard a transaction: none of its requests runs."""
-    return caller.ops.services.transactions.delete(_own(caller, txn).id)
+    return caller.ops.delete_transaction(_own(caller, txn).id)
 
 
 @router.post("/{txn}/requests")
@@ -84,19 +84,18 @@ def add_request(txn: str, request: dict[str, Any], caller: CallerDep) -> dict[st
     """Add a request (``{"op": "start_commit", "repo": ..., "branch": ...}``) after a dry run; ``result`` is
     what it will return (a started commit, with the id it will have)."""
     _require(caller, request)
-    info, preview = caller.ops.services.transactions.add(_own(caller, txn).id, request)
+    info, preview = caller.ops.add_transaction_request(_own(caller, txn).id, request)
     return {"transaction": info.to_dict(), "result": preview.to_dict() if preview is not None else None}
 
 
 @router.post("/{txn}/finish")
 def finish_transaction(txn: str, caller: CallerDep, wait: Wait = False) -> TransactionInfo:
     """Run every request together; with ``wait``, return once the jobs they trigger are done."""
-    transactions = caller.ops.services.transactions
     draft = _own(caller, txn)
     for request in draft.requests:
         _require(caller, request)
-    with caller.ops.services.jobs.starts_deferred():  # the creator owns what it made before a job runs
-        info = transactions.finish(draft.id)
+    with caller.ops.holding_job_starts():  # the creator owns what it made before a job runs
+        info = caller.ops.finish_transaction(draft.id)
         for request in info.requests:
             if request.get("op") == "create_repo":
                 caller.own(str(request["name"]))
