@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy import select, update
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from tusk.errors import BranchNotFound, CommitNotFound
 from tusk.ids import ID_PREFIX_MIN, is_commit_id, is_id_prefix
 from tusk.storage.metadata import BranchMoveRow, BranchRow, CommitProvenanceRow, CommitRow, RepoRow
-from tusk.versioning.context import expand_id
+from tusk.versioning.context import _IN_BATCH, _aware, expand_id
 from tusk.versioning.records import CommitState, commit_state
 
 __all__ = [
@@ -55,13 +55,6 @@ __all__ = [
     "sources",
     "trigger_follows",
 ]
-
-_IN_BATCH = 500  # ids per ``IN (...)``
-
-
-def _aware(value: datetime) -> datetime:
-    """SQLite returns naive datetimes; everything Tusk stores is UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
