@@ -4,7 +4,7 @@
     .venv/bin/python bench/server.py --quick    # 500 files, 64 MiB, 100 datums
 
 (1) Ingest: `put -r` of N 4 KiB files (one commit) and one large file, then reading them back, through an
-embedded client and through a RemoteClient against `tusk server` in its own process (SQLite + local objects).
+embedded client and through a remote Client against `tusk server` in its own process (SQLite + local objects).
 (2) Datums: a pipeline over D files whose code sleeps 50 ms, run by the local executor (2 threads) and by a Dask
 LocalCluster (2 worker processes, 1 thread each) on the same store. No peer runs here: Pachyderm needs a
 Kubernetes cluster, and neither DVC nor lakeFS has a datum scheduler to compare with.

@@ -124,7 +124,7 @@ def _settings(address: str | None, token: str | None, home: str | Path | None, u
 
 
 class _Batch(Protocol):
-    """What a pending change needs of a modification (embedded ``Modification`` or ``RemoteModification``)."""
+    """What a pending change needs of a modification (embedded ``Modification`` or ``HttpModification``)."""
 
     def put_stream(self, path: str, stream: Any, append: bool = False) -> None: ...
     def delete(self, path: str) -> None: ...

@@ -149,7 +149,7 @@ def test_a_remote_client_uploads_only_code_the_server_lacks(remote: Backend, cod
             size = int(request.headers.get("content-length") or 0)
             sent.append((request.method, request.url.path, size))
 
-        c.http.event_hooks["request"] = [record]  # type: ignore[attr-defined]
+        c.transport.http.event_hooks["request"] = [record]  # type: ignore[attr-defined]
         c.create_repo("words")
         c.put_file("words@master:/a", b"hello")
         c.create_pipeline(spec)

@@ -7,7 +7,7 @@ import pytest
 
 import tusk.errors as errors
 from tusk.errors import TuskError
-from tusk.sdk._remote import _raise
+from tusk.sdk._http import _raise
 
 
 def _classes() -> list[type[TuskError]]:

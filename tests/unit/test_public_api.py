@@ -22,31 +22,40 @@ def test_every_error_is_in_the_documented_tree() -> None:
         assert cls.__name__ in errors.__all__
 
 
-def test_the_remote_client_overrides_every_public_client_method() -> None:
-    """A method the RemoteClient inherited would run against services it does not have."""
+def test_the_client_offers_every_operation_and_both_transports_implement_them() -> None:
+    """``Operations`` is the contract: the client exposes each of its operations, and neither transport lacks one
+    (an abstract method left is a TypeError when it is built, which the other tests would hit only for the
+    methods they call)."""
     from tusk.sdk import Client
-    from tusk.sdk._remote import RemoteClient
+    from tusk.sdk._http import HttpOperations
+    from tusk.sdk._local import LocalOperations
+    from tusk.sdk._operations import Operations
 
-    # raise_for_jobs only reads last_jobs and calls list_datums (which the RemoteClient overrides)
-    public = {n for n in dir(Client) if not n.startswith("_")} - {"settings", "run_jobs", "job_progress",
-                                                                   "raise_for_jobs"}
-    def owner(name: str) -> type:  # the class RemoteClient takes the method from
-        return next(k for k in RemoteClient.__mro__ if name in vars(k))
-
-    # its own, or a remote half of a mixin (RemoteSecretMethods, RemoteImageMethods)
-    inherited = sorted(n for n in public if not (owner(n) is RemoteClient or owner(n).__name__.startswith("Remote")))
-    assert inherited == [], f"RemoteClient does not override: {inherited}"
+    operations = set(Operations.__abstractmethods__)
+    public = {n for n in dir(Client) if not n.startswith("_")}
+    # the transport's halves of what the client composes itself (which transaction is active, a reader)
+    composed = {"open_file", "pipeline_requests"}
+    assert sorted(operations - public - composed) == []
+    assert LocalOperations.__abstractmethods__ == frozenset() and HttpOperations.__abstractmethods__ == frozenset()
 
 
-def test_client_is_remote_exactly_when_an_address_is_set(tmp_path: object) -> None:
+def test_client_is_one_class_and_its_transport_is_http_exactly_when_an_address_is_set(tmp_path: object) -> None:
     from pathlib import Path
 
     from tusk.config import Settings
+    from tusk.errors import InvalidArgument
     from tusk.sdk import Client
-    from tusk.sdk._remote import RemoteClient
+    from tusk.sdk._http import HttpOperations
+    from tusk.sdk._local import LocalOperations
 
     remote = Client(settings=Settings.from_env(env={"TUSK_ADDRESS": "http://127.0.0.1:9", "TUSK_HOME": "/nonexistent"}))
-    assert isinstance(remote, RemoteClient) and remote.remote
+    assert type(remote) is Client and isinstance(remote.transport, HttpOperations) and remote.remote
+    try:
+        remote.services  # noqa: B018
+    except InvalidArgument as exc:
+        assert "no in-process services" in str(exc)
+    else:
+        raise AssertionError("a remote client has no services")
     remote.close()
     with Client(home=Path(str(tmp_path))) as local:
-        assert not isinstance(local, RemoteClient) and not local.remote
+        assert type(local) is Client and isinstance(local.transport, LocalOperations) and not local.remote

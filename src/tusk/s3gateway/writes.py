@@ -148,7 +148,7 @@ def delete_objects(call: Call, raw: IO[bytes]) -> Response:
             mod.delete(path)
             doomed.add(path)
         deleted.append(key)
-    commit = mod.land() if mod.ops else None
+    commit = mod.land() if mod.changes else None
     if not quiet:
         for key in deleted:
             sub(sub(root, "Deleted"), "Key", key)

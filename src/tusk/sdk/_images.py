@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from tusk.errors import InvalidArgument
+from tusk.sdk._operations import Operations
 
 if TYPE_CHECKING:
     from tusk.images.store import ImageInfo
-    from tusk.services import Services
 
 __all__ = ["ImageMethods", "RemoteImageMethods"]
 
@@ -27,8 +27,7 @@ def _archive(path: str | Path) -> Path:
     return archive
 
 
-class ImageMethods:
-    services: Services
+class ImageMethods(Operations):
 
     def import_image(self, path: str | Path, tag: str | None = None) -> list[ImageInfo]:
         """Import the images of a ``docker save`` archive or an OCI layout (a tar, or a directory); ``tag``
@@ -60,11 +59,11 @@ def _info(body: Any) -> ImageInfo:
     return TypeAdapter(ImageInfo).validate_python(body)
 
 
-class RemoteImageMethods:
-    """``ImageMethods`` against a server (mixed into ``RemoteClient``, whose ``_json`` sends the request)."""
+class RemoteImageMethods(Operations):
+    """``ImageMethods`` against a server (mixed into ``HttpOperations``, whose ``_json`` sends the request)."""
 
     def _json(self, method: str, url: str, **kw: Any) -> Any:
-        raise NotImplementedError  # RemoteClient's
+        raise NotImplementedError  # HttpOperations'
 
     def import_image(self, path: str | Path, tag: str | None = None) -> list[ImageInfo]:
         import tarfile

@@ -1,4 +1,4 @@
-"""The pipeline half of tusk.Client: pipelines, jobs, datums, logs, lineage."""
+"""The pipeline half of the in-process operations (``LocalOperations``): pipelines, jobs, datums, logs, lineage."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from tusk.errors import BranchNotFound, CommitNotFound, InvalidArgument, JobFailed
+from tusk.errors import BranchNotFound, CommitNotFound, InvalidArgument
 from tusk.ids import is_id_prefix
+from tusk.sdk._operations import Operations
 
 if TYPE_CHECKING:  # the pipeline spec (pydantic) and the datum engine load when a pipeline command needs them
     from tusk.pipelines.codestore import PipelineCode
     from tusk.pipelines.datums import Datum, Match
     from tusk.pipelines.records import DatumInfo, JobInfo, PipelineInfo
     from tusk.pipelines.spec import PfsInput, PipelineSpec
-    from tusk.services import Services
 
 __all__ = ["FAILED_STATES", "CodeUpload", "PipelineMethods", "SpecSource", "describe_failures", "same_name"]
 
@@ -83,22 +83,7 @@ def describe_failures(failed: list[JobInfo], datums: Callable[[str], list[DatumI
     return "\n".join(lines)
 
 
-class PipelineMethods:
-    services: Services
-    run_jobs: bool
-    job_progress: JobProgress | None
-    last_jobs: list[JobInfo]  # the jobs the latest call that waited for jobs waited for
-    interrupted: list[str]  # the commit sets whose jobs a Ctrl-C interrupted (they resume on the next run)
-
-    def raise_for_jobs(self) -> None:
-        """Raise ``JobFailed`` (with ``.jobs``) if a job the latest waiting call waited for did not succeed.
-
-        Writes return normally when their jobs fail, since the write landed; call this (as the CLI does, for
-        its exit code) to turn a failed job into an exception, like ``httpx.Response.raise_for_status``.
-        """
-        failed = [j for j in self.last_jobs if j.state in FAILED_STATES]
-        if failed:
-            raise JobFailed(describe_failures(failed, self.list_datums), failed)
+class PipelineMethods(Operations):
 
     def run_pending_jobs(self, progress: JobProgress | None = None, *, wait_for_held: bool = False
                          ) -> list[JobInfo]:

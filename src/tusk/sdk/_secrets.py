@@ -14,10 +14,10 @@ from urllib.parse import quote
 
 from tusk.documents import load_documents
 from tusk.errors import InvalidArgument
+from tusk.sdk._operations import Operations
 
 if TYPE_CHECKING:
     from tusk.pipelines.secrets import SecretInfo
-    from tusk.services import Services
 
 __all__ = ["RemoteSecretMethods", "SecretMethods", "SecretSource", "secret_manifest"]
 
@@ -47,8 +47,7 @@ def secret_manifest(manifest: SecretSource | None = None, name: str | None = Non
     return docs[0]
 
 
-class SecretMethods:
-    services: Services
+class SecretMethods(Operations):
 
     def create_secret(self, manifest: SecretSource | None = None, *, name: str | None = None,
                       literals: Mapping[str, str | bytes] | None = None) -> SecretInfo:
@@ -80,11 +79,11 @@ def _info(body: Any) -> SecretInfo:
     return TypeAdapter(SecretInfo).validate_python(body)
 
 
-class RemoteSecretMethods:
-    """``SecretMethods`` against a server (mixed into ``RemoteClient``, whose ``_json`` sends the request)."""
+class RemoteSecretMethods(Operations):
+    """``SecretMethods`` against a server (mixed into ``HttpOperations``, whose ``_json`` sends the request)."""
 
     def _json(self, method: str, url: str, **kw: Any) -> Any:
-        raise NotImplementedError  # RemoteClient's
+        raise NotImplementedError  # HttpOperations'
 
     def create_secret(self, manifest: SecretSource | None = None, *, name: str | None = None,
                       literals: Mapping[str, str | bytes] | None = None) -> SecretInfo:

@@ -223,6 +223,10 @@ class Modification(Loader):
         cache.record_dirs(store, rows, self.generation if self.generation is not None else -1)
 
     @property
+    def changes(self) -> int:
+        return len(self.ops)
+
+    @property
     def small_file_limit(self) -> int:
         """The largest file ``put_small`` takes: larger ones go through ``put_bytes`` or ``put_stream``."""
         return self.files.ctx.content.small_file_limit

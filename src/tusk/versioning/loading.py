@@ -9,7 +9,7 @@ are a header: Pachyderm keeps it on the directory and shows it at the start of e
 it at the start of every piece, which reads the same.
 
 Both operations work on any batch with ``put_bytes``/``put_stream``/``delete`` (``Modification`` embedded,
-``RemoteModification`` against a server), through the ``Loader`` mixin.
+``HttpModification`` against a server), through the ``Loader`` mixin.
 """
 
 from __future__ import annotations
@@ -18,12 +18,16 @@ import csv
 import io
 import json
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
-from typing import IO, BinaryIO
+from typing import IO, TYPE_CHECKING, BinaryIO, Self
 
 from tusk.errors import InvalidArgument, InvalidPath
 from tusk.transfer import member_path
+
+if TYPE_CHECKING:
+    from tusk.versioning.records import CommitInfo
+    from tusk.versioning.refs import FileRef
 
 __all__ = ["SPLITS", "TAR_SUFFIXES", "Loader", "is_tar_name", "piece_name", "pieces", "records"]
 
@@ -160,8 +164,10 @@ def _tar_members(stream: IO[bytes], where: str) -> Iterator[tuple[str, IO[bytes]
 
 
 class Loader:
-    """Split and untar operations for a batch of changes (mixed into ``Modification`` and
-    ``RemoteModification``, which provide the primitives)."""
+    """A batch of changes landing as one commit: the split and untar operations, over the primitives that
+    ``Modification`` (in-process) and ``HttpModification`` (one tar stream to a server) provide."""
+
+    skipped: list[str]  # what put_tree could not put (unreadable or special files), to warn about
 
     def put_bytes(self, path: str, data: bytes, append: bool = False) -> None:
         raise NotImplementedError
@@ -181,6 +187,36 @@ class Loader:
     def count_children(self, path: str) -> int:
         """How many entries the directory at ``path`` holds in the target now (0 if it does not exist)."""
         raise NotImplementedError
+
+    @property
+    def changes(self) -> int:
+        """How many changes the batch holds so far."""
+        raise NotImplementedError
+
+    @property
+    def small_file_limit(self) -> int:
+        """The largest file ``put_small`` packs (0: it packs none, each is put on its own)."""
+        return 0
+
+    def put_small(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Put small files (at most ``small_file_limit`` each); packed together where the batch can."""
+        for path, data in items:
+            self.put_bytes(path, data)
+
+    def copy(self, src: FileRef, dst_path: str) -> None:
+        """Copy a file or directory by reference (no bytes are duplicated)."""
+        raise NotImplementedError
+
+    def land(self) -> CommitInfo | None:
+        """Apply the batch as one commit (None: staged in the open commit)."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.land()
 
     def put_split(self, path: str, stream: IO[bytes], split: str, *, target_datums: int = 0,
                   target_bytes: int = 0, header_records: int = 0, append: bool = False,

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from tusk.api._body import with_body
 from tusk.api._deps import CallerDep, Limit, Offset, Wait, finish_write
 from tusk.errors import InvalidArgument
-from tusk.sdk._client import _ref
+from tusk.sdk._operations import file_ref as _ref
 from tusk.transfer import read_batch
 from tusk.versioning.records import CommitInfo, DiffEntry, FileInfo
 
@@ -174,7 +174,7 @@ async def apply_batch(repo: str, ref: str, request: Request, caller: CallerDep,
                 assert data is not None
                 mod.put_stream(op["path"], cast(BinaryIO, data), op["op"] == "append")
         mod.put_small(small)
-        landed = Landed(commit=mod.land(), files=len(mod.ops))
+        landed = Landed(commit=mod.land(), files=mod.changes)
         finish_write(caller, wait)
         return landed
 

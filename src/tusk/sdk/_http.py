@@ -1,11 +1,11 @@
 # mypy: disable-error-code="no-any-return"
-"""RemoteClient: ``tusk.Client`` when ``TUSK_ADDRESS`` names a server; same methods, same results, over HTTP.
+"""HttpOperations: the operations of ``tusk.Client`` sent to a ``tusk server`` over its REST API.
 
-``Client()`` returns one of these by itself when the address is set, so the
-CLI and user code do not change. Writes wait for the jobs they trigger (as the
-embedded client runs them inline) unless ``run_jobs`` is False. Files stream
-both ways; a batch of changes (``modify``) crosses as one tar stream and lands
-as one commit.
+``tusk.Client`` uses this transport when ``TUSK_ADDRESS`` names a server (with ``TUSK_TOKEN`` when the server
+has auth on), so the CLI and user code do not change. Same methods, same results, and every ``TuskError``
+class the in-process transport raises is raised here too. Writes wait for the jobs they trigger (as the
+in-process transport runs them inline) unless ``run_jobs`` is False. Files stream both ways; a batch of
+changes (``modify``) crosses as one tar stream and lands as one commit.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import io
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
 
 import httpx
@@ -37,12 +37,11 @@ from tusk.pipelines.codestore import PipelineCode, hash_code
 from tusk.pipelines.datums import Datum, DatumInput
 from tusk.pipelines.records import DatumInfo, JobInfo, PipelineInfo
 from tusk.pipelines.spec import PipelineSpec, parse_spec
-from tusk.sdk._client import Client, FileWriter, Progress, Source, _ref, _writable
 from tusk.sdk._images import RemoteImageMethods
+from tusk.sdk._operations import Operations, Progress, Source, file_ref, writable
 from tusk.sdk._pipelines import CodeUpload, JobProgress, SpecSource, same_name
 from tusk.sdk._secrets import RemoteSecretMethods
 from tusk.sdk._transactions import preview_kind
-from tusk.services import Services
 from tusk.serving.algorithms import AlgoResponse, AlgorithmHandle, AlgorithmVersion
 from tusk.serving.deployments import DeploymentInfo, DeploymentRevision
 from tusk.serving.spec import DeploymentSpec, load_deployment_specs
@@ -56,7 +55,10 @@ from tusk.versioning.transactions import Preview, TransactionInfo
 from tusk.versioning.trees import EMPTY_TREE
 from tusk.versioning.triggers import BranchTrigger
 
-__all__ = ["RemoteClient", "RemoteModification"]
+if TYPE_CHECKING:
+    from tusk.services import Services
+
+__all__ = ["HttpModification", "HttpOperations"]
 
 _ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
 
@@ -105,22 +107,23 @@ class _Reader(Pipe):
         super().close()
 
 
-class RemoteModification(Loader):
+class HttpModification(Loader):
     """``client.modify(...)`` against a server: the same calls as ``Modification``, sent as one batch."""
 
-    def __init__(self, client: RemoteClient, repo: str, target: str, description: str | None,
+    def __init__(self, client: HttpOperations, repo: str, target: str, description: str | None,
                  progress: Progress | None) -> None:
         self.client, self.repo, self.target = client, repo, target
         self.description, self.progress = description, progress
         self.batch = BatchWriter()
+        self.skipped = self.batch.skipped
 
     @property
     def ops(self) -> list[dict[str, Any]]:
         return self.batch.ops
 
     @property
-    def skipped(self) -> list[str]:
-        return self.batch.skipped
+    def changes(self) -> int:
+        return len(self.batch.ops)
 
     def put_bytes(self, path: str, data: bytes, append: bool = False) -> None:
         self.batch.put_bytes(path, data, append)
@@ -158,16 +161,9 @@ class RemoteModification(Loader):
                                  headers={"Content-Type": "application/x-tar"})
         return _load(CommitInfo | None, body["commit"])
 
-    def __enter__(self) -> RemoteModification:
-        return self
 
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        if exc_type is None:
-            self.land()
-
-
-class RemoteAlgorithm(AlgorithmHandle):
-    def __init__(self, client: RemoteClient, ref: str) -> None:
+class HttpAlgorithm(AlgorithmHandle):
+    def __init__(self, client: HttpOperations, ref: str) -> None:
         self._client = client
         self.ref = ref
 
@@ -181,21 +177,14 @@ class RemoteAlgorithm(AlgorithmHandle):
         return AlgoResponse(result, meta)
 
 
-class RemoteClient(RemoteSecretMethods, RemoteImageMethods, Client):
-    """Every ``Client`` method, against ``TUSK_ADDRESS`` (with ``TUSK_TOKEN`` when the server has auth on)."""
+class HttpOperations(RemoteSecretMethods, RemoteImageMethods, Operations):
+    """The operations against ``settings.address`` (``transport``: an httpx transport, e.g. for tests)."""
 
-    def __init__(self, home: str | Path | None = None, settings: Settings | None = None, run_jobs: bool = True,
-                 job_progress: JobProgress | None = None, services: Services | None = None,
+    def __init__(self, settings: Settings, run_jobs: bool = True, job_progress: JobProgress | None = None,
                  transport: httpx.BaseTransport | None = None) -> None:
-        settings = settings or Settings.from_env()
         if not settings.address:
             raise InvalidArgument("a remote client needs an address (TUSK_ADDRESS=http://host:port)")
-        self.settings = settings
-        self.run_jobs = run_jobs
-        self.job_progress = job_progress
-        self.last_jobs = []
-        self.interrupted = []
-        self.active_transaction, self.batched = None, []
+        super().__init__(settings, run_jobs, job_progress)
         headers = {"X-Tusk-User": settings.user}
         if settings.token:
             headers["Authorization"] = f"Bearer {settings.token}"
@@ -203,7 +192,7 @@ class RemoteClient(RemoteSecretMethods, RemoteImageMethods, Client):
                                  timeout=httpx.Timeout(30.0, read=None), follow_redirects=True)
 
     @property
-    def services(self) -> Services:  # type: ignore[override]
+    def services(self) -> Services:
         raise InvalidArgument(f"this client talks to {self.settings.address}; it has no in-process services")
 
     @property
@@ -314,10 +303,6 @@ class RemoteClient(RemoteSecretMethods, RemoteImageMethods, Client):
         return self._get(list[CommitInfo], f"/api/v1/repos/{_q(repo)}/commits", branch=branch or None,
                          limit=limit, offset=offset or None)
 
-    def subscribe_commits(self, ref: str, new: bool = False, poll: float = 0.5, timeout: float | None = None,
-                          since: str | None = None) -> Iterator[CommitInfo]:
-        return super().subscribe_commits(ref, new, poll, timeout, since)  # (it polls list_commits, on the server)
-
     def wait_commit(self, ref: str, timeout: float | None = None) -> CommitInfo:
         repo, name, _ = parse_ref(ref)
         params = {"timeout": timeout} if timeout is not None else {}
@@ -332,14 +317,14 @@ class RemoteClient(RemoteSecretMethods, RemoteImageMethods, Client):
         self._json("DELETE", self._commit_url(repo, name))
 
     # -- files ---------------------------------------------------------------------
-    def modify(self, ref: str, description: str | None = None,  # type: ignore[override]
-               progress: Progress | None = None) -> RemoteModification:
-        target = _writable(_ref(ref))
-        return RemoteModification(self, target.repo, target.ref, description, progress)
+    def modify(self, ref: str, description: str | None = None, progress: Progress | None = None
+               ) -> HttpModification:
+        target = writable(file_ref(ref))
+        return HttpModification(self, target.repo, target.ref, description, progress)
 
     def put_file(self, dest: str | FileRef, source: Source, *, append: bool = False, recursive: bool = False,
                  description: str | None = None, progress: Progress | None = None) -> CommitInfo | None:
-        ref = _writable(_ref(dest))
+        ref = writable(file_ref(dest))
         if isinstance(source, str | Path) and Path(source).is_dir():
             if not recursive:
                 raise InvalidArgument(f"{source} is a directory; pass recursive=True (-r) to put it")
@@ -371,21 +356,16 @@ class RemoteClient(RemoteSecretMethods, RemoteImageMethods, Client):
                             headers={"Content-Type": "application/octet-stream"})
         return _load(CommitInfo | None, landed["commit"])
 
-    def open(self, ref: str, mode: str = "rb") -> BinaryIO | FileWriter:
-        fref = _ref(ref)
-        if mode == "rb":
-            response = self._send("GET", self._file_url("files", fref), stream=True)
-            return io.BufferedReader(_Reader(response), buffer_size=1 << 20)
-        if mode in ("wb", "ab"):
-            return FileWriter(self, _writable(fref), append=mode == "ab")
-        raise InvalidArgument(f"unsupported mode {mode!r}: use 'rb', 'wb' or 'ab'")
+    def open_file(self, ref: str) -> BinaryIO:
+        response = self._send("GET", self._file_url("files", file_ref(ref)), stream=True)
+        return io.BufferedReader(_Reader(response), buffer_size=1 << 20)
 
     def get_file(self, ref: str, start: int = 0, end: int | None = None) -> bytes:
         return b"".join(self.iter_file(ref, start, end))
 
     def iter_file(self, ref: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """The file's bytes, or bytes ``[start, end)`` of it (an HTTP Range: the server reads only those chunks)."""
-        fref = _ref(ref)
+        fref = file_ref(ref)
         if start < 0 or (end is not None and end < 0):
             raise InvalidArgument(f"{ref}: a byte range is [start, end) with start, end >= 0 (got {start}, {end})")
         ranged = start > 0 or end is not None
@@ -423,7 +403,7 @@ class RemoteClient(RemoteSecretMethods, RemoteImageMethods, Client):
 
     def download(self, ref: str, dest: str | Path, progress: Progress | None = None) -> int:
         """A file, or every file of a directory, to ``dest``; each lands under a temporary name first."""
-        fref, dest = _ref(ref), Path(dest)
+        fref, dest = file_ref(ref), Path(dest)
         root = self.inspect_file(ref)
         files = [root] if root.kind == "file" else [f for f in self.walk_files(ref) if f.kind == "file"]
         total = 0
@@ -434,13 +414,13 @@ class RemoteClient(RemoteSecretMethods, RemoteImageMethods, Client):
         return total
 
     def inspect_file(self, ref: str) -> FileInfo:
-        return self._get(FileInfo, self._file_url("stat", _ref(ref)))
+        return self._get(FileInfo, self._file_url("stat", file_ref(ref)))
 
     def list_files(self, ref: str, limit: int | None = None, offset: int = 0) -> list[FileInfo]:
-        return self._get(list[FileInfo], self._file_url("tree", _ref(ref)), limit=limit, offset=offset or None)
+        return self._get(list[FileInfo], self._file_url("tree", file_ref(ref)), limit=limit, offset=offset or None)
 
     def walk_files(self, ref: str) -> Iterator[FileInfo]:
-        return iter(self._get(list[FileInfo], self._file_url("tree", _ref(ref)), recursive="true"))
+        return iter(self._get(list[FileInfo], self._file_url("tree", file_ref(ref)), recursive="true"))
 
     def glob_files(self, ref: str) -> list[FileInfo]:
         fref = parse_file_ref(ref.split(":", 1)[0])
@@ -450,19 +430,19 @@ class RemoteClient(RemoteSecretMethods, RemoteImageMethods, Client):
 
     def diff_files(self, new: str, old: str | None = None, limit: int | None = None, offset: int = 0
                    ) -> list[DiffEntry]:
-        nref = _ref(new)
+        nref = file_ref(new)
         return self._get(list[DiffEntry], f"{self._commit_url(nref.repo, nref.ref_text)}/diff",
                          path=nref.path, old=old, limit=limit, offset=offset or None)
 
     def delete_file(self, ref: str, description: str | None = None) -> CommitInfo | None:
-        fref = _writable(_ref(ref))
+        fref = writable(file_ref(ref))
         if fref.path == "/" and not fref.has_path:
             raise InvalidArgument(f"{ref}: name the path to delete, e.g. {fref.repo}@{fref.ref}:/dir")
         body = self._json("DELETE", self._file_url("files", fref), params=self._write_params(description))
         return _load(CommitInfo | None, body["commit"])
 
     def copy_file(self, src: str, dest: str, description: str | None = None) -> CommitInfo | None:
-        dref = _writable(_ref(dest))
+        dref = writable(file_ref(dest))
         body = self._json("POST", f"{self._commit_url(dref.repo, dref.ref)}/copy", json={"src": src,
                           "path": dref.path}, params=self._write_params(description))
         return _load(CommitInfo | None, body["commit"])
@@ -485,53 +465,30 @@ class RemoteClient(RemoteSecretMethods, RemoteImageMethods, Client):
     def _txn_url(self, txn_id: str) -> str:
         return f"/api/v1/transactions/{_q(txn_id)}"
 
-    def _add_request(self, txn_id: str, request: dict[str, Any]) -> Preview:
-        return self.add_transaction_request(txn_id, request)[1]
-
     @staticmethod
     def _preview(request: dict[str, Any], answer: dict[str, Any]) -> Preview:
         kind = {"RepoInfo": RepoInfo, "CommitInfo": CommitInfo, "BranchInfo": BranchInfo}.get(
             preview_kind(request["op"]) or "")
         return None if kind is None or answer.get("result") is None else _load(kind, answer["result"])
 
-    def start_transaction(self, activate: bool = True) -> TransactionInfo:
-        if activate and self.active_transaction is not None:
-            return super().start_transaction()  # (refused: one is active)
-        info = _load(TransactionInfo, self._json("POST", "/api/v1/transactions"))
-        if activate:
-            self.active_transaction, self.batched = info.id, []
-        return info
+    def start_transaction(self) -> TransactionInfo:
+        return _load(TransactionInfo, self._json("POST", "/api/v1/transactions"))
 
     def add_transaction_request(self, txn_id: str, request: dict[str, Any]) -> tuple[TransactionInfo, Preview]:
         answer = self._json("POST", f"{self._txn_url(txn_id)}/requests", json=request)
         return _load(TransactionInfo, answer["transaction"]), self._preview(request, answer)
 
-    def finish_transaction(self, txn_id: str | None = None) -> TransactionInfo:
-        txn = self._chosen(txn_id)
-        info = _load(TransactionInfo, self._json("POST", f"{self._txn_url(txn)}/finish", params=self._wait()))
-        self._forget(info.id)
-        return info
+    def finish_transaction(self, txn_id: str) -> TransactionInfo:
+        return _load(TransactionInfo, self._json("POST", f"{self._txn_url(txn_id)}/finish", params=self._wait()))
 
-    def delete_transaction(self, txn_id: str | None = None) -> TransactionInfo:
-        txn = self._chosen(txn_id)
-        info = _load(TransactionInfo, self._json("DELETE", self._txn_url(txn)))
-        self._forget(info.id)
-        return info
+    def delete_transaction(self, txn_id: str) -> TransactionInfo:
+        return _load(TransactionInfo, self._json("DELETE", self._txn_url(txn_id)))
 
-    def inspect_transaction(self, txn_id: str | None = None) -> TransactionInfo:
-        return self._get(TransactionInfo, self._txn_url(self._chosen(txn_id)))
+    def inspect_transaction(self, txn_id: str) -> TransactionInfo:
+        return self._get(TransactionInfo, self._txn_url(txn_id))
 
     def list_transactions(self) -> list[TransactionInfo]:
         return self._get(list[TransactionInfo], "/api/v1/transactions")
-
-    def stop_transaction(self) -> str:
-        return super().stop_transaction()  # (the client's own state: nothing to ask the server)
-
-    def resume_transaction(self, txn_id: str) -> TransactionInfo:
-        return super().resume_transaction(txn_id)  # (inspects it on the server)
-
-    def transaction(self) -> contextlib.AbstractContextManager[TransactionInfo]:
-        return super().transaction()  # (the methods it calls are the server's)
 
     def _on_the_store(self, verb: str) -> str:
         return (f"{verb} works on the store itself, not through the server {self.settings.address}: run `tusk "
@@ -539,7 +496,7 @@ class RemoteClient(RemoteSecretMethods, RemoteImageMethods, Client):
                 "TUSK_CONTEXT=none)")
 
     # -- pipelines -----------------------------------------------------------------
-    def _pipeline_requests(self, name: str, call: dict[str, Any]) -> list[dict[str, Any]]:
+    def pipeline_requests(self, name: str, call: dict[str, Any]) -> list[dict[str, Any]]:
         """The transaction requests of a batched create/update pipeline: the code is uploaded now (as outside a
         transaction), and the server checks it is stored when the request is added."""
         from tusk.pipelines.transacted import pipeline_request
@@ -799,7 +756,7 @@ class RemoteClient(RemoteSecretMethods, RemoteImageMethods, Client):
         return self._get(list[AlgorithmVersion], "/api/v1/algorithms", name=name)
 
     def algo(self, ref: str) -> AlgorithmHandle:
-        return RemoteAlgorithm(self, ref)
+        return HttpAlgorithm(self, ref)
 
     # -- auth ----------------------------------------------------------------------
     def whoami(self) -> dict[str, Any]:
