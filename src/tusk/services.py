@@ -31,6 +31,8 @@ from tusk.versioning.trees import TreeStore
 from tusk.versioning.triggers import TriggerService
 
 if TYPE_CHECKING:
+    from tusk.algorithms.registry import AlgorithmService
+    from tusk.deployments.registry import DeploymentService
     from tusk.images.store import ImageStore
     from tusk.models.registry import ModelService
     from tusk.pipelines.cron import CronService
@@ -39,8 +41,6 @@ if TYPE_CHECKING:
     from tusk.pipelines.runtimes import ConfiguredRuntime
     from tusk.pipelines.s3 import DatumGateway
     from tusk.pipelines.secrets import SecretService
-    from tusk.serving.algorithms import AlgorithmService
-    from tusk.serving.deployments import DeploymentService
 
 __all__ = ["Services"]
 
@@ -196,13 +196,13 @@ class Services:
 
     @_built
     def deployments(self) -> DeploymentService:
-        from tusk.serving.deployments import DeploymentService
+        from tusk.deployments.registry import DeploymentService
 
         return DeploymentService(self.ctx, self.models)
 
     @_built
     def algorithms(self) -> AlgorithmService:
-        from tusk.serving.algorithms import AlgorithmService
+        from tusk.algorithms.registry import AlgorithmService
 
         return AlgorithmService(self.ctx, self.commits, self.repos, self.files, self.models,
                                 self.settings.home / "scratch", dict(self.settings.extra), self.settings.datum_limits)

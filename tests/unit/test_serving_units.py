@@ -17,13 +17,13 @@ import pytest
 from starlette.requests import Request
 
 from tests.census import census_frame
+from tusk.deployments.spec import Detectors, parse_deployment_spec
 from tusk.errors import InputError, InvalidArgument, NotReady, PayloadTooLarge, UnsupportedMediaType
 from tusk.serving.batching import Batcher
 from tusk.serving.binary import split_request
 from tusk.serving.bodies import read_body, response_coding
 from tusk.serving.detectors import DeploymentDetectors, DriftMonitor, build_reference
 from tusk.serving.routing import choose, key_point, pick
-from tusk.serving.spec import Detectors, parse_deployment_spec
 from tusk.serving.tensors import Rows, decode_inputs, encode_binary_output, encode_output, rows_from_json
 
 # -- routing ---------------------------------------------------------------------------------------------------

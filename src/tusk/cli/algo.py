@@ -13,7 +13,7 @@ from tusk.cli._state import emit, say, state
 from tusk.errors import InputError
 
 if TYPE_CHECKING:
-    from tusk.serving.algorithms import AlgorithmVersion
+    from tusk.algorithms.registry import AlgorithmVersion
 
 app = typer.Typer(help="Algorithms: publish owner/name/X.Y.Z, list, call.", no_args_is_help=True)
 

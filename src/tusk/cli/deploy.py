@@ -12,7 +12,7 @@ from tusk.cli._state import emit, say, state
 from tusk.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from tusk.serving.deployments import DeploymentInfo, DeploymentRevision
+    from tusk.deployments.registry import DeploymentInfo, DeploymentRevision
 
 app = typer.Typer(help="Deployments: predictors by model ref, traffic split, shadow, rollout and rollback.",
                   no_args_is_help=True)

@@ -23,8 +23,11 @@ import httpx
 from pydantic import TypeAdapter
 
 import tusk.errors as errors
+from tusk.algorithms.registry import AlgoResponse, AlgorithmHandle, AlgorithmVersion
 from tusk.auth import RoleBinding, TokenInfo
 from tusk.config import Settings
+from tusk.deployments.registry import DeploymentInfo, DeploymentRevision
+from tusk.deployments.spec import DeploymentSpec, load_deployment_specs
 from tusk.documents import load_documents
 from tusk.errors import FileNotFound, InvalidArgument, InvalidRef, StorageUnavailable, TuskError
 from tusk.ids import Digest
@@ -42,9 +45,6 @@ from tusk.sdk._operations import Operations, Progress, Source, file_ref, writabl
 from tusk.sdk._pipelines import CodeUpload, JobProgress, SpecSource, same_name
 from tusk.sdk._secrets import RemoteSecretMethods
 from tusk.sdk._transactions import preview_kind
-from tusk.serving.algorithms import AlgoResponse, AlgorithmHandle, AlgorithmVersion
-from tusk.serving.deployments import DeploymentInfo, DeploymentRevision
-from tusk.serving.spec import DeploymentSpec, load_deployment_specs
 from tusk.transfer import JOBS_HEADER, BatchWriter, Pipe, tar_directory, untar_directory
 from tusk.versioning.archive import ArchiveReport
 from tusk.versioning.files import write_file_atomically

@@ -23,7 +23,10 @@ from tusk.errors import InvalidRef
 from tusk.versioning.refs import FileRef, parse_file_ref
 
 if TYPE_CHECKING:
+    from tusk.algorithms.registry import AlgorithmHandle, AlgorithmVersion
     from tusk.auth import RoleBinding, TokenInfo
+    from tusk.deployments.registry import DeploymentInfo, DeploymentRevision
+    from tusk.deployments.spec import DeploymentSpec
     from tusk.images.store import ImageInfo
     from tusk.models.loaders import LoadedModel
     from tusk.models.manifest import Manifest
@@ -34,9 +37,6 @@ if TYPE_CHECKING:
     from tusk.sdk._pipelines import CodeUpload, JobProgress, SpecSource
     from tusk.sdk._secrets import SecretSource
     from tusk.services import Services
-    from tusk.serving.algorithms import AlgorithmHandle, AlgorithmVersion
-    from tusk.serving.deployments import DeploymentInfo, DeploymentRevision
-    from tusk.serving.spec import DeploymentSpec
     from tusk.versioning.archive import ArchiveReport
     from tusk.versioning.loading import Loader
     from tusk.versioning.records import BranchInfo, CommitInfo, DiffEntry, FileInfo, FsckReport, GcReport, RepoInfo

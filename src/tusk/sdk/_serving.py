@@ -9,15 +9,15 @@ from tusk.errors import InvalidArgument
 from tusk.sdk._models import ModelMethods
 
 if TYPE_CHECKING:  # serving (numpy, the deployment spec) loads when a serving command needs it
-    from tusk.serving.algorithms import AlgorithmHandle, AlgorithmVersion
-    from tusk.serving.deployments import DeploymentInfo, DeploymentRevision
-    from tusk.serving.spec import DeploymentSpec
+    from tusk.algorithms.registry import AlgorithmHandle, AlgorithmVersion
+    from tusk.deployments.registry import DeploymentInfo, DeploymentRevision
+    from tusk.deployments.spec import DeploymentSpec
 
 __all__ = ["ServingMethods"]
 
 
 def _spec(spec: DeploymentSpec | dict[str, Any] | str | Path) -> DeploymentSpec:
-    from tusk.serving.spec import DeploymentSpec, load_deployment_specs, parse_deployment_spec
+    from tusk.deployments.spec import DeploymentSpec, load_deployment_specs, parse_deployment_spec
 
     if isinstance(spec, DeploymentSpec):
         return spec

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from tusk.serving.spec import Detectors
+from tusk.deployments.spec import Detectors
 
 __all__ = ["DeploymentDetectors", "DriftMonitor", "OutlierModel", "build_reference", "drift_p_values"]
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from tusk.deployments.spec import DeploymentSpec, PredictorSpec
 from tusk.errors import DeploymentNotFound, InputError, NotFound, NotReady, TuskError
 from tusk.ids import is_commit_id
 from tusk.models.inputs import read_rows
@@ -38,7 +39,6 @@ from tusk.serving.batching import Batcher
 from tusk.serving.detectors import DeploymentDetectors
 from tusk.serving.metrics import METRICS
 from tusk.serving.reqlog import RequestLog
-from tusk.serving.spec import DeploymentSpec, PredictorSpec
 from tusk.serving.tensors import Rows
 from tusk.versioning.refs import FileRef, parse_file_ref
 

@@ -36,9 +36,9 @@ from typing import Any
 
 import orjson
 
+from tusk.deployments.spec import LoggingSpec
 from tusk.errors import AlreadyExists, TuskError
 from tusk.serving.metrics import METRICS
-from tusk.serving.spec import LoggingSpec
 from tusk.versioning.commits import CommitService
 from tusk.versioning.files import FileService
 from tusk.versioning.records import CommitInfo

@@ -7,10 +7,10 @@ from typing import IO
 
 from fastapi import APIRouter, Request
 
+from tusk.algorithms.registry import AlgorithmVersion, read_descriptor
 from tusk.api._body import with_body
 from tusk.api._deps import CallerDep
 from tusk.errors import PermissionDenied
-from tusk.serving.algorithms import AlgorithmVersion, read_descriptor
 from tusk.transfer import untar_directory
 from tusk.versioning.refs import parse_file_ref
 

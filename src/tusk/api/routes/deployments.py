@@ -6,9 +6,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from tusk.api._deps import MAX_COUNT, Caller, CallerDep
+from tusk.deployments.registry import DeploymentInfo, DeploymentRevision
+from tusk.deployments.spec import DeploymentSpec, parse_deployment_spec
 from tusk.errors import AlreadyExists, InvalidArgument
-from tusk.serving.deployments import DeploymentInfo, DeploymentRevision
-from tusk.serving.spec import DeploymentSpec, parse_deployment_spec
 from tusk.versioning.refs import parse_file_ref
 
 router = APIRouter(prefix="/api/v1/deployments", tags=["deployments"])

@@ -13,10 +13,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from tusk.algorithms.registry import AlgorithmVersion
 from tusk.api._deps import Caller
 from tusk.api.routes import algorithms, auth
 from tusk.errors import AlgorithmNotFound, InvalidArgument, TuskError, Unauthenticated
-from tusk.serving.algorithms import AlgorithmVersion
 from tusk.ui._web import error_page, form, page, page_of, render, ui_caller
 
 __all__ = ["router"]

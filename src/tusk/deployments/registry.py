@@ -15,10 +15,10 @@ from datetime import datetime
 
 from sqlalchemy import delete, select
 
+from tusk.deployments.spec import DeploymentSpec, PredictorSpec, parse_deployment_spec
 from tusk.errors import AlreadyExists, Conflict, DeploymentNotFound, InvalidArgument, TuskError, UserError
 from tusk.ids import is_commit_id
 from tusk.models.registry import ModelService
-from tusk.serving.spec import DeploymentSpec, PredictorSpec, parse_deployment_spec
 from tusk.storage.metadata import DeploymentRevisionRow, DeploymentRow, RoleBindingRow
 from tusk.versioning import refstore
 from tusk.versioning.context import Context, _aware, now

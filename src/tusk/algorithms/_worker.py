@@ -1,6 +1,6 @@
 """The process a function algorithm runs in, inside the sandbox: it imports the entrypoint and answers calls.
 
-Run as a script (``python _algo_worker.py DIR FILE FUNC NAME``), so it imports
+Run as a script (``python _worker.py DIR FILE FUNC NAME``), so it imports
 nothing of Tusk itself. The server talks to it over stdin/stdout in frames: a
 4-byte big-endian length, then JSON. Bytes travel as ``{"__bytes__": base64}``.
 

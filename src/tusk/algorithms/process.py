@@ -17,10 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from tusk.algorithms import _worker as frames
 from tusk.config import Limits
 from tusk.errors import AlgorithmError, TuskError
 from tusk.pipelines.sandbox import Mount, SandboxCommand
-from tusk.serving import _algo_worker as frames
 
 __all__ = ["AlgorithmProcess", "NestedCall"]
 

@@ -16,7 +16,7 @@ a version is never overwritten) and records the version. A call resolves
 ``latest`` (or nothing) to the newest of all.
 
 A function algorithm runs in a warm process of its own, in the pipelines'
-sandbox (``tusk.serving.algo_process``): the server never imports its code,
+sandbox (``tusk.algorithms.process``): the server never imports its code,
 and the code reaches nothing of the store. It calls another algorithm through
 ``ctx.algo("owner/name/1").pipe(x)``, which the server decides: only if its
 ``permissions.call`` names it (anything else is PermissionDenied), and only
@@ -45,6 +45,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import select
 
+from tusk.algorithms.process import AlgorithmProcess
 from tusk.config import Limits
 from tusk.documents import describe_validation_error, parse_documents
 from tusk.errors import (
@@ -58,7 +59,6 @@ from tusk.errors import (
 )
 from tusk.models.loaders import LoadedModel
 from tusk.models.registry import ModelService
-from tusk.serving.algo_process import AlgorithmProcess
 from tusk.serving.tensors import rows_from_json
 from tusk.storage.metadata import AlgorithmVersionRow
 from tusk.versioning.commits import CommitService
