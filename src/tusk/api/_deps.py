@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Query, Request
 
@@ -12,6 +12,8 @@ from tusk.auth import ADMIN, LEVELS, RoleService, TokenService
 from tusk.errors import AmbiguousId, CommitNotFound, RepoNotFound, TuskError
 from tusk.sdk import Client
 from tusk.versioning.records import CommitInfo
+
+Ref = TypeVar("Ref", bound=Mapping[str, object])  # a record naming a repo: provenance, a job's or a datum's input
 
 __all__ = ["MAX_COUNT", "MAX_SQL_INT", "ApiState", "Caller", "CallerDep", "Limit", "Offset", "Timeout", "Wait",
            "finish_write"]
@@ -64,7 +66,7 @@ class Caller:
             raise RepoNotFound(f"repo {repo!r} not found, or {self.user} is not a reader of it")
         self.state.roles.check(self.user, repo, role, level)
 
-    def readable(self, refs: list[dict[str, str]]) -> list[dict[str, str]]:
+    def readable(self, refs: list[Ref]) -> list[Ref]:
         """The entries (provenance, job inputs, datum inputs) whose ``repo`` the caller may read: what a
         readable record says about other repos is cut to what the caller could see anyway."""
         if not self.state.auth:

@@ -208,14 +208,14 @@ def _sources(s: Session, commit_id: str) -> list[dict[str, str]]:
         nxt: list[str] = []
         for cid in frontier:
             for p in refstore.sources(s, cid):
-                if p.commit in seen:
+                if p["commit"] in seen:
                     continue
-                seen.add(p.commit)
-                row = refstore.commit(s, p.commit)
+                seen.add(p["commit"])
+                row = refstore.commit(s, p["commit"])
                 if row is not None and row.origin == "user":
-                    out.append({"repo": p.repo, "branch": p.branch, "commit": p.commit})
+                    out.append({"repo": p["repo"], "branch": p["branch"], "commit": p["commit"]})
                 else:
-                    nxt.append(p.commit)
+                    nxt.append(p["commit"])
         if not nxt:
             break
         frontier = nxt

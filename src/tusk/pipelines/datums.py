@@ -21,6 +21,7 @@ import blake3
 
 from tusk.errors import InvalidArgument
 from tusk.pipelines.spec import CronInput, Input, PfsInput
+from tusk.versioning.records import InputCommit
 from tusk.versioning.trees import Entry
 
 __all__ = ["Datum", "DatumInput", "Match", "datum_hash", "enumerate_datums"]
@@ -52,6 +53,11 @@ class DatumInput:
     s3: bool = False  # served over the datum's S3 endpoint, not put at /pfs/<name> (tusk.pipelines.s3)
     join_key: str | None = None
     group_key: str | None = None
+
+    @property
+    def source(self) -> InputCommit:
+        """The input commit this input's file came from."""
+        return InputCommit(name=self.name, repo=self.repo, branch=self.branch, commit=self.commit)
 
 
 @dataclass(frozen=True)

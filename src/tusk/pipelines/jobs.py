@@ -36,7 +36,7 @@ from tusk.pipelines.codestore import JobCode
 from tusk.pipelines.datums import Datum, Match, datum_hash, enumerate_datums
 from tusk.pipelines.executors import Executor, LocalExecutor
 from tusk.pipelines.outcomes import OutcomeLog, replay
-from tusk.pipelines.records import DatumInfo, JobInfo, datum_state, job_state
+from tusk.pipelines.records import DatumInfo, JobInfo, datum_state, input_commits, job_state
 from tusk.pipelines.registry import PipelineService, StoredPipeline
 from tusk.pipelines.runtimes import Runtime
 from tusk.pipelines.secrets import SecretService, SecretValues
@@ -54,7 +54,7 @@ from tusk.storage.metadata import (
 from tusk.versioning import fence, refstore
 from tusk.versioning.commits import CommitService
 from tusk.versioning.context import Context, _aware, acting_as, expand_id, now
-from tusk.versioning.records import CommitInfo
+from tusk.versioning.records import CommitInfo, InputCommit
 from tusk.versioning.staging import Op
 from tusk.versioning.trees import EMPTY_TREE, Entry, MutableTree
 
@@ -203,15 +203,15 @@ class JobService:
         return not leaves.isdisjoint(refstore.open_in_set(s, global_id))
 
     def _create_job(self, s: Session, p: StoredPipeline, global_id: str) -> JobRow:
-        inputs = []
+        inputs: list[InputCommit] = []
         for leaf in p.spec.pfs_leaves():
             repo = s.scalar(select(RepoRow).where(RepoRow.name == leaf.repo))
             commit_id = leaf.commit
             if commit_id is None and repo is not None:
                 commit_id = (refstore.finished_in_set(s, repo.id, leaf.branch, global_id)
                              or refstore.head_id(s, repo.id, leaf.branch))
-            inputs.append({"name": leaf.input_name, "repo": leaf.repo, "branch": leaf.branch,
-                           "commit": commit_id or ""})
+            inputs.append(InputCommit(name=leaf.input_name, repo=leaf.repo, branch=leaf.branch,
+                                      commit=commit_id or ""))
         job = JobRow(id=new_commit_id(), pipeline_id=p.row.id, pipeline_version=p.row.version, global_id=global_id,
                      input_commits=json.dumps(inputs), state="created", created_at=now())
         s.add(job)
@@ -364,7 +364,7 @@ class JobService:
             # (its output commit takes the job's id: one that landed before the job's row said so counts)
             landed = job.output_commit_id is not None or refstore.commit(s, job_id) is not None
             name = s.get(PipelineRow, job.pipeline_id).name  # type: ignore[union-attr]
-            global_id, inputs, version = job.global_id, json.loads(job.input_commits), job.pipeline_version
+            global_id, inputs, version = job.global_id, input_commits(job.input_commits), job.pipeline_version
         if not landed:
             with contextlib.suppress(Exception):  # e.g. the output repo is gone: the row still says why
                 with self.ctx.db.read() as s:
@@ -393,7 +393,7 @@ class JobService:
             assert job is not None
             pipeline_name = s.get(PipelineRow, job.pipeline_id).name  # type: ignore[union-attr]
             p = self.pipelines.load(s, pipeline_name, job.pipeline_version)
-            inputs = json.loads(job.input_commits)
+            inputs = input_commits(job.input_commits)
             roots = {}
             for i in inputs:
                 row = refstore.commit(s, i["commit"])
@@ -424,9 +424,9 @@ class JobService:
             cached: dict[str, str] = {}
             if spec.reprocess_spec == "until_success":
                 wanted = sorted(set(hashes.values()))
-                for i in range(0, len(wanted), 500):
+                for start in range(0, len(wanted), 500):
                     rows = s.execute(select(DatumCacheRow.hash, DatumCacheRow.output_tree).where(
-                        DatumCacheRow.pipeline_id == p.row.id, DatumCacheRow.hash.in_(wanted[i : i + 500])))
+                        DatumCacheRow.pipeline_id == p.row.id, DatumCacheRow.hash.in_(wanted[start : start + 500])))
                     cached.update({h: t for h, t in rows})
             base = self._merge_base(s, p)
         outputs: dict[str, str] = {}
@@ -621,7 +621,7 @@ class JobService:
             cache=self.ctx.db.insert(DatumCacheRow).on_conflict_do_nothing(index_elements=["pipeline_id", "hash"]),
             reused=runs.on_conflict_do_nothing(index_elements=["job_id", "datum_id"]))
 
-    def _finish(self, job_id: str, p: StoredPipeline, global_id: str, inputs: list[dict[str, str]], root: str,
+    def _finish(self, job_id: str, p: StoredPipeline, global_id: str, inputs: list[InputCommit], root: str,
                 error: str | None, processed: int, skipped: int, failed: int,
                 generation: int | None = None) -> JobInfo:
         with self.ctx.db.read() as s:
@@ -630,7 +630,7 @@ class JobService:
         if not held:  # stopped while running ("killed"), or another runner took it over: land nothing
             return self.inspect(job_id)
         ops = [Op("root", "/", Entry("", "dir", 0, Digest(root)))]
-        provenance = [(i["repo"], i["branch"], i["commit"]) for i in inputs if i["commit"]]
+        provenance = [i for i in inputs if i["commit"]]
         commit = self.commits.land(p.name, p.spec.output_branch, ops, origin="auto", global_id=global_id,
                                    provenance=provenance, error=error, job_id=job_id, notify=False,
                                    description=f"{p.name} v{p.row.version} job {job_id}", new_id=job_id,
@@ -679,7 +679,7 @@ class JobService:
         return JobInfo(
             id=job.id, pipeline=name, pipeline_version=job.pipeline_version, global_id=job.global_id,
             state=job_state(job.state), reason=job.reason if job.state not in ("created", "running") else None,
-            input_commits=json.loads(job.input_commits), output_commit=job.output_commit_id,
+            input_commits=input_commits(job.input_commits), output_commit=job.output_commit_id,
             datums_total=job.datums_total, datums_processed=job.datums_processed, datums_skipped=job.datums_skipped,
             datums_failed=job.datums_failed, created_at=_aware(job.created_at),
             started_at=_aware(job.started_at) if job.started_at else None,

@@ -59,10 +59,9 @@ def _upstream(s: Session, row: CommitRef, depth: int) -> dict[str, Any]:
     if depth >= _MAX_DEPTH:
         return node
     for p in refstore.sources(s, row.id):
-        src = refstore.commit(s, p.commit)
+        src = refstore.commit(s, p["commit"])
         if src is None:
-            node["inputs"].append({"repo": p.repo, "branch": p.branch, "commit": p.commit, "state": "deleted",
-                                   "inputs": []})
+            node["inputs"].append({**p, "state": "deleted", "inputs": []})
         else:
             node["inputs"].append(_upstream(s, src, depth + 1))
     return node

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, cast
 
-from tusk.versioning.records import _Record, checked_state
+from tusk.versioning.records import InputCommit, _Record, checked_state
 
 __all__ = ["DatumInfo", "DatumState", "JobInfo", "JobState", "PipelineInfo", "PipelineState", "datum_state",
-           "job_state", "pipeline_state"]
+           "input_commits", "job_state", "pipeline_state"]
 
 # a job: created → running → success | failure; killed (stopped), unrunnable (an upstream job failed);
 # interrupted (released by a Ctrl-C, claimable again at once)
@@ -29,6 +29,14 @@ def datum_state(text: str) -> DatumState:
 
 def pipeline_state(text: str) -> PipelineState:
     return cast(PipelineState, checked_state(PipelineState, text, "pipeline"))
+
+
+
+def input_commits(stored: str) -> list[InputCommit]:
+    """A job's input commits as the job row stores them (JSON: ``[{name, repo, branch, commit}]``)."""
+    import json
+
+    return cast(list[InputCommit], json.loads(stored))
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,7 @@ class JobInfo(_Record):
     global_id: str
     state: JobState
     reason: str | None
-    input_commits: list[dict[str, str]]
+    input_commits: list[InputCommit]
     output_commit: str | None
     datums_total: int
     datums_processed: int

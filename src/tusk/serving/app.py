@@ -57,6 +57,7 @@ from tusk.serving.detectors import Detection
 from tusk.serving.explanations import deployment_of, explainer_metadata, explainer_not_ready, explainer_of
 from tusk.serving.live import LiveDeployment, Predictor, ServingState
 from tusk.serving.metrics import CONTENT_TYPE, METRICS, render, visible
+from tusk.serving.reqlog import RequestRecord
 from tusk.serving.routing import choose, cookie_name
 from tusk.serving.tensors import (
     Rows,
@@ -535,9 +536,9 @@ class Handlers:
             version = shadow.served.commit if shadow.served else ""
             METRICS.shadow.labels(dep.name, shadow.name, version, "error").inc()
             if dep.log is not None:
-                dep.log.record({"ts": time.time(), "deployment": dep.name, "revision": dep.revision,
-                                "predictor": shadow.name, "shadow": True, "protocol": protocol,
-                                "error": str(exc), "inputs": rows})
+                dep.log.record(RequestRecord(ts=time.time(), deployment=dep.name, revision=dep.revision,
+                                             predictor=shadow.name, shadow=True, protocol=protocol, error=str(exc),
+                                             inputs=rows))
             return
         served.metric("shadow", "ok").inc()
         if dep.log is not None:
@@ -684,12 +685,12 @@ def model_not_ready(dep: LiveDeployment, version: str | None, explain: bool = Fa
 
 
 def _log_record(dep: LiveDeployment, predictor: Predictor, served: Any, protocol: str, elapsed: float, rows: Rows,
-                outputs: dict[str, Any], want: tuple[str, ...]) -> dict[str, Any]:
+                outputs: dict[str, Any], want: tuple[str, ...]) -> RequestRecord:
     """What the request log keeps of one answer (main or shadow): who answered, with which model, and the data."""
-    return {"ts": time.time(), "deployment": dep.name, "revision": dep.revision, "predictor": predictor.name,
-            "model_repo": served.repo, "model_commit": served.commit, "model_branch": predictor.follows or "",
-            "global_id": served.global_id, "protocol": protocol, "shadow": predictor is dep.shadow,
-            "latency_ms": round(elapsed * 1000, 3), "inputs": rows, "outputs": {k: outputs[k] for k in want}}
+    return RequestRecord(ts=time.time(), deployment=dep.name, revision=dep.revision, predictor=predictor.name,
+                         model_repo=served.repo, model_commit=served.commit, model_branch=predictor.follows or "",
+                         global_id=served.global_id, protocol=protocol, shadow=predictor is dep.shadow,
+                         latency_ms=round(elapsed * 1000, 3), inputs=rows, outputs={k: outputs[k] for k in want})
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:

@@ -35,18 +35,44 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from typing_extensions import TypedDict  # (the same TypedDict as tusk.versioning.records')
 
 from tusk.deployments.spec import LoggingSpec
 from tusk.errors import AlreadyExists, TuskError
 from tusk.serving.metrics import METRICS
 from tusk.versioning.commits import CommitService
 from tusk.versioning.files import FileService
-from tusk.versioning.records import CommitInfo
+from tusk.versioning.records import CommitInfo, InputCommit
 from tusk.versioning.repos import RepoService
 
-__all__ = ["RequestLog"]
+__all__ = ["RequestLog", "RequestRecord"]
 
 log = logging.getLogger("tusk.serving")
+
+
+class RequestRecord(TypedDict, total=False):
+    """One line of a request log (a ``.jsonl`` file in ``<deployment>-requests``): who answered, with which
+    model, and the data. A shadow's failure has ``error`` and no model or outputs; a record past
+    ``max_record_bytes`` has ``truncated``, ``record_bytes`` and ``rows`` instead of ``inputs`` and ``outputs``."""
+
+    ts: float  # seconds since the epoch, when the answer was ready
+    id: str | None  # the id the request carried (None: it carried none)
+    deployment: str
+    revision: int
+    predictor: str
+    shadow: bool
+    protocol: str  # rest | grpc
+    model_repo: str
+    model_commit: str
+    model_branch: str  # the branch the predictor follows ("" when pinned)
+    global_id: str  # the model commit's commit set: its provenance
+    latency_ms: float
+    inputs: Any  # the request's rows (Rows, written as records)
+    outputs: dict[str, Any]
+    error: str
+    truncated: bool
+    record_bytes: int
+    rows: int | None
 
 
 def _plain(value: Any) -> Any:
@@ -99,7 +125,7 @@ class RequestLog:
         self.deployment = deployment
         self.repo = repo
         self.spec = spec
-        self._buffer: deque[dict[str, Any]] = deque()
+        self._buffer: deque[tuple[RequestRecord, int]] = deque()  # each with its size estimate
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._flush_lock = threading.Lock()
@@ -114,7 +140,7 @@ class RequestLog:
         self._thread = threading.Thread(target=self._run, name=f"tusk-reqlog-{deployment}", daemon=True)
         self._thread.start()
 
-    def record(self, rec: dict[str, Any]) -> None:
+    def record(self, rec: RequestRecord) -> None:
         if self.spec.sample_rate < 1.0 and random.random() >= self.spec.sample_rate:
             self._skipped("sampled")
             return
@@ -123,10 +149,9 @@ class RequestLog:
             self._dropped.inc()
             self._skipped("buffer_full")
             return
-        rec["_bytes"] = size
         with self._size_lock:
             self._buffered_bytes += size
-        self._buffer.append(rec)
+        self._buffer.append((rec, size))
         if len(self._buffer) >= self.spec.flush_rows:
             self._wake.set()
 
@@ -146,35 +171,35 @@ class RequestLog:
     def flush(self) -> CommitInfo | None:
         """Commit everything buffered now (one commit, one file); None if there was nothing."""
         with self._flush_lock:
-            records: list[dict[str, Any]] = []
+            records: list[tuple[RequestRecord, int]] = []
             lines: list[bytes] = []
             total = 0
             while self._buffer and len(records) < 100_000 and total < self.spec.max_flush_bytes:
-                rec = self._buffer.popleft()
-                line = self._line(rec)
+                entry = self._buffer.popleft()
+                line = self._line(entry[0])
                 if lines and total + len(line) > self.spec.max_flush_bytes:
-                    self._buffer.appendleft(rec)  # the next flush's first record
+                    self._buffer.appendleft(entry)  # the next flush's first record
                     break
-                records.append(rec)
+                records.append(entry)
                 lines.append(line)
                 total += len(line)
             if not records:
                 return None
             try:
-                info = self._commit(records, b"".join(lines))
+                info = self._commit([rec for rec, _ in records], b"".join(lines))
             except TuskError:
                 self._buffer.extendleft(reversed(records))
                 raise
             with self._size_lock:
-                self._buffered_bytes -= sum(int(r.get("_bytes", 0)) for r in records)
+                self._buffered_bytes -= sum(size for _, size in records)
             self._logged.inc(len(records))
             if self._buffer:
                 self._wake.set()  # more than one flush's worth is waiting
             return info
 
-    def _line(self, rec: dict[str, Any]) -> bytes:
+    def _line(self, rec: RequestRecord) -> bytes:
         """One record as a JSON line: redacted, and without its data if that passes ``max_record_bytes``."""
-        doc = {k: v for k, v in rec.items() if k != "_bytes"}
+        doc: RequestRecord = rec.copy()
         if self.spec.redact:
             doc["inputs"] = _redacted(doc.get("inputs"), set(self.spec.redact))
             if isinstance(doc.get("outputs"), dict):
@@ -183,19 +208,21 @@ class RequestLog:
         if len(line) > self.spec.max_record_bytes:
             self._skipped("truncated")
             rows = getattr(rec.get("inputs"), "n", None)
-            doc = {k: v for k, v in doc.items() if k not in ("inputs", "outputs")}
-            doc.update(truncated=True, record_bytes=len(line), rows=rows)
+            doc.pop("inputs", None)
+            doc.pop("outputs", None)
+            doc["truncated"], doc["record_bytes"], doc["rows"] = True, len(line), rows
             line = orjson.dumps(doc, default=_plain, option=_OPTIONS)
         return line
 
-    def _commit(self, records: list[dict[str, Any]], body: bytes) -> CommitInfo:
+    def _commit(self, records: list[RequestRecord], body: bytes) -> CommitInfo:
         self._seq += 1
         stamp = datetime.now(UTC)
         path = f"/{stamp:%Y-%m-%d}/{stamp:%H%M%S}-{self._who}-{self._seq:06d}.jsonl"
         mod = self.files.modify(self.repo, self.spec.branch)
         mod.put_bytes(path, body)  # chunks stored now; the commit below carries the provenance
-        models = sorted({(str(r["model_repo"]), str(r.get("model_branch") or ""), str(r["model_commit"]))
-                         for r in records if r.get("model_commit")})
+        models = [InputCommit(repo=repo, branch=branch, commit=commit) for repo, branch, commit in sorted(
+            {(str(r["model_repo"]), str(r.get("model_branch") or ""), str(r["model_commit"]))
+             for r in records if r.get("model_commit")})]
         predictors = sorted({str(r.get("predictor")) for r in records})
         return self.commits.land(
             self.repo, self.spec.branch, mod.ops,

@@ -33,7 +33,7 @@ from tusk.storage.metadata import (
 )
 from tusk.versioning import fence, refstore
 from tusk.versioning.context import Context, expand_id, now
-from tusk.versioning.records import CommitInfo
+from tusk.versioning.records import CommitInfo, InputCommit
 from tusk.versioning.staging import Op, apply_ops, decode_op_payload, encode_op_payload
 from tusk.versioning.trees import EMPTY_TREE, MutableTree
 
@@ -240,7 +240,7 @@ class CommitService:
 
     def land(self, repo: str, branch: str, ops: Sequence[Op], *, commit_id: str | None = None,
              description: str | None = None, origin: str = "user", global_id: str | None = None,
-             provenance: Sequence[tuple[str, str, str]] = (), error: str | None = None,
+             provenance: Sequence[InputCommit] = (), error: str | None = None,
              job_id: str | None = None, notify: bool = True, started_at: datetime | None = None,
              new_id: str | None = None, generation: int | None = None) -> CommitInfo:
         """Apply ops on the branch head and move the head, atomically.
@@ -303,7 +303,7 @@ class CommitService:
 
     def _publish(self, repo: str, branch: str, head: str | None, root: str, size: int, commit_id: str | None,
                  description: str | None, origin: str, global_id: str | None,
-                 provenance: Sequence[tuple[str, str, str]], error: str | None, job_id: str | None,
+                 provenance: Sequence[InputCommit], error: str | None, job_id: str | None,
                  started_at: datetime | None = None, new_id: str | None = None, token: int = 0) -> CommitInfo:
         """One transaction: check the gc fence, compare-and-set the head and make the commit visible."""
         with self.ctx.db.write() as s:
@@ -335,7 +335,8 @@ class CommitService:
             if description is not None:
                 row.description = description
             s.flush()  # the commit row must exist before rows that reference it
-            for src_repo, src_branch, src_commit in _distinct_sources(provenance):
+            for source in _distinct_sources(provenance):
+                src_repo, src_branch, src_commit = source["repo"], source["branch"], source["commit"]
                 s.add(CommitProvenanceRow(commit_id=row.id, source_repo=src_repo, source_branch=src_branch,
                                           source_commit_id=src_commit))
             s.flush()
@@ -487,11 +488,11 @@ class CommitService:
             s.execute(delete(CommitSetRow).where(CommitSetRow.id == set_id))
 
 
-def _distinct_sources(provenance: Sequence[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+def _distinct_sources(provenance: Sequence[InputCommit]) -> list[InputCommit]:
     """Each source commit once, in first-seen order: provenance is keyed by (commit, source commit), so a
     pipeline that reads one repo under two names (a cross of ``left`` and ``right`` over ``data``) has one
     source, however many named inputs the job and its datums record."""
-    seen: dict[str, tuple[str, str, str]] = {}
+    seen: dict[str, InputCommit] = {}
     for source in provenance:
-        seen.setdefault(source[2], source)
+        seen.setdefault(source["commit"], source)
     return list(seen.values())

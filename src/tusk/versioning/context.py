@@ -16,7 +16,7 @@ from tusk.ids import is_id_prefix
 from tusk.storage.content import ContentStore
 from tusk.storage.metadata import BranchRow, CommitProvenanceRow, CommitRow, Database, RepoRow
 from tusk.storage.objects import ObjectStore
-from tusk.versioning.records import CommitInfo, commit_state
+from tusk.versioning.records import CommitInfo, InputCommit, commit_state
 from tusk.versioning.trees import TreeStore
 
 __all__ = ["Context", "acting_as", "expand_id", "now"]
@@ -134,7 +134,7 @@ def _commit_info(row: CommitRow, repo_name: str, prov: Sequence[CommitProvenance
         tree=row.tree_digest,
         error=row.error,
         provenance=[
-            {"repo": p.source_repo, "branch": p.source_branch, "commit": p.source_commit_id} for p in prov
+            InputCommit(repo=p.source_repo, branch=p.source_branch, commit=p.source_commit_id) for p in prov
         ],
     )
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Literal, cast, get_args
+from typing import Any, Literal, NotRequired, cast, get_args
+
+from typing_extensions import TypedDict  # (pydantic reads typing_extensions' TypedDict on Python < 3.12)
 
 __all__ = ["BranchInfo", "CommitInfo", "CommitState", "DiffEntry", "FileInfo", "FsckProblem", "FsckReport",
-           "GcReport", "RepoInfo", "checked_state", "commit_state"]
+           "GcReport", "InputCommit", "RepoInfo", "checked_state", "commit_state"]
 
 
 CommitState = Literal["open", "finished", "failed"]
@@ -58,6 +60,18 @@ class BranchInfo(_Record):
     trigger: str | None = None  # "staging: 10 commits or 1.0 MiB": the branch it follows and when it moves
 
 
+class InputCommit(TypedDict):
+    """One input commit, the one record for it everywhere: what a job read (``JobInfo.input_commits``, with the
+    input's ``name``), what an output commit was computed from (``CommitInfo.provenance``; the ref store's
+    ``sources``), where a datum's input came from (``DatumInput.source``). A dict, so JSON and code that index
+    it read it as before."""
+
+    repo: str
+    branch: str
+    commit: str
+    name: NotRequired[str]  # the pipeline input's name (a job's inputs; one repo may be two inputs)
+
+
 @dataclass(frozen=True)
 class CommitInfo(_Record):
     id: str
@@ -74,7 +88,7 @@ class CommitInfo(_Record):
     finished_at: datetime | None
     tree: str | None
     error: str | None = None
-    provenance: list[dict[str, str]] = field(default_factory=list)
+    provenance: list[InputCommit] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

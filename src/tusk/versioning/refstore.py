@@ -2,7 +2,7 @@
 
 Every service outside ``tusk.versioning`` (jobs, cron, lineage, models,
 deployments, input triggers, the SDK) asks this module about refs and gets
-values back (``CommitRef``, ``BranchRef``, ``Source``, ``Move``), never ORM
+values back (``CommitRef``, ``BranchRef``, ``InputCommit``, ``Move``), never ORM
 rows; a test (``tests/unit/test_layers.py``) keeps the ref tables' rows out of
 every module outside versioning. Each function runs in the caller's session,
 so a lookup can sit inside the transaction that acts on it (a job is created
@@ -26,13 +26,12 @@ from tusk.errors import BranchNotFound, CommitNotFound
 from tusk.ids import ID_PREFIX_MIN, is_commit_id, is_id_prefix
 from tusk.storage.metadata import BranchMoveRow, BranchRow, CommitProvenanceRow, CommitRow, RepoRow
 from tusk.versioning.context import _IN_BATCH, _aware, expand_id
-from tusk.versioning.records import CommitState, commit_state
+from tusk.versioning.records import CommitState, InputCommit, commit_state
 
 __all__ = [
     "BranchRef",
     "CommitRef",
     "Move",
-    "Source",
     "TriggerFields",
     "ancestry",
     "branch",
@@ -115,15 +114,6 @@ class BranchRef:
     def of(cls, row: BranchRow) -> BranchRef:
         return cls(row.repo_id, row.name, row.head_id, _aware(row.created_at), row.trigger_branch,
                    row.trigger_commits, row.trigger_size, row.trigger_cron, bool(row.trigger_all))
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """One input commit an output commit was computed from."""
-
-    repo: str
-    branch: str
-    commit: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,9 +277,9 @@ def finished_in_set(s: Session, repo_id: int, branch_name: str, global_id: str) 
                     .limit(1))
 
 
-def sources(s: Session, commit_id_: str) -> list[Source]:
+def sources(s: Session, commit_id_: str) -> list[InputCommit]:
     """The input commits an output commit was computed from."""
-    return [Source(p.source_repo, p.source_branch, p.source_commit_id) for p in s.scalars(
+    return [InputCommit(repo=p.source_repo, branch=p.source_branch, commit=p.source_commit_id) for p in s.scalars(
         select(CommitProvenanceRow).where(CommitProvenanceRow.commit_id == commit_id_))]
 
 
