@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from tusk.models.registry import ModelService
     from tusk.pipelines.cron import CronService
     from tusk.pipelines.jobs import JobService
+    from tusk.pipelines.lifecycle import PipelineLifecycle
     from tusk.pipelines.registry import PipelineService
     from tusk.pipelines.runtimes import ConfiguredRuntime
     from tusk.pipelines.s3 import DatumGateway
@@ -151,6 +152,13 @@ class Services:
         from tusk.pipelines.registry import PipelineService
 
         return PipelineService(self.ctx, self.repos, self.settings.image_fallback)
+
+    @_built
+    def lifecycle(self) -> PipelineLifecycle:
+        """Creating, updating and rerunning pipelines (the version, then its job), and dry runs of specs."""
+        from tusk.pipelines.lifecycle import PipelineLifecycle
+
+        return PipelineLifecycle(self.pipelines, lambda: self.jobs, self.ctx, self.commits)
 
     @_built
     def images(self) -> ImageStore:

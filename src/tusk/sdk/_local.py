@@ -77,16 +77,7 @@ class LocalOperations(SecretMethods, ImageMethods, TransactionMethods, AuthMetho
         if anc:
             raise InvalidRef(f"{ref}: a branch name cannot carry ancestry")
         if trigger is not None:
-            if trigger.branch == branch:
-                raise InvalidArgument(f"branch {repo}@{branch} cannot follow itself: name another --trigger-branch")
-            existing = {b.name: b for b in self.services.branches.list(repo)}
-            if branch not in existing or head is not None:
-                self.services.branches.create(repo, branch, head)
-            if trigger.branch not in existing:  # where new data goes: it starts where the follower is (Pachyderm's way)
-                start = head if head is not None else (existing[branch].head if branch in existing else None)
-                self.services.branches.create(repo, trigger.branch, start)
-            self.services.triggers.set(repo, branch, trigger)
-            return next(b for b in self.services.branches.list(repo) if b.name == branch)
+            return self.services.triggers.follow(repo, branch, trigger, head)
         info = self.services.branches.create(repo, branch, head)
         self._after_write()
         return info

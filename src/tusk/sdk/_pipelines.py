@@ -8,15 +8,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from tusk.errors import BranchNotFound, CommitNotFound, InvalidArgument
+from tusk.errors import InvalidArgument
 from tusk.ids import is_id_prefix
 from tusk.sdk._operations import Operations
 
 if TYPE_CHECKING:  # the pipeline spec (pydantic) and the datum engine load when a pipeline command needs them
     from tusk.pipelines.codestore import PipelineCode
-    from tusk.pipelines.datums import Datum, Match
+    from tusk.pipelines.datums import Datum
     from tusk.pipelines.records import DatumInfo, JobInfo, PipelineInfo
-    from tusk.pipelines.spec import PfsInput, PipelineSpec
+    from tusk.pipelines.spec import PipelineSpec
 
 __all__ = ["FAILED_STATES", "CodeUpload", "PipelineMethods", "SpecSource", "describe_failures", "same_name"]
 
@@ -143,12 +143,7 @@ class PipelineMethods(Operations):
         """
         specs, code_dir = _specs(source)
         code = code or self.services.pipelines.store_code(code_dir, implicit=not isinstance(source, str | Path))
-        for spec in specs:
-            if spec.update and self.services.pipelines.exists(spec.name):  # Pachyderm's "update": true
-                self.services.pipelines.update(spec, code, spec.reprocess)
-            else:
-                self.services.pipelines.create(spec, code)
-            self.services.jobs.start_job(spec.name)
+        self.services.lifecycle.create(specs, code)
         if self.run_jobs if wait is None else wait:
             self._run_caused()
         return [_with_notes(self.services.pipelines.inspect(s.name), s) for s in specs]
@@ -157,10 +152,7 @@ class PipelineMethods(Operations):
                         code: CodeUpload | None = None) -> list[PipelineInfo]:
         specs, code_dir = _specs(source)
         code = code or self.services.pipelines.store_code(code_dir, implicit=not isinstance(source, str | Path))
-        notes = {}
-        for spec in specs:
-            notes[spec.name] = self.services.pipelines.update(spec, code, reprocess).notes
-            self.services.jobs.start_job(spec.name)
+        notes = self.services.lifecycle.update(specs, code, reprocess)
         if self.run_jobs if wait is None else wait:
             self._run_caused()
         return [_with_notes(self.services.pipelines.inspect(s.name), s, notes[s.name]) for s in specs]
@@ -173,8 +165,7 @@ class PipelineMethods(Operations):
         return self.update_pipeline(spec, reprocess, wait, code=self.services.pipelines.current_code(name))
 
     def rerun_pipeline(self, name: str, reprocess: bool = False, wait: bool | None = None) -> PipelineInfo:
-        self.services.pipelines.rerun(name, reprocess)
-        self.services.jobs.start_job(name)
+        self.services.lifecycle.rerun(name, reprocess)
         if self.run_jobs if wait is None else wait:
             self._run_caused()
         return self.services.pipelines.inspect(name)
@@ -259,20 +250,7 @@ class PipelineMethods(Operations):
     def dry_run_datums(self, source: SpecSource) -> list[Datum]:
         """The datums a spec would produce on the current inputs (a trigger input: its trigger branch's, as the
         pipeline reads it); nothing is created."""
-        from tusk.pipelines.datums import Match, enumerate_datums
-        from tusk.pipelines.input_triggers import resolve_input_triggers
-
-        specs = [resolve_input_triggers(spec) for spec in _specs(source)[0]]
-        ctx, commits = self.services.ctx, self.services.commits
-
-        def globber(leaf: PfsInput) -> tuple[str, list[Match]]:
-            try:
-                commit_id, root = commits.tree_at(leaf.repo, leaf.commit or leaf.branch)
-            except (BranchNotFound, CommitNotFound):  # an input with nothing in it yet has no datums
-                return "", []
-            return commit_id, [Match(p, e, g) for p, e, g in ctx.trees.glob_groups(root, leaf.glob)]
-
-        return [d for spec in specs for d in enumerate_datums(spec.input.effective(spec.name), globber)]
+        return self.services.lifecycle.dry_run(_specs(source)[0])
 
     def lineage(self, ref: str) -> dict[str, Any]:
         """Upstream provenance and downstream results of a commit (``repo@branch`` or ``repo@commit``).

@@ -274,13 +274,6 @@ class Modification(Loader):
             self.after_land()
         return commit
 
-    def __enter__(self) -> Modification:
-        return self
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        if exc_type is None:
-            self.land()
-
 
 class FileService:
     def __init__(self, ctx: Context, commits: CommitService, stat_cache: Path | None = None) -> None:

@@ -22,7 +22,7 @@ from tusk.storage.metadata import BranchRow
 from tusk.versioning import refstore
 from tusk.versioning.branches import BranchService
 from tusk.versioning.context import Context, now
-from tusk.versioning.records import CommitInfo
+from tusk.versioning.records import BranchInfo, CommitInfo
 
 __all__ = ["BranchTrigger", "TriggerService", "parse_size", "set_branch_trigger", "set_trigger",
            "trigger_of"]
@@ -95,6 +95,21 @@ class TriggerService:
     def set(self, repo: str, branch: str, trigger: BranchTrigger | None) -> None:
         with self.ctx.db.write() as s:
             set_trigger(self.ctx.branch_row(s, self.ctx.repo_row(s, repo), branch), trigger)
+
+    def follow(self, repo: str, branch: str, trigger: BranchTrigger, head: str | None = None) -> BranchInfo:
+        """Make ``branch`` follow ``trigger.branch`` on its conditions (``pachctl create branch --trigger-branch``),
+        creating either branch if missing (or moving ``branch`` to ``head``). The branch new data goes to starts
+        where the follower is, as Pachyderm does."""
+        if trigger.branch == branch:
+            raise InvalidArgument(f"branch {repo}@{branch} cannot follow itself: name another --trigger-branch")
+        existing = {b.name: b for b in self.branches.list(repo)}
+        if branch not in existing or head is not None:
+            self.branches.create(repo, branch, head)
+        if trigger.branch not in existing:
+            start = head if head is not None else (existing[branch].head if branch in existing else None)
+            self.branches.create(repo, trigger.branch, start)
+        self.set(repo, branch, trigger)
+        return next(b for b in self.branches.list(repo) if b.name == branch)
 
     def on_commit(self, commit: CommitInfo, moved: bool = False) -> None:
         """After a commit lands on a branch, move the branches that follow it if their trigger fires."""
