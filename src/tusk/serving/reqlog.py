@@ -61,7 +61,7 @@ class RequestRecord(TypedDict, total=False):
     revision: int
     predictor: str
     shadow: bool
-    protocol: str  # rest | grpc
+    protocol: str  # v2 (OIP over REST), grpc, invocations (MLflow-style)
     model_repo: str
     model_commit: str
     model_branch: str  # the branch the predictor follows ("" when pinned)
