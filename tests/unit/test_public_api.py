@@ -59,3 +59,20 @@ def test_client_is_one_class_and_its_transport_is_http_exactly_when_an_address_i
     remote.close()
     with Client(home=Path(str(tmp_path))) as local:
         assert type(local) is Client and isinstance(local.transport, LocalOperations) and not local.remote
+
+
+def test_a_client_given_a_transport_refuses_settings_it_would_not_use(tmp_path: object) -> None:
+    from pathlib import Path
+
+    import pytest
+
+    from tusk.config import Settings
+    from tusk.errors import InvalidArgument
+    from tusk.sdk import Client
+    from tusk.sdk._local import LocalOperations
+
+    transport = LocalOperations(Settings.for_home(Path(str(tmp_path))), run_jobs=False)
+    with Client(transport=transport) as c:
+        assert c.transport is transport and c.run_jobs is False
+    with pytest.raises(InvalidArgument, match="do not also give home, run_jobs"):
+        Client(home=Path(str(tmp_path)), run_jobs=False, transport=transport)

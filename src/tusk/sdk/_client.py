@@ -24,7 +24,6 @@ from tusk.sdk._transactions import guard_writes
 from tusk.versioning.refs import FileRef, parse_ref
 
 if TYPE_CHECKING:
-    import httpx
 
     from tusk.algorithms.registry import AlgorithmHandle, AlgorithmVersion
     from tusk.auth import RoleBinding, TokenInfo
@@ -103,16 +102,25 @@ class Client:
 
     def __init__(self, home: str | Path | None = None, settings: Settings | None = None, run_jobs: bool = True,
                  job_progress: JobProgress | None = None, services: Services | None = None, *,
-                 transport: Operations | None = None, http_transport: httpx.BaseTransport | None = None) -> None:
-        """The transport: ``transport`` as given; else in-process over ``services`` (shared, as the API server
-        does) or over the store ``home``/``settings`` name; else, when the settings (``TUSK_ADDRESS``) name a
-        server and no ``home`` is given, HTTP to it (``http_transport``: the httpx transport under it)."""
-        if transport is None:
+                 transport: Operations | None = None) -> None:
+        """The transport: in-process over ``services`` (shared, as the API server does) or over the store
+        ``home``/``settings`` name; or, when the settings (``TUSK_ADDRESS``) name a server and no ``home`` is
+        given, HTTP to it. ``transport``: one built already (``HttpOperations(settings, transport=...)`` over an
+        httpx transport, say), which carries its own settings, so nothing else may be given with it."""
+        if transport is not None:
+            given = [name for name, value in (("home", home), ("settings", settings), ("services", services),
+                                              ("job_progress", job_progress)) if value is not None]
+            if not run_jobs:
+                given.append("run_jobs")
+            if given:
+                raise InvalidArgument(f"Client(transport=...) takes the transport's own settings; do not also give "
+                                      f"{', '.join(given)} (set them on the transport)")
+        else:
             chosen = services.settings if services is not None else _settings(home, settings)
             if services is None and chosen.address:
                 from tusk.sdk._http import HttpOperations
 
-                transport = HttpOperations(chosen, run_jobs, job_progress, http_transport)
+                transport = HttpOperations(chosen, run_jobs, job_progress)
             else:
                 from tusk.sdk._local import LocalOperations
 
