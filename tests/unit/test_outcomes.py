@@ -86,8 +86,10 @@ def test_pending_outcomes_are_written_in_time_while_no_new_one_comes(tmp_path: P
     log.add(_row(0))
     log.add(_row(1))
     deadline = time.monotonic() + 10
-    while not written and time.monotonic() < deadline:  # every worker busy on a long datum: nothing adds
+    while sum(written) < 2 and time.monotonic() < deadline:  # every worker busy on a long datum: nothing adds
         time.sleep(0.02)
-    assert written == [2] and (tmp_path / "j.jsonl").read_bytes() == b""
+    assert sum(written) == 2  # in one batch, or two when the machine was slow between the adds
+    log.flush()  # waits for the timer's write to finish truncating the journal (it holds the lock)
+    assert (tmp_path / "j.jsonl").read_bytes() == b""
     log.close()
-    assert written == [2]
+    assert sum(written) == 2
