@@ -179,35 +179,51 @@ def _corrupt(backend: Backend, prefix: str, truncate: bool = False) -> int:
     return len(keys)
 
 
-@pytest.mark.parametrize("kind", ["loose", "packed"])
+@pytest.mark.parametrize("kind", ["loose", "packed", "block"])
 def test_a_corrupt_chunk_is_repaired_by_putting_the_same_bytes_again(tusk: Run, backend: Backend, tmp_path: Path,
                                                                      kind: str) -> None:
     src = tmp_path / "src"
     src.mkdir()
-    data = bytes(range(256)) * (12_000 if kind == "loose" else 1)  # 3 MB: loose chunks; 256 B: packed
+    data = bytes(range(256)) * (1 if kind == "packed" else 12_000)  # 256 B: a small file's pack; 3 MB: chunks
     (src / "f.bin").write_bytes(data)
     tusk("repo", "create", "r")
-    assert tusk("put", "file", "r@master:/", "-r", "-f", str(src)).code == 0
-    assert _corrupt(backend, "chunks/" if kind == "loose" else "packs/") >= 1  # same size: only a hash sees it
+
+    def put() -> int:
+        if kind == "loose":  # a stream: loose chunks
+            return tusk("put", "file", "r@master:/f.bin", "-f", "-", stdin=data).code
+        return tusk("put", "file", "r@master:/", "-r", "-f", str(src)).code  # local files: packed
+
+    assert put() == 0
+    prefixes = {"loose": ["chunks/"], "packed": ["packs/"], "block": ["packs/", "chunks/"]}[kind]
+    assert sum(_corrupt(backend, p) for p in prefixes) >= 1  # same size: only a hash sees it
     r = tusk("get", "file", "r@master:/f.bin", "-o", str(tmp_path / "bad.bin"))
     assert r.code == 3 and "corrupt" in r.err and "put the same file again" in r.err.lower()
     assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
     r = tusk("fsck", "--repair")  # no good copy anywhere: it names the file to put again
     assert r.code == 3 and "/f.bin" in r.err and "put this file again" in r.err
-    assert tusk("put", "file", "r@master:/", "-r", "-f", str(src)).code == 0  # the same bytes: they dedup...
+    assert put() == 0  # the same bytes: they dedup...
     out = tmp_path / "back.bin"  # ...and repair
     assert tusk("get", "file", "r@master:/f.bin", "-o", str(out)).code == 0 and out.read_bytes() == data
     assert tusk("fsck").code == 0, tusk("fsck").err  # every commit's copy is whole again
     assert tusk("fsck", "--fast").code == 0
 
 
-def test_fsck_fast_sees_a_truncated_chunk(tusk: Run, backend: Backend, tmp_path: Path) -> None:
-    (tmp_path / "f.bin").write_bytes(bytes(range(256)) * 12_000)
+@pytest.mark.parametrize("source", ["stream", "file"])
+def test_fsck_fast_sees_a_truncated_chunk(tusk: Run, backend: Backend, tmp_path: Path, source: str) -> None:
+    data = bytes(range(256)) * 12_000
+    (tmp_path / "f.bin").write_bytes(data)
     tusk("repo", "create", "r")
-    tusk("put", "file", "r@master:/f.bin", "-f", str(tmp_path / "f.bin"))
+
+    def put() -> None:  # a stream is stored as loose chunks, a local file in a pack
+        if source == "stream":
+            assert tusk("put", "file", "r@master:/f.bin", "-f", "-", stdin=data).code == 0
+        else:
+            assert tusk("put", "file", "r@master:/f.bin", "-f", str(tmp_path / "f.bin")).code == 0
+
+    put()
     assert tusk("fsck", "--fast").code == 0
-    _corrupt(backend, "chunks/", truncate=True)
+    assert _corrupt(backend, "chunks/", truncate=True) + _corrupt(backend, "packs/", truncate=True) >= 1
     r = tusk("fsck", "--fast")
     assert r.code == 3 and "wrong size" in r.err and "/f.bin" in r.err
-    tusk("put", "file", "r@master:/f.bin", "-f", str(tmp_path / "f.bin"))  # the size check on dedup rewrites it
+    put()  # the size check on dedup (of the loose chunk, of the pack) rewrites it
     assert tusk("fsck").code == 0

@@ -164,3 +164,35 @@ def test_leftovers_of_unfinished_writes_can_be_listed_and_removed(store: ObjectS
     store.delete_temporary(left[0].key)
     store.delete_temporary(left[0].key)  # gone already: not an error
     assert list(store.scan_temporary()) == []
+
+
+def test_an_object_the_size_of_a_pack_lands_whole_from_a_view(store: ObjectStore) -> None:
+    data = bytes(range(256)) * (37 << 12) + b"tail"  # ~37 MiB: past S3's multipart threshold, parts in parallel
+    store.put("packs/cd/big", memoryview(data))
+    assert store.size("packs/cd/big") == len(data)
+    assert store.get("packs/cd/big") == data
+    edge = 8 << 20  # across a part boundary
+    assert store.get_range("packs/cd/big", edge - 3, 6) == data[edge - 3 : edge + 3]
+    assert [s.key for s in store.scan_temporary() if "packs/cd/big" in s.key] == []  # no upload left open
+
+
+def test_a_failed_multipart_put_leaves_no_object_and_no_parts(s3_endpoint: str) -> None:
+    from botocore.exceptions import ClientError
+
+    from tusk.errors import StorageUnavailable
+    from tusk.storage.objects._s3 import S3ObjectStore
+
+    store = open_object_store(f"s3://{S3_BUCKET}/conformance-{uuid.uuid4().hex[:10]}", s3_endpoint)
+    assert isinstance(store, S3ObjectStore)
+    real = store._s3.upload_part
+
+    def flaky(**kwargs: object) -> object:
+        if kwargs["PartNumber"] == 2:
+            raise ClientError({"Error": {"Code": "InternalError", "Message": "disk on fire"}}, "UploadPart")
+        return real(**kwargs)  # type: ignore[arg-type]
+
+    store._s3.upload_part = flaky  # type: ignore[method-assign]
+    with pytest.raises(StorageUnavailable, match="packs/ef/p"):
+        store.put("packs/ef/p", b"x" * (20 << 20))
+    assert store.size("packs/ef/p") is None
+    assert list(store.scan_temporary()) == []

@@ -145,3 +145,25 @@ def test_a_large_file_cut_in_halves_has_the_chunks_of_one_pass(store: ContentSto
     assert [c.size for c in node.chunks] == one_pass
     assert node == store.write_bytes(data)  # the same chunks, so the same digest and dedup, as any other put
     assert b"".join(store.iter_bytes(node, "large.bin")) == data
+
+
+def test_a_failed_pack_write_leaves_nothing_to_dedup_into(store: ContentStore, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _rand(5 << 20, 31)
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    real = store.objects.put_parts
+
+    def full_disk(key: str, parts: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store.objects, "put_parts", full_disk)
+    with pytest.raises(OSError):
+        store.write_many([(str(src), len(data))])
+    monkeypatch.setattr(store.objects, "put_parts", real)
+    (node,) = store.write_many([(str(src), len(data))])  # the same chunks again: packed anew, not found
+    assert {ref.pack for ref in node.chunks} != {None} and len({ref.pack for ref in node.chunks}) == 1
+    out = bytearray(node.size)
+    store.read_into(node, "big.bin", memoryview(out))
+    assert bytes(out) == data
+    assert _stored_bytes(store) == 0  # no loose chunk: one pack holds the file

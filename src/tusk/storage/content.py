@@ -19,7 +19,20 @@ object on every dedup hit would double the cost of every re-put, so instead:
   trusting what is stored, then clears the flag;
 - a flagged *packed* chunk cannot be rewritten in place (its pack holds other
   files), so its bytes are written as the loose chunk, and a read whose packed
-  copy fails verification falls back to that loose copy.
+  copy fails verification falls back to that loose copy. A dedup hit on a pack
+  checks that the pack is long enough to hold the chunk (one size check per
+  pack), so a truncated pack is repaired the same way.
+
+Packs. Files put from local paths (``write_many``: ``put file -f``, ``put -r``)
+store their chunks in packs of about ``PACK_TARGET`` bytes, a small file's
+single chunk and a large file's many alike, so a 1 GiB put writes some thirty
+objects, not two thousand. Each chunk is still addressed and verified by its
+own digest, located through the chunk index, and deduplicated on its own: an
+insertion into a packed large file stores only the chunks around it. A pack is
+written on a pool thread while later chunks are cut and hashed, and ``seal``
+makes the packs durable (one barrier) before the index names them. Streams
+(uploads over HTTP, ``put_bytes``, appends) and pipeline workers, which write
+concurrently, store loose chunks.
 """
 
 from __future__ import annotations
@@ -54,7 +67,9 @@ SUSPECT_PREFIX = "suspect/"
 _SUSPECT_TTL = 5.0  # seconds a process trusts its copy of the flags written by other processes
 _FILE_TAG = b"tusk-file:v1\n"
 _IN_FLIGHT = 16
-PACK_TARGET = 8 << 20  # seal a pack of small files at this size
+PACK_TARGET = 32 << 20  # seal a pack at this size
+_PACK_WRITES = 2  # packs being written at once: bounds the memory a large put holds
+_LOOKUP_BATCH = 64  # chunks of a large file looked up in the chunk index at once
 _SMALL_BATCH = 512
 _PARALLEL_CUT = 32 << 20  # a file this large is cut in two halves at once (``ContentStore._cut_in_halves``)
 
@@ -123,8 +138,10 @@ class ContentStore:
         self._known: set[str] = set()  # loose chunks known to exist
         self._located: dict[str, ChunkRef] = {}  # packed chunks known to exist
         self._pack_id: str | None = None
-        self._pack = bytearray()
+        self._pack: list[bytes | memoryview] = []  # the open pack's chunks, in order
+        self._pack_size = 0
         self._pack_rows: list[tuple[str, str, int, int]] = []
+        self._pack_writes: deque[Future[None]] = deque()  # packs written on the pool, awaited by seal()
         self._unindexed: list[tuple[str, str, int, int]] = []  # rows of written packs, indexed by seal()
         self._pack_lock = threading.RLock()
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tusk-put")
@@ -182,7 +199,10 @@ class ContentStore:
             self._known.add(digest)
         return ChunkRef(digest, len(piece))
 
-    def _write_chunks(self, pieces: Iterable[bytes | memoryview], progress: Progress | None) -> FileNode:
+    def _write_chunks(self, pieces: Iterable[bytes | memoryview], progress: Progress | None,
+                      packed: bool = False) -> FileNode:
+        if packed:
+            return self._write_packed(pieces, progress)
         refs: list[ChunkRef] = []
         pending: deque[Future[ChunkRef]] = deque()
 
@@ -204,6 +224,93 @@ class ContentStore:
                 fut.cancel()
         return FileNode(tuple(refs))
 
+    def _probe(self, piece: bytes | memoryview) -> tuple[Digest, ChunkRef | None, bytes | memoryview]:
+        """Runs in the pool: a chunk's digest, and where it is stored already when this process knows or a loose
+        copy exists (None: look it up in the chunk index, else pack it). A flagged chunk is rewritten loose."""
+        digest = Digest(blake3.blake3(piece).hexdigest())
+        if digest in self.suspects():
+            self.objects.put(chunk_key(digest), piece)
+            self.unflag(digest)
+            self._known.add(digest)
+            return digest, ChunkRef(digest, len(piece)), piece
+        located = self._located.get(digest)
+        if located is not None:
+            return digest, located, piece
+        if digest in self._known or self.objects.size(chunk_key(digest)) == len(piece):
+            self._known.add(digest)
+            return digest, ChunkRef(digest, len(piece)), piece
+        return digest, None, piece
+
+    def _write_packed(self, pieces: Iterable[bytes | memoryview], progress: Progress | None) -> FileNode:
+        """A file's chunks, hashed on the pool, each either found stored (known, loose, or in the chunk index)
+        or added to the open pack, in the file's order."""
+        refs: list[ChunkRef | None] = []
+        unplaced: list[tuple[int, Digest, bytes | memoryview]] = []
+        pending: deque[Future[tuple[Digest, ChunkRef | None, bytes | memoryview]]] = deque()
+
+        def collect(fut: Future[tuple[Digest, ChunkRef | None, bytes | memoryview]]) -> None:
+            digest, ref, piece = fut.result()
+            if ref is None:
+                unplaced.append((len(refs), digest, piece))
+            refs.append(ref)
+            if len(unplaced) >= _LOOKUP_BATCH:
+                self._place(unplaced, refs)
+            if progress is not None:
+                progress(len(piece))
+
+        try:
+            for piece in pieces:
+                pending.append(self._pool.submit(self._probe, piece))
+                while len(pending) > _IN_FLIGHT:
+                    collect(pending.popleft())
+            while pending:
+                collect(pending.popleft())
+            self._place(unplaced, refs)
+        finally:
+            for fut in pending:
+                fut.cancel()
+        placed = [r for r in refs if r is not None]
+        assert len(placed) == len(refs)
+        return FileNode(tuple(placed))
+
+    def _place(self, unplaced: list[tuple[int, Digest, bytes | memoryview]], refs: list[ChunkRef | None]) -> None:
+        """Give each unplaced chunk its stored copy from the chunk index, or a place in the open pack."""
+        if not unplaced:
+            return
+        sizes = {digest: len(piece) for _, digest, piece in unplaced}
+        found, broken = self._indexed([d for d in sizes if d not in self._located], sizes)
+        with self._pack_lock:
+            for i, digest, piece in unplaced:
+                ref = self._located.get(digest)
+                if ref is None and digest in found:
+                    ref = self._located[digest] = found[digest]
+                if ref is None and digest in broken and digest not in self._known:
+                    self.objects.put(chunk_key(digest), piece)  # its pack is cut short: a loose copy repairs it
+                    self._known.add(digest)
+                if ref is None and digest in self._known:
+                    ref = ChunkRef(digest, len(piece))
+                refs[i] = ref if ref is not None else self._pack_add(digest, piece)
+        unplaced.clear()
+
+    def _indexed(self, digests: Sequence[str], sizes: dict[Digest, int]) -> tuple[dict[str, ChunkRef], set[str]]:
+        """The chunk index's packed copies of these chunks, each checked to fit in its pack (one size check per
+        pack); and the chunks whose pack is too short to hold them (truncated), to be written again."""
+        if not digests or self.index is None:
+            return {}, set()
+        held: dict[str, int | None] = {}
+        found: dict[str, ChunkRef] = {}
+        broken: set[str] = set()
+        for digest, (pack, offset) in self.index.lookup(digests).items():
+            if pack not in held:
+                held[pack] = self.objects.size(pack_key(pack))
+            size = sizes[Digest(digest)]
+            stored = held[pack]
+            if stored is not None and stored >= offset + size:
+                found[digest] = ChunkRef(Digest(digest), size, pack, offset)
+            else:
+                broken.add(digest)
+        return found, broken
+
     def write_stream(self, stream: BinaryIO, progress: Progress | None = None) -> FileNode:
         # views from cut_stream are reused for the next chunk, so each is copied
         return self._write_chunks((bytes(c.data) for c in self._cdc.cut_stream(stream)), progress)
@@ -223,7 +330,8 @@ class ContentStore:
             return self._write_one(data, progress)
         return self._write_chunks((c.data for c in self._cdc.cut_buf(data)), progress)
 
-    def write_file(self, path: Path, progress: Progress | None = None) -> FileNode:
+    def write_file(self, path: Path, progress: Progress | None = None, packed: bool = False) -> FileNode:
+        """A local file's chunks; ``packed`` puts new ones in the open pack (``write_many``: ``seal`` it)."""
         size = os.path.getsize(path)
         if size == 0:
             return FileNode(())
@@ -235,11 +343,11 @@ class ContentStore:
             return self._write_one(data, progress)
         if size < _PARALLEL_CUT:
             # views into the file's mmap stay valid while referenced: no copy
-            return self._write_chunks((c.data for c in self._cdc.cut_file(str(path))), progress)
+            return self._write_chunks((c.data for c in self._cdc.cut_file(str(path))), progress, packed)
         with open(path, "rb") as fh:
             mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         # not closed here: the chunks are views into it, and it goes when the last of them does
-        return self._write_chunks(self._cut_in_halves(memoryview(mapped)), progress)
+        return self._write_chunks(self._cut_in_halves(memoryview(mapped)), progress, packed)
 
     def _cut_in_halves(self, data: memoryview) -> Iterator[memoryview]:
         """FastCDC's chunks of ``data``, exactly as one pass gives them, with the second half cut on another
@@ -275,10 +383,10 @@ class ContentStore:
         """Write many files, given as (path, size), in order.
 
         Files no larger than FastCDC's minimum chunk are always exactly one
-        chunk; they skip the chunker and are appended to packs of about
-        ``PACK_TARGET`` bytes, so ingesting many small files creates a few
-        objects instead of one per file. The pack is sealed (durable, indexed)
-        before this returns.
+        chunk; they skip the chunker. Every file's new chunks are appended to
+        packs of about ``PACK_TARGET`` bytes, so ingesting many small files, or
+        one large one, creates a few objects instead of one per chunk. The packs
+        are sealed (durable, indexed) before this returns.
 
         One call at a time per ContentStore: a failing call abandons the open
         pack, which another concurrent call could be filling. (Pipeline workers
@@ -296,7 +404,7 @@ class ContentStore:
                     continue
                 nodes.extend(self._write_small_batch(small, progress))
                 small = []
-                nodes.append(self.write_file(Path(path), progress))
+                nodes.append(self.write_file(Path(path), progress, packed=True))
             nodes.extend(self._write_small_batch(small, progress))
             self.seal()
         except BaseException:
@@ -308,12 +416,18 @@ class ContentStore:
     def seal(self) -> None:
         """Write the open pack, make every written pack durable, then index them (no-op when nothing is pending)."""
         with self._pack_lock:
-            self._write_pack()
-            if self._unindexed:
-                self.objects.flush()  # the index must never point at bytes a crash could lose
-                if self.index is not None:
-                    self.index.record(self._unindexed)
-                self._unindexed = []
+            try:
+                self._write_pack()
+                while self._pack_writes:
+                    self._pack_writes.popleft().result()
+                if self._unindexed:
+                    self.objects.flush()  # the index must never point at bytes a crash could lose
+                    if self.index is not None:
+                        self.index.record(self._unindexed)
+                    self._unindexed = []
+            except BaseException:  # a pack that may not be stored: no later put may dedup into it
+                self._abandon_pack()
+                raise
 
     def _write_small_batch(self, paths: list[str], progress: Progress | None) -> list[FileNode]:
         if not paths:
@@ -333,19 +447,25 @@ class ContentStore:
         digests = [Digest(blake3.blake3(d).hexdigest()) for d in datas]
         sizes = {d: len(data) for d, data in zip(digests, datas, strict=True)}
         unknown = [d for d in sizes if d not in self._located]
-        found = self.index.lookup(unknown) if unknown and self.index is not None else {}
+        found, broken = self._indexed(unknown, sizes)
         nodes = []
         empty = FileNode(())
         bad = self.suspects()
-        for flagged in [d for d in sizes if d in bad]:  # packed or not, a good loose copy repairs it
-            self.objects.put(chunk_key(flagged), datas[digests.index(flagged)])
-            self.unflag(flagged)
+        # packed or not, a good loose copy repairs a flagged chunk, or one whose pack is cut short
+        for repaired in [d for d in sizes if d in bad or (d in broken and d not in found)]:
+            self.objects.put(chunk_key(repaired), datas[digests.index(repaired)])
+            if repaired in bad:
+                self.unflag(repaired)
+            if repaired in broken:
+                self._known.add(repaired)
         with self._pack_lock:  # guards pack state against seal() from another thread
-            for digest, (pack, offset) in found.items():
-                self._located[digest] = ChunkRef(Digest(digest), sizes[Digest(digest)], pack, offset)
+            for digest, ref in found.items():
+                self._located[digest] = ref
             for data, digest in zip(datas, digests, strict=True):
                 if not data:
                     nodes.append(empty)
+                elif digest in broken and digest not in self._located:
+                    nodes.append(FileNode((ChunkRef(digest, len(data)),)))
                 else:
                     ref = self._located.get(digest) or self._pack_add(digest, data)
                     nodes.append(FileNode((ref,)))
@@ -354,30 +474,43 @@ class ContentStore:
                 progress(len(data))
         return nodes
 
-    def _pack_add(self, digest: Digest, data: bytes) -> ChunkRef:
+    def _pack_add(self, digest: Digest, data: bytes | memoryview) -> ChunkRef:
+        """Append a chunk to the open pack (caller holds the pack lock); a full pack goes to be written."""
         if self._pack_id is None:
             self._pack_id = uuid.uuid4().hex
-        ref = ChunkRef(digest, len(data), self._pack_id, len(self._pack))
-        self._pack += data
+        ref = ChunkRef(digest, len(data), self._pack_id, self._pack_size)
+        self._pack.append(data)
+        self._pack_size += len(data)
         self._located[digest] = ref
         self._pack_rows.append((digest, self._pack_id, ref.offset, ref.size))
-        if len(self._pack) >= PACK_TARGET:
+        if self._pack_size >= PACK_TARGET:
             self._write_pack()
         return ref
 
     def _write_pack(self) -> None:
-        """Store the open pack; it is flushed and indexed by ``seal`` (caller holds the pack lock)."""
+        """Send the open pack to be stored on the pool; ``seal`` waits for it, flushes and indexes it (caller holds
+        the pack lock). At most ``_PACK_WRITES`` are in flight: a large put holds a bounded share of its file."""
         if self._pack_id is None:
             return
-        self.objects.put(pack_key(self._pack_id), bytes(self._pack))
+        key, parts = pack_key(self._pack_id), self._pack
+        self._pack_writes.append(self._pool.submit(self._store_pack, key, parts))
         self._unindexed.extend(self._pack_rows)
-        self._pack_id, self._pack, self._pack_rows = None, bytearray(), []
+        self._pack_id, self._pack, self._pack_size, self._pack_rows = None, [], 0, []
+        while len(self._pack_writes) > _PACK_WRITES:
+            self._pack_writes.popleft().result()
+
+    def _store_pack(self, key: str, parts: list[bytes | memoryview]) -> None:
+        self.objects.put_parts(key, parts)  # no join: the parts are written one after another
 
     def _abandon_pack(self) -> None:
-        """Forget packed chunks that were not sealed (a failed write): they must not be reused."""
+        """Forget packed chunks that were not sealed (a failed write): they must not be reused. Packs still being
+        written are waited for (their objects, never indexed, are garbage for gc)."""
+        while self._pack_writes:
+            with contextlib.suppress(BaseException):
+                self._pack_writes.popleft().result()
         for digest, *_ in [*self._pack_rows, *self._unindexed]:
             self._located.pop(digest, None)
-        self._pack_id, self._pack, self._pack_rows, self._unindexed = None, bytearray(), [], []
+        self._pack_id, self._pack, self._pack_size, self._pack_rows, self._unindexed = None, [], 0, [], []
 
     def append(self, old: FileNode, added: FileNode, name: str) -> FileNode:
         """Content of ``old`` followed by ``added``, chunked canonically.

@@ -122,7 +122,9 @@ class Modification(Loader):
         self._put(path, self.files.ctx.content.write_stream(stream, self.progress), append)
 
     def put_file(self, path: str, source: Path, append: bool = False) -> None:
-        self._put(path, self.files.ctx.content.write_file(source, self.progress), append)
+        """A local file, its new chunks in packs (``ContentStore.write_many``), sealed before this returns."""
+        node = self.files.ctx.content.write_many([(str(source), os.path.getsize(source))], self.progress)[0]
+        self._put(path, node, append)
 
     def put_tree(self, path: str, source: Path) -> int:
         """Put every file below a local directory under ``path``; return the count.

@@ -6,7 +6,7 @@ import ctypes
 import ctypes.util
 import os
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,9 @@ class LocalObjectStore:
         return f"{self._root}/{key}"
 
     def put(self, key: str, data: bytes | memoryview) -> None:
+        self.put_parts(key, (data,))
+
+    def put_parts(self, key: str, parts: Sequence[bytes | memoryview]) -> None:
         path = self._path(key)
         parent = path.rpartition("/")[0]
         if parent not in self._dirs_made:
@@ -83,11 +86,15 @@ class LocalObjectStore:
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                if len(data) >= EARLY_WRITEBACK and _SYNC_FILE_RANGE is not None:
-                    _SYNC_FILE_RANGE(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
+                written = started = 0
+                for part in parts:
+                    view = memoryview(part)
+                    while view:
+                        n = os.write(fd, view)
+                        view, written = view[n:], written + n
+                    if written - started >= EARLY_WRITEBACK and _SYNC_FILE_RANGE is not None:
+                        _SYNC_FILE_RANGE(fd, started, written - started, _SYNC_FILE_RANGE_WRITE)
+                        started = written
             finally:
                 os.close(fd)
             os.replace(tmp, path)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -29,6 +29,11 @@ class ObjectStore(Protocol):
     url: str
 
     def put(self, key: str, data: bytes | memoryview) -> None: ...
+
+    def put_parts(self, key: str, parts: Sequence[bytes | memoryview]) -> None:
+        """``put`` of the parts' bytes, in order, as one object, without joining them in memory first where the
+        backend can (a pack: views into a large file's mmap)."""
+        ...
 
     def get(self, key: str) -> bytes:
         """Return the object's bytes; raise ``ObjectMissing`` when absent."""

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tusk.errors import ObjectMissing, StorageUnavailable
@@ -39,10 +39,59 @@ class S3ObjectStore:
         return self.prefix + key
 
     def put(self, key: str, data: bytes | memoryview) -> None:
+        self.put_parts(key, (data,))
+
+    MULTIPART_THRESHOLD = 16 << 20
+    PART_SIZE = 8 << 20  # S3 wants parts of 5 MiB or more, but the last
+    PART_THREADS = 4
+
+    def put_parts(self, key: str, parts: Sequence[bytes | memoryview]) -> None:
+        """One PUT, or for an object of ``MULTIPART_THRESHOLD`` bytes or more (a pack) a multipart upload whose
+        parts are sent in parallel. Either way the object appears whole or not at all."""
+        if sum(len(p) for p in parts) >= self.MULTIPART_THRESHOLD:
+            self._put_multipart(key, parts)
+            return
         try:
-            self._s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=bytes(data))
+            self._s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=b"".join(parts))
         except self._errors.ClientError as exc:
             raise StorageUnavailable(f"cannot write object {key} to {self.url}: {exc}") from exc
+
+    def _put_multipart(self, key: str, parts: Sequence[bytes | memoryview]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        bodies: builtins.list[builtins.list[memoryview]] = [[]]  # the pieces of each upload part, in order
+        filled = 0
+        for piece in parts:
+            view = memoryview(piece).cast("B")
+            while view:
+                if filled == self.PART_SIZE:
+                    bodies.append([])
+                    filled = 0
+                take = view[: self.PART_SIZE - filled]
+                bodies[-1].append(take)
+                filled += len(take)
+                view = view[len(take):]
+        full = self._key(key)
+        upload = None
+        try:
+            upload = self._s3.create_multipart_upload(Bucket=self.bucket, Key=full)["UploadId"]
+
+            def send(n: int, pieces: builtins.list[memoryview]) -> dict[str, Any]:
+                out = self._s3.upload_part(Bucket=self.bucket, Key=full, UploadId=upload, PartNumber=n,
+                                           Body=b"".join(pieces))
+                return {"ETag": out["ETag"], "PartNumber": n}
+
+            with ThreadPoolExecutor(max_workers=self.PART_THREADS, thread_name_prefix="tusk-s3-part") as pool:
+                done = list(pool.map(send, range(1, len(bodies) + 1), bodies))
+            self._s3.complete_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload,
+                                               MultipartUpload={"Parts": done})  # type: ignore[typeddict-item]
+        except BaseException as exc:
+            if upload is not None:  # no half object, no parts left to cost space
+                with contextlib.suppress(Exception):
+                    self._s3.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload)
+            if isinstance(exc, self._errors.ClientError):
+                raise StorageUnavailable(f"cannot write object {key} to {self.url}: {exc}") from exc
+            raise
 
     def get(self, key: str) -> bytes:
         try:
