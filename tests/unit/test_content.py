@@ -167,3 +167,12 @@ def test_a_failed_pack_write_leaves_nothing_to_dedup_into(store: ContentStore, t
     store.read_into(node, "big.bin", memoryview(out))
     assert bytes(out) == data
     assert _stored_bytes(store) == 0  # no loose chunk: one pack holds the file
+
+
+def test_a_small_file_that_grew_since_it_was_listed_is_chunked_as_any_file(store: ContentStore,
+                                                                          tmp_path: Path) -> None:
+    data = _rand(3 << 20, 41)
+    grown = tmp_path / "grown.bin"
+    grown.write_bytes(data)
+    (node,) = store.write_many([(str(grown), 10)])  # listed at 10 bytes, 3 MiB when read
+    assert node == store.write_bytes(data) and len(node.chunks) > 1

@@ -435,7 +435,13 @@ class ContentStore:
         # a few slices per thread: enough parallel reads for a cold disk, little overhead for a warm one
         step = max(1, len(paths) // 4)
         slices = [paths[i : i + step] for i in range(0, len(paths), step)]
-        return self.write_small([d for part in self._pool.map(_read_all, slices) for d in part], progress)
+        datas = [d for part in self._pool.map(_read_all, slices) for d in part]
+        limit = self.small_file_limit
+        if all(len(d) <= limit for d in datas):
+            return self.write_small(datas, progress)
+        # a file grew past one chunk since it was listed: chunked as any file, so its chunks are canonical
+        return [node for d in datas
+                for node in (self.write_small([d], progress) if len(d) <= limit else [self.write_bytes(d, progress)])]
 
     @property
     def small_file_limit(self) -> int:
