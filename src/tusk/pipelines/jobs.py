@@ -27,16 +27,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, not_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from tusk.errors import Conflict, IntegrityError, InvalidArgument, JobNotFound, NotFound, Timeout, TuskError
 from tusk.ids import Digest, is_commit_id, new_commit_id
+from tusk.pipelines import datum_rows
 from tusk.pipelines.codestore import JobCode
+from tusk.pipelines.datum_rows import Sharing, base_rows
 from tusk.pipelines.datums import Datum, Match, datum_hash, enumerate_datums
 from tusk.pipelines.executors import Executor, LocalExecutor
 from tusk.pipelines.outcomes import OutcomeLog, replay
-from tusk.pipelines.records import DatumInfo, JobInfo, datum_state, input_commits, job_state
+from tusk.pipelines.records import DatumInfo, JobInfo, input_commits, job_state
 from tusk.pipelines.registry import PipelineService, StoredPipeline
 from tusk.pipelines.runtimes import Runtime
 from tusk.pipelines.secrets import SecretService, SecretValues
@@ -44,7 +46,6 @@ from tusk.pipelines.spec import PfsInput, PipelineSpec
 from tusk.pipelines.support import project_name
 from tusk.pipelines.worker import DatumOutcome, DatumWorker, JobLabels
 from tusk.storage.metadata import (
-    DATUM_TROUBLED,
     DatumCacheRow,
     DatumRunRow,
     JobRow,
@@ -428,11 +429,12 @@ class JobService:
                     rows = s.execute(select(DatumCacheRow.hash, DatumCacheRow.output_tree).where(
                         DatumCacheRow.pipeline_id == p.row.id, DatumCacheRow.hash.in_(wanted[start : start + 500])))
                     cached.update({h: t for h, t in rows})
-            base = self._merge_base(s, p)
+            base, sharing = self._merge_base(s, p)
         outputs: dict[str, str] = {}
         todo: list[Datum] = []
         skipped = resumed = 0
         reused: list[tuple[Datum, str, DatumOutcome]] = []
+        shared: list[Datum] = []
         for d in datums:
             prior = done_before.get(d.id)
             if prior is not None and prior.state in ("success", "skipped") and prior.output_tree and \
@@ -443,10 +445,18 @@ class JobService:
             elif hashes[d.id] in cached:
                 outputs[d.id] = cached[hashes[d.id]]
                 skipped += 1
-                reused.append((d, hashes[d.id], DatumOutcome("skipped", cached[hashes[d.id]], 0, "")))
+                if sharing.shared(d.id, hashes[d.id], cached[hashes[d.id]]):
+                    shared.append(d)
+                else:
+                    reused.append((d, hashes[d.id], DatumOutcome("skipped", cached[hashes[d.id]], 0, "")))
             else:
                 todo.append(d)
-        self._record_many(job_id, p, reused)
+        hidden = sharing.hidden({d.id for d in shared} | {d.id for d, _, _ in reused} | done_before.keys())
+        if Sharing.worth_it(len(shared), len(reused) + len(hidden), len(datums)):
+            self._record_many(job_id, p, reused, sharing.base, hidden)
+        else:  # rows for every skipped datum: this job is a base for later ones
+            reused += [(d, hashes[d.id], DatumOutcome("skipped", outputs[d.id], 0, "")) for d in shared]
+            self._record_many(job_id, p, reused, None, [])
         counter = {"done": len(datums) - len(todo)}
         if progress:
             progress(p.name, counter["done"], len(datums), 0)
@@ -519,15 +529,16 @@ class JobService:
     def materialize(self, tree: str, label: str) -> Path:
         return self.pipelines.code.materialize(tree, self.code_cache, label)
 
-    def _merge_base(self, s: Session, p: StoredPipeline) -> tuple[str, dict[str, str]] | None:
-        """The output branch head and the datum outputs that made it, when a job of this pipeline wrote it."""
+    def _merge_base(self, s: Session, p: StoredPipeline) -> tuple[tuple[str, dict[str, str]] | None, Sharing]:
+        """The output branch head and the datum outputs that made it, when a job of this pipeline wrote it; and
+        the rows a new job may share instead of writing its own (``tusk.pipelines.datum_rows``)."""
         repo = s.scalar(select(RepoRow).where(RepoRow.name == p.name))
         head = refstore.head(s, repo.id, p.spec.output_branch) if repo else None
         if head is None or head.job_id is None or head.tree_digest is None:
-            return None
-        rows = s.execute(select(DatumRunRow.datum_id, DatumRunRow.output_tree).where(
-            DatumRunRow.job_id == head.job_id, DatumRunRow.state.in_(("success", "skipped"))))
-        return head.tree_digest, {d: t for d, t in rows if t}
+            return None, Sharing(None, {})
+        base, shareable, listed_rows = base_rows(s, head.job_id)
+        return (head.tree_digest, {d: r.output_tree for d, r in listed_rows.items() if r.output_tree}), \
+            Sharing(base, shareable)
 
     def _merge(self, datums: list[Datum], outputs: dict[str, str], base: tuple[str, dict[str, str]] | None) -> str:
         """One tree from every datum's output; two datums writing one path is an error naming both.
@@ -573,14 +584,18 @@ class JobService:
             self._write_batch(runs, cache)
         path.unlink(missing_ok=True)
 
-    def _record_many(self, job_id: str, p: StoredPipeline, items: list[tuple[Datum, str, DatumOutcome]]) -> None:
-        """Reused (skipped) datums, in one bulk insert: a job over 20k unchanged datums stays cheap."""
-        if not items:
-            return
+    def _record_many(self, job_id: str, p: StoredPipeline, items: list[tuple[Datum, str, DatumOutcome]],
+                     base: str | None, hidden: list[str]) -> None:
+        """Reused (skipped) datums not shared with the base job, and rows hiding the base's datums this job
+        does not share (``tusk.pipelines.datum_rows``), in one bulk insert; the base named in the same
+        transaction, before any datum runs."""
         stamp = now()
         rows = [_run_row(job_id, d, h, o, stamp) for d, h, o in items]
+        rows += [{**_HIDING_ROW, "job_id": job_id, "datum_id": d, "finished_at": stamp} for d in hidden]
         with self.ctx.db.write() as s:
-            s.connection().execute(self._statements.reused, rows)
+            s.execute(update(JobRow).where(JobRow.id == job_id).values(datums_base=base))
+            if rows:
+                s.connection().execute(self._statements.reused, rows)
 
     def _intact(self, tree: str) -> bool:
         """Whether every directory and chunk of a datum output is still in the store."""
@@ -696,17 +711,17 @@ class JobService:
         return job
 
     @staticmethod
-    def datum_id(s: Session, datum_id: str, job_id: str) -> str:
+    def datum_id(s: Session, datum_id: str, job: JobRow) -> str:
         """The datum id of the job that is ``datum_id`` or the one that starts with it (6+ hex characters)."""
         if is_commit_id(datum_id):
             return datum_id
-        return expand_id(s, DatumRunRow.datum_id, datum_id, "datum", DatumRunRow.job_id == job_id,
-                         scope=f" in job {job_id}") or datum_id
+        return expand_id(s, DatumRunRow.datum_id, datum_id, "datum", datum_rows.listed_where(job),
+                         scope=f" in job {job.id}") or datum_id
 
     def expand_datum_id(self, datum_id: str, job_id: str) -> str:
         """``datum_id`` in full, when it is a unique prefix of one of the job's datums."""
         with self.ctx.db.read() as s:
-            return self.datum_id(s, datum_id, self.job_row(s, job_id).id)
+            return self.datum_id(s, datum_id, self.job_row(s, job_id))
 
     def inspect(self, job_id: str) -> JobInfo:
         with self.ctx.db.read() as s:
@@ -753,26 +768,26 @@ class JobService:
         """
         limit = limit or None
         with self.ctx.db.read() as s:
-            job_id = self.job_row(s, job_id).id
-            mine = select(DatumRunRow).where(DatumRunRow.job_id == job_id).order_by(DatumRunRow.datum_id)
+            job = self.job_row(s, job_id)
             if not failed_first:
-                return [_datum_info(r) for r in s.scalars(mine.offset(offset or None).limit(limit))]
-            rows = list(s.scalars(mine.where(DATUM_TROUBLED).offset(offset or None).limit(limit)))
+                return datum_rows.info(job, list(s.scalars(datum_rows.listed(job).offset(offset or None)
+                                                           .limit(limit))))
+            rows = list(s.scalars(datum_rows.listed(job, troubled=True).offset(offset or None).limit(limit)))
             if limit is not None and len(rows) == limit:
-                return [_datum_info(r) for r in rows]
-            troubled = offset + len(rows) if rows else s.scalar(select(func.count()).select_from(DatumRunRow)
-                                                                .where(DatumRunRow.job_id == job_id, DATUM_TROUBLED))
-            rest = mine.where(not_(DATUM_TROUBLED)).offset(max(0, offset - (troubled or 0)) or None)
+                return datum_rows.info(job, rows)
+            troubled = offset + len(rows) if rows else s.scalar(
+                select(func.count()).select_from(datum_rows.listed(job, troubled=True).subquery()))
+            rest = datum_rows.listed(job, troubled=False).offset(max(0, offset - (troubled or 0)) or None)
             rows += s.scalars(rest.limit(None if limit is None else limit - len(rows)))
-            return [_datum_info(r) for r in rows]
+            return datum_rows.info(job, rows)
 
     def datum(self, job_id: str, datum_id: str) -> DatumInfo:
         with self.ctx.db.read() as s:
-            job_id = self.job_row(s, job_id).id
-            row = s.get(DatumRunRow, (job_id, self.datum_id(s, datum_id, job_id)))
+            job = self.job_row(s, job_id)
+            row = datum_rows.find(s, job, self.datum_id(s, datum_id, job))
             if row is None:
-                raise NotFound(f"datum {datum_id} not found in job {job_id}")
-            return _datum_info(row)
+                raise NotFound(f"datum {datum_id} not found in job {job.id}")
+            return datum_rows.info(job, [row])[0]
 
 
 _GC_LOCK = threading.Lock()
@@ -824,8 +839,6 @@ def _run_row(job_id: str, d: Datum, h: str, o: DatumOutcome, stamp: Any = None) 
     }
 
 
-def _datum_info(r: DatumRunRow) -> DatumInfo:
-    return DatumInfo(job=r.job_id, id=r.datum_id, hash=r.hash, state=datum_state(r.state), inputs=json.loads(r.inputs),
-                     tries=r.tries, download_seconds=r.download_seconds, process_seconds=r.process_seconds,
-                     upload_seconds=r.upload_seconds, download_bytes=r.download_bytes, upload_bytes=r.upload_bytes,
-                     error=r.error, log=r.log)
+_HIDING_ROW = {"hash": "", "state": datum_rows.GONE, "inputs": "[]", "output_tree": None, "tries": 0, "log": "",
+             "error": None, "download_seconds": 0.0, "process_seconds": 0.0, "upload_seconds": 0.0,
+             "download_bytes": 0, "upload_bytes": 0}

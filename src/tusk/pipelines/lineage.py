@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tusk.errors import FileNotFound
+from tusk.pipelines import datum_rows
 from tusk.storage.metadata import (
     DatumRunRow,
     JobRow,
@@ -86,13 +87,15 @@ def _datum_of(ctx: Context, s: Session, row: CommitRef, path: str) -> dict[str, 
         raise FileNotFound(f"{path} is not in commit {row.id}")
     if row.job_id is None:
         return None
-    runs = s.scalars(select(DatumRunRow).where(DatumRunRow.job_id == row.job_id,
-                                               DatumRunRow.output_tree.is_not(None)))
+    job = s.get(JobRow, row.job_id)
+    if job is None:
+        return None
+    runs = s.scalars(select(DatumRunRow).where(datum_rows.listed_where(job), DatumRunRow.output_tree.is_not(None)))
     for run in runs:
         produced = ctx.trees.lookup(run.output_tree or "", path)
         if produced is not None and produced.digest == entry.digest:
-            return {"id": run.datum_id, "job": run.job_id, "state": run.state, "path": path,
-                    "inputs": json.loads(run.inputs)}
+            datum = datum_rows.info(job, [run])[0]
+            return {"id": datum.id, "job": datum.job, "state": datum.state, "path": path, "inputs": datum.inputs}
     return None
 
 

@@ -16,7 +16,7 @@ __all__ = ["SCHEMA_REVISION", "Database"]
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest Alembic revision. Checked by a test against the migrations directory, so
 # start-up can compare it with the database in one query, without importing Alembic.
-SCHEMA_REVISION = "0014"
+SCHEMA_REVISION = "0015"
 _PG_MIGRATION_LOCK = 0x7475736B  # "tusk"
 
 

@@ -201,6 +201,9 @@ class JobRow(Base):
     datums_processed: Mapped[int] = mapped_column(Integer, default=0)
     datums_skipped: Mapped[int] = mapped_column(Integer, default=0)
     datums_failed: Mapped[int] = mapped_column(Integer, default=0)
+    # the job whose rows list the datums this one skipped with the same outcome (tusk.pipelines.datum_rows);
+    # None: the job has a row for each of its datums
+    datums_base: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -213,7 +216,8 @@ class DatumRunRow(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     datum_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     hash: Mapped[str] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(16))  # success | skipped | failed | recovered
+    # success | skipped | failed | recovered; gone: a datum of the base job that this job does not have
+    state: Mapped[str] = mapped_column(String(16))
     inputs: Mapped[str] = mapped_column(Text)  # JSON: [{name, repo, path, commit}]
     output_tree: Mapped[str | None] = mapped_column(String(64), nullable=True)
     tries: Mapped[int] = mapped_column(Integer, default=0)
