@@ -5,10 +5,12 @@ from pathlib import Path
 import pytest
 
 from tusk.errors import Conflict
-from tusk.storage.content import ContentStore
+from tusk.ids import Digest
+from tusk.storage.content import ChunkRef, ContentStore, FileNode
 from tusk.storage.objects import LocalObjectStore
 from tusk.versioning.trees import (
     EMPTY_TREE,
+    Entry,
     MutableTree,
     TreeStore,
     compile_glob,
@@ -38,6 +40,24 @@ def test_encoding_roundtrip_and_determinism(stores: tuple[ContentStore, TreeStor
     root1 = _build(content, trees, {"/b": b"2", "/a/x": b"1"})
     root2 = _build(content, trees, {"/a/x": b"1", "/b": b"2"})
     assert root1 == root2
+
+
+def test_decoding_reads_every_field_and_refuses_truncated_objects() -> None:
+    packed = ChunkRef(Digest("ab" * 32), 300_000, "cd" * 16, 2**40 + 5)
+    loose = ChunkRef(Digest("01" * 32), 127)
+    entries = [Entry("d" * 200, "dir", 2**63 - 1, Digest("ef" * 32)),
+               Entry("f", "file", 300_127, Digest("23" * 32), FileNode((packed, loose))),
+               Entry("ü", "file", 0, Digest("45" * 32), FileNode(()))]
+    data = encode_entries(entries)
+    decoded = decode_entries(data)
+    assert decoded == entries
+    node = decoded[1].file
+    assert node is not None and [(c.pack, c.offset) for c in node.chunks] == [("cd" * 16, 2**40 + 5), (None, 0)]
+    for cut in range(len(data) - 1, len(b"tusk-tree:v1\n"), -7):
+        with pytest.raises(ValueError):
+            decode_entries(data[:cut])
+    with pytest.raises(ValueError, match="not a tusk-tree"):
+        decode_entries(b"something else")
 
 
 def test_one_change_rewrites_only_the_path(stores: tuple[ContentStore, TreeStore], tmp_path: Path) -> None:

@@ -58,28 +58,6 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def varint(self) -> int:
-        shift = result = 0
-        while True:
-            b = self.data[self.pos]
-            self.pos += 1
-            result |= (b & 0x7F) << shift
-            if not b & 0x80:
-                return result
-            shift += 7
-
-    def take(self, n: int) -> bytes:
-        out = self.data[self.pos : self.pos + n]
-        if len(out) != n:
-            raise ValueError("truncated")
-        self.pos += n
-        return out
-
-
 def encode_entries(entries: list[Entry]) -> bytes:
     parts = [_TAG, _varint(len(entries))]
     add = parts.append
@@ -107,28 +85,65 @@ def encode_entries(entries: list[Entry]) -> bytes:
 
 
 def decode_entries(data: bytes) -> list[Entry]:
+    """The entries of a ``tusk-tree:v1`` object, in one pass over its bytes with one hex conversion (a flat
+    directory of 20,000 files is one 2 MB object, read by every commit and job that touches it)."""
     if not data.startswith(_TAG):
         raise ValueError("not a tusk-tree:v1 object")
-    r = _Reader(data)
-    r.pos = len(_TAG)
-    entries = []
-    for _ in range(r.varint()):
-        name = r.take(r.varint()).decode()
-        kind: Kind = "file" if r.take(1) == b"f" else "dir"
-        size = r.varint()
-        digest = Digest(r.take(32).hex())
-        file = None
-        if kind == "file":
-            file = FileNode(tuple(_decode_chunk(r) for _ in range(r.varint())))
-        entries.append(Entry(name, kind, size, digest, file))
+    view = memoryview(data)
+    hexed = data.hex()  # digests are slices of it: one conversion, not three per file
+    end = len(data)
+    pos = len(_TAG)
+
+    def varint() -> int:
+        nonlocal pos
+        b = data[pos]
+        pos += 1
+        if b < 0x80:
+            return b
+        result, shift = b & 0x7F, 7
+        while True:
+            b = data[pos]
+            pos += 1
+            result |= (b & 0x7F) << shift
+            if b < 0x80:
+                return result
+            shift += 7
+
+    try:
+        count = varint()
+        entries: list[Entry] = []
+        append = entries.append
+        for _ in range(count):
+            n = varint()
+            name = str(view[pos : pos + n], "utf-8")
+            pos += n
+            tag = data[pos]
+            pos += 1
+            size = varint()
+            digest = Digest(hexed[2 * pos : 2 * pos + 64])
+            pos += 32
+            if tag == 0x66:  # b"f"
+                chunks: list[ChunkRef] = []
+                for _ in range(varint()):
+                    chunk = Digest(hexed[2 * pos : 2 * pos + 64])
+                    pos += 32
+                    csize = varint()
+                    packed = data[pos]
+                    pos += 1
+                    if packed:
+                        pack = hexed[2 * pos : 2 * pos + 32]
+                        pos += 16
+                        chunks.append(ChunkRef(chunk, csize, pack, varint()))
+                    else:
+                        chunks.append(ChunkRef(chunk, csize))
+                append(Entry(name, "file", size, digest, FileNode(tuple(chunks))))
+            else:
+                append(Entry(name, "dir", size, digest))
+    except IndexError:
+        raise ValueError("truncated") from None
+    if pos > end:
+        raise ValueError("truncated")
     return entries
-
-
-def _decode_chunk(r: _Reader) -> ChunkRef:
-    digest, size = Digest(r.take(32).hex()), r.varint()
-    if r.take(1) == b"\x00":
-        return ChunkRef(digest, size)
-    return ChunkRef(digest, size, r.take(16).hex(), r.varint())
 
 
 def tree_key(digest: str) -> str:
