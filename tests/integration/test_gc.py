@@ -124,7 +124,9 @@ def test_an_interrupted_cli_put_is_reclaimed_after_the_grace_period(backend: Bac
         for _ in range(16):
             proc.stdin.write(block + os.urandom(64))
         proc.stdin.flush()
-        time.sleep(1.0)
+        deadline = time.monotonic() + 60  # the CLI starts and writes at the machine's pace: wait for its chunks
+        while _store_bytes(client) - baseline <= 4 << 20 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
         proc.send_signal(signal.SIGKILL)  # Ctrl-C's harsher sibling: nothing gets to clean up
         proc.wait()
         proc.stdin.close()
