@@ -38,6 +38,19 @@ def from_env():
     pathlib.Path(os.environ.get("PFS", "/pfs"), "out", src.name).write_text(src.read_text())
 
 
+def meet(datum):
+    """Wait for the other worker's datum to be running too (MEET holds one file per datum that has begun)."""
+    import time
+    meeting = pathlib.Path(os.environ["MEET"])
+    (meeting / datum.id).touch()
+    deadline = time.monotonic() + 30
+    while len(list(meeting.iterdir())) < 2:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the other datum never ran beside this one")
+        time.sleep(0.01)
+    pathlib.Path(datum.out, datum.id).write_text("met\\n")
+
+
 class Model:
     @staticmethod
     def score(datum):
@@ -187,3 +200,24 @@ def test_in_the_bwrap_sandbox(code: Path, tmp_path: Path) -> None:
                 if line.startswith("squared")}
         assert len(pids) == 1  # one process took the three datums
     assert not starts.exists()
+
+
+def test_the_workers_code_runs_side_by_side_while_the_workers_take_turns(pc: Client, code: Path,
+                                                                          tmp_path: Path) -> None:
+    """A worker's threads take turns laying out /pfs and ingesting /pfs/out (tusk.pipelines.worker._turns),
+    never while the user's code runs: with parallelism 2, two datums' code meet, warm and cold."""
+    numbers(pc, [1, 2])
+    warm, cold = tmp_path / "warm", tmp_path / "cold"
+    warm.mkdir()
+    cold.mkdir()
+    pc.create_pipeline(spec_file(code, "warm", "lib.maths:meet", datum_tries=1, parallelism_spec={"constant": 2},
+                                 env={"STARTS": str(tmp_path / "starts"), "MEET": str(warm)}))
+    wait = (f"touch {cold}/$PACH_DATUM_ID; i=0; while [ $(ls {cold} | wc -l) -lt 2 ] && [ $i -lt 3000 ]; do "
+            f"sleep 0.01; i=$((i+1)); done; [ $(ls {cold} | wc -l) -ge 2 ] && echo met > /pfs/out/$PACH_DATUM_ID")
+    pc.create_pipeline({"pipeline": {"name": "cold"}, "input": {"pfs": {"repo": "numbers", "glob": "/*"}},
+                        "datum_tries": 1, "parallelism_spec": {"constant": 2},
+                        "transform": {"cmd": ["sh", "-c", wait]}})
+    for name in ("warm", "cold"):
+        job = pc.list_jobs(name)[0]
+        assert (job.state, job.datums_processed) == ("success", 2), [d.error for d in pc.list_datums(job.id)]
+        assert len(list(pc.walk_files(f"{name}@master:/"))) == 2

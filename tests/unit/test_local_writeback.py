@@ -33,3 +33,21 @@ def test_large_objects_start_their_writeback_and_small_ones_do_not(tmp_path: Pat
     assert started == [EARLY_WRITEBACK]  # the large one alone, with all its bytes written first
     assert store.get("chunks/bb/large") == b"z" * EARLY_WRITEBACK
     assert store.get("chunks/aa/edge") == b"y" * (EARLY_WRITEBACK - 1)
+
+
+def test_a_forked_writer_names_its_temporary_files_apart_from_its_parent(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path / "objects")
+    store.put("chunks/aa/before", b"before the fork")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the name its next write would take
+        os.write(write, _local._TEMP_NAMES.next().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 200).decode()
+    os.close(read)
+    mine = _local._TEMP_NAMES.next()
+    assert child.rpartition("-")[0] != mine.rpartition("-")[0]  # a prefix of its own: no name is ever shared
+    store.put("chunks/aa/after", b"after it")
+    assert store.get("chunks/aa/after") == b"after it" and list(store.scan_temporary()) == []

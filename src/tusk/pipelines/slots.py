@@ -52,6 +52,7 @@ class Slot:
         self._spares: list[str] = []
         self._ours: dict[str, _Identity] = {}  # path → what stat said of each file as this slot wrote it
         self._count = 0
+        self._real: dict[str, str] = {}
 
     def write(self, target: Path, pieces: Iterable[bytes]) -> int:
         """Write an input file from ``pieces``, over a spare inode when there is one; the bytes written."""
@@ -75,14 +76,29 @@ class Slot:
         if fd < 0:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
         total = 0
-        with open(fd, "wb", buffering=1 << 16) as fh:  # a size given: no isatty call
+        try:  # os.write, not a file object: no fstat, seek or flush calls around a small input's one write
             for data in pieces:
-                fh.write(data)
-                total += len(data)
-            fh.truncate()  # a spare's old bytes past the new ones
-            fh.flush()
-            self._ours[path] = _identity(os.fstat(fd))
+                view = memoryview(data)
+                while view:
+                    n = os.write(fd, view)
+                    view, total = view[n:], total + n
+            st = os.fstat(fd)
+            if st.st_size > total:  # a spare's old bytes past the new ones
+                os.ftruncate(fd, total)
+                st = os.fstat(fd)
+            self._ours[path] = _identity(st)
+        finally:
+            os.close(fd)
         return total
+
+    def realpath(self, directory: Path) -> str:
+        """``os.path.realpath`` of one of the slot's own directories, found once (a stat per component each
+        time, else): they are made by the slot and stay where they are for its life."""
+        key = str(directory)
+        real = self._real.get(key)
+        if real is None:
+            real = self._real[key] = os.path.realpath(directory)
+        return real
 
     def clear(self, directory: Path, keep: Collection[str] = ()) -> None:
         """Empty ``directory`` (made when missing), keeping it: the files this slot wrote are set aside for
