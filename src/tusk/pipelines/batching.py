@@ -63,6 +63,7 @@ from tusk.pipelines.worker import (
     _remaining,
     _secret_files,
 )
+from tusk.storage.buffers import write_all
 from tusk.versioning.trees import Entry
 
 if TYPE_CHECKING:
@@ -459,10 +460,7 @@ class BatchSession:
         data = "".join(lines).encode()
         fd = os.open(self.pfs / ".env", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.ftruncate(fd, len(data))
+            os.ftruncate(fd, write_all(fd, data))
         finally:
             os.close(fd)
 

@@ -28,6 +28,8 @@ import stat
 from collections.abc import Collection, Iterable
 from pathlib import Path
 
+from tusk.storage.buffers import write_all
+
 __all__ = ["Slot"]
 
 _SPARE = ".spare"  # beside pfs/, never under it: the code never sees it
@@ -78,10 +80,7 @@ class Slot:
         total = 0
         try:  # os.write, not a file object: no fstat, seek or flush calls around a small input's one write
             for data in pieces:
-                view = memoryview(data)
-                while view:
-                    n = os.write(fd, view)
-                    view, total = view[n:], total + n
+                total += write_all(fd, data)
             st = os.fstat(fd)
             if st.st_size > total:  # a spare's old bytes past the new ones
                 os.ftruncate(fd, total)

@@ -32,6 +32,8 @@ from tusk.versioning.trees import EMPTY_TREE, Entry, MutableTree
 
 __all__ = ["DatumOutcome", "DatumWorker", "JobLabels"]
 
+_Regular = tuple[str, Path, int | None]  # an output file to store: its path in the tree, on disk, and its size
+
 
 @dataclass(frozen=True)
 class JobLabels:
@@ -305,13 +307,13 @@ class DatumWorker:
             target.write_text(body)
 
     @staticmethod
-    def _put_link_or_file(tree: MutableTree, regular: list[tuple[str, Path]], rel: str, path: Path, real: str,
+    def _put_link_or_file(tree: MutableTree, regular: list[_Regular], rel: str, path: Path, real: str,
                           local: dict[str, Entry]) -> None:
         src = local.get(real)
         if src is not None:
             tree.put(rel, Entry(rel.rsplit("/", 1)[-1], src.kind, src.size, src.digest, src.file))
         else:
-            regular.append((rel, Path(real)))
+            regular.append((rel, Path(real), None))  # sized when read
 
     def _ingest(self, out: Path, pfs: Path, local: dict[str, Entry]) -> tuple[str, int]:
         """Store /pfs/out as a tree. A symlink to an input file reuses that file's chunks: no bytes are copied.
@@ -329,8 +331,7 @@ class DatumWorker:
 
     def _ingest_tree(self, out: Path, pfs: Path, local: dict[str, Entry]) -> tuple[str, int]:
         tree = MutableTree(self.ctx.trees, EMPTY_TREE)
-        regular: list[tuple[str, Path]] = []
-        sizes: list[int | None] = []
+        regular: list[_Regular] = []
         # a directory at a time by scandir: an entry's type comes with its name, one stat gives a file's size
         pending: list[tuple[str, str]] = [(str(out), "")]
         while pending:
@@ -343,8 +344,7 @@ class DatumWorker:
                     if item.is_dir(follow_symlinks=False):
                         pending.append((item.path, rel))
                     else:
-                        regular.append((rel, Path(item.path)))
-                        sizes.append(item.stat(follow_symlinks=False).st_size)
+                        regular.append((rel, Path(item.path), item.stat(follow_symlinks=False).st_size))
                     continue
                 path = Path(item.path)
                 real = _linked(path, pfs, rel)
@@ -365,11 +365,10 @@ class DatumWorker:
                     self._put_link_or_file(tree, regular, rel, path, real, local)
                 else:
                     raise TuskError(f"output {rel} is a symlink to {os.readlink(path)}, which does not exist")
-                sizes.extend([None] * (len(regular) - len(sizes)))  # a link's files: sized when read
         # loose objects, not a pack: they are in the store the moment the datum is recorded
-        nodes = [self.ctx.content.write_file(p, size=n) for (_, p), n in zip(regular, sizes, strict=True)]
+        nodes = [self.ctx.content.write_file(p, size=n) for _, p, n in regular]
         uploaded = 0
-        for (rel, _), node in zip(regular, nodes, strict=True):
+        for (rel, _, _), node in zip(regular, nodes, strict=True):
             tree.put(rel, Entry(rel.rsplit("/", 1)[-1], "file", node.size, node.digest, node))
             uploaded += node.size
         return tree.finish()[0], uploaded

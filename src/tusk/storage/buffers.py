@@ -17,11 +17,21 @@ from __future__ import annotations
 import contextlib
 import io
 import mmap
+import os
 
-__all__ = ["MAPPED_FROM", "SeekableReader", "allocate", "reader"]
+__all__ = ["MAPPED_FROM", "SeekableReader", "allocate", "reader", "write_all"]
 
 MAPPED_FROM = 4 << 20  # below this, an ordinary bytearray: a mapping per small file is not worth it
 _HUGE = getattr(mmap, "MADV_HUGEPAGE", None)  # Linux
+
+
+def write_all(fd: int, data: bytes | memoryview) -> int:
+    """Write every byte of ``data`` to ``fd`` (``os.write`` may take fewer); how many that was."""
+    view = memoryview(data)
+    total = len(view)
+    while view:
+        view = view[os.write(fd, view):]
+    return total
 
 
 def allocate(size: int) -> memoryview:

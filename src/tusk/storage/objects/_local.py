@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tusk.errors import InvalidArgument, ObjectMissing, StorageUnavailable
+from tusk.storage.buffers import write_all
 from tusk.storage.objects._protocol import ObjectStat
 
 __all__ = ["LocalObjectStore"]
@@ -108,10 +109,7 @@ class LocalObjectStore:
             try:
                 written = started = 0
                 for part in parts:
-                    view = memoryview(part)
-                    while view:
-                        n = os.write(fd, view)
-                        view, written = view[n:], written + n
+                    written += write_all(fd, part)
                     if written - started >= EARLY_WRITEBACK and _SYNC_FILE_RANGE is not None:
                         _SYNC_FILE_RANGE(fd, started, written - started, _SYNC_FILE_RANGE_WRITE)
                         started = written
