@@ -24,7 +24,7 @@ from tusk.pipelines.spec import CronInput, Input, PfsInput
 from tusk.versioning.records import InputCommit
 from tusk.versioning.trees import Entry
 
-__all__ = ["Datum", "DatumInput", "Match", "datum_hash", "enumerate_datums"]
+__all__ = ["Datum", "DatumInput", "Match", "datum_hash", "enumerate_datums", "pfs_datum"]
 
 _TAG = b"tusk-datum:v1\n"
 
@@ -105,17 +105,19 @@ def _key(template: str | None, groups: tuple[str, ...], where: str) -> str | Non
     return _KEY.sub(sub, template)
 
 
+def pfs_datum(inp: PfsInput, commit: str, m: Match) -> Datum:
+    """The datum of one glob match of a pfs input."""
+    where = f"input {inp.input_name}"
+    return Datum((DatumInput(
+        name=inp.input_name, repo=inp.repo, branch=inp.branch, commit=commit, path=m.path, kind=m.entry.kind,
+        digest=m.entry.digest, size=m.entry.size, lazy=inp.lazy, empty_files=inp.empty_files, s3=inp.s3,
+        join_key=_key(inp.join_on, m.groups, where), group_key=_key(inp.group_by, m.groups, where),
+    ),))
+
+
 def _pfs(inp: PfsInput, globber: Globber) -> list[Datum]:
     commit, matches = globber(inp)
-    where = f"input {inp.input_name}"
-    return [
-        Datum((DatumInput(
-            name=inp.input_name, repo=inp.repo, branch=inp.branch, commit=commit, path=m.path, kind=m.entry.kind,
-            digest=m.entry.digest, size=m.entry.size, lazy=inp.lazy, empty_files=inp.empty_files, s3=inp.s3,
-            join_key=_key(inp.join_on, m.groups, where), group_key=_key(inp.group_by, m.groups, where),
-        ),))
-        for m in matches
-    ]
+    return [pfs_datum(inp, commit, m) for m in matches]
 
 
 def _join(children: Sequence[list[Datum]], outer: Sequence[bool]) -> list[Datum]:

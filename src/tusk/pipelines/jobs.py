@@ -34,8 +34,8 @@ from tusk.errors import Conflict, IntegrityError, InvalidArgument, JobNotFound, 
 from tusk.ids import Digest, is_commit_id, new_commit_id
 from tusk.pipelines import datum_rows
 from tusk.pipelines.codestore import JobCode
-from tusk.pipelines.datum_rows import Sharing, base_rows
-from tusk.pipelines.datums import Datum, Match, datum_hash, enumerate_datums
+from tusk.pipelines.datum_rows import BaseRow, Sharing, base_rows
+from tusk.pipelines.datums import Datum, Match, datum_hash, enumerate_datums, pfs_datum
 from tusk.pipelines.executors import Executor, LocalExecutor
 from tusk.pipelines.outcomes import OutcomeLog, replay
 from tusk.pipelines.records import DatumInfo, JobInfo, input_commits, job_state
@@ -411,6 +411,54 @@ class JobService:
             return self._finish(job_id, p, global_id, inputs, EMPTY_TREE, str(exc), 0, 0, 0)
         deadline = None if spec.job_timeout is None else time.monotonic() + spec.job_timeout
 
+        plan = self._changed_datums(job_id, p, inputs, roots, done_before) or \
+            self._all_datums(job_id, p, inputs, roots, done_before)
+        todo, outputs = plan.todo, plan.outputs
+        counter = {"done": plan.total - len(todo)}
+        if progress:
+            progress(p.name, counter["done"], plan.total, 0)
+
+        failures: list[tuple[Datum, DatumOutcome]] = []
+        order = {d.id: i for i, d in enumerate(todo)}
+        code = self.job_code(p) if todo else JobCode(None, Path(p.version.code_dir), "")
+        labels = JobLabels(p.name, p.version.version, p.spec_commit, project_name(spec.pipeline.project),
+                           creator=p.row.created_by or self.ctx.user, secrets=secret_values)
+        # each outcome journaled at once (a resumed job does not redo it), in the database by batches
+        with _fewer_collections(), \
+                OutcomeLog(self._journal(job_id), self._write_batch, self.record_batch, self.record_seconds) as journal:
+            for d, outcome in self.executor.run(job_id, spec, code, roots, todo, deadline, labels):
+                journal.add(*self._rows(job_id, p, d, plan.hashes[d.id], outcome))
+                counter["done"] += 1
+                if outcome.state == "success" and outcome.output_tree:
+                    outputs[d.id] = outcome.output_tree
+                elif outcome.state == "failed":
+                    failures.append((d, outcome))
+                if progress:
+                    progress(p.name, counter["done"], plan.total, len(failures))
+        failures.sort(key=lambda f: order[f[0].id])
+        processed = plan.resumed + len(todo) - len(failures)
+        error = None
+        if failures:
+            d, outcome = failures[0]
+            paths = ", ".join(f"{i.name}:{i.path}" for i in d.inputs)
+            error = f"{len(failures)} datum(s) failed; first: datum {d.id} ({paths}): {outcome.error}"
+        elif deadline is not None and time.monotonic() > deadline:
+            error = f"job timed out after {spec.job_timeout:g}s"
+        root: str = EMPTY_TREE
+        if error is None:
+            try:
+                root = plan.merge(outputs)
+            except Conflict as exc:
+                error = str(exc)
+        return self._finish(job_id, p, global_id, inputs, root, error, processed, plan.skipped, len(failures),
+                            generation)
+
+    def _all_datums(self, job_id: str, p: StoredPipeline, inputs: list[InputCommit], roots: dict[str, str],
+                    done_before: dict[str, DatumRunRow]) -> _Plan:
+        """Every datum of the job's inputs: those finished before a crash, those whose hash is cached (skipped,
+        with their rows shared with the base job where they can be), and the rest to run."""
+        spec = p.spec
+
         def globber(leaf: PfsInput) -> tuple[str, list[Match]]:
             commit = next(i["commit"] for i in inputs if i["name"] == leaf.input_name)
             root = roots[leaf.input_name]
@@ -457,44 +505,127 @@ class JobService:
         else:  # rows for every skipped datum: this job is a base for later ones
             reused += [(d, hashes[d.id], DatumOutcome("skipped", outputs[d.id], 0, "")) for d in shared]
             self._record_many(job_id, p, reused, None, [])
-        counter = {"done": len(datums) - len(todo)}
-        if progress:
-            progress(p.name, counter["done"], len(datums), 0)
+        return _Plan(len(datums), todo, hashes, outputs, skipped, resumed,
+                     lambda done: self._merge(datums, done, base))
 
-        failures: list[tuple[Datum, DatumOutcome]] = []
-        order = {d.id: i for i, d in enumerate(todo)}
-        code = self.job_code(p) if todo else JobCode(None, Path(p.version.code_dir), "")
-        labels = JobLabels(p.name, p.version.version, p.spec_commit, project_name(spec.pipeline.project),
-                           creator=p.row.created_by or self.ctx.user, secrets=secret_values)
-        # each outcome journaled at once (a resumed job does not redo it), in the database by batches
-        with _fewer_collections(), \
-                OutcomeLog(self._journal(job_id), self._write_batch, self.record_batch, self.record_seconds) as journal:
-            for d, outcome in self.executor.run(job_id, spec, code, roots, todo, deadline, labels):
-                journal.add(*self._rows(job_id, p, d, hashes[d.id], outcome))
-                counter["done"] += 1
-                if outcome.state == "success" and outcome.output_tree:
-                    outputs[d.id] = outcome.output_tree
-                elif outcome.state == "failed":
-                    failures.append((d, outcome))
-                if progress:
-                    progress(p.name, counter["done"], len(datums), len(failures))
-        failures.sort(key=lambda f: order[f[0].id])
-        processed = resumed + len(todo) - len(failures)
-        error = None
-        if failures:
-            d, outcome = failures[0]
-            paths = ", ".join(f"{i.name}:{i.path}" for i in d.inputs)
-            error = f"{len(failures)} datum(s) failed; first: datum {d.id} ({paths}): {outcome.error}"
-        elif deadline is not None and time.monotonic() > deadline:
-            error = f"job timed out after {spec.job_timeout:g}s"
-        root: str = EMPTY_TREE
-        if error is None:
-            try:
-                root = self._merge(datums, outputs, base)
-            except Conflict as exc:
-                error = str(exc)
-        return self._finish(job_id, p, global_id, inputs, root, error, processed, skipped, len(failures),
-                            generation)
+    def _changed_datums(self, job_id: str, p: StoredPipeline, inputs: list[InputCommit], roots: dict[str, str],
+                        done_before: dict[str, DatumRunRow]) -> _Plan | None:
+        """The job's datums as changes from the job that wrote its pipeline's output (``_previous``): the glob
+        matches that differ between that job's input tree and this one's (``TreeStore.glob_changes``), each
+        run, taken from the datum cache, or gone; every other datum is that job's, with its row and output. So a
+        job's cost follows its change, not its input's size. None when this job must list all its datums: no
+        such job, another input or salt, a combined input, or rows too many to share."""
+        spec = p.spec
+        leaf = spec.input.effective(spec.name).pfs
+        if leaf is None or spec.reprocess_spec != "until_success":
+            return None
+        with self.ctx.db.read() as s:
+            prev = self._previous(s, p, leaf)
+            if prev is None:
+                return None
+            commit = next(i["commit"] for i in inputs if i["name"] == leaf.input_name)
+            changes = list(self.ctx.trees.glob_changes(prev.root, roots[leaf.input_name], leaf.glob))
+            present = [pfs_datum(leaf, commit, Match(path, new, g)) for path, _, new, g in changes if new is not None]
+            gone = [pfs_datum(leaf, prev.commit, Match(path, old, g)).id
+                    for path, old, new, g in changes if new is None and old is not None]
+            total = prev.total + sum(old is None for _, old, new, _ in changes if new is not None) - len(gone)
+            hashes = {d.id: datum_hash(d, p.version.salt) for d in present}
+            ids = [*hashes, *gone]
+            based: dict[str, BaseRow] = {}  # the base job's shareable rows of the changed datums
+            cached: dict[str, str] = {}
+            for start in range(0, len(ids), 500):
+                based.update({d: BaseRow(h, t) for d, h, t in s.execute(
+                    select(DatumRunRow.datum_id, DatumRunRow.hash, DatumRunRow.output_tree).where(
+                        DatumRunRow.job_id == prev.base, DatumRunRow.datum_id.in_(ids[start : start + 500]),
+                        DatumRunRow.state.in_(datum_rows.SHAREABLE)))})
+            wanted = sorted(set(hashes.values()))
+            for start in range(0, len(wanted), 500):
+                cached.update({h: t for h, t in s.execute(select(DatumCacheRow.hash, DatumCacheRow.output_tree).where(
+                    DatumCacheRow.pipeline_id == p.row.id, DatumCacheRow.hash.in_(wanted[start : start + 500])))})
+            own = [] if prev.base == prev.job else list(s.scalars(select(DatumRunRow).where(
+                DatumRunRow.job_id == prev.job)))
+        before = {d: r.output_tree for d, r in based.items() if r.output_tree}  # the previous job's outputs
+        for row in own:  # (its own rows override its base's)
+            if row.datum_id in hashes or row.datum_id in gone:
+                before.pop(row.datum_id, None)
+                if row.state in datum_rows.SHAREABLE and row.output_tree:
+                    before[row.datum_id] = row.output_tree
+        changed = set(ids)
+        commits = {i["name"]: i["commit"] for i in inputs}
+        copied = [_copied_row(job_id, row, commits) for row in own if row.datum_id not in changed]
+        outputs: dict[str, str] = {}
+        todo: list[Datum] = []
+        reused: list[tuple[Datum, str, DatumOutcome]] = []
+        keep: set[str] = set(done_before)
+        skipped = total - len(present)
+        resumed = 0
+        for d in present:
+            h, prior = hashes[d.id], done_before.get(d.id)
+            if prior is not None and prior.state in datum_rows.SHAREABLE and prior.output_tree and \
+                    prior.hash == h and self._intact(prior.output_tree):
+                outputs[d.id] = prior.output_tree  # finished before a crash: not redone
+                skipped += prior.state == "skipped"
+                resumed += prior.state == "success"
+            elif h in cached:
+                outputs[d.id] = cached[h]
+                skipped += 1
+                keep.add(d.id)
+                if based.get(d.id) != BaseRow(h, cached[h]):
+                    reused.append((d, h, DatumOutcome("skipped", cached[h], 0, "")))
+            else:
+                todo.append(d)
+        hidden = [d for d in ids if d in based and d not in keep]
+        shared = total - len(present) - sum(row.state in datum_rows.SHAREABLE for row in own
+                                            if row.datum_id not in changed)
+        if not Sharing.worth_it(shared, len(copied) + len(reused) + len(hidden), total):
+            return None  # this job lists all its datums, and is the base of the next ones
+        with self.ctx.db.write() as s:
+            s.execute(update(JobRow).where(JobRow.id == job_id).values(datums_total=total))
+        self._record_many(job_id, p, reused, prev.base, hidden, copied)
+        return _Plan(total, todo, hashes, outputs, skipped, resumed,
+                     lambda done: self._merge_changes(prev.output, ids, before, done))
+
+    def _previous(self, s: Session, p: StoredPipeline, leaf: PfsInput) -> _Previous | None:
+        """The job that wrote the pipeline's output head, when a job may take its datums as changes from it: it
+        succeeded, over this input (the same spec input and salt, so the same datums and hashes)."""
+        repo = s.scalar(select(RepoRow).where(RepoRow.name == p.name))
+        head = refstore.head(s, repo.id, p.spec.output_branch) if repo else None
+        job = s.get(JobRow, head.job_id) if head is not None and head.job_id else None
+        if head is None or job is None or head.tree_digest is None or job.state != "success" or \
+                job.output_commit_id != head.id or job.pipeline_id != p.row.id:
+            return None
+        version = p if job.pipeline_version == p.version.version else \
+            self.pipelines.load(s, p.name, job.pipeline_version)
+        if version.version.salt != p.version.salt or version.spec.input != p.spec.input:
+            return None
+        source = next((i for i in input_commits(job.input_commits) if i["name"] == leaf.input_name), None)
+        commit = refstore.commit(s, source["commit"]) if source is not None and source["commit"] else None
+        if source is None or (source["commit"] and commit is None):
+            return None
+        root = commit.tree_digest if commit is not None and commit.tree_digest else EMPTY_TREE
+        return _Previous(job.id, job.datums_base or job.id, source["commit"], root, head.tree_digest,
+                         job.datums_total)
+
+    def _merge_changes(self, base: str, ids: list[str], before: dict[str, str], outputs: dict[str, str]) -> str:
+        """The previous output with the changed datums' outputs in place of what they wrote before; a path
+        written by two datums is an error naming them (``_merge``)."""
+        tree = MutableTree(self.ctx.trees, base)
+        current = {d: outputs[d] for d in ids if outputs.get(d) not in (None, EMPTY_TREE)}
+        for d in ids:
+            if d in before and current.get(d) != before[d]:
+                for path, _ in self.ctx.trees.walk(before[d]):
+                    tree.delete(path)
+        owner: dict[str, str] = {}
+        for d, out in current.items():
+            if before.get(d) == out:
+                continue
+            for path, entry in self.ctx.trees.walk(out):
+                if path in owner or tree.get(path) is not None:
+                    raise Conflict(f"datums {owner.get(path, '(an earlier datum)')} and {d} both wrote {path}; "
+                                   "each output path must come from one datum")
+                owner[path] = d
+                tree.put(path, entry)
+        return tree.finish()[0]
 
     def _secrets(self, spec: PipelineSpec) -> SecretValues | None:
         """The job's secrets, unsealed once for all its datums (None when the spec names none)."""
@@ -585,13 +716,14 @@ class JobService:
         path.unlink(missing_ok=True)
 
     def _record_many(self, job_id: str, p: StoredPipeline, items: list[tuple[Datum, str, DatumOutcome]],
-                     base: str | None, hidden: list[str]) -> None:
-        """Reused (skipped) datums not shared with the base job, and rows hiding the base's datums this job
-        does not share (``tusk.pipelines.datum_rows``), in one bulk insert; the base named in the same
-        transaction, before any datum runs."""
+                     base: str | None, hidden: list[str], copied: Collection[dict[str, Any]] = ()) -> None:
+        """Reused (skipped) datums not shared with the base job, rows hiding the base's datums this job
+        does not share (``tusk.pipelines.datum_rows``), and rows copied from the previous job, in one bulk
+        insert; the base named in the same transaction, before any datum runs."""
         stamp = now()
         rows = [_run_row(job_id, d, h, o, stamp) for d, h, o in items]
         rows += [{**_HIDING_ROW, "job_id": job_id, "datum_id": d, "finished_at": stamp} for d in hidden]
+        rows += [{**row, "finished_at": stamp} for row in copied]
         with self.ctx.db.write() as s:
             s.execute(update(JobRow).where(JobRow.id == job_id).values(datums_base=base))
             if rows:
@@ -842,3 +974,36 @@ def _run_row(job_id: str, d: Datum, h: str, o: DatumOutcome, stamp: Any = None) 
 _HIDING_ROW = {"hash": "", "state": datum_rows.GONE, "inputs": "[]", "output_tree": None, "tries": 0, "log": "",
              "error": None, "download_seconds": 0.0, "process_seconds": 0.0, "upload_seconds": 0.0,
              "download_bytes": 0, "upload_bytes": 0}
+
+
+class _Plan(NamedTuple):
+    """What a job runs, and how its output is made."""
+
+    total: int  # its datums
+    todo: list[Datum]  # those to run
+    hashes: dict[str, str]  # by datum id, at least of those to run
+    outputs: dict[str, str]  # the output trees of those not to run that the merge needs, by datum id
+    skipped: int
+    resumed: int  # finished before a crash
+    merge: Callable[[dict[str, str]], str]  # every output tree needed (``outputs`` and the runs') -> the root
+
+
+class _Previous(NamedTuple):
+    """The job whose output a job's datums are changes from."""
+
+    job: str
+    base: str  # the job whose rows it shares (itself, when it has a row for each of its datums)
+    commit: str  # its input commit
+    root: str  # that commit's tree
+    output: str  # its output tree
+    total: int  # its datums
+
+
+def _copied_row(job_id: str, row: DatumRunRow, commits: dict[str, str]) -> dict[str, Any]:
+    """A datum row of the previous job as this job's: its skipped datum, read from this job's input commits (the
+    same content: the same hash), or (``gone``) a datum it hides."""
+    if row.state not in datum_rows.SHAREABLE:
+        return {**_HIDING_ROW, "job_id": job_id, "datum_id": row.datum_id}
+    inputs = [{**i, "commit": commits.get(i["name"], i["commit"])} for i in json.loads(row.inputs)]
+    return {**_HIDING_ROW, "job_id": job_id, "datum_id": row.datum_id, "hash": row.hash, "state": "skipped",
+            "output_tree": row.output_tree, "inputs": json.dumps(inputs)}

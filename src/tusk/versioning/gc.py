@@ -171,11 +171,13 @@ def _walk(ctx: Context, marks: _Marks, root: str, owner: str) -> None:
             continue
         try:
             entries = ctx.trees.load(digest)
+            parts = ctx.trees.part_digests(digest)  # (a large directory's entries are in objects of their own)
         except (TuskError, ValueError) as exc:
             # without this directory its children are unknown: deleting anything could lose live data
             raise IntegrityError(f"gc stopped before deleting anything: directory object {digest[:16]}… of "
                                  f"{owner} cannot be read ({exc}); run `tusk fsck`, then gc again") from None
         marks.trees.add(digest)
+        marks.trees.update(parts)
         for e in entries.values():
             if e.kind == "dir":
                 stack.append(e.digest)
