@@ -18,12 +18,13 @@ and the index. A commit costs O(depth * part size + parts), not O(directory).
 from __future__ import annotations
 
 import bisect
+import contextlib
 import heapq
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice, pairwise
-from typing import Literal
+from typing import Literal, TypeVar
 
 import blake3
 
@@ -253,6 +254,16 @@ def _split(names: list[str]) -> list[list[str]]:
     return [r for r in runs if r]
 
 
+_T = TypeVar("_T")
+
+
+class _Missing:
+    """Not in a cache."""
+
+
+_MISSING = _Missing()
+
+
 class TreeStore:
     """Reads and writes directory objects, with a small decoded cache."""
 
@@ -268,19 +279,31 @@ class TreeStore:
         self._indexes.clear()
 
     def _remember(self, digest: str, entries: dict[str, Entry] | None, parts: _Parts | None) -> None:
+        # (worker threads share the caches: an entry another thread just pushed out is no error)
         if entries is not None:
             self._cache[digest] = entries
             if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+                with contextlib.suppress(KeyError):
+                    self._cache.popitem(last=False)
         self._indexes[digest] = parts
         if len(self._indexes) > self._cache_size:
-            self._indexes.popitem(last=False)
+            with contextlib.suppress(KeyError):
+                self._indexes.popitem(last=False)
+
+    @staticmethod
+    def _recall(cache: OrderedDict[str, _T], digest: str) -> _T | _Missing:
+        """A cached value, marked as just used; ``_MISSING`` if it is not there (or went meanwhile)."""
+        value = cache.get(digest, _MISSING)
+        if value is not _MISSING:
+            with contextlib.suppress(KeyError):
+                cache.move_to_end(digest)
+        return value
 
     def parts(self, digest: str) -> _Parts | None:
         """The index of a directory stored in parts; None for one stored whole (then it is read, and cached)."""
-        if digest in self._indexes:
-            self._indexes.move_to_end(digest)
-            return self._indexes[digest]
+        known = self._recall(self._indexes, digest)
+        if not isinstance(known, _Missing):
+            return known
         if digest == EMPTY_TREE:
             return None
         data = self.objects.get(tree_key(digest))
@@ -307,22 +330,21 @@ class TreeStore:
 
     def load(self, digest: str) -> dict[str, Entry]:
         """Every entry of a directory, in name order (the dict is shared: do not change it)."""
-        hit = self._cache.get(digest)
-        if hit is not None:
-            self._cache.move_to_end(digest)
+        hit = self._recall(self._cache, digest)
+        if not isinstance(hit, _Missing):
             return hit
         if digest == EMPTY_TREE:
             return {}
         index = self.parts(digest)
         if index is None:
-            hit = self._cache.get(digest)
-            if hit is None:  # (read, then pushed out of the cache by a smaller one)
+            whole = self._cache.get(digest)
+            if whole is None:  # (read, then pushed out of the cache by a smaller one)
                 data = self.objects.get(tree_key(digest))
                 if blake3.blake3(data).hexdigest() != digest:
                     raise ObjectCorrupt(f"directory object {digest[:16]}… is corrupt; run `tusk fsck`")
-                hit = self._decoded(data)
-                self._remember(digest, hit, None)
-            return hit
+                whole = self._decoded(data)
+                self._remember(digest, whole, None)
+            return whole
         entries: dict[str, Entry] = {}
         for p in index.parts:
             entries.update(self._part(p))
