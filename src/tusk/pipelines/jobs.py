@@ -470,13 +470,7 @@ class JobService:
         hashes = {d.id: datum_hash(d, p.version.salt) for d in datums}
         with self.ctx.db.write() as s:
             s.execute(update(JobRow).where(JobRow.id == job_id).values(datums_total=len(datums)))
-            cached: dict[str, str] = {}
-            if spec.reprocess_spec == "until_success":
-                wanted = sorted(set(hashes.values()))
-                for start in range(0, len(wanted), 500):
-                    rows = s.execute(select(DatumCacheRow.hash, DatumCacheRow.output_tree).where(
-                        DatumCacheRow.pipeline_id == p.row.id, DatumCacheRow.hash.in_(wanted[start : start + 500])))
-                    cached.update({h: t for h, t in rows})
+            cached = self._cached(s, p, hashes.values()) if spec.reprocess_spec == "until_success" else {}
             base, sharing = self._merge_base(s, p)
         outputs: dict[str, str] = {}
         todo: list[Datum] = []
@@ -485,11 +479,10 @@ class JobService:
         shared: list[Datum] = []
         for d in datums:
             prior = done_before.get(d.id)
-            if prior is not None and prior.state in ("success", "skipped") and prior.output_tree and \
-                    prior.hash == hashes[d.id] and self._intact(prior.output_tree):
-                outputs[d.id] = prior.output_tree  # finished before a crash: not redone
-                skipped += prior.state == "skipped"
-                resumed += prior.state == "success"
+            if (finished := self._finished_before(prior, hashes[d.id])) is not None:
+                outputs[d.id], state = finished  # finished before a crash: not redone
+                skipped += state == "skipped"
+                resumed += state == "success"
             elif hashes[d.id] in cached:
                 outputs[d.id] = cached[hashes[d.id]]
                 skipped += 1
@@ -532,16 +525,12 @@ class JobService:
             hashes = {d.id: datum_hash(d, p.version.salt) for d in present}
             ids = [*hashes, *gone]
             based: dict[str, BaseRow] = {}  # the base job's shareable rows of the changed datums
-            cached: dict[str, str] = {}
             for start in range(0, len(ids), 500):
                 based.update({d: BaseRow(h, t) for d, h, t in s.execute(
                     select(DatumRunRow.datum_id, DatumRunRow.hash, DatumRunRow.output_tree).where(
                         DatumRunRow.job_id == prev.base, DatumRunRow.datum_id.in_(ids[start : start + 500]),
                         DatumRunRow.state.in_(datum_rows.SHAREABLE)))})
-            wanted = sorted(set(hashes.values()))
-            for start in range(0, len(wanted), 500):
-                cached.update({h: t for h, t in s.execute(select(DatumCacheRow.hash, DatumCacheRow.output_tree).where(
-                    DatumCacheRow.pipeline_id == p.row.id, DatumCacheRow.hash.in_(wanted[start : start + 500])))})
+            cached = self._cached(s, p, hashes.values())
             own = [] if prev.base == prev.job else list(s.scalars(select(DatumRunRow).where(
                 DatumRunRow.job_id == prev.job)))
         before = {d: r.output_tree for d, r in based.items() if r.output_tree}  # the previous job's outputs
@@ -561,11 +550,10 @@ class JobService:
         resumed = 0
         for d in present:
             h, prior = hashes[d.id], done_before.get(d.id)
-            if prior is not None and prior.state in datum_rows.SHAREABLE and prior.output_tree and \
-                    prior.hash == h and self._intact(prior.output_tree):
-                outputs[d.id] = prior.output_tree  # finished before a crash: not redone
-                skipped += prior.state == "skipped"
-                resumed += prior.state == "success"
+            if (finished := self._finished_before(prior, h)) is not None:
+                outputs[d.id], state = finished  # finished before a crash: not redone
+                skipped += state == "skipped"
+                resumed += state == "success"
             elif h in cached:
                 outputs[d.id] = cached[h]
                 skipped += 1
@@ -584,6 +572,24 @@ class JobService:
         self._record_many(job_id, p, reused, prev.base, hidden, copied)
         return _Plan(total, todo, hashes, outputs, skipped, resumed,
                      lambda done: self._merge_changes(prev.output, ids, before, done))
+
+    @staticmethod
+    def _cached(s: Session, p: StoredPipeline, hashes: Collection[str]) -> dict[str, str]:
+        """The pipeline's datum cache entries for these hashes: hash -> output tree."""
+        wanted = sorted(set(hashes))
+        cached: dict[str, str] = {}
+        for start in range(0, len(wanted), 500):
+            cached.update({h: t for h, t in s.execute(select(DatumCacheRow.hash, DatumCacheRow.output_tree).where(
+                DatumCacheRow.pipeline_id == p.row.id, DatumCacheRow.hash.in_(wanted[start : start + 500])))})
+        return cached
+
+    def _finished_before(self, prior: DatumRunRow | None, hash_: str) -> tuple[str, str] | None:
+        """(output tree, state) of a datum's row from an earlier run of this job (before a crash) when it is a
+        finished outcome for this hash whose output is still stored: then it is not redone."""
+        if prior is None or prior.state not in datum_rows.SHAREABLE or not prior.output_tree or \
+                prior.hash != hash_ or not self._intact(prior.output_tree):
+            return None
+        return prior.output_tree, prior.state
 
     def _previous(self, s: Session, p: StoredPipeline, leaf: PfsInput) -> _Previous | None:
         """The job that wrote the pipeline's output head, when a job may take its datums as changes from it: it

@@ -254,6 +254,16 @@ def _split(names: list[str]) -> list[list[str]]:
     return [r for r in runs if r]
 
 
+def _applied(entries: dict[str, Entry], changes: dict[str, Entry | None]) -> dict[str, Entry]:
+    """``entries`` with each change made in place (None: the entry removed)."""
+    for name, e in changes.items():
+        if e is None:
+            entries.pop(name, None)
+        else:
+            entries[name] = e
+    return entries
+
+
 _T = TypeVar("_T")
 
 
@@ -306,15 +316,20 @@ class TreeStore:
             return known
         if digest == EMPTY_TREE:
             return None
-        data = self.objects.get(tree_key(digest))
-        if blake3.blake3(data).hexdigest() != digest:
-            raise ObjectCorrupt(f"directory object {digest[:16]}… is corrupt; run `tusk fsck`")
+        data = self._read(digest)
         if data.startswith(_PARTS_TAG):
             index = _decode_parts(data)
             self._remember(digest, None, index)
             return index
         self._remember(digest, self._decoded(data), None)
         return None
+
+    def _read(self, digest: str) -> bytes:
+        """A directory object's bytes, checked against its digest."""
+        data = self.objects.get(tree_key(digest))
+        if blake3.blake3(data).hexdigest() != digest:
+            raise ObjectCorrupt(f"directory object {digest[:16]}… is corrupt; run `tusk fsck`")
+        return data
 
     def part_digests(self, digest: str) -> list[Digest]:
         """The objects a directory's entries are stored in, beside its own (none for one stored whole)."""
@@ -339,10 +354,7 @@ class TreeStore:
         if index is None:
             whole = self._cache.get(digest)
             if whole is None:  # (read, then pushed out of the cache by a smaller one)
-                data = self.objects.get(tree_key(digest))
-                if blake3.blake3(data).hexdigest() != digest:
-                    raise ObjectCorrupt(f"directory object {digest[:16]}… is corrupt; run `tusk fsck`")
-                whole = self._decoded(data)
+                whole = self._decoded(self._read(digest))
                 self._remember(digest, whole, None)
             return whole
         entries: dict[str, Entry] = {}
@@ -391,13 +403,7 @@ class TreeStore:
         parts the changes fall in are read and written, and a neighbour where a part's boundary name goes."""
         index = self.parts(base)
         if index is None:
-            edited = dict(self.load(base))
-            for name, e in changes.items():
-                if e is None:
-                    edited.pop(name, None)
-                else:
-                    edited[name] = e
-            return self.store(edited)
+            return self.store(_applied(dict(self.load(base)), changes))
         by_part: dict[int, dict[str, Entry | None]] = {}
         for name, e in changes.items():
             by_part.setdefault(index.find(name), {})[name] = e
@@ -410,12 +416,7 @@ class TreeStore:
                 continue
             run: dict[str, Entry] = {}
             while True:  # a run of parts, until it ends with a boundary name (or the directory ends)
-                run.update(self._part(index.parts[k]))
-                for name, e in by_part.get(k, {}).items():
-                    if e is None:
-                        run.pop(name, None)
-                    else:
-                        run[name] = e
+                _applied(run, {**self._part(index.parts[k]), **by_part.get(k, {})})
                 k += 1
                 names = sorted(run)
                 if k == n or (names and _ends_part(names[-1])):
