@@ -1,3 +1,3 @@
-from tusk.cli.main import main
+from tusk.cli.entry import run
 
-main()
+run()

@@ -12,6 +12,7 @@ import json
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -256,6 +257,40 @@ def test_ctrl_c_before_the_commit_lands(backend: Backend) -> None:
         assert "nothing was committed" in lines[0]
     with Client(settings=backend.settings()) as c:
         assert len(c.list_commits("data@master")) == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
+def test_ctrl_c_while_the_cli_loads_is_its_one_line_not_a_traceback(backend: Backend) -> None:
+    proc = subprocess.Popen([*TUSK, "put", "file", "data@master:/x", "-f", "-"], env=_env(backend),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    maps, deadline = Path(f"/proc/{proc.pid}/maps"), time.monotonic() + 60
+    while "blake3" not in maps.read_text() and time.monotonic() < deadline:  # loading tusk.cli.main's modules
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err == "error: interrupted: nothing was committed\n", err
+
+
+@pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
+def test_ctrl_c_through_code_an_extension_ran_still_exits_130(backend: Backend, tmp_path: Path) -> None:
+    """CPython's ``-m`` dies by SIGINT, whatever ``sys.exit`` said, once a KeyboardInterrupt passed through code a C
+    extension ran with ``PyRun_String`` (as a Cython module's initialisation does, if the Ctrl-C lands then)."""
+    (tmp_path / "ctrl_c_in_c.py").write_text(textwrap.dedent("""\
+        import ctypes
+        import tusk.cli.main
+        from tusk.cli.entry import run
+
+        run_string = ctypes.pythonapi.PyRun_String
+        run_string.restype = ctypes.py_object
+        run_string.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.py_object, ctypes.py_object]
+        code = b"import os, signal, time\\nos.kill(os.getpid(), signal.SIGINT)\\ntime.sleep(30)\\n"
+        tusk.cli.main.normalize_argv = lambda *a: run_string(code, 257, {}, {})  # 257: Py_file_input
+        run()
+        """))
+    env = _env(backend) | {"PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "ctrl_c_in_c", "list", "repo"], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 130 and proc.stderr == "error: interrupted: nothing was committed\n", proc
 
 
 @pytest.mark.parametrize("backend", ["sqlite-local", "postgres-s3"], indirect=True)

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -171,8 +173,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     code = 0
     on_main = threading.current_thread() is threading.main_thread()
     _SIGINT.clear()
-    previous = signal.signal(signal.SIGINT, _on_sigint) if on_main else None
+    previous = None
     try:
+        if on_main:
+            previous = signal.signal(signal.SIGINT, _on_sigint)
         args, state.json = normalize_argv(sys.argv[1:] if argv is None else argv)  # (1.x verbs may be refused)
         result = app(args=args, prog_name="tusk", standalone_mode=False)
         if isinstance(result, int):  # typer.Exit(code) is returned, not raised, outside standalone mode
@@ -221,4 +225,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         state.close()
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+    if on_main and _SIGINT.is_set():
+        _exit_interrupted(code)
     sys.exit(code)
+
+
+def _exit_interrupted(code: int) -> None:
+    """End the process after a Ctrl-C with ``code`` (130), always. ``sys.exit`` does not promise it: CPython dies
+    by SIGINT instead when the KeyboardInterrupt passed through code that a C extension ran with ``PyRun_String``
+    (a Cython module's initialisation, if the Ctrl-C came while one loaded), however it was caught later."""
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
