@@ -11,4 +11,4 @@ scripts/ensure-postgres.sh
 scripts/smoke-plain-install.sh  # a plain `pip install .` in a fresh venv: the core commands, the extras' errors
 # on TUSK_TEST_WORKERS processes (pytest-xdist; 3 by default: most tests wait on servers and subprocesses, so a
 # third worker still gains on 2 cores); worksteal keeps the long tests from ending up queued behind each other
-.venv/bin/python -m pytest -q -p no:cacheprovider -n "${TUSK_TEST_WORKERS:-3}" --dist worksteal "$@"
+.venv/bin/python -m pytest -q -p no:cacheprovider -n "${TUSK_TEST_WORKERS:-3}" --dist worksteal --durations=30 "$@"
