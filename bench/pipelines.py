@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/pipelines.py            # 10k datums for overhead, 20k files for the change test
     .venv/bin/python bench/pipelines.py --quick    # 1k / 2k
+    .venv/bin/python bench/pipelines.py --only big # only the cases whose name holds "big" (and DVC's "dvc big")
 
 Per file, the work is the same tiny transformation (uppercase the text). Tusk
 runs it per datum (glob /*), in a new process per datum as Pachyderm does;
@@ -19,7 +20,8 @@ Targets, each checked against a floor measured in the same run (the table ends t
 - python per datum: <= 1.5x the spawn floor `python -c pass` (median of 20);
 - transform.function (warm workers), local, 2 workers: <= 1 ms per datum;
 - 1 of M inputs changed: exactly 1 datum processed, and the job <= 0.3 s (DVC `repro`
-  of the same change shown beside it, when DVC runs).
+  of the same change shown beside it, when DVC runs); the same with the input crossed with a one-file model
+  repo (`cross` of `in` /* and `model` /), as an inference pipeline has it.
 
 Each case prints the machine's load before and after, and runs again (up to 3
 times in all, from a fresh Tusk home) when the load was high (bench/verdicts.py).
@@ -89,10 +91,11 @@ def _duration(job: dict[str, str]) -> float:
 
 
 def tusk_case(work: Path, data: Path, runtime: str, parallelism: int, work_kind: str,
-              batching: bool = False, function: bool = False) -> dict[str, float]:
+              batching: bool = False, function: bool = False, cross: bool = False) -> dict[str, float]:
     """Create the pipeline on `data`, change one file, rerun with no change; wall and job times for each.
 
     ``batching``: the same work with ``transform.datum_batching`` (one command per worker, `pachctl next datum`).
+    ``cross``: the input crossed with a repo holding one model file (glob ``/``).
     """
     code = work / "code"
     code.mkdir(exist_ok=True)
@@ -107,15 +110,19 @@ def tusk_case(work: Path, data: Path, runtime: str, parallelism: int, work_kind:
             "stdin": ["while pachctl next datum; do cp -r /pfs/in/. /pfs/out/; done"]}
     if function:
         transform = {"function": "upper_function:upper"}
-    kind = f"{work_kind}{'-batched' if batching else ''}{'-function' if function else ''}"
+    kind = f"{work_kind}{'-batched' if batching else ''}{'-function' if function else ''}{'-cross' if cross else ''}"
     spec = code / f"upper-{kind}-{parallelism}.json"
+    inp: dict[str, object] = {"pfs": {"repo": "in", "glob": "/*"}}
     spec.write_text(json.dumps({
-        "pipeline": {"name": "upper"}, "parallelism_spec": {"constant": parallelism},
-        "transform": transform, "input": {"pfs": {"repo": "in", "glob": "/*"}},
+        "pipeline": {"name": "upper"}, "parallelism_spec": {"constant": parallelism}, "transform": transform,
+        "input": {"cross": [inp, {"pfs": {"repo": "model", "glob": "/"}}]} if cross else inp,
     }))
     tusk = Tusk(work / f"tusk-{data.name}-{runtime}-{parallelism}-{kind}")
     tusk.env["TUSK_RUNTIME"] = runtime
     tusk.run("repo", "create", "in")
+    if cross:
+        tusk.run("repo", "create", "model")
+        tusk.run("put", "file", "model@master:/model.bin", "-f", "-", stdin=b"weights\n")
     tusk.run("put", "file", "in@master:/", "-r", "-f", str(data))
     first = tusk.run("pipeline", "create", "-f", str(spec))
     one = tusk.run("put", "file", "in@master:/f000007.txt", "-f", "-", stdin=b"changed record\n")
@@ -208,7 +215,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / ".work" / "pipelines")
     ap.add_argument("--no-dvc", action="store_true")
+    ap.add_argument("--only", action="append", default=[], metavar="TEXT",
+                    help="run only the cases whose name holds TEXT (repeatable); the table checks those")
     args = ap.parse_args()
+
+    def chosen(key: str) -> bool:
+        return not args.only or any(text in key for text in args.only)
+
     compile_bytecode()  # as an installed Tusk has it (verdicts.compile_bytecode)
     small_n, big_n = (1_000, 2_000) if args.quick else (10_000, 20_000)
     work = args.work
@@ -225,6 +238,8 @@ def main() -> None:
     r: dict[str, dict[str, float]] = {}
 
     def case(key: str, data: Path, runtime: str, parallelism: int, work_kind: str, **kw: bool) -> None:
+        if not chosen(key):
+            return
         r[key] = section_with_retries(f"tusk: {key} ({len(os.listdir(data)):,} inputs)",
                                       lambda: tusk_case(work, data, runtime, parallelism, work_kind, **kw))
 
@@ -238,14 +253,19 @@ def main() -> None:
     case("python function local p2", small, "local", 2, "python", function=True)
     case(f"python function {sandbox} p2", small, sandbox, 2, "python", function=True)
     case("big cp local p2", big, "local", 2, "cp")
+    case("big cross cp local p2", big, "local", 2, "cp", cross=True)
     if dvc:
         for key, n in (("dvc small", small_n), ("dvc big", big_n)):
+            if not chosen(key):
+                continue
             with Section(f"dvc repro: {n:,} inputs"):
                 r[key] = dvc_case(work, dvc, n)
     (work / "results.json").write_text(json.dumps({"dvc_version": dvc.version if dvc else None, "floors": floors,
                                                    **r}, indent=2))
 
-    def line(label: str, x: dict[str, float], n: int, per_datum: bool = True) -> str:
+    def line(label: str, x: dict[str, float] | None, n: int, per_datum: bool = True) -> str:
+        if x is None:
+            return f"  {label:<40} (not run)"
         job = x.get("first_job_s", x["first_s"])
         per = f", {1000 * job / n:5.2f} ms/datum" if per_datum else ""
         return (f"  {label:<40} first job {job:7.2f} s ({int(x['first_datums'])} datums{per})"
@@ -257,23 +277,24 @@ def main() -> None:
           + (f", cp in the bwrap sandbox {1000 * floors['spawn_cp_bwrap_s']:.2f} ms" if "spawn_cp_bwrap_s" in floors
              else "") + f", python -c pass {1000 * floors['spawn_python_s']:.2f} ms")
     print(f"{small_n} tiny inputs; per-datum overhead measured with a trivial command (cp):")
-    print(line("tusk, cp per datum, local, 1 worker", r["cp local p1"], small_n))
-    print(line("tusk, cp per datum, local, 2 workers", r["cp local p2"], small_n))
-    print(line(f"tusk, cp per datum, {sandbox}, 2 workers", r[f"cp {sandbox} p2"], small_n))
-    print(line("tusk, python per datum, 2 workers", r["python local p2"], small_n))
+    print(line("tusk, cp per datum, local, 1 worker", r.get("cp local p1"), small_n))
+    print(line("tusk, cp per datum, local, 2 workers", r.get("cp local p2"), small_n))
+    print(line(f"tusk, cp per datum, {sandbox}, 2 workers", r.get(f"cp {sandbox} p2"), small_n))
+    print(line("tusk, python per datum, 2 workers", r.get("python local p2"), small_n))
     print("  with transform.datum_batching (one command per worker, fed by `pachctl next datum`):")
-    print(line("tusk, cp batched, local, 2 workers", r["cp batched local p2"], small_n))
-    print(line("tusk, python batched, local, 2 workers", r["python batched local p2"], small_n))
-    print(line(f"tusk, python batched, {sandbox}, 2 workers", r[f"python batched {sandbox} p2"], small_n))
+    print(line("tusk, cp batched, local, 2 workers", r.get("cp batched local p2"), small_n))
+    print(line("tusk, python batched, local, 2 workers", r.get("python batched local p2"), small_n))
+    print(line(f"tusk, python batched, {sandbox}, 2 workers", r.get(f"python batched {sandbox} p2"), small_n))
     print("  with transform.function (a module imported once per worker, its function called per datum):")
-    print(line("tusk, python function, local, 2 workers", r["python function local p2"], small_n))
-    print(line(f"tusk, python function, {sandbox}, 2 workers", r[f"python function {sandbox} p2"], small_n))
+    print(line("tusk, python function, local, 2 workers", r.get("python function local p2"), small_n))
+    print(line(f"tusk, python function, {sandbox}, 2 workers", r.get(f"python function {sandbox} p2"), small_n))
     if dvc:
-        print(line("dvc repro, python over all files", r["dvc small"], small_n, per_datum=False))
+        print(line("dvc repro, python over all files", r.get("dvc small"), small_n, per_datum=False))
     print(f"{big_n} inputs, one changes (DVC reruns the stage):")
-    print(line("tusk, cp per datum, local, 2 workers", r["big cp local p2"], big_n))
+    print(line("tusk, cp per datum, local, 2 workers", r.get("big cp local p2"), big_n))
+    print(line("tusk, the same crossed with a model repo", r.get("big cross cp local p2"), big_n))
     if dvc:
-        print(line("dvc repro, python over all files", r["dvc big"], big_n, per_datum=False))
+        print(line("dvc repro, python over all files", r.get("dvc big"), big_n, per_datum=False))
     print("  Tusk 'job' times are the job's own start-to-finish; whole CLI runs add the CLI's start-up:")
     for k, x in r.items():
         if not k.startswith("dvc"):
@@ -297,16 +318,22 @@ def targets(r: dict[str, dict[str, float]], floors: dict[str, float], sandbox: s
     for key, floor, what in (("cp local p1", local, "spawn cp"), ("cp local p2", local, "spawn cp"),
                              (f"cp {sandbox} p2", sandboxed, f"spawn cp ({sandbox})"),
                              ("python local p2", python, "spawn python -c pass")):
+        if key not in r:
+            continue
         t.at_most(f"{key}: per datum", per_datum(key), f"{what} {ms(floor)}", 1.5 * floor, unit="ms", scale=1000,
                   target=f"<= 1.5x the floor ({ms(1.5 * floor)})")
-    t.at_most("python function local p2: per datum", per_datum("python function local p2"), "warm workers, no spawn",
-              0.001, unit="ms", scale=1000)
-    big = r["big cp local p2"]
-    t.equal(f"1 of {big_n:,} changed: datums processed", big["one_change_datums"], 1)
+    if "python function local p2" in r:
+        t.at_most("python function local p2: per datum", per_datum("python function local p2"),
+                  "warm workers, no spawn", 0.001, unit="ms", scale=1000)
     dvc = r.get("dvc big")
-    t.at_most(f"1 of {big_n:,} changed: job", big["one_change_job_s"],
-              f"dvc repro {dvc['one_change_s']:.3f} s ({int(dvc['one_change_datums']):,} files)" if dvc
-              else "dvc repro (skipped)", 0.3)
+    for key, what in (("big cp local p2", ""), ("big cross cp local p2", ", crossed with a model")):
+        if key not in r:
+            continue
+        big = r[key]
+        t.equal(f"1 of {big_n:,} changed{what}: datums processed", big["one_change_datums"], 1)
+        t.at_most(f"1 of {big_n:,} changed{what}: job", big["one_change_job_s"],
+                  f"dvc repro {dvc['one_change_s']:.3f} s ({int(dvc['one_change_datums']):,} files)" if dvc
+                  else "dvc repro (skipped)", 0.3)
     t.print(f"targets ({small_n:,} tiny inputs for the overhead; DVC {dvc_version or '(skipped)'}; floors measured "
             "in this run)")
 

@@ -1,8 +1,9 @@
 """A job whose pipeline's output came from an earlier job over the same input takes its datums as changes from
 that job (``JobService._changed_datums``): it globs only the paths the input commit changed, and inherits every
 other datum's row and output. Checked against the same history with every job globbing its whole input: the same
-job states and counts, the same output trees and the same datum listings. On SQLite + local objects and
-PostgreSQL + S3; and a SIGKILL in the middle of such a job redoes nothing it finished."""
+job states and counts, the same output trees and the same datum listings; for pfs inputs on SQLite + local
+objects and PostgreSQL + S3, for cross, union, join and group inputs (``tusk.pipelines.datum_changes``) on
+SQLite; and a SIGKILL in the middle of such a job redoes nothing it finished."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +77,10 @@ def _plain(job: JobInfo, d: DatumInfo) -> tuple[Any, ...]:
     return d.id, d.state, tuple(i["path"] for i in d.inputs), d.error
 
 
-def _record(c: Client) -> dict[str, list[tuple[Any, ...]]]:
+def _record(c: Client, names: Iterable[str]) -> dict[str, list[tuple[Any, ...]]]:
     """Each pipeline's jobs, oldest first: state, counts, output tree and datums."""
     out: dict[str, list[tuple[Any, ...]]] = {}
-    for name in GLOBS:
+    for name in names:
         rows = []
         for j in reversed(c.list_jobs(name)):
             tree = c.inspect_commit(f"{name}@{j.output_commit}").tree if j.output_commit else None
@@ -88,14 +90,17 @@ def _record(c: Client) -> dict[str, list[tuple[Any, ...]]]:
     return out
 
 
-def test_a_job_over_the_changes_equals_a_job_over_every_datum(backend: Backend, tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def _compared(backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, history: Callable[[Client], None],
+              names: Iterable[str]) -> tuple[dict[str, list[tuple[Any, ...]]], dict[str, list[str]], int]:
+    """The history run with every job listing all its datums, and again with jobs taking the changes: each
+    pipeline's record, which must be the same both times; how each job of the second run was planned; and how
+    many of them globbed their whole input."""
     with monkeypatch.context() as m:
         m.setattr(JobService, "_changed_datums", lambda *a: None)
         with _client({"TUSK_HOME": str(tmp_path / "every"), "TUSK_USER": "tester"}) as c:
-            _history(c)
-            expected = _record(c)
-    planned: dict[str, list[str]] = {name: [] for name in GLOBS}  # each pipeline's jobs: how each was planned
+            history(c)
+            expected = _record(c, names)
+    planned: dict[str, list[str]] = {name: [] for name in names}  # each pipeline's jobs: how each was planned
     changed, every = JobService._changed_datums, jobs_module.enumerate_datums
 
     def spy_changed(self: JobService, job_id: str, p: Any, *args: Any) -> Any:
@@ -112,12 +117,18 @@ def test_a_job_over_the_changes_equals_a_job_over_every_datum(backend: Backend, 
     monkeypatch.setattr(JobService, "_changed_datums", spy_changed)
     monkeypatch.setattr(jobs_module, "enumerate_datums", spy_every)
     with _client(backend.env) as c:
-        _history(c)
-        got = _record(c)
-    for name in GLOBS:
+        history(c)
+        got = _record(c, names)
+    for name in names:
         assert [j[:6] for j in got[name]] == [j[:6] for j in expected[name]], name
         assert [j[6] for j in got[name]] == [j[6] for j in expected[name]], name
         assert len(planned[name]) == len(got[name])
+    return got, planned, len(globbed)
+
+
+def test_a_job_over_the_changes_equals_a_job_over_every_datum(backend: Backend, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    got, planned, globbed = _compared(backend, tmp_path, monkeypatch, _history, GLOBS)
     states = [j[0] for j in got["top"]]
     assert states.count("failure") == 2 and states[-1] == "success", states  # (/a/y bad, then /f3 beside it)
     # each job took the changes but each pipeline's first, the one that emptied its input (no datum left to
@@ -126,7 +137,81 @@ def test_a_job_over_the_changes_equals_a_job_over_every_datum(backend: Backend, 
     for name in ("top", "every", "second"):
         assert planned[name].count("every") == 3, (name, planned[name])
     assert planned["root"].count("changes") == 1, planned["root"]
-    assert len(globbed) == sum(p.count("every") for p in planned.values())  # the others globbed nothing
+    assert globbed == sum(p.count("every") for p in planned.values())  # the others globbed nothing
+
+
+# a datum of a combined input writes one file named after what it sees under /pfs: the paths and their content
+COMBINED_WORK = ("cd /pfs && l=$(find . -path ./out -prune -o -path './.*' -prune -o -type f -print | sort) && "
+                 "! grep -qs bad $l /dev/null && n=$(echo \"$l\" | md5sum | cut -c1-16) && "
+                 "{ echo \"$l\"; cat $l /dev/null; } > out/$n")
+
+
+def _pfs(repo: str, glob: str, **more: Any) -> dict[str, Any]:
+    return {"pfs": {"repo": repo, "glob": glob, **more}}
+
+
+COMBINED: dict[str, dict[str, Any]] = {
+    "cross": {"cross": [_pfs("data", "/*"), _pfs("model", "/")]},  # data x model, the usual one
+    "crosses": {"cross": [_pfs("data", "/f2*"), _pfs("model", "/*"), _pfs("other", "/*")]},
+    "union": {"union": [_pfs("data", "/*"), _pfs("other", "/*")]},
+    "nested": {"cross": [{"union": [_pfs("data", "/*/*"), _pfs("other", "/*")]}, _pfs("model", "/*")]},
+    "join": {"join": [_pfs("data", "/(f*)", join_on="$1", outer_join=True), _pfs("other", "/(f*)", join_on="$1")]},
+    "group": {"group": [_pfs("data", "/(f*)", group_by="$1"), _pfs("other", "/(*)", group_by="$1")]},
+}
+
+
+def _combined_history(c: Client) -> None:
+    """Changes to each side of the combinations: a file changed, added, deleted, changed back (the cache), a
+    directory deleted, a failing datum and its fix, one side emptied and filled again."""
+    for repo in ("data", "model", "other"):
+        c.create_repo(repo)
+    with c.modify("data@master") as m:
+        for path in ("/a/x", "/a/y", "/b/z", *(f"/f{i}" for i in range(24))):
+            m.put_bytes(path, f"{path} first\n".encode())
+    with c.modify("model@master") as m:
+        m.put_bytes("/m1", b"m1\n")
+        m.put_bytes("/m2", b"m2\n")
+    with c.modify("other@master") as m:
+        for path in ("/f1", "/f2", "/o1"):
+            m.put_bytes(path, f"{path} other\n".encode())
+    for name, inp in COMBINED.items():
+        c.create_pipeline({"pipeline": {"name": name}, "transform": {"cmd": ["sh", "-c", COMBINED_WORK]},
+                           "input": inp})
+    c.put_file("data@master:/f1", b"f1 changed\n")
+    c.put_file("model@master:/m1", b"m1 changed\n")
+    with c.modify("data@master") as m:
+        m.put_bytes("/f30", b"thirty\n")
+        m.delete("/f2")
+        m.put_bytes("/a/x", b"x changed\n")
+    with c.modify("other@master") as m:
+        m.delete("/f2")
+        m.put_bytes("/o1", b"o1 changed\n")
+        m.put_bytes("/f3", b"three\n")
+    c.put_file("data@master:/f1", b"/f1 first\n")  # back as it was: its datums come from the cache
+    c.put_file("model@master:/m3", b"m3\n")
+    with c.modify("data@master") as m:
+        m.delete("/a")
+    c.put_file("data@master:/f20", b"bad\n")
+    c.put_file("data@master:/f20", b"fixed\n")
+    with c.modify("model@master") as m:
+        m.delete("/")
+    c.put_file("model@master:/m1", b"m1 back\n")
+    c.put_file("other@master:/o2", b"o2\n")
+
+
+def test_combined_inputs_over_the_changes_equal_every_datum(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    backend = Backend("sqlite-local", {"TUSK_HOME": str(tmp_path / "changes"), "TUSK_USER": "tester"})
+    got, planned, _ = _compared(backend, tmp_path, monkeypatch, _combined_history, COMBINED)
+    for name in COMBINED:
+        states = [j[0] for j in got[name]]
+        assert ("failure" in states) == (name != "nested") and states[-1] == "success", (name, states)  # (/f20)
+        assert planned[name].count("changes") >= len(planned[name]) // 2, (name, planned[name])
+    # one data file changed: the one datum with it, the others inherited; the model changed: every datum (the
+    # job lists them all); the model emptied: none
+    assert planned["cross"][1] == "changes" and got["cross"][1][1:5] == (26, 1, 25, 0), got["cross"][1]
+    assert planned["cross"][2] == "every" and got["cross"][2][1:5] == (26, 26, 0, 0), got["cross"][2]
+    assert [j[1] for j in got["cross"]][-2:] == [0, 25]
 
 
 TUSK = [sys.executable, "-m", "tusk"]

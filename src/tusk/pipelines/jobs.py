@@ -34,8 +34,9 @@ from tusk.errors import Conflict, IntegrityError, InvalidArgument, JobNotFound, 
 from tusk.ids import Digest, is_commit_id, new_commit_id
 from tusk.pipelines import datum_rows
 from tusk.pipelines.codestore import JobCode
+from tusk.pipelines.datum_changes import Changes, datum_changes
 from tusk.pipelines.datum_rows import BaseRow, Sharing, base_rows
-from tusk.pipelines.datums import Datum, Match, datum_hash, enumerate_datums, pfs_datum
+from tusk.pipelines.datums import Datum, Globber, Match, datum_hash, enumerate_datums, pfs_datum
 from tusk.pipelines.executors import Executor, LocalExecutor
 from tusk.pipelines.outcomes import OutcomeLog, replay
 from tusk.pipelines.records import DatumInfo, JobInfo, input_commits, job_state
@@ -458,15 +459,8 @@ class JobService:
         """Every datum of the job's inputs: those finished before a crash, those whose hash is cached (skipped,
         with their rows shared with the base job where they can be), and the rest to run."""
         spec = p.spec
-
-        def globber(leaf: PfsInput) -> tuple[str, list[Match]]:
-            commit = next(i["commit"] for i in inputs if i["name"] == leaf.input_name)
-            root = roots[leaf.input_name]
-            if root == EMPTY_TREE:  # no commit on the input branch yet, or an empty one: nothing to process
-                return commit, []
-            return commit, [Match(path, e, g) for path, e, g in self.ctx.trees.glob_groups(root, leaf.glob)]
-
-        datums = enumerate_datums(spec.input.effective(spec.name), globber)
+        datums = enumerate_datums(spec.input.effective(spec.name),
+                                  self._globber({i["name"]: (i["commit"], roots[i["name"]]) for i in inputs}))
         hashes = {d.id: datum_hash(d, p.version.salt) for d in datums}
         with self.ctx.db.write() as s:
             s.execute(update(JobRow).where(JobRow.id == job_id).values(datums_total=len(datums)))
@@ -503,25 +497,38 @@ class JobService:
 
     def _changed_datums(self, job_id: str, p: StoredPipeline, inputs: list[InputCommit], roots: dict[str, str],
                         done_before: dict[str, DatumRunRow]) -> _Plan | None:
-        """The job's datums as changes from the job that wrote its pipeline's output (``_previous``): the glob
-        matches that differ between that job's input tree and this one's (``TreeStore.glob_changes``), each
-        run, taken from the datum cache, or gone; every other datum is that job's, with its row and output. So a
-        job's cost follows its change, not its input's size. None when this job must list all its datums: no
-        such job, another input or salt, a combined input, or rows too many to share."""
+        """The job's datums as changes from the job that wrote its pipeline's output (``_previous``): the datums
+        that differ between that job's input commits and this one's (``tusk.pipelines.datum_changes``: from the
+        glob matches on the paths each input commit changed, ``TreeStore.glob_changes``), each run, taken from
+        the datum cache, or gone; every other datum is that job's, with its row and output. So a job's cost
+        follows its change, not its input's size. None when this job must list all its datums: no such job,
+        another input or salt, or rows too many to share."""
         spec = p.spec
-        leaf = spec.input.effective(spec.name).pfs
-        if leaf is None or spec.reprocess_spec != "until_success":
+        inp = spec.input.effective(spec.name)
+        if not inp.leaves() or spec.reprocess_spec != "until_success":
             return None
         with self.ctx.db.read() as s:
-            prev = self._previous(s, p, leaf)
+            prev = self._previous(s, p)
             if prev is None:
                 return None
-            commit = next(i["commit"] for i in inputs if i["name"] == leaf.input_name)
-            changes = list(self.ctx.trees.glob_changes(prev.root, roots[leaf.input_name], leaf.glob))
-            present = [pfs_datum(leaf, commit, Match(path, new, g)) for path, _, new, g in changes if new is not None]
-            gone = [pfs_datum(leaf, prev.commit, Match(path, old, g)).id
-                    for path, old, new, g in changes if new is None and old is not None]
-            total = prev.total + sum(old is None for _, old, new, _ in changes if new is not None) - len(gone)
+            sources, earlier = {i["name"]: (i["commit"], roots[i["name"]]) for i in inputs}, prev.sources
+
+            def leaf(pfs: PfsInput) -> Changes:  # a pfs input's changed glob matches
+                (old_commit, old_root), (commit, root) = earlier[pfs.input_name], sources[pfs.input_name]
+                out = Changes()
+                for path, old, new, g in self.ctx.trees.glob_changes(old_root, root, pfs.glob):
+                    if new is not None:
+                        out.present.append(d := pfs_datum(pfs, commit, Match(path, new, g)))
+                        if old is None:
+                            out.added.add(d.id)
+                    elif old is not None:
+                        out.gone.append(pfs_datum(pfs, old_commit, Match(path, old, g)))
+                return out
+
+            changes = datum_changes(inp, leaf, self._globber(earlier), self._globber(sources))
+            present = changes.present
+            gone = [d.id for d in changes.gone]
+            total = prev.total + len(changes.added) - len(gone)
             hashes = {d.id: datum_hash(d, p.version.salt) for d in present}
             ids = [*hashes, *gone]
             based: dict[str, BaseRow] = {}  # the base job's shareable rows of the changed datums
@@ -591,7 +598,7 @@ class JobService:
             return None
         return prior.output_tree, prior.state
 
-    def _previous(self, s: Session, p: StoredPipeline, leaf: PfsInput) -> _Previous | None:
+    def _previous(self, s: Session, p: StoredPipeline) -> _Previous | None:
         """The job that wrote the pipeline's output head, when a job may take its datums as changes from it: it
         succeeded, over this input (the same spec input and salt, so the same datums and hashes)."""
         repo = s.scalar(select(RepoRow).where(RepoRow.name == p.name))
@@ -604,13 +611,26 @@ class JobService:
             self.pipelines.load(s, p.name, job.pipeline_version)
         if version.version.salt != p.version.salt or version.spec.input != p.spec.input:
             return None
-        source = next((i for i in input_commits(job.input_commits) if i["name"] == leaf.input_name), None)
-        commit = refstore.commit(s, source["commit"]) if source is not None and source["commit"] else None
-        if source is None or (source["commit"] and commit is None):
+        sources: dict[str, tuple[str, str]] = {}  # its input commits and their trees, by input name
+        for source in input_commits(job.input_commits):
+            commit = refstore.commit(s, source["commit"]) if source["commit"] else None
+            if source["commit"] and commit is None:
+                return None
+            sources[source["name"]] = \
+                (source["commit"], commit.tree_digest if commit is not None and commit.tree_digest else EMPTY_TREE)
+        if any(leaf.input_name not in sources for leaf in p.spec.input.effective(p.name).leaves()
+               if isinstance(leaf, PfsInput)):
             return None
-        root = commit.tree_digest if commit is not None and commit.tree_digest else EMPTY_TREE
-        return _Previous(job.id, job.datums_base or job.id, source["commit"], root, head.tree_digest,
-                         job.datums_total)
+        return _Previous(job.id, job.datums_base or job.id, sources, head.tree_digest, job.datums_total)
+
+    def _globber(self, sources: dict[str, tuple[str, str]]) -> Globber:
+        """The glob matches of each pfs input in these input commits: name -> (commit, tree)."""
+        def globber(leaf: PfsInput) -> tuple[str, list[Match]]:
+            commit, root = sources[leaf.input_name]
+            if root == EMPTY_TREE:  # no commit on the input branch yet, or an empty one: nothing to process
+                return commit, []
+            return commit, [Match(path, e, g) for path, e, g in self.ctx.trees.glob_groups(root, leaf.glob)]
+        return globber
 
     def _merge_changes(self, base: str, ids: list[str], before: dict[str, str], outputs: dict[str, str]) -> str:
         """The previous output with the changed datums' outputs in place of what they wrote before; a path
@@ -999,8 +1019,7 @@ class _Previous(NamedTuple):
 
     job: str
     base: str  # the job whose rows it shares (itself, when it has a row for each of its datums)
-    commit: str  # its input commit
-    root: str  # that commit's tree
+    sources: dict[str, tuple[str, str]]  # its input commits and their trees, by input name
     output: str  # its output tree
     total: int  # its datums
 
