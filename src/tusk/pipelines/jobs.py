@@ -529,6 +529,8 @@ class JobService:
             present = changes.present
             gone = [d.id for d in changes.gone]
             total = prev.total + len(changes.added) - len(gone)
+            if len(present) >= total:  # every datum changed (a cross's model did): nothing to share (``shared``
+                return None  # below is at most total - present), known before any query of rows
             hashes = {d.id: datum_hash(d, p.version.salt) for d in present}
             ids = [*hashes, *gone]
             based: dict[str, BaseRow] = {}  # the base job's shareable rows of the changed datums
