@@ -224,6 +224,10 @@ def test_a_large_model_is_read_into_one_buffer_and_refused_when_a_middle_chunk_c
     assert isinstance(files["/model.joblib"], memoryview) and files["/model.joblib"] == blob  # one buffer, no join
     loaded = pc.load_model("models@master")
     assert list(loaded.predict(xs[:50])) == list(model.predict(xs[:50]))
+    owner = loaded.impl._fit_X
+    while isinstance(owner, np.ndarray) and owner.base is not None:
+        owner = owner.base
+    assert isinstance(owner, memoryview)  # its training array is a view of the verified buffer, not a copy
     pc.export_model("models@master", tmp_path / "export")
     assert (tmp_path / "export" / "model.joblib").read_bytes() == blob
     assert pc.verify_model("models@master").commit == pc.inspect_commit("models@master").id

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tusk.errors import ModelUnloadable
+from tusk.models import joblib_in_place
 from tusk.models.manifest import Manifest, ModelEntry
 from tusk.storage.buffers import reader
 
@@ -123,8 +124,11 @@ def _pickled(entry: ModelEntry, files: Mapping[str, FileBytes], manifest: Manife
 
 def _joblib(entry: ModelEntry, files: Mapping[str, FileBytes], manifest: Manifest | None) -> LoadedModel:
     joblib = _require("joblib", "joblib", "ml")
+    data = files[entry.path]
     try:
-        impl = joblib.load(reader(files[entry.path], entry.path))
+        impl = joblib_in_place.load(data, entry.path) if isinstance(data, memoryview) else None
+        if impl is None:
+            impl = joblib.load(reader(data, entry.path))
     except ImportError as e:
         raise _missing(e, entry.path, "joblib") from e
     except Exception as e:
