@@ -94,7 +94,14 @@ def _compared(backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
               names: Iterable[str]) -> tuple[dict[str, list[tuple[Any, ...]]], dict[str, list[str]], int]:
     """The history run with every job listing all its datums, and again with jobs taking the changes: each
     pipeline's record, which must be the same both times; how each job of the second run was planned; and how
-    many of them globbed their whole input."""
+    many of them globbed their whole input.
+
+    The specs are dicts, whose code is the working directory: it is an empty one of the test's own, so that
+    another test writing into the checkout cannot change the code between a create and an update (a change the
+    update would rightly reprocess for)."""
+    code = tmp_path / "code"
+    code.mkdir()
+    monkeypatch.chdir(code)
     with monkeypatch.context() as m:
         m.setattr(JobService, "_changed_datums", lambda *a: None)
         with _client({"TUSK_HOME": str(tmp_path / "every"), "TUSK_USER": "tester"}) as c:

@@ -416,7 +416,7 @@ def test_logged_requests_are_committed_to_the_deployment_repo(backend: Backend) 
         assert len(first["inputs"]) == 2 and set(first["inputs"][0]) == set(FEATURES_13)
         assert len(first["outputs"]["predict"]) == 2
         commits = c.list_commits("census-requests@master")
-        assert len(commits) >= 3
+        assert len(commits) >= 2  # at least one batch while serving (two, unless the second was waiting) and the rest
         assert {(p["repo"], p["commit"]) for p in commits[0].provenance} == {("census-model", v1)}
     finally:
         c.close()
