@@ -22,10 +22,11 @@ a model that writes into its arrays writes into it.
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any
 
-from tusk.storage.buffers import reader
+from tusk.storage.buffers import byte_view, reader
 
 __all__ = ["load"]
 
@@ -45,7 +46,7 @@ def load(buffer: memoryview, name: str) -> Any | None:
         base_unpickler, base_wrapper = jp.NumpyUnpickler, jp.NumpyArrayWrapper
     except (ImportError, AttributeError):
         return None
-    view = buffer.cast("B") if buffer.format != "B" or buffer.ndim != 1 else buffer
+    view = byte_view(buffer)
 
     class Wrapper(base_wrapper):  # type: ignore[misc, valid-type]  # joblib is untyped
         """joblib's array placeholder, which reads its array as a view where it can."""
@@ -86,9 +87,7 @@ def _viewed(wrapper: Any, unpickler: Any, view: memoryview, np: Any) -> Any | No
     if start >= len(view):
         return None
     offset = start + 1 + view[start]  # joblib's padding: one byte saying how many follow, then the array
-    count = 1
-    for n in wrapper.shape:
-        count *= int(n)
+    count = math.prod(int(n) for n in wrapper.shape)
     nbytes = count * dtype.itemsize
     if offset + nbytes > len(view) or offset % dtype.alignment:
         return None

@@ -19,7 +19,7 @@ import io
 import mmap
 import os
 
-__all__ = ["MAPPED_FROM", "SeekableReader", "allocate", "reader", "write_all"]
+__all__ = ["MAPPED_FROM", "SeekableReader", "allocate", "byte_view", "reader", "write_all"]
 
 MAPPED_FROM = 4 << 20  # below this, an ordinary bytearray: a mapping per small file is not worth it
 _HUGE = getattr(mmap, "MADV_HUGEPAGE", None)  # Linux
@@ -32,6 +32,11 @@ def write_all(fd: int, data: bytes | memoryview) -> int:
     while view:
         view = view[os.write(fd, view):]
     return total
+
+
+def byte_view(view: memoryview) -> memoryview:
+    """``view`` as one flat run of bytes (indexing gives ints, ``len`` counts bytes)."""
+    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
 
 
 def allocate(size: int) -> memoryview:
@@ -80,7 +85,7 @@ class SeekableReader(io.RawIOBase):
 class _ViewFile(SeekableReader):
     def __init__(self, view: memoryview, name: str) -> None:
         super().__init__(len(view), name)
-        self._view = view.cast("B") if view.format != "B" or view.ndim != 1 else view
+        self._view = byte_view(view)
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
         target = memoryview(b).cast("B")
